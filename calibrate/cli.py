@@ -12,7 +12,7 @@ import click
 
 from sim.errors import UserError
 
-STAGES = ("idle", "grid", "host", "check", "repeat")
+STAGES = ("idle", "grid", "host", "cbhost", "check", "repeat", "interconnect")
 
 
 def _versions() -> dict:
@@ -44,6 +44,25 @@ def _require_gpu() -> None:
         )
 
 
+def _interconnect(out_dir: Path) -> None:
+    """NCCL all-reduce over 2, 4, ... GPUs: one process per GPU, spawned from here; every
+    GPU metered. Skipped (said so) on a single-GPU node or when the table is already there."""
+    import torch
+
+    n = torch.cuda.device_count()
+    csv_path = out_dir / "allreduce.csv"
+    if n < 2:
+        click.echo(f"interconnect: skipped, this node has {n} GPU (needs >= 2)")
+        return
+    if csv_path.exists():
+        click.echo(f"interconnect: {csv_path} exists, kept (delete it to re-measure)")
+        return
+    from calibrate.interconnect import measure_allreduce
+
+    click.echo(f"interconnect: NCCL all-reduce on {n} GPUs, groups of 2..{n} ...")
+    measure_allreduce(csv_path)
+
+
 @click.command("calibrate")
 @click.option(
     "--out",
@@ -58,7 +77,10 @@ def _require_gpu() -> None:
 @click.option("--quick", is_flag=True, help="a small grid (minutes)")
 @click.option("--budget-minutes", type=float, help="stop measuring after this long (resume later)")
 @click.option(
-    "--stages", default=",".join(STAGES), show_default=True, help="which measurements to run"
+    "--stages",
+    default=",".join(STAGES),
+    show_default=True,
+    help="which measurements to run (interconnect: only on a node with >= 2 GPUs)",
 )
 @click.option(
     "--fit-only",
@@ -146,12 +168,19 @@ def calibrate_cmd(
         plan = [(*e[:4], tag) for e in HOST_FIT_PLAN if e[2] in wanted]
         # a repeated pass runs in reverse order, so drift within the session averages out
         run_models(plan[::-1] if tag else plan, out_dir / "host.csv", meter, budget_s=left())
+    if "cbhost" in stages:
+        from calibrate.cbbench import CB_FIT_PLAN, run_cb
+
+        plan = [e for e in CB_FIT_PLAN if e[2] in wanted]
+        run_cb(plan, out_dir / "cbhost.csv", meter, budget_s=left())
     if "check" in stages:
         names = models.split(",") if models else CHECK_MODELS
         plan = [(m, None, d, (1,), tag) for m in names for d in CHECK_DTYPES if d in wanted]
         run_models(plan[::-1] if tag else plan, out_dir / "wholemodel.csv", meter, budget_s=left())
     if "repeat" in stages:
         run_models(REPEAT_PLAN, out_dir / "wholemodel.csv", meter, budget_s=left())
+    if "interconnect" in stages:
+        _interconnect(out_dir)
     if (out_dir / "microbench.csv").exists():
         from calibrate.fit import fit_profile
 

@@ -13,6 +13,7 @@ from sim.dtypes import dtype_info
 from sim.kernels import (
     KernelGroup,
     attn_decode_kernel,
+    attn_packed_kernel,
     attn_prefill_kernel,
     elementwise_kernel,
     linear_kernel,
@@ -26,6 +27,22 @@ QUICK_TOKENS = (1, 128, 2048)
 # second pass (2026-11-22 13:2x UTC): more attention shapes, between the first pass's
 EXTRA_PREFILL = ((1, 256), (1, 1024), (1, 4096), (2, 512), (8, 256), (2, 2048))
 EXTRA_DECODE = ((2, 1024), (4, 512), (16, 1024), (32, 512), (32, 4096), (16, 8192))
+# transformers CB's packed masked attention (added 2026-11-22, second session): (step tokens,
+# KV read) from decode-only steps (few queries over long gathered KV) to full 8192-token
+# prefill chunks over a warm cache; the last three with Qwen2.5-0.5B's heads (14/2 x 64)
+PACKED = ((1, 512), (8, 4096), (32, 32768), (64, 38400), (128, 131072), (512, 512))
+PACKED += ((2048, 2048), (8192, 8192), (8192, 40960), (2048, 67584), (300, 120000))
+PACKED_SMALL_HEADS = ((16, 16384), (1024, 1024), (4096, 36864))
+# tensor-parallel shards of Llama-3.1-70B (hidden 8192, intermediate 28672, 64/8 heads)
+# at TP 2 and 4: q, k/v, o, gate/up and down projections, and the per-GPU attention heads
+TP_LINEAR_SHAPES = tuple(
+    s
+    for tp in (2, 4)
+    for s in ((8192, 8192 // tp), (8192, 1024 // tp), (8192 // tp, 8192), (28672 // tp, 8192))
+) + ((8192, 14336),)
+TP_TOKENS = (1, 128, 2048)
+TP_DTYPES = ("bfloat16", "fp8")
+TP_HEADS = ((32, 4), (16, 2))
 
 
 @dataclass(frozen=True)
@@ -59,6 +76,10 @@ class Point:
                 self.batch * self.kv_len, self.batch, self.heads, self.kv_heads, self.head_dim, dt
             )
             return KernelGroup(g.kclass, self.dtype, g.flops, g.bytes, 1)
+        if self.kclass == "attn_packed":
+            return attn_packed_kernel(
+                self.m, self.kv_len, self.heads, self.kv_heads, self.head_dim, dt
+            )
         if self.kclass == "elementwise":
             g = elementwise_kernel(3.0 * self.elems * dt.act_bytes, dt, 1)
             return KernelGroup(g.kclass, self.dtype, 0.0, g.bytes, 1)
@@ -85,4 +106,36 @@ def build_grid(dtypes: tuple[str, ...] = LINEAR_DTYPES, quick: bool = False) -> 
             pts += [Point("attn_decode", dt, batch=b, kv_len=L) for b, L in EXTRA_DECODE]
         sizes = (1 << 16, 1 << 24) if quick else (1 << 14, 1 << 18, 1 << 22, 1 << 26)
         pts += [Point("elementwise", dt, elems=n) for n in sizes]
+        packed = PACKED[::3] if quick else PACKED
+        pts += [Point("attn_packed", dt, m=q, kv_len=kv) for q, kv in packed]
+        if not quick:
+            pts += [
+                Point("attn_packed", dt, m=q, kv_len=kv, heads=14, kv_heads=2, head_dim=64)
+                for q, kv in PACKED_SMALL_HEADS
+            ]
+    if not quick:
+        pts += tp_shard_points(dtypes)
+    return pts
+
+
+def tp_shard_points(dtypes: tuple[str, ...]) -> list[Point]:
+    """The per-GPU kernels of a tensor-parallel 70B layer (issue 5): sharded projections and
+    attention with 64/tp query and 8/tp KV heads."""
+    pts = [
+        Point("linear", dt, m=m, n_in=i, n_out=o)
+        for dt in TP_DTYPES
+        if dt in dtypes
+        for (i, o) in TP_LINEAR_SHAPES
+        for m in TP_TOKENS
+    ]
+    if "bfloat16" in dtypes:
+        for h, kvh in TP_HEADS:
+            pts += [
+                Point("attn_prefill", "bfloat16", batch=1, seq=s, heads=h, kv_heads=kvh)
+                for s in (512, 4096)
+            ]
+            pts += [
+                Point("attn_decode", "bfloat16", batch=b, kv_len=1024, heads=h, kv_heads=kvh)
+                for b in (1, 32)
+            ]
     return pts

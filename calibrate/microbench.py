@@ -60,6 +60,41 @@ def _attention(p: Point, device: str) -> Callable[[], None]:
     return lambda: f(q, k, v, is_causal=causal, enable_gqa=True)
 
 
+def _packed_attention(p: Point, device: str) -> Callable[[], None]:
+    """One layer of transformers CB's paged|sdpa path (integrations/sdpa_paged.py and the
+    cache's index_select read-back): gather K/V rows of the paged cache, repeat the KV heads,
+    one dense SDPA under an additive mask that is a slice of a wider model-dtype buffer (as
+    the engine's mask is), output transposed back. Values do not matter to the cost."""
+    import torch
+
+    dt = getattr(torch, p.dtype)
+    block = 256
+    slots = -(-p.kv_len // block) * block + block
+    k_cache = _rand((slots, p.kv_heads, p.head_dim), p.dtype, device)
+    v_cache = _rand((slots, p.kv_heads, p.head_dim), p.dtype, device)
+    blocks = torch.randperm(slots // block, device=device)  # pages scattered over the cache
+    read = (blocks[:, None] * block + torch.arange(block, device=device)).flatten()[: p.kv_len]
+    q = _rand((1, p.heads, p.m, p.head_dim), p.dtype, device)
+    width = -(-(p.kv_len + 8192) // block) * block
+    mask = torch.zeros((1, 1, p.m, width), dtype=dt, device=device)[..., : p.kv_len]
+    rep = p.heads // p.kv_heads
+    f = torch.nn.functional.scaled_dot_product_attention
+
+    def heads(x):
+        x = x.transpose(0, 1).unsqueeze(0)
+        if rep > 1:
+            b, h, s, d = x.shape
+            x = x[:, :, None].expand(b, h, rep, s, d).reshape(b, h * rep, s, d)
+        return x.contiguous()
+
+    def run() -> None:
+        k = heads(torch.index_select(k_cache, 0, read))
+        v = heads(torch.index_select(v_cache, 0, read))
+        f(q.contiguous(), k, v, attn_mask=mask, is_causal=False).transpose(1, 2).contiguous()
+
+    return run
+
+
 def _elementwise(p: Point, device: str) -> Callable[[], None]:
     import torch
 
@@ -73,6 +108,8 @@ def make_kernel(p: Point, device: str) -> Callable[[], None]:
         return _linear(p, device)
     if p.kclass in ("attn_prefill", "attn_decode"):
         return _attention(p, device)
+    if p.kclass == "attn_packed":
+        return _packed_attention(p, device)
     if p.kclass == "elementwise":
         return _elementwise(p, device)
     raise ValueError(p.kclass)

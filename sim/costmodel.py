@@ -18,6 +18,7 @@ from sim.kernels import (
     EngineShape,
     KernelGroup,
     attn_decode_kernel,
+    attn_packed_kernel,
     attn_prefill_kernel,
     elementwise_kernel,
     layer_elementwise_bytes,
@@ -32,8 +33,12 @@ ENGINE_SHAPES: dict[str, EngineShape] = {
     "hf_eager": EngineShape(
         fused_qkv=False, fused_gate_up=False, elementwise_launches_per_layer=14
     ),
+    # transformers continuous batching: the same eager layers, attention through paged|sdpa
     "transformers_cb": EngineShape(
-        fused_qkv=False, fused_gate_up=False, elementwise_launches_per_layer=14
+        fused_qkv=False,
+        fused_gate_up=False,
+        elementwise_launches_per_layer=14,
+        packed_attention=True,
     ),
     # TGI flash models: fused qkv and gate_up, fused norm+residual and rotary kernels
     "tgi": EngineShape(fused_qkv=True, fused_gate_up=True, elementwise_launches_per_layer=5),
@@ -161,6 +166,8 @@ class CostModel:
     def _attention(self, work: StepWork) -> tuple[float, float]:
         c, L, dt, tp = self.card, self.card.num_hidden_layers, self.dt, self.tp
         nh, nkv, d = c.num_attention_heads // tp, max(c.num_key_value_heads // tp, 1), c.d_head
+        if self.shape.packed_attention:
+            return self._packed_attention(work, L, nh, nkv, d)
         t = e = 0.0
         for new, past in work.prefill:
             gc = self.group_cost(attn_prefill_kernel(new, past, nh, nkv, d, dt))
@@ -173,6 +180,17 @@ class CostModel:
             t += gc.time_s
             e += gc.energy_j
         return L * t, L * e
+
+    def _packed_attention(
+        self, work: StepWork, layers: int, nh: int, nkv: int, d: int
+    ) -> tuple[float, float]:
+        """transformers CB: per layer one masked SDPA of all step tokens over all KV read
+        (every sequence's past + new tokens); per step the mask slice is refilled."""
+        q = work.tokens
+        kv = sum(new + past for new, past in work.prefill) + work.decode_ctx_sum
+        layer = self.group_cost(attn_packed_kernel(q, kv, nh, nkv, d, self.dt))
+        mask = self.group_cost(elementwise_kernel(float(q) * kv * self.dt.act_bytes, self.dt, 1))
+        return layers * layer.time_s + mask.time_s, layers * layer.energy_j + mask.energy_j
 
     def host_s(self, n_seqs: int) -> float:
         h = self.host

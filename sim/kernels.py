@@ -7,6 +7,11 @@ Kernel classes:
   linear       GEMM/GEMV of m tokens through a weight (in x out); dtype = weight dtype
   attn_prefill causal attention of c new tokens over p cached + c new tokens
   attn_decode  attention of one new token over a KV cache of s tokens
+  attn_packed  transformers continuous batching's `paged|sdpa` attention: every sequence's
+               KV gathered from the paged cache, GQA heads repeated, then ONE dense SDPA of
+               all the step's query tokens against all gathered keys under an additive
+               block-diagonal mask (transformers 5.17 integrations/sdpa_paged.py), so its
+               cost grows with (step tokens) x (all KV read), not per sequence
   elementwise  norms, rotary, activation, residuals, embedding, sampling (memory bound)
   allreduce    tensor-parallel all-reduce (costed by the interconnect model, not here)
 """
@@ -18,7 +23,7 @@ from dataclasses import dataclass
 from sim.dtypes import DtypeInfo
 from sim.modelcard import ModelCard
 
-KERNEL_CLASSES = ("linear", "attn_prefill", "attn_decode", "elementwise")
+KERNEL_CLASSES = ("linear", "attn_prefill", "attn_decode", "attn_packed", "elementwise")
 
 
 @dataclass(frozen=True)
@@ -58,6 +63,24 @@ def attn_decode_kernel(
     return KernelGroup("attn_decode", dt.act_dtype, flops, bytes_, 1)
 
 
+def attn_packed_kernel(
+    q_total: int, kv_total: int, n_heads: int, n_kv: int, d: int, dt: DtypeInfo
+) -> KernelGroup:
+    """One layer of transformers CB `paged|sdpa`: index_select of K and V (read + write
+    kv_total x n_kv x d each), repeat_kv to n_heads (read n_kv, write n_heads; without GQA
+    the transposed view is made contiguous, the same traffic), then a dense
+    masked SDPA of q_total queries over kv_total keys: QK^T and PV over the full rectangle
+    (the mask zeroes, it does not skip), reading K, V, the model-dtype mask, Q, writing O."""
+    kvb, ab = dt.kv_bytes, dt.act_bytes
+    gather = 2 * 2 * kv_total * n_kv * d * kvb
+    repeat = 2 * kv_total * (n_kv + n_heads) * d * ab  # or .contiguous() of the transpose
+    sdpa = (
+        2 * kv_total * n_heads * d * ab + q_total * kv_total * ab + 2 * q_total * n_heads * d * ab
+    )
+    flops = 4.0 * n_heads * d * float(q_total) * float(kv_total)
+    return KernelGroup("attn_packed", dt.act_dtype, flops, float(gather + repeat + sdpa), 1)
+
+
 def elementwise_kernel(nbytes: float, dt: DtypeInfo, count: int) -> KernelGroup:
     return KernelGroup("elementwise", dt.act_dtype, 0.0, nbytes, count)
 
@@ -69,6 +92,7 @@ class EngineShape:
     fused_qkv: bool = False
     fused_gate_up: bool = False
     elementwise_launches_per_layer: int = 14  # HF eager Llama layer: norms, rotary, act, adds
+    packed_attention: bool = False  # one masked SDPA over the whole batch (attn_packed)
 
 
 def layer_linears(card: ModelCard, m: int, dt: DtypeInfo, tp: int, shape: EngineShape):

@@ -97,6 +97,12 @@ class GpuSpec(_Strict):
     source: str
 
 
+# a profile measured before a class existed costs it with its nearest measured class:
+# attn_packed (transformers CB's masked SDPA) with the flash prefill fit -- an optimistic
+# stand-in, since the masked kernel runs slower than flash attention
+CLASS_FALLBACK = {"attn_packed": "attn_prefill"}
+
+
 class Profile(_Strict):
     schema_version: int = SCHEMA_VERSION
     name: str
@@ -114,6 +120,8 @@ class Profile(_Strict):
         """Fit of a kernel class in a dtype; a dtype missing for a non-linear class falls back
         to bfloat16 (small kernels and attention run in the activation dtype)."""
         by_dtype = self.kernels.get(kclass)
+        if not by_dtype and kclass in CLASS_FALLBACK:
+            return self.kernel(CLASS_FALLBACK[kclass], dtype)
         if not by_dtype:
             raise UserError(f"profile '{self.name}': no kernel class '{kclass}'")
         if dtype in by_dtype:

@@ -57,13 +57,17 @@ def test_microbench_runner_on_cpu_torch(tmp_path):
         for L in (64, 512, 2048)
     ]
     pts += [Point("elementwise", "float32", elems=n) for n in (1 << 10, 1 << 14, 1 << 18)]
+    pts += [  # transformers CB's packed masked attention, the engine's exact op sequence
+        Point("attn_packed", "float32", m=q, kv_len=kv, heads=4, kv_heads=2, head_dim=32)
+        for q, kv in ((1, 256), (8, 2048), (64, 512), (256, 4096))
+    ]
     out = tmp_path / "microbench.csv"
     assert run_grid(pts, out, device="cpu", window_s=0.03, progress=False) == len(pts)
     assert run_grid(pts, out, device="cpu", window_s=0.03, progress=False) == 0  # resumed: all done
     df = pd.read_csv(out)
     assert (df.seconds > 0).all() and df.energy_j.isna().all()  # CPU: timing only
     fits = fit_kernels(df, 700.0, "cpu test")
-    assert set(fits) == {"linear", "attn_decode", "elementwise"}
+    assert set(fits) == {"linear", "attn_decode", "elementwise", "attn_packed"}
     assert fits["linear"]["float32"].fit_error.time_median_ape is not None
 
 
@@ -72,7 +76,14 @@ def test_grid_covers_the_issue():
     dts = {p.dtype for p in g if p.kclass == "linear"}
     assert dts == {"float32", "bfloat16", "float16", "int8", "int4", "fp8"}
     assert max(p.m for p in g) >= 4096 and min(p.m for p in g if p.kclass == "linear") == 1
-    assert max(p.seq for p in g) == 8192 and max(p.kv_len for p in g) == 8192
+    assert max(p.seq for p in g) == 8192
+    assert max(p.kv_len for p in g if p.kclass == "attn_decode") == 8192
+    # transformers CB attention: decode-like (few queries, long KV) to full 8192-token chunks
+    packed = [p for p in g if p.kclass == "attn_packed"]
+    assert min(p.m for p in packed) == 1 and max(p.m for p in packed) == 8192
+    # tensor-parallel shards of the 70B layer (issue 5): TP4 attention heads, TP2/TP4 linears
+    assert any(p.kclass == "attn_prefill" and p.heads == 16 and p.kv_heads == 2 for p in g)
+    assert any(p.kclass == "linear" and (p.n_in, p.n_out) == (8192 // 4, 8192) for p in g)
     assert {1, 8, 64} <= {p.batch for p in g if p.kclass == "attn_decode"}
 
 

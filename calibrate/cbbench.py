@@ -1,0 +1,203 @@
+"""transformers continuous batching (the `transformers_cb` engine): step time and energy.
+
+The simulator's transformers_cb kind costs a step as max(GPU kernels, host) with its own host
+overhead (per step, per layer, per sequence); this measures the engine itself so that host
+term is fitted, not assumed. Same method as calibrate/hostbench.py, on the same Qwen2.5
+shapes (none is a validation or whole-model check model): per (shape, batch) `batch`
+requests of `prompt` random tokens are added at once to the engine's manager (FIFO,
+8192-token budget, 256-token blocks, EOS off) and waited for, repeated for >= 1 s with 1 new
+token (prefill) and >= 2.5 s with new_tokens + 1 (prefill + new_tokens decode steps). Decode
+per step = (long - short) / new_tokens for time and energy; the per-token timestamps the
+engine records give the median and spread of single steps. Rows go to a table with
+hostbench's columns, so calibrate.fit reads both.
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+
+from calibrate.hostbench import FIELDS, _blank, _timed
+from calibrate.meter import GpuMeter
+from calibrate.rawtable import append_row, done_keys
+from sim.modelcard import ModelCard
+
+METHOD = "cb-v1"
+CB_CONFIG = {"block_size": 256, "max_batch_tokens": 8192, "scheduler_type": "fifo"}
+# the HF eager host-fit shapes (calibrate/hostbench.py), batch 1 to 32
+CB_FIT_SHAPES = (("qwen2.5-1.5b", 8), ("qwen2.5-3b", 36), ("qwen2.5-7b", 16), ("qwen2.5-1.5b", 28))
+CB_FIT_PLAN = [(m, L, "bfloat16", (1, 8, 32), "") for m, L in CB_FIT_SHAPES]
+
+
+def row_key(name: str, layers: int, dtype: str, batch: int, prompt: int, new: int, tag: str) -> str:
+    return f"cb|{name}|{layers}L|{dtype}|{batch}|{prompt}|{new}|{METHOD}{'|' + tag if tag else ''}"
+
+
+class _Batches:
+    """A started manager; `run(prompts, n_new)` adds them at once and waits for all."""
+
+    def __init__(self, model, device: str) -> None:
+        from transformers import ContinuousBatchingConfig
+
+        from calibrate.live.transformers_engine import _greedy_no_eos
+
+        self.manager = model.init_continuous_batching(
+            generation_config=_greedy_no_eos(),
+            # on a GPU the cache is sized from free memory, as in the live runs; on CPU (tests)
+            # a small fixed cache, since sizing from host memory allocates gigabytes
+            continuous_batching_config=ContinuousBatchingConfig(
+                **CB_CONFIG, **({} if device.startswith("cuda") else {"num_blocks": 32})
+            ),
+        )
+        self.manager.start()
+        deadline = time.perf_counter() + 300
+        while self.manager.batch_processor is None and time.perf_counter() < deadline:
+            if not self.manager.is_running():
+                raise RuntimeError("transformers continuous batching thread died at start")
+            time.sleep(0.01)
+        self.n = 0
+        self.stamps: list[list[float]] = []
+
+    def run(self, prompts: list[list[int]], n_new: int) -> None:
+        ids = []
+        for p in prompts:
+            self.n += 1
+            rid = f"cb{self.n}"
+            self.manager.add_request(
+                p, request_id=rid, max_new_tokens=n_new, record_timestamps=True, eos_token_id=-1
+            )
+            ids.append(rid)
+        left = set(ids)
+        while left:
+            out = self.manager.get_result(timeout=120)
+            if out is None:
+                raise RuntimeError("transformers continuous batching gave no result in 120 s")
+            if out.request_id in left and out.is_finished():
+                left.discard(out.request_id)
+                if out.error:
+                    raise RuntimeError(f"request failed: {out.error}")
+                if n_new > 1:
+                    self.stamps.append(list(out.timestamps or []))
+
+    def stop(self) -> None:
+        self.manager.stop(block=True, timeout=60, hard_stop=True)
+
+
+def measure_cb_model(
+    card: ModelCard,
+    dtype: str,
+    batches: tuple[int, ...],
+    prompt: int,
+    new_tokens: int,
+    meter: GpuMeter | None,
+    device: str = "cuda",
+    min_s: tuple[float, float] = (1.0, 2.5),
+) -> list[dict]:
+    """One model build and engine, measured at each batch size; a raw row per batch size.
+    min_s: the least time the short (prefill) and long runs are repeated for."""
+    import torch
+
+    from calibrate.live.transformers_engine import _build
+
+    torch.manual_seed(0)
+    t_build = time.perf_counter()
+    model = _build(card, dtype, device, 0, "sdpa")
+    t_build = time.perf_counter() - t_build
+    sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
+    eng = _Batches(model, device)
+    rows = []
+    try:
+        for batch in batches:
+            gen = torch.Generator(device="cpu").manual_seed(batch)
+            prompts = torch.randint(1000, card.vocab_size, (batch, prompt), generator=gen).tolist()
+            pre = _timed(meter, lambda p=prompts: eng.run(p, 1), sync, min_s[0])
+            eng.stamps = []
+            full = _timed(meter, lambda p=prompts: eng.run(p, new_tokens + 1), sync, min_s[1])
+            steps = np.concatenate([np.diff(s[1:]) for s in eng.stamps if len(s) > 2])
+            row = {
+                "model": card.name,
+                "layers": card.num_hidden_layers,
+                "dtype": dtype,
+                "batch": batch,
+                "prompt": prompt,
+                "new_tokens": new_tokens,
+                "prefill_s": pre["s"],
+                "prefill_j": _blank(pre["j"]),
+                "decode_s_per_token": (full["s"] - pre["s"]) / new_tokens,
+                "decode_j_per_token": _blank(
+                    None if pre["j"] is None else (full["j"] - pre["j"]) / new_tokens
+                ),
+                "step_median_s": float(np.median(steps)),
+                "step_p10_s": float(np.percentile(steps, 10)),
+                "step_p90_s": float(np.percentile(steps, 90)),
+                "cpu_s_per_token": (full["cpu_s"] - pre["cpu_s"]) / new_tokens,
+                "steal_s_per_token": _blank(
+                    None
+                    if full["steal_s"] is None
+                    else max(full["steal_s"] - pre["steal_s"], 0.0) / new_tokens
+                ),
+                "repeats_prefill": pre["n"],
+                "repeats_generate": full["n"],
+                "build_s": t_build,
+                "method": METHOD,
+            }
+            if meter:
+                row.update(meter.state())
+            row["utc"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
+            rows.append(row)
+    finally:
+        eng.stop()
+        model = None  # free the GPU memory before the next build
+        if device.startswith("cuda"):
+            torch.cuda.empty_cache()
+    return rows
+
+
+def run_cb(
+    plan: list[tuple[str, int | None, str, tuple[int, ...], str]],
+    out_csv: Path,
+    meter: GpuMeter | None,
+    prompt: int = 256,
+    new_tokens: int = 32,
+    device: str = "cuda",
+    budget_s: float | None = None,
+    progress: bool = True,
+) -> int:
+    """plan: (card, layers or None, dtype, batch sizes, tag); rows appended as measured, a
+    rerun skips keys already in out_csv; a failing configuration is recorded and skipped."""
+    from tqdm import tqdm
+
+    from sim.modelcard import load_model_card
+
+    done = done_keys(out_csv)
+    start, n = time.monotonic(), 0
+    for name, layers, dtype, batches, tag in tqdm(
+        plan, desc="transformers CB runs", unit="model", disable=not progress
+    ):
+        card = load_model_card(name)
+        if layers:
+            card = card.model_copy(update={"num_hidden_layers": layers})
+        keys = {
+            b: row_key(name, card.num_hidden_layers, dtype, b, prompt, new_tokens, tag)
+            for b in batches
+        }
+        todo = tuple(b for b in batches if keys[b] not in done)
+        if not todo:
+            continue
+        if budget_s is not None and time.monotonic() - start > budget_s:
+            break
+        try:
+            rows = measure_cb_model(card, dtype, todo, prompt, new_tokens, meter, device)
+            for r in rows:
+                r["error"] = ""
+        except Exception as exc:  # e.g. out of memory: recorded, the run goes on
+            err = f"{type(exc).__name__}: {exc}"[:300]
+            rows = [{"model": name, "dtype": dtype, "batch": b, "error": err} for b in todo]
+        for r in rows:
+            key = keys[int(r["batch"])]
+            append_row(out_csv, {"key": key, "tag": tag, **{k: r.get(k, "") for k in FIELDS}})
+            n += 1
+    return n
