@@ -190,21 +190,23 @@ def _card(name: str, layers: int):
     return card
 
 
-def _decode_step(r, profile: Profile):
+def _decode_step(r, profile: Profile, engine: str = "hf_eager"):
     """Cost of the average decode step of run r (context grows over the new tokens)."""
-    cm = CostModel(_card(r["model"], r["layers"]), r["dtype"], profile, engine="hf_eager")
+    cm = CostModel(_card(r["model"], r["layers"]), r["dtype"], profile, engine=engine)
     b, ctx = int(r["batch"]), int(r["prompt"]) + int(r["new_tokens"]) // 2
     return cm, cm.step_cost(StepWork(n_decode=b, decode_ctx_sum=b * ctx))
 
 
-def fit_host(runs: pd.DataFrame, profile: Profile, source: str) -> tuple[HostOverhead, float]:
+def fit_host(
+    runs: pd.DataFrame, profile: Profile, source: str, engine: str = "hf_eager"
+) -> tuple[HostOverhead, float]:
     """HF eager decode steps are host-bound: fit host = a + b*layers + c*batch so that
     max(GPU time, host) matches the measured decode time per token (least squares on the log
     ratio, soft-L1 so one slow run cannot drag the fit; parameters >= 0). Then the host-wait
     power: the measured energy not explained by the kernels, over the time the GPU waits."""
     X, gpu_s, busy_j = [], [], []
     for _, r in runs.iterrows():
-        cm, c = _decode_step(r, profile)
+        cm, c = _decode_step(r, profile, engine)
         X.append((1.0, cm.card.num_hidden_layers, int(r["batch"])))
         gpu_s.append(c.gpu_s)
         busy_j.append(c.busy_energy_j)
@@ -266,6 +268,25 @@ def fit_hosts(
     return hosts, host_wait
 
 
+def fit_cb_host(raw_dir: Path, profile: Profile, where: str) -> HostOverhead:
+    """transformers CB steps (calibrate/cbbench.py): the same host fit as HF eager, with the
+    step's GPU time from the engine's own kernels (packed masked attention), and the power
+    while that engine's host keeps the GPU waiting."""
+    runs = host_runs(pd.read_csv(raw_dir / "cbhost.csv"))
+    src = f"transformers continuous batching decode on {where}; raw: {raw_dir.name}/cbhost.csv"
+    ho, wait = fit_host(runs, profile, src, engine="transformers_cb")
+    return ho.model_copy(update={"wait_w": wait if np.isfinite(wait) and wait > 0 else None})
+
+
+def fit_interconnect(raw_dir: Path, where: str) -> dict:
+    """All-reduce fits from the table `sim calibrate --stages interconnect` measured here."""
+    from calibrate.interconnect import fit_allreduce, fits_to_profile_entries
+
+    fits = fit_allreduce(pd.read_csv(raw_dir / "allreduce.csv"))
+    src = f"NCCL all-reduce (bf16) on {where}; raw: {raw_dir.name}/allreduce.csv"
+    return fits_to_profile_entries(fits, src)
+
+
 def fit_profile(raw_dir: Path, name: str, base: Profile) -> Profile:
     """Refit everything from the raw tables in raw_dir (microbench.csv, idle.csv, host.csv)."""
     prov = (
@@ -312,6 +333,14 @@ def fit_profile(raw_dir: Path, name: str, base: Profile) -> Profile:
         prof = prof.model_copy(update={"host": hosts})
     else:
         host_wait = base.idle.host_wait_w
+    if (raw_dir / "cbhost.csv").exists():
+        prof = prof.model_copy(
+            update={"host": {**prof.host, "transformers_cb": fit_cb_host(raw_dir, prof, where)}}
+        )
+    if (raw_dir / "allreduce.csv").exists():
+        # measured here wins; group sizes not measured here keep the base's (said in their source)
+        ic = {**prof.interconnect, **fit_interconnect(raw_dir, where)}
+        prof = prof.model_copy(update={"interconnect": ic})
     if (raw_dir / "idle.csv").exists():
         idle = fit_idle(
             pd.read_csv(raw_dir / "idle.csv"),

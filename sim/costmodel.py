@@ -104,6 +104,7 @@ class CostModel:
         self.dt = dtype_info(self.dtype)
         self.shape = ENGINE_SHAPES[self.engine]
         self.host = self.profile.host_overhead(self.engine, self.dtype)
+        self.wait_w = self.host.wait_w or self.profile.idle.host_wait_w
         self._plimit = self.profile.gpu.power_limit_w
         self._fits = {}
         self._layer_const = lru_cache(maxsize=4096)(self._layer_const_uncached)
@@ -210,7 +211,7 @@ class CostModel:
         busy = e_const + e_attn
         host = self.host_s(work.n_seqs)
         wall = max(gpu, host)
-        wait_e = self.profile.idle.host_wait_w * (wall - gpu)
+        wait_e = self.wait_w * (wall - gpu)
         return StepCost(wall, gpu, host, self.tp * (busy + wait_e), self.tp * busy, self.tp)
 
     # ---- decode segments in closed form ---------------------------------------------
@@ -233,7 +234,7 @@ class CostModel:
             busy0=c0.busy_energy_j,
             dbusy=c1.busy_energy_j - c0.busy_energy_j,
             host=c0.host_s,
-            wait_w=self.profile.idle.host_wait_w * self.tp,
+            wait_w=self.wait_w * self.tp,
         )
 
 

@@ -57,6 +57,9 @@ class HostOverhead(_Strict):
     per_step_s: float = Field(ge=0)
     per_layer_s: float = Field(ge=0)
     per_sequence_s: float = Field(ge=0)
+    # power of the GPU while it waits for this engine's host inside a step, when measured for
+    # the engine (transformers CB); None: the profile's idle.host_wait_w (fitted on HF eager)
+    wait_w: float | None = Field(default=None, gt=0)
     fit_error: FitError | None = None
     source: str
 
