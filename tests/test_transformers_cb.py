@@ -128,3 +128,37 @@ def test_lazy_allocation_formula():
     assert st.decode_allocations(168, 256) == 0
     assert st.decode_allocations(169, 256) == 1
     assert st.decode_allocations(168 + 256 + 1, 256) == 2
+
+
+def test_packed_attention_kernel_is_the_engines_dense_masked_sdpa():
+    """paged|sdpa runs one SDPA of all step tokens over all KV read: FLOPs are the full
+    q x kv rectangle and the model-dtype mask is read once per layer."""
+    from sim.dtypes import dtype_info
+    from sim.kernels import attn_packed_kernel
+
+    dt = dtype_info("bfloat16")
+    g = attn_packed_kernel(64, 64 * 600, 32, 8, 128, dt)
+    assert g.kclass == "attn_packed" and g.dtype == "bfloat16"
+    assert g.flops == 4.0 * 32 * 128 * 64 * (64 * 600)
+    assert g.bytes >= 64 * (64 * 600) * 2  # the mask alone
+
+
+def test_cb_attention_costs_more_than_per_sequence_attention():
+    """CB's packed attention moves every KV row three more times (gather, head repeat) and
+    computes the whole q x kv rectangle, so it never costs less than per-sequence attention,
+    and its compute quadruples when a decode batch doubles at fixed context."""
+    from sim.costmodel import CostModel, StepWork
+    from sim.dtypes import dtype_info
+    from sim.kernels import attn_packed_kernel
+    from sim.profile import load_profile
+
+    prof, _ = load_profile("h100-sxm")
+    card = load_model_card("llama-3.1-8b")
+    cb = CostModel(card, "bfloat16", prof, engine="transformers_cb")
+    eager = CostModel(card, "bfloat16", prof, engine="hf_eager")
+    for n in (1, 16, 64, 256):
+        w = StepWork(n_decode=n, decode_ctx_sum=n * 1000)
+        assert cb._attention(w)[0] > eager._attention(w)[0]
+    dt = dtype_info("bfloat16")
+    f = [attn_packed_kernel(n, n * 1000, 32, 8, 128, dt).flops for n in (64, 128)]
+    assert f[1] == 4 * f[0]
