@@ -190,15 +190,15 @@ def _card(name: str, layers: int):
     return card
 
 
-def _decode_step(r, profile: Profile, engine: str = "hf_eager"):
+def _decode_step(r, profile: Profile, engine: str = "hf_eager", tp: int = 1):
     """Cost of the average decode step of run r (context grows over the new tokens)."""
-    cm = CostModel(_card(r["model"], r["layers"]), r["dtype"], profile, engine=engine)
+    cm = CostModel(_card(r["model"], r["layers"]), r["dtype"], profile, engine=engine, tp=tp)
     b, ctx = int(r["batch"]), int(r["prompt"]) + int(r["new_tokens"]) // 2
     return cm, cm.step_cost(StepWork(n_decode=b, decode_ctx_sum=b * ctx))
 
 
 def fit_host(
-    runs: pd.DataFrame, profile: Profile, source: str, engine: str = "hf_eager"
+    runs: pd.DataFrame, profile: Profile, source: str, engine: str = "hf_eager", tp: int = 1
 ) -> tuple[HostOverhead, float]:
     """HF eager decode steps are host-bound: fit host = a + b*layers + c*batch so that
     max(GPU time, host) matches the measured decode time per token (least squares on the log
@@ -206,7 +206,7 @@ def fit_host(
     power: the measured energy not explained by the kernels, over the time the GPU waits."""
     X, gpu_s, busy_j = [], [], []
     for _, r in runs.iterrows():
-        cm, c = _decode_step(r, profile, engine)
+        cm, c = _decode_step(r, profile, engine, tp)
         X.append((1.0, cm.card.num_hidden_layers, int(r["batch"])))
         gpu_s.append(c.gpu_s)
         busy_j.append(c.busy_energy_j)
@@ -278,6 +278,16 @@ def fit_cb_host(raw_dir: Path, profile: Profile, where: str) -> HostOverhead:
     return ho.model_copy(update={"wait_w": wait if np.isfinite(wait) and wait > 0 else None})
 
 
+def fit_tp_host(raw_dir: Path, profile: Profile, where: str) -> HostOverhead:
+    """HF generate under transformers tensor parallelism (calibrate/tphost.py): host time per
+    step and per layer with DTensor dispatch; the GPU side costed at the run's TP degree."""
+    raw = pd.read_csv(raw_dir / "tphost.csv")
+    tp = int(raw["tp"].iloc[0])
+    src = f"HF generate under tp_plan='auto' on {tp} GPUs, {where}; raw: {raw_dir.name}/tphost.csv"
+    ho, wait = fit_host(host_runs(raw), profile, src, engine="hf_eager", tp=tp)
+    return ho.model_copy(update={"wait_w": wait if np.isfinite(wait) and wait > 0 else None})
+
+
 def fit_interconnect(raw_dir: Path, where: str) -> dict:
     """All-reduce fits from the table `sim calibrate --stages interconnect` measured here."""
     from calibrate.interconnect import fit_allreduce, fits_to_profile_entries
@@ -336,6 +346,10 @@ def fit_profile(raw_dir: Path, name: str, base: Profile) -> Profile:
     if (raw_dir / "cbhost.csv").exists():
         prof = prof.model_copy(
             update={"host": {**prof.host, "transformers_cb": fit_cb_host(raw_dir, prof, where)}}
+        )
+    if (raw_dir / "tphost.csv").exists():
+        prof = prof.model_copy(
+            update={"host": {**prof.host, "hf_eager_tp": fit_tp_host(raw_dir, prof, where)}}
         )
     if (raw_dir / "allreduce.csv").exists():
         # measured here wins; group sizes not measured here keep the base's (said in their source)

@@ -103,7 +103,7 @@ class CostModel:
     def __post_init__(self) -> None:
         self.dt = dtype_info(self.dtype)
         self.shape = ENGINE_SHAPES[self.engine]
-        self.host = self.profile.host_overhead(self.engine, self.dtype)
+        self.host = self.profile.host_overhead(self.engine, self.dtype, self.tp)
         self.wait_w = self.host.wait_w or self.profile.idle.host_wait_w
         self._plimit = self.profile.gpu.power_limit_w
         self._fits = {}

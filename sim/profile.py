@@ -138,9 +138,12 @@ class Profile(_Strict):
             f"(has: {', '.join(sorted(by_dtype))})"
         )
 
-    def host_overhead(self, engine: str, dtype: str | None = None) -> HostOverhead:
+    def host_overhead(self, engine: str, dtype: str | None = None, tp: int = 1) -> HostOverhead:
         """The engine's host overhead, measured for this dtype ('engine:dtype') when it was
-        (bitsandbytes launches extra kernels per linear), else the engine's general one."""
+        (bitsandbytes launches extra kernels per linear), else the engine's general one;
+        under tensor parallelism the engine's '_tp' entry when measured (DTensor dispatch)."""
+        if tp > 1 and f"{engine}_tp" in self.host:
+            return self.host[f"{engine}_tp"]
         if dtype is not None and f"{engine}:{dtype}" in self.host:
             return self.host[f"{engine}:{dtype}"]
         if engine not in self.host:
