@@ -148,6 +148,39 @@ def test_optimize_ranks_by_energy_lists_misfits_and_computes_kwh_per_day(tmp_pat
     assert "does not fit" in misfit.note
 
 
+def test_optimize_over_listed_replica_counts_via_the_sim_plan_names(tmp_path):
+    """sim.plan re-exports the capacity API; a list of replica counts is swept as given and the
+    legacy column energy_per_request_wh mirrors wh_per_request."""
+    from sim import capacity, plan
+
+    assert (plan.Slo, plan.optimize, plan.saturation) == (
+        capacity.Slo,
+        capacity.optimize,
+        capacity.saturation,
+    )
+    path = _write(tmp_path, {**TGI, "model": "qwen2.5-0.5b"})
+    df = plan.optimize(
+        path,
+        rate=2.0,
+        slo=plan.Slo(ttft_p90_s=5.0),
+        dtypes=["bfloat16", "float32"],
+        tps=[1],
+        replicas=[1, 2],
+        requests=30,
+    )
+    assert sorted(zip(df.dtype, df.replicas, strict=True)) == [
+        ("bfloat16", 1),
+        ("bfloat16", 2),
+        ("float32", 1),
+        ("float32", 2),
+    ]
+    feas = df[df.feasible]
+    assert len(feas) >= 2
+    assert feas["wh_per_request"].is_monotonic_increasing
+    assert df["energy_per_request_wh"].tolist() == df["wh_per_request"].tolist()
+    assert (df.kwh_per_day.dropna() > 0).all()
+
+
 def test_optimize_auto_replicas_provisions_from_the_saturation_rate(tmp_path):
     path = _write(tmp_path, TGI)
     slo = Slo(ttft_p90_s=0.15)

@@ -13,6 +13,7 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
+from sim import sweep
 from sim.accounting import requests_frame, summarize
 from sim.cli import main
 from sim.errors import UserError
@@ -59,6 +60,7 @@ def test_grid_is_the_cartesian_product_in_order():
     assert pts[0] == {"dtype": "bfloat16", "hardware.replicas": 1}
     assert pts[-1] == {"dtype": "int8", "hardware.replicas": 3}
     assert parse_sets([]) == [{}]
+    assert sweep.parse_sets is parse_sets  # still importable from sim.sweep
 
 
 @pytest.mark.parametrize("bad", ["dtype", "=1,2", "dtype=a,,b", "x=1,2"])
