@@ -15,6 +15,7 @@ from sim.replica import Replica
 from sim.request import Request
 from sim.scenario import Scenario, scenario_card
 from sim.servers.base import Server
+from sim.servers.memory import MemoryCheck
 from sim.servers.sequential import SequentialServer
 from sim.servers.static import StaticServer
 from sim.servers.tgi import TgiServer
@@ -44,9 +45,12 @@ def profile_for(scen: Scenario, override: str | None = None) -> tuple[Profile, P
 def _make_server(scen: Scenario, env, replica: Replica, card: ModelCard, profile: Profile):
     kind = scen.server.kind
     if kind == "sequential":
-        return SequentialServer(env, replica, scen.server), {}
+        return SequentialServer(
+            env, replica, scen.server, MemoryCheck.for_replica(scen, card, profile)
+        ), {}
     if kind == "static":
-        return StaticServer(env, replica, scen.server), {}
+        memory = MemoryCheck.for_replica(scen, card, profile, hint=", a smaller server.batch_size")
+        return StaticServer(env, replica, scen.server, memory), {}
     if kind == "tgi":
         s = scen.server
         lim = tgi_limits(

@@ -7,10 +7,17 @@ from collections.abc import Generator
 from sim.costmodel import StepWork
 from sim.replica import PREFILL, Share
 from sim.servers.base import Server
+from sim.servers.memory import MemoryCheck
 
 
 class SequentialServer(Server):
     engine = "hf_eager"
+
+    def __init__(self, env, replica, settings, memory: MemoryCheck | None = None) -> None:
+        self.memory = memory  # None: no memory check (unit tests of the scheduling alone)
+        if memory is not None:
+            memory.check(0)
+        super().__init__(env, replica, settings)
 
     def run(self) -> Generator:
         while True:
@@ -20,6 +27,11 @@ class SequentialServer(Server):
                 yield from self.wait()
                 continue
             req = self.pop()
+            if self.memory is not None:
+                self.memory.check(
+                    req.prompt + req.output,
+                    f"request {req.id}: {req.prompt} prompt + {req.output} output tokens",
+                )
             self.running = [req]
             req.t_start = self.env.now
             req.computed_prompt = req.prompt

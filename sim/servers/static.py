@@ -8,10 +8,17 @@ from collections.abc import Generator
 from sim.costmodel import StepWork
 from sim.replica import PREFILL, Share
 from sim.servers.base import Server
+from sim.servers.memory import MemoryCheck
 
 
 class StaticServer(Server):
     engine = "hf_eager"
+
+    def __init__(self, env, replica, settings, memory: MemoryCheck | None = None) -> None:
+        self.memory = memory  # None: no memory check (unit tests of the scheduling alone)
+        if memory is not None:
+            memory.check(0)
+        super().__init__(env, replica, settings)
 
     def _batch_ready(self) -> bool:
         return len(self.queue) >= self.settings.batch_size or (self.closed and bool(self.queue))
@@ -34,6 +41,12 @@ class StaticServer(Server):
             batch = [self.pop() for _ in range(min(b, len(self.queue)))]
             self.running = list(batch)
             padded = max(r.prompt for r in batch)
+            if self.memory is not None:
+                longest = max(r.output for r in batch)
+                self.memory.check(
+                    len(batch) * (padded + longest),
+                    f"a batch of {len(batch)} x ({padded} padded prompt + {longest} output) tokens",
+                )
             for r in batch:
                 r.t_start = self.env.now
                 r.computed_prompt = padded

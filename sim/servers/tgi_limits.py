@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from sim.dtypes import dtype_info
 from sim.errors import UserError
 from sim.modelcard import ModelCard
+from sim.servers.memory import kv_bytes_per_token_per_gpu, weight_bytes_per_gpu
 
 TGI_WIGGLE_ROOM = 0.90
 HOPPER_F16_FLOP = 900e12  # launcher/src/main.rs: Gpu::H100 f16_flop
@@ -73,9 +74,8 @@ def tgi_limits(
             value = min(value, vmax)
         max_batch_prefill_tokens = max(value, 1)
     if max_batch_total_tokens is None:
-        weights = card.num_params() * dt.weight_bytes / tp
-        kv_dim = max(card.num_key_value_heads // tp, 1) * card.d_head
-        kv_per_token = 2 * card.num_hidden_layers * kv_dim * dt.kv_bytes
+        weights = weight_bytes_per_gpu(card, dtype, tp)
+        kv_per_token = kv_bytes_per_token_per_gpu(card, dtype, tp)
         # peak activations of the warm-up prefill (hidden, qkv, gate/up, down input), an estimate
         act = (
             max_batch_prefill_tokens

@@ -37,6 +37,7 @@ from sim.modelcard import ModelCard
 from sim.replica import DECODE, PREFILL, Share
 from sim.request import REJECTED_TOO_LONG, Request
 from sim.servers.base import Server
+from sim.servers.memory import weight_bytes_per_gpu
 
 DEFAULT_MAX_BATCH_TOKENS = 8192
 MIN_MAX_BATCH_TOKENS = 256
@@ -115,7 +116,7 @@ def transformers_cb_limits(
 ) -> CbLimits:
     """The engine's defaults on this GPU, or the scenario's explicit values."""
     dt = dtype_info(dtype)
-    weights = card.num_params() * dt.weight_bytes / tp
+    weights = weight_bytes_per_gpu(card, dtype, tp)
     available = MAX_MEMORY_PERCENT * (gpu_memory_bytes - weights - CUDA_CONTEXT_BYTES)
     if available <= 0:
         from sim.errors import UserError
