@@ -24,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
+from calibrate.live import greedy
 from calibrate.meter import GpuMeter
 from calibrate.rawtable import append_row, done_keys
 from sim.modelcard import ModelCard
@@ -106,24 +107,6 @@ def step_clock():
     return StepClock()
 
 
-def _generate(model, x, new_tokens: int, clock=None) -> None:
-    import torch
-    from transformers import StoppingCriteriaList
-
-    crit = StoppingCriteriaList([clock]) if clock is not None else None
-    with torch.no_grad():
-        model.generate(
-            input_ids=x,
-            attention_mask=torch.ones_like(x),
-            max_new_tokens=new_tokens,
-            min_new_tokens=new_tokens,
-            do_sample=False,
-            eos_token_id=None,
-            pad_token_id=0,
-            stopping_criteria=crit,
-        )
-
-
 def _steal_jiffies() -> int | None:
     """CPU time stolen from this VM by its hypervisor (all CPUs, /proc/stat), if readable."""
     try:
@@ -182,9 +165,14 @@ def measure_model(
     for batch in batches:
         gen = torch.Generator(device="cpu").manual_seed(0)
         x = torch.randint(1000, card.vocab_size, (batch, prompt), generator=gen).to(device)
-        pre = _timed(meter, lambda x=x: _generate(model, x, 1), sync, 1.0)
+        pre = _timed(meter, lambda x=x: greedy.generate(model, x, 1), sync, 1.0)
         clock = step_clock()
-        full = _timed(meter, lambda x=x, c=clock: _generate(model, x, new_tokens + 1, c), sync, 2.5)
+        full = _timed(
+            meter,
+            lambda x=x, c=clock: greedy.generate(model, x, new_tokens + 1, stopping_criteria=c),
+            sync,
+            2.5,
+        )
         steps = _decode_steps(clock.stamps, new_tokens + 1)
         row = {
             "model": card.name,

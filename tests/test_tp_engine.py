@@ -34,7 +34,7 @@ card = load_model_card_file(Path(sys.argv[1]))
 md = Path(sys.argv[2])
 init_distributed()
 if rank() != 0:
-    print("FOLLOWER", follow(card, "float32", md))
+    out = f"FOLLOWER {follow(card, 'float32', md)}\\n"
 else:
     eng = TensorParallelGenerateEngine(card, "float32", md)
     eng.load(); eng.start()
@@ -42,7 +42,10 @@ else:
     eng.t0 = t0 = time.perf_counter()
     done = replay(eng, recs, lambda r: prompt_ids(0, r.request_id, r.prompt_tokens, card.vocab_size), t0)
     eng.stop()
-    print("RANK0", done, [(r.status, r.generated_tokens) for r in recs], eng.info()["tensor_parallel"])
+    out = f"RANK0 {done} {[(r.status, r.generated_tokens) for r in recs]} {eng.info()['tensor_parallel']}\\n"
+# one write per rank (atomic on a pipe): print() writes piecewise, and the ranks' pieces interleave
+sys.stdout.write(out)
+sys.stdout.flush()
 """
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from calibrate.live import greedy
 from calibrate.live.transformers_engine import TORCH_DTYPES, TransformersGenerateEngine, build_model
 from sim.modelcard import ModelCard
 
@@ -81,17 +82,7 @@ def greedy_generate(model, ids: list[int], new_tokens: int, device: str, streame
     import torch
 
     x = torch.tensor([ids], device=device)
-    with torch.no_grad():
-        return x, model.generate(
-            input_ids=x,
-            attention_mask=torch.ones_like(x),
-            max_new_tokens=new_tokens,
-            min_new_tokens=new_tokens,
-            do_sample=False,
-            eos_token_id=None,
-            pad_token_id=0,
-            streamer=streamer,
-        )
+    return x, greedy.generate(model, x, new_tokens, streamer=streamer)
 
 
 class TensorParallelGenerateEngine(TransformersGenerateEngine):

@@ -15,6 +15,7 @@ import threading
 import time
 from typing import Any
 
+from calibrate.live import greedy
 from calibrate.live.base import ERROR, OK, RequestRecord
 from sim.modelcard import ModelCard
 
@@ -241,17 +242,7 @@ class TransformersGenerateEngine:
         x = torch.tensor([ids], device=self.device)
         stamp = _FirstTokenStamp()
         rec.start_s = time.perf_counter() - self.t0
-        with torch.no_grad():
-            out = self.model.generate(
-                input_ids=x,
-                attention_mask=torch.ones_like(x),
-                max_new_tokens=rec.output_tokens,
-                min_new_tokens=rec.output_tokens,
-                do_sample=False,
-                eos_token_id=None,
-                pad_token_id=0,
-                streamer=stamp,
-            )
+        out = greedy.generate(self.model, x, rec.output_tokens, streamer=stamp)
         if self.device.startswith("cuda"):
             torch.cuda.synchronize()
         rec.finish_s = time.perf_counter() - self.t0
