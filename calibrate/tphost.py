@@ -124,6 +124,8 @@ def measure(
         if cuda:
             torch.cuda.empty_cache()
         dist.barrier()
+    dist.barrier()  # every rank leaves together, also when every shape was already measured
+    dist.destroy_process_group()
     return n
 
 
