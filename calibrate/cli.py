@@ -94,8 +94,15 @@ def _interconnect(out_dir: Path) -> None:
     help="label of a repeated pass of the host/check runs (measured again, not skipped)",
 )
 @click.option("--name", default="h100-sxm", show_default=True, help="name of the fitted profile")
+@click.option(
+    "--with",
+    "with_dirs",
+    multiple=True,
+    type=click.Path(path_type=Path, exists=True, file_okay=False),
+    help="with --fit-only: also fit tphost.csv / allreduce.csv from this raw dir (a multi-GPU node)",
+)
 def calibrate_cmd(
-    out_dir, dtypes, models, quick, budget_minutes, stages, fit_only, tag, name
+    out_dir, dtypes, models, quick, budget_minutes, stages, fit_only, tag, name, with_dirs
 ) -> None:
     """Measure the GPU and fit a calibration profile for `sim run`."""
     from sim.profile import load_profile, save_profile
@@ -106,7 +113,7 @@ def calibrate_cmd(
         if not (Path(fit_only) / "microbench.csv").exists():
             raise UserError(f"{fit_only}: no microbench.csv to fit")
         base, _ = load_profile("h100-sxm-bootstrap")
-        prof = fit_profile(Path(fit_only), name, base)
+        prof = fit_profile(Path(fit_only), name, base, tuple(with_dirs))
         save_profile(prof, Path(fit_only) / f"{name}.json")
         click.echo(f"wrote {Path(fit_only) / f'{name}.json'}")
         return

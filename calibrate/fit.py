@@ -297,7 +297,24 @@ def fit_interconnect(raw_dir: Path, where: str) -> dict:
     return fits_to_profile_entries(fits, src)
 
 
-def fit_profile(raw_dir: Path, name: str, base: Profile) -> Profile:
+def _where(d: Path) -> str:
+    prov = (
+        json.loads((d / "provenance.json").read_text()) if (d / "provenance.json").exists() else {}
+    )
+    return f"{prov.get('gpu_name', 'GPU')} (driver {prov.get('driver', '?')}), measured {prov.get('measured_utc', 'unknown date')} by sim calibrate"
+
+
+def _find(name: str, raw_dir: Path, extra: tuple[Path, ...]) -> Path | None:
+    """A raw table in raw_dir, else in the extra dirs (multi-GPU tables of another node)."""
+    for d in (raw_dir, *extra):
+        if (d / name).exists():
+            return d
+    return None
+
+
+def fit_profile(
+    raw_dir: Path, name: str, base: Profile, extra_dirs: tuple[Path, ...] = ()
+) -> Profile:
     """Refit everything from the raw tables in raw_dir (microbench.csv, idle.csv, host.csv)."""
     prov = (
         json.loads((raw_dir / "provenance.json").read_text())
@@ -347,13 +364,13 @@ def fit_profile(raw_dir: Path, name: str, base: Profile) -> Profile:
         prof = prof.model_copy(
             update={"host": {**prof.host, "transformers_cb": fit_cb_host(raw_dir, prof, where)}}
         )
-    if (raw_dir / "tphost.csv").exists():
+    if d := _find("tphost.csv", raw_dir, extra_dirs):
         prof = prof.model_copy(
-            update={"host": {**prof.host, "hf_eager_tp": fit_tp_host(raw_dir, prof, where)}}
+            update={"host": {**prof.host, "hf_eager_tp": fit_tp_host(d, prof, _where(d))}}
         )
-    if (raw_dir / "allreduce.csv").exists():
+    if d := _find("allreduce.csv", raw_dir, extra_dirs):
         # measured here wins; group sizes not measured here keep the base's (said in their source)
-        ic = {**prof.interconnect, **fit_interconnect(raw_dir, where)}
+        ic = {**prof.interconnect, **fit_interconnect(d, _where(d))}
         prof = prof.model_copy(update={"interconnect": ic})
     if (raw_dir / "idle.csv").exists():
         idle = fit_idle(

@@ -15,13 +15,15 @@ from calibrate.grid import Point, build_grid
 from sim.cli import main
 from sim.profile import load_profile
 
-RAW = Path(__file__).resolve().parents[1] / "calibrate" / "profiles" / "raw" / "h100"
+RAW_ROOT = Path(__file__).resolve().parents[1] / "calibrate" / "profiles" / "raw"
+RAW = RAW_ROOT / "h100-v2"  # the shipped H100 profile's tables (second session, fixed meter)
 
 
 def test_refit_of_committed_tables_reproduces_shipped_profile(tmp_path):
-    work = tmp_path / "h100"
+    work = tmp_path / "h100-v2"
     shutil.copytree(RAW, work)
-    r = CliRunner().invoke(main, ["calibrate", "--fit-only", str(work)])
+    mgpu = str(RAW_ROOT / "h200x2")  # TP host overhead and the 2-GPU all-reduce
+    r = CliRunner().invoke(main, ["calibrate", "--fit-only", str(work), "--with", mgpu])
     assert r.exit_code == 0, r.output
     new = json.loads((work / "h100-sxm.json").read_text())
     shipped, _ = load_profile("h100-sxm")
@@ -31,9 +33,27 @@ def test_refit_of_committed_tables_reproduces_shipped_profile(tmp_path):
             for k in ("peak_flops", "bandwidth", "t0_s", "p_base_w", "w_compute", "w_memory"):
                 assert new["kernels"][kc][dt][k] == pytest.approx(fit[k], rel=1e-6), (kc, dt, k)
     assert new["idle"]["deep_idle_w"] == pytest.approx(ship["idle"]["deep_idle_w"])
-    assert new["host"]["hf_eager"]["per_layer_s"] == pytest.approx(
-        ship["host"]["hf_eager"]["per_layer_s"], rel=1e-6
+    for engine in ("hf_eager", "transformers_cb", "hf_eager_tp"):
+        for k in ("per_step_s", "per_layer_s", "per_sequence_s", "wait_w"):
+            want = ship["host"][engine][k]
+            assert new["host"][engine][k] == (
+                None if want is None else pytest.approx(want, rel=1e-6)
+            ), (engine, k)
+    assert new["interconnect"]["2"]["alpha_s"] == pytest.approx(
+        ship["interconnect"]["2"]["alpha_s"], rel=1e-6
     )
+
+
+def test_calibrated_h200_profile_is_the_h200_default():
+    from sim.profile import default_profile_name
+
+    assert default_profile_name("h200") == "h200"
+    prof, _ = load_profile("h200")
+    assert prof.provenance["kind"] == "fitted" and "H200" in prof.gpu.name
+    assert prof.gpu.memory_bytes > 140e9
+    h100, _ = load_profile("h100-sxm")
+    # HBM3e: the measured memory-bound rate of bf16 linears exceeds the H100's
+    assert prof.kernel("linear", "bfloat16").bandwidth > h100.kernel("linear", "bfloat16").bandwidth
 
 
 def test_shipped_profile_is_measured_and_default():

@@ -1,6 +1,6 @@
 """Host-overhead fit, whole-model check and the HF generate runner, on CPU.
 
-Golden tests on the committed H100 tables (calibrate/profiles/raw/h100): the shipped
+Golden tests on the committed H100 tables (calibrate/profiles/raw/h100-v2): the shipped
 profile's host entries are what the fit code makes of them, and the whole-model check errors
 are the ones docs/calibration.md publishes.
 """
@@ -16,7 +16,7 @@ from calibrate.report import check_frame, median_errors, order_agreement
 from sim.paths import PROFILES_DIR
 from sim.profile import load_profile
 
-RAW = PROFILES_DIR / "raw" / "h100"
+RAW = PROFILES_DIR / "raw" / "h100-v2"
 
 
 def test_host_fit_reproduces_shipped_entries():
@@ -29,15 +29,15 @@ def test_host_fit_reproduces_shipped_entries():
             got, want = getattr(hosts[key], f), getattr(prof.host[key], f)
             assert got == pytest.approx(want, rel=1e-6, abs=1e-9), (key, f)
     assert wait == pytest.approx(prof.idle.host_wait_w, rel=1e-6)
-    # transformers CB is not measured: copied from hf_eager, and its source says so
-    assert prof.host["transformers_cb"].per_layer_s == prof.host["hf_eager"].per_layer_s
-    assert "not measured" in prof.host["transformers_cb"].source
+    # transformers CB is measured on its own (calibrate/cbbench.py), with its own wait power
+    assert "cbhost.csv" in prof.host["transformers_cb"].source
+    assert prof.host["transformers_cb"].wait_w is not None
 
 
 def test_host_runs_average_the_passes():
     raw = pd.read_csv(RAW / "host.csv")
     runs = host_runs(raw)
-    assert (runs.passes == 2).all()  # every host-fit configuration was measured twice
+    assert (runs.passes >= 1).all()
     one = runs[(runs.model == "qwen2.5-7b") & (runs.dtype == "int8")].iloc[0]
     sel = raw[(raw.model == "qwen2.5-7b") & (raw.dtype == "int8")]
     assert one.decode_s_per_token == pytest.approx(sel.decode_s_per_token.mean())
@@ -49,9 +49,10 @@ def test_whole_model_check_matches_published_errors():
     assert set(c.model) == {"qwen2.5-0.5b", "qwen2.5-14b", "mistral-7b", "llama-3.1-8b"}
     assert len(c) == 20
     med = median_errors(c)
-    # decode meets the issue's 15% target, prefill does not (docs/calibration.md says why)
-    assert med["decode_s_per_token"] <= 15 and med["decode_j_per_token"] <= 15
-    assert med["prefill_s"] > 15 and med["prefill_j"] > 15
+    # as published in docs/calibration.md: decode time meets the issue's 15% target; decode
+    # energy and prefill do not (the document says by how much and why)
+    assert med["decode_s_per_token"] <= 15
+    assert med["decode_j_per_token"] > 15 and med["prefill_s"] > 15 and med["prefill_j"] > 15
 
 
 def test_order_agreement_skips_ties_within_noise():

@@ -94,11 +94,12 @@ def test_fast_path_matches_step_path(server, arrival):
 
 def test_fifo_prefers_decodes_prefill_first_prefers_chunks():
     """With a small budget, FIFO keeps decoding while a long prompt is chunked; prefill_first
-    finishes the prompt first, so its first token comes earlier and the decodes wait."""
-    fifo = _cb({"max_batch_tokens": 256}, {"kind": "fixed", "interval_ms": 200}, requests=20)
+    finishes the prompt first, so its first token comes earlier and the decodes wait (arrivals
+    every 50 ms, so prompts overlap running decodes)."""
+    fifo = _cb({"max_batch_tokens": 256}, {"kind": "fixed", "interval_ms": 50}, requests=20)
     pf = _cb(
         {"max_batch_tokens": 256, "scheduler": "prefill_first"},
-        {"kind": "fixed", "interval_ms": 200},
+        {"kind": "fixed", "interval_ms": 50},
         requests=20,
     )
     _, d_fifo, s_fifo = run(fifo)
