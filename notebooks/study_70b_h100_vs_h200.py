@@ -166,6 +166,21 @@ def _md(df: pd.DataFrame) -> str:
     )
 
 
+def h200_caveat(used: list[dict]) -> str:
+    """What the H200 numbers rest on: a calibration on a lent H200, or a derivation."""
+    kind = next((u["kind"] for u in used if u["gpu"] == "h200"), "missing")
+    if kind == "fitted":
+        return (
+            "- The H200 profile is calibrated (`sim calibrate` on a lent H200: kernels, idle, "
+            "HF eager and CB host); its all-reduce is the one measured on the 4 x H200 node. "
+            "TGI's own host overhead is an assumption (CUDA graphs: 0) on both GPUs."
+        )
+    return (
+        "- The H200 numbers come from a derived profile, not from measurements on an H200; "
+        "run `sim calibrate` on an H200 to replace it."
+    )
+
+
 def report(table, used, rate, requests, dtypes, tps) -> str:
     ok = table[table.status == "ok"]
     best = ok.sort_values("wh_per_request").groupby("variant", sort=False).head(1)
@@ -270,8 +285,7 @@ def report(table, used, rate, requests, dtypes, tps) -> str:
         "",
         "## Caveats",
         "",
-        "- The H200 numbers come from a derived profile, not from measurements on an H200; "
-        "run `sim calibrate` on an H200 to replace it.",
+        h200_caveat(used),
         "- TGI's own default limits are simulated (128 concurrent requests per replica, KV "
         "capacity from free memory): a replica whose queue would exceed 128 refuses requests "
         "(429), which counts as missing the SLO, so saturation here is often the concurrency "
