@@ -49,10 +49,10 @@ def test_whole_model_check_matches_published_errors():
     assert set(c.model) == {"qwen2.5-0.5b", "qwen2.5-14b", "mistral-7b", "llama-3.1-8b"}
     assert len(c) == 20
     med = median_errors(c)
-    # as published in docs/calibration.md: decode time meets the 15% target; decode
-    # energy and prefill do not (the document says by how much and why)
-    assert med["decode_s_per_token"] <= 15
-    assert med["decode_j_per_token"] > 15 and med["prefill_s"] > 15 and med["prefill_j"] > 15
+    # as published in docs/calibration.md: decode meets the 15% target in time and
+    # energy; prefill does not (the document says by how much and why)
+    assert med["decode_s_per_token"] <= 15 and med["decode_j_per_token"] <= 15
+    assert med["prefill_s"] > 15 and med["prefill_j"] > 15
 
 
 def test_order_agreement_skips_ties_within_noise():
