@@ -15,12 +15,11 @@ hostbench's columns, so calibrate.fit reads both.
 from __future__ import annotations
 
 import time
-from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
 
-from calibrate.hostbench import FIELDS, _blank, _timed
+from calibrate.hostbench import FIELDS, _timed, run_row
 from calibrate.meter import GpuMeter
 from calibrate.rawtable import append_row, done_keys
 from sim.modelcard import ModelCard
@@ -117,37 +116,11 @@ def measure_cb_model(
             eng.stamps = []
             full = _timed(meter, lambda p=prompts: eng.run(p, new_tokens + 1), sync, min_s[1])
             steps = np.concatenate([np.diff(s[1:]) for s in eng.stamps if len(s) > 2])
-            row = {
-                "model": card.name,
-                "layers": card.num_hidden_layers,
-                "dtype": dtype,
-                "batch": batch,
-                "prompt": prompt,
-                "new_tokens": new_tokens,
-                "prefill_s": pre["s"],
-                "prefill_j": _blank(pre["j"]),
-                "decode_s_per_token": (full["s"] - pre["s"]) / new_tokens,
-                "decode_j_per_token": _blank(
-                    None if pre["j"] is None else (full["j"] - pre["j"]) / new_tokens
-                ),
-                "step_median_s": float(np.median(steps)),
-                "step_p10_s": float(np.percentile(steps, 10)),
-                "step_p90_s": float(np.percentile(steps, 90)),
-                "cpu_s_per_token": (full["cpu_s"] - pre["cpu_s"]) / new_tokens,
-                "steal_s_per_token": _blank(
-                    None
-                    if full["steal_s"] is None
-                    else max(full["steal_s"] - pre["steal_s"], 0.0) / new_tokens
-                ),
-                "repeats_prefill": pre["n"],
-                "repeats_generate": full["n"],
-                "build_s": t_build,
-                "method": METHOD,
-            }
-            if meter:
-                row.update(meter.state())
-            row["utc"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
-            rows.append(row)
+            rows.append(
+                run_row(
+                    card, dtype, batch, prompt, new_tokens, pre, full, steps, t_build, meter, METHOD
+                )
+            )
     finally:
         eng.stop()
         model = None  # free the GPU memory before the next build

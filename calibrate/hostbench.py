@@ -174,41 +174,63 @@ def measure_model(
             2.5,
         )
         steps = _decode_steps(clock.stamps, new_tokens + 1)
-        row = {
-            "model": card.name,
-            "layers": card.num_hidden_layers,
-            "dtype": dtype,
-            "batch": batch,
-            "prompt": prompt,
-            "new_tokens": new_tokens,
-            "prefill_s": pre["s"],
-            "prefill_j": _blank(pre["j"]),
-            "decode_s_per_token": (full["s"] - pre["s"]) / new_tokens,
-            "decode_j_per_token": _blank(
-                None if pre["j"] is None else (full["j"] - pre["j"]) / new_tokens
-            ),
-            "step_median_s": float(np.median(steps)),
-            "step_p10_s": float(np.percentile(steps, 10)),
-            "step_p90_s": float(np.percentile(steps, 90)),
-            "cpu_s_per_token": (full["cpu_s"] - pre["cpu_s"]) / new_tokens,
-            "steal_s_per_token": _blank(
-                None
-                if full["steal_s"] is None
-                else max(full["steal_s"] - pre["steal_s"], 0.0) / new_tokens
-            ),
-            "repeats_prefill": pre["n"],
-            "repeats_generate": full["n"],
-            "build_s": t_build,
-            "method": METHOD,
-        }
-        if meter:
-            row.update(meter.state())
-        row["utc"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
-        rows.append(row)
+        rows.append(
+            run_row(
+                card, dtype, batch, prompt, new_tokens, pre, full, steps, t_build, meter, METHOD
+            )
+        )
     model = None  # free the GPU memory before the next build
     if device.startswith("cuda"):
         torch.cuda.empty_cache()
     return rows
+
+
+def run_row(
+    card: ModelCard,
+    dtype: str,
+    batch: int,
+    prompt: int,
+    new_tokens: int,
+    pre: dict,
+    full: dict,
+    steps: np.ndarray,
+    t_build: float,
+    meter: GpuMeter | None,
+    method: str,
+) -> dict:
+    """One raw row from a short (prefill) and a long (prefill + new_tokens) timed run: decode
+    per token is their difference; also single-step spread, CPU and stolen time per token."""
+    row = {
+        "model": card.name,
+        "layers": card.num_hidden_layers,
+        "dtype": dtype,
+        "batch": batch,
+        "prompt": prompt,
+        "new_tokens": new_tokens,
+        "prefill_s": pre["s"],
+        "prefill_j": _blank(pre["j"]),
+        "decode_s_per_token": (full["s"] - pre["s"]) / new_tokens,
+        "decode_j_per_token": _blank(
+            None if pre["j"] is None else (full["j"] - pre["j"]) / new_tokens
+        ),
+        "step_median_s": float(np.median(steps)),
+        "step_p10_s": float(np.percentile(steps, 10)),
+        "step_p90_s": float(np.percentile(steps, 90)),
+        "cpu_s_per_token": (full["cpu_s"] - pre["cpu_s"]) / new_tokens,
+        "steal_s_per_token": _blank(
+            None
+            if full["steal_s"] is None
+            else max(full["steal_s"] - pre["steal_s"], 0.0) / new_tokens
+        ),
+        "repeats_prefill": pre["n"],
+        "repeats_generate": full["n"],
+        "build_s": t_build,
+        "method": method,
+    }
+    if meter:
+        row.update(meter.state())
+    row["utc"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    return row
 
 
 def _decode_steps(stamps: list[float], per_call: int) -> np.ndarray:
