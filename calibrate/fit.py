@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import zlib
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -128,7 +129,9 @@ def _gap_mean(f: float, ts: float, td: float, A: float, D: float, p_last: float,
     return float(gap_energy_per_gpu(ip, p_last, g)) / g
 
 
-def fit_idle(idle: pd.DataFrame, host_wait_w: float, source: str) -> IdlePower:
+def fit_idle(
+    idle: pd.DataFrame, host_wait_w: float, source: str, step_standby_fraction: float = 0.0
+) -> IdlePower:
     """Deep and active idle as measured; standby fraction/tau and deep-decay tau fitted jointly
     to the decay curve after a GEMM burst and to the two duty-cycle means."""
     get = lambda s: float(idle.loc[idle.state == s, "power_w"].iloc[0])  # noqa: E731
@@ -158,6 +161,7 @@ def fit_idle(idle: pd.DataFrame, host_wait_w: float, source: str) -> IdlePower:
         deep_idle_w=D,
         active_idle_w=A,
         host_wait_w=max(host_wait_w, D),
+        step_standby_fraction=float(step_standby_fraction),
         standby_fraction=float(f),
         standby_tau_s=ts,
         deep_decay_tau_s=td,
@@ -205,12 +209,18 @@ def _decode_step(r, profile: Profile, engine: str = "hf_eager", tp: int = 1):
 
 
 def fit_host(
-    runs: pd.DataFrame, profile: Profile, source: str, engine: str = "hf_eager", tp: int = 1
+    runs: pd.DataFrame,
+    profile: Profile,
+    source: str,
+    engine: str = "hf_eager",
+    tp: int = 1,
+    standby_k: float = 0.0,
 ) -> tuple[HostOverhead, float]:
     """HF eager decode steps are host-bound: fit host = a + b*layers + c*batch so that
     max(GPU time, host) matches the measured decode time per token (least squares on the log
     ratio, soft-L1 so one slow run cannot drag the fit; parameters >= 0). Then the host-wait
-    power: the measured energy not explained by the kernels, over the time the GPU waits."""
+    power per GPU: the measured energy (all tp GPUs) not explained by the kernels, over the
+    time the GPU waits, less the in-step standby share standby_k*(P_busy - host_wait)."""
     X, gpu_s, busy_j = [], [], []
     for _, r in runs.iterrows():
         cm, c = _decode_step(r, profile, engine, tp)
@@ -232,7 +242,11 @@ def fit_host(
     e = runs["decode_j_per_token"].to_numpy(float)
     wait = y - gpu
     ok = np.isfinite(e) & (wait > 0.2 * y)
-    host_wait = float(np.median((e[ok] - busy[ok]) / wait[ok])) if ok.any() else float("nan")
+    # per GPU: the meter sums all tp GPUs, and the cost model multiplies wait power by tp
+    p_wait = (e[ok] - busy[ok]) / wait[ok] / tp
+    p_busy = busy[ok] / gpu[ok] / tp
+    per_run = (p_wait - standby_k * p_busy) / (1.0 - standby_k)
+    host_wait = float(np.median(per_run)) if ok.any() else float("nan")
     ho = HostOverhead(
         per_step_s=float(coef[0]),
         per_layer_s=float(coef[1]),
@@ -247,15 +261,127 @@ def fit_host(
     return ho, host_wait
 
 
+def _prefill_step(r, profile: Profile, engine: str = "hf_eager"):
+    """GPU time and busy energy of run r's prefill step (batch x prompt tokens, no past)."""
+    cm = CostModel(_card(r["model"], r["layers"]), r["dtype"], profile, engine=engine)
+    b, p = int(r["batch"]), int(r["prompt"])
+    return cm.card.num_hidden_layers, cm.step_cost(StepWork(prefill=((p, 0),) * b))
+
+
+def _robust_scalar(f, x0: float, hi: float) -> float:
+    """One parameter in [0, hi] by soft-L1 least squares on log ratios (as the host fit)."""
+    sol = least_squares(
+        f, [min(max(x0, 1e-9), hi - 1e-9)], bounds=(0.0, hi), loss="soft_l1", f_scale=0.1
+    )
+    return float(sol.x[0])
+
+
+@dataclass
+class PrefillFit:
+    """The generate() prefill terms, fitted on the HF generate runs (fit data only)."""
+
+    setup_s: float  # per generate() call, shared by every dtype (the same Python)
+    serial: dict[str, float]  # prefill_serial_fraction per host entry
+    host_wait_w: float  # per GPU, in-step waits, with the standby term below
+    step_standby_fraction: float
+    errors: dict[str, FitError]  # prefill time (and energy) errors on the fit runs
+
+
+def fit_prefill(runs: pd.DataFrame, profile: Profile, hosts: dict[str, HostOverhead]) -> PrefillFit:
+    """generate(1) = set-up + one prefill step. With the decode-fitted host entries fixed:
+
+    1. setup_s: 16/32-bit runs, wall = setup + max(gpu, host) (these layers never sync the
+       host inside a forward);
+    2. prefill_serial_fraction s of each bitsandbytes entry, with that setup:
+       wall = setup + max(gpu, host) + s*min(gpu, host);
+    3. in-step wait power, jointly on the 16/32-bit runs' decode and prefill energies over
+       the measured waits: p_wait = w + k*(P_busy - w) (w: host_wait_w, k: step standby)."""
+    rows = []
+    for _, r in runs.iterrows():
+        key = "hf_eager" + ("" if r["dtype"] in HOST_GROUPS[""] else f":{r['dtype']}")
+        ho = hosts.get(key, hosts["hf_eager"])
+        layers, pre = _prefill_step(r, profile)
+        _, dec = _decode_step(r, profile)
+        host = ho.per_step_s + ho.per_layer_s * layers + ho.per_sequence_s * int(r["batch"])
+        rows.append(
+            {
+                "key": key,
+                "gpu": pre.gpu_s,
+                "busy": pre.busy_energy_j,
+                "host": host,
+                "d_gpu": dec.gpu_s,
+                "d_busy": dec.busy_energy_j,
+            }
+        )
+    d = pd.concat([runs.reset_index(drop=True), pd.DataFrame(rows)], axis=1)
+    y = d["prefill_s"].to_numpy(float)
+    overlap = np.maximum(d["gpu"], d["host"]).to_numpy(float)
+    short = np.minimum(d["gpu"], d["host"]).to_numpy(float)
+    plain = (d["key"] == "hf_eager").to_numpy()
+    setup = _robust_scalar(
+        lambda p: np.log((p[0] + overlap[plain]) / y[plain]),
+        float(np.median(y[plain] - overlap[plain])),
+        0.1,
+    )
+    serial: dict[str, float] = {}
+    wall = setup + overlap
+    for key in sorted(set(d["key"]) - {"hf_eager"}):
+        m = (d["key"] == key).to_numpy()
+        serial[key] = _robust_scalar(
+            lambda p, m=m: np.log((setup + overlap[m] + p[0] * short[m]) / y[m]), 0.5, 1.0
+        )
+        wall[m] += serial[key] * short[m]
+    errors = {}
+    for key in sorted(set(d["key"])):
+        m = (d["key"] == key).to_numpy()
+        err = _ape(wall[m], y[m])
+        errors[key] = FitError(
+            n_points=int(m.sum()),
+            time_median_ape=float(np.median(err)),
+            time_p90_ape=float(np.percentile(err, 90)),
+        )
+    # in-step wait power: measured energy minus the kernels' over the measured wait
+    e, w, busy, gpu = [], [], [], []
+    for ph in (
+        ("decode_j_per_token", "decode_s_per_token", "d_busy", "d_gpu"),
+        ("prefill_j", "prefill_s", "busy", "gpu"),
+    ):
+        q = d[plain]
+        e.append(q[ph[0]].to_numpy(float))
+        w.append(q[ph[1]].to_numpy(float) - q[ph[3]].to_numpy(float))
+        busy.append(q[ph[2]].to_numpy(float))
+        gpu.append(q[ph[3]].to_numpy(float))
+    e, w, busy, gpu = (np.concatenate(a) for a in (e, w, busy, gpu))
+    t = w + gpu
+    ok = np.isfinite(e) & (w > 0.2 * t)  # waits long enough to carry their power
+    e, w, busy, p_busy = e[ok], w[ok], busy[ok], busy[ok] / gpu[ok]
+    sol = least_squares(
+        lambda p: (busy + (p[0] + p[1] * (p_busy - p[0])) * w) / e - 1.0,
+        [profile.idle.active_idle_w, 0.2],
+        bounds=([profile.idle.deep_idle_w, 0.0], [profile.gpu.power_limit_w, 0.95]),
+        loss="soft_l1",
+        f_scale=0.1,
+    )
+    return PrefillFit(
+        setup_s=setup,
+        serial=serial,
+        host_wait_w=float(sol.x[0]),
+        step_standby_fraction=float(sol.x[1]),
+        errors=errors,
+    )
+
+
 def fit_hosts(
     host: pd.DataFrame, profile: Profile, source: str
-) -> tuple[dict[str, HostOverhead], float]:
+) -> tuple[dict[str, HostOverhead], float, float]:
     """The hf_eager entries of profile.host ('hf_eager' for 16/32-bit, 'hf_eager:int8' and
-    'hf_eager:int4'), 'transformers_cb' copied from hf_eager (not measured, said so), and the
-    host-wait power (median over the 16/32-bit runs)."""
+    'hf_eager:int4') with their generate() prefill terms (fit_prefill), 'transformers_cb'
+    copied from hf_eager (not measured, said so; no generate() set-up), the host-wait power
+    and the in-step standby fraction (both from the 16/32-bit runs)."""
     runs = host_runs(host)
     hosts = dict(profile.host)
     host_wait = profile.idle.host_wait_w
+    standby_k = profile.idle.step_standby_fraction
     for suffix, dts in HOST_GROUPS.items():
         rows = runs[runs["dtype"].isin(dts)]
         if len(rows) < 3:
@@ -265,14 +391,39 @@ def fit_hosts(
         if not suffix and np.isfinite(wait):
             host_wait = wait
     if hosts.get("hf_eager") is not profile.host.get("hf_eager"):  # fitted here
+        fitted = [
+            k for k in hosts if k.startswith("hf_eager") and hosts[k] is not profile.host.get(k)
+        ]
+        pre = fit_prefill(runs[runs["dtype"].isin(sum(HOST_GROUPS.values(), ()))], profile, hosts)
+        for key in fitted:
+            err = pre.errors.get(key)
+            hosts[key] = hosts[key].model_copy(
+                update={
+                    "setup_s": pre.setup_s,
+                    "prefill_serial_fraction": pre.serial.get(key, 0.0),
+                    "source": hosts[key].source
+                    + "; setup_s (shared) and prefill_serial_fraction from the generate(1) "
+                    "prefill runs"
+                    + (
+                        f" (prefill time error on them: median {err.time_median_ape:.1f}%, "
+                        f"p90 {err.time_p90_ape:.1f}%)"
+                        if err
+                        else ""
+                    ),
+                }
+            )
+        host_wait, standby_k = pre.host_wait_w, pre.step_standby_fraction
         hosts["transformers_cb"] = hosts["hf_eager"].model_copy(
             update={
                 "fit_error": None,
+                "setup_s": 0.0,
+                "prefill_serial_fraction": 0.0,
                 "source": "not measured by sim calibrate: copied from hf_eager (transformers CB "
-                "runs the same eager modeling code per step); " + hosts["hf_eager"].source,
+                "runs the same eager modeling code per step; requests join a running loop, so "
+                "no generate() set-up); " + hosts["hf_eager"].source,
             }
         )
-    return hosts, host_wait
+    return hosts, host_wait, standby_k
 
 
 def fit_cb_host(raw_dir: Path, profile: Profile, where: str) -> HostOverhead:
@@ -281,7 +432,9 @@ def fit_cb_host(raw_dir: Path, profile: Profile, where: str) -> HostOverhead:
     while that engine's host keeps the GPU waiting."""
     runs = host_runs(pd.read_csv(raw_dir / "cbhost.csv"))
     src = f"transformers continuous batching decode on {where}; raw: {raw_dir.name}/cbhost.csv"
-    ho, wait = fit_host(runs, profile, src, engine="transformers_cb")
+    ho, wait = fit_host(
+        runs, profile, src, engine="transformers_cb", standby_k=profile.idle.step_standby_fraction
+    )
     return ho.model_copy(update={"wait_w": wait if np.isfinite(wait) and wait > 0 else None})
 
 
@@ -291,8 +444,24 @@ def fit_tp_host(raw_dir: Path, profile: Profile, where: str) -> HostOverhead:
     raw = pd.read_csv(raw_dir / "tphost.csv")
     tp = int(raw["tp"].iloc[0])
     src = f"HF generate under tp_plan='auto' on {tp} GPUs, {where}; raw: {raw_dir.name}/tphost.csv"
-    ho, wait = fit_host(host_runs(raw), profile, src, engine="hf_eager", tp=tp)
-    return ho.model_copy(update={"wait_w": wait if np.isfinite(wait) and wait > 0 else None})
+    ho, wait = fit_host(
+        host_runs(raw),
+        profile,
+        src,
+        engine="hf_eager",
+        tp=tp,
+        standby_k=profile.idle.step_standby_fraction,
+    )
+    # the same generate() call: its set-up is the one fitted on one GPU (said so); the two TP
+    # runs are too few to fit it or a serial fraction
+    setup = profile.host["hf_eager"].setup_s if "hf_eager" in profile.host else 0.0
+    return ho.model_copy(
+        update={
+            "wait_w": wait if np.isfinite(wait) and wait > 0 else None,
+            "setup_s": setup,
+            "source": ho.source + "; setup_s copied from hf_eager (the same generate() call)",
+        }
+    )
 
 
 def fit_interconnect(raw_dir: Path, where: str) -> dict:
@@ -363,10 +532,13 @@ def fit_profile(
     )
     host_src = f"HF eager generate decode on {where}; raw: {raw_dir.name}/host.csv"
     if (raw_dir / "host.csv").exists():
-        hosts, host_wait = fit_hosts(pd.read_csv(raw_dir / "host.csv"), prof, host_src)
-        prof = prof.model_copy(update={"host": hosts})
+        hosts, host_wait, standby_k = fit_hosts(pd.read_csv(raw_dir / "host.csv"), prof, host_src)
+        idle = prof.idle.model_copy(
+            update={"host_wait_w": host_wait, "step_standby_fraction": standby_k}
+        )
+        prof = prof.model_copy(update={"host": hosts, "idle": idle})
     else:
-        host_wait = base.idle.host_wait_w
+        host_wait, standby_k = base.idle.host_wait_w, base.idle.step_standby_fraction
     if (raw_dir / "cbhost.csv").exists():
         prof = prof.model_copy(
             update={"host": {**prof.host, "transformers_cb": fit_cb_host(raw_dir, prof, where)}}
@@ -383,7 +555,8 @@ def fit_profile(
         idle = fit_idle(
             pd.read_csv(raw_dir / "idle.csv"),
             host_wait,
-            f"idle states, decay after a GEMM burst and duty cycles on {where}; raw: {raw_dir.name}/idle.csv; host_wait from {raw_dir.name}/host.csv",
+            f"idle states, decay after a GEMM burst and duty cycles on {where}; raw: {raw_dir.name}/idle.csv; host_wait and step_standby_fraction from {raw_dir.name}/host.csv",
+            standby_k,
         )
         prof = prof.model_copy(update={"idle": idle})
     return Profile(**prof.model_dump())

@@ -13,6 +13,9 @@ import math
 from dataclasses import dataclass, field
 from functools import lru_cache
 
+import numpy as np
+from scipy.special import digamma
+
 from sim.dtypes import DtypeInfo, dtype_info
 from sim.kernels import (
     EngineShape,
@@ -105,6 +108,7 @@ class CostModel:
         self.shape = ENGINE_SHAPES[self.engine]
         self.host = self.profile.host_overhead(self.engine, self.dtype, self.tp)
         self.wait_w = self.host.wait_w or self.profile.idle.host_wait_w
+        self.standby_k = self.profile.idle.step_standby_fraction
         self._plimit = self.profile.gpu.power_limit_w
         self._fits = {}
         self._layer_const = lru_cache(maxsize=4096)(self._layer_const_uncached)
@@ -199,8 +203,21 @@ class CostModel:
             h.per_step_s + h.per_layer_s * self.card.num_hidden_layers + h.per_sequence_s * n_seqs
         )
 
+    def wait_power_w(self, gpu_s: float, busy_j: float) -> float:
+        """Per-GPU power while the GPU waits for the host inside a step whose kernels take
+        gpu_s and draw busy_j (all GPUs): host_wait + k*(P_busy - host_wait)."""
+        if self.standby_k == 0.0 or gpu_s <= 0:
+            return self.wait_w
+        p_busy = busy_j / (self.tp * gpu_s)
+        return self.wait_w + self.standby_k * (p_busy - self.wait_w)
+
     def step_cost(self, work: StepWork) -> StepCost:
-        """Cost of one forward step (all GPUs of the replica)."""
+        """Cost of one forward step (all GPUs of the replica).
+
+        Decode-only steps: wall = max(gpu, host). Steps with prefill work overlap host and GPU
+        less where the engine synchronises them (host.prefill_serial_fraction), and a step
+        that starts sequences also pays the engine's per-call set-up (host.setup_s), during
+        which the GPU waits."""
         tokens = work.tokens
         if tokens == 0:
             return StepCost(0.0, 0.0, 0.0, 0.0, 0.0, self.tp)
@@ -211,7 +228,13 @@ class CostModel:
         busy = e_const + e_attn
         host = self.host_s(work.n_seqs)
         wall = max(gpu, host)
-        wait_e = self.wait_w * (wall - gpu)
+        if work.prefill:
+            h = self.host
+            wall += h.prefill_serial_fraction * min(gpu, host)
+            if h.setup_s and any(past == 0 for _, past in work.prefill):
+                wall += h.setup_s
+                host += h.setup_s
+        wait_e = self.wait_power_w(gpu, busy) * (wall - gpu)
         return StepCost(wall, gpu, host, self.tp * (busy + wait_e), self.tp * busy, self.tp)
 
     # ---- decode segments in closed form ---------------------------------------------
@@ -235,6 +258,7 @@ class CostModel:
             dbusy=c1.busy_energy_j - c0.busy_energy_j,
             host=c0.host_s,
             wait_w=self.wait_w * self.tp,
+            standby_k=self.standby_k,
         )
 
 
@@ -246,11 +270,43 @@ def _sum_affine(a: float, b: float, j0: int, j1: int) -> float:
     return n * a + b * (j0 + j1 - 1) * n / 2.0
 
 
+def _sum_ratio(b0: float, db: float, g0: float, dg: float, n: int) -> float:
+    """sum_{j=0}^{n-1} (b0 + db*j) / (g0 + dg*j), g0 > 0, in O(1).
+
+    (b0 + db*j)/(g0 + dg*j) = db/dg + (b0 - db*g0/dg)/(g0 + dg*j); the sum of 1/(g0 + dg*j) is
+    a difference of digammas, or (for a tiny slope, where that difference cancels) a Taylor
+    series in x = dg/g0 with x*n < 1e-3, exact to about 1e-15."""
+    if n <= 0:
+        return 0.0
+    x = dg / g0
+    m = n - 1
+    if abs(x) * m < 1e-3:
+        # sum_j (b0 + db j) * (1/g0) * sum_p (-x j)^p, p <= 4; S[p] = sum_{j<n} j^p
+        S = (
+            float(n),
+            m * n / 2.0,
+            m * n * (2 * m + 1) / 6.0,
+            (m * n / 2.0) ** 2,
+            m * n * (2 * m + 1) * (3 * m * m + 3 * m - 1) / 30.0,
+        )
+        inv = sum((-x) ** p * S[p] for p in range(5))
+        inv_j = sum((-x) ** p * S[p + 1] for p in range(4))
+        return (b0 * inv + db * inv_j) / g0
+    if dg < 0:  # never met (attention time grows with context): sum directly
+        j = np.arange(n, dtype=float)
+        return float(np.sum((b0 + db * j) / (g0 + dg * j)))
+    a = g0 / dg
+    harm = (float(digamma(a + n)) - float(digamma(a))) / dg
+    return db / dg * n + (b0 - db * a) * harm
+
+
 @dataclass
 class DecodeSegment:
     """Cumulative wall time and energy of the first k steps of a decode-only batch, O(1) each.
 
-    wall(j) = max(gpu0 + dgpu*j, host); energy(j) = busy0 + dbusy*j + wait_w*(wall(j)-gpu(j)).
+    wall(j) = max(gpu0 + dgpu*j, host); energy(j) = busy0 + dbusy*j + p_wait(j)*(wall(j)-gpu(j))
+    with p_wait(j) = (1-k)*wait_w + k*busy(j)/gpu(j) (CostModel.wait_power_w, all GPUs); the
+    sum of busy(j)/gpu(j) has a closed form too (_sum_ratio).
     """
 
     model: CostModel
@@ -262,6 +318,7 @@ class DecodeSegment:
     dbusy: float
     host: float
     wait_w: float
+    standby_k: float = 0.0
 
     def _split(self, k: int) -> int:
         """Number of leading steps (of k) that are host-bound (gpu(j) < host)."""
@@ -278,8 +335,15 @@ class DecodeSegment:
     def energy(self, k: int) -> float:
         s = self._split(k)
         busy = _sum_affine(self.busy0, self.dbusy, 0, k)
-        wait = self.wait_w * (s * self.host - _sum_affine(self.gpu0, self.dgpu, 0, s))
-        return busy + wait
+        idle_s = s * self.host - _sum_affine(self.gpu0, self.dgpu, 0, s)
+        if self.standby_k == 0.0:
+            return busy + self.wait_w * idle_s
+        k = self.standby_k
+        # sum over host-bound steps of busy(j)/gpu(j) * (host - gpu(j))
+        standby = self.host * _sum_ratio(
+            self.busy0, self.dbusy, self.gpu0, self.dgpu, s
+        ) - _sum_affine(self.busy0, self.dbusy, 0, s)
+        return busy + (1.0 - k) * self.wait_w * idle_s + k * standby
 
     def is_affine_over(self, k: int) -> bool:
         """True if the closed form is exact for k steps: compare with a direct costing of the
@@ -311,6 +375,10 @@ class DecodeSegment:
         j = k - 1
         gpu = self.gpu0 + self.dgpu * j
         wall = max(gpu, self.host)
-        e = self.busy0 + self.dbusy * j + self.wait_w * (wall - gpu)
+        busy = self.busy0 + self.dbusy * j
+        p_wait = self.wait_w
+        if self.standby_k and gpu > 0:
+            p_wait = (1.0 - self.standby_k) * self.wait_w + self.standby_k * busy / gpu
+        e = busy + p_wait * (wall - gpu)
         tp = self.model.tp
         return e / wall / tp if wall > 0 else 0.0

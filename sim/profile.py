@@ -60,6 +60,14 @@ class HostOverhead(_Strict):
     # power of the GPU while it waits for this engine's host inside a step, when measured for
     # the engine (transformers CB); None: the profile's idle.host_wait_w (fitted on HF eager)
     wait_w: float | None = Field(default=None, gt=0)
+    # host time of one generate() call outside its forward steps (input and cache set-up,
+    # output assembly), serial with the GPU: charged once in each step that starts sequences
+    # (a prefill with no past). 0 for engines that admit requests into a running loop.
+    setup_s: float = Field(default=0.0, ge=0)
+    # multi-token (prefill) steps: the fraction of the shorter of GPU and host time that does
+    # not overlap with the other (bitsandbytes layers synchronise the host with the GPU):
+    # wall = max(gpu, host) + prefill_serial_fraction * min(gpu, host)
+    prefill_serial_fraction: float = Field(default=0.0, ge=0, le=1)
     fit_error: FitError | None = None
     source: str
 
@@ -69,6 +77,9 @@ class IdlePower(_Strict):
 
     deep_idle_w: no work for a long time. active_idle_w: model loaded, idle for seconds.
     host_wait_w: inside a step while the GPU waits for the host (launch-bound decode).
+    step_standby_fraction: inside a step the GPU stays partly in the power state of its
+    kernels, so a wait in a step whose kernels draw P_busy (their energy over their time) is
+    charged at host_wait_w + step_standby_fraction*(P_busy - host_wait_w); 0: host_wait_w flat.
     After each step the GPU stays in a 'standby' state: its power in a gap of length t is
     idle(t) + standby_fraction*(P_last - idle(t))*exp(-t/standby_tau_s), where idle(t) decays
     from active_idle_w to deep_idle_w with time constant deep_decay_tau_s.
@@ -77,6 +88,7 @@ class IdlePower(_Strict):
     deep_idle_w: float = Field(gt=0)
     active_idle_w: float = Field(gt=0)
     host_wait_w: float = Field(gt=0)
+    step_standby_fraction: float = Field(default=0.0, ge=0, lt=1)
     standby_fraction: float = Field(ge=0, le=1)
     standby_tau_s: float = Field(gt=0)
     deep_decay_tau_s: float = Field(gt=0)
