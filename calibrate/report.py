@@ -52,15 +52,18 @@ def kernel_table(profile: Profile) -> str:
 
 def host_table(profile: Profile) -> str:
     rows = [
-        "| entry | per step (ms) | per layer (ms) | per sequence (ms) | runs | median / p90 APE |",
-        "|---|---|---|---|---|---|",
+        "| entry | per step (ms) | per layer (ms) | per sequence (ms) | runs | median / p90 APE "
+        "| generate() set-up (ms) | prefill serial fraction | wait power (W) |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for k, h in profile.host.items():
         e = h.fit_error
         err = f"{e.time_median_ape:.1f}% / {e.time_p90_ape:.1f}%" if e else "-"
         rows.append(
             f"| `{k}` | {h.per_step_s * 1e3:.2f} | {h.per_layer_s * 1e3:.3f} "
-            f"| {h.per_sequence_s * 1e3:.3f} | {e.n_points if e else '-'} | {err} |"
+            f"| {h.per_sequence_s * 1e3:.3f} | {e.n_points if e else '-'} | {err} "
+            f"| {h.setup_s * 1e3:.1f} | {h.prefill_serial_fraction:.2f} "
+            f"| {h.wait_w or profile.idle.host_wait_w:.0f} |"
         )
     return "\n".join(rows)
 

@@ -234,7 +234,7 @@ class CostModel:
             if h.setup_s and any(past == 0 for _, past in work.prefill):
                 wall += h.setup_s
                 host += h.setup_s
-        wait_e = self.wait_power_w(gpu, busy) * (wall - gpu)
+        wait_e = self.wait_power_w(gpu, self.tp * busy) * (wall - gpu)
         return StepCost(wall, gpu, host, self.tp * (busy + wait_e), self.tp * busy, self.tp)
 
     # ---- decode segments in closed form ---------------------------------------------
