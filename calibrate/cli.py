@@ -12,7 +12,7 @@ import click
 
 from sim.errors import UserError
 
-STAGES = ("idle", "grid", "host", "cbhost", "check", "repeat", "interconnect")
+STAGES = ("idle", "grid", "host", "cbhost", "shapemiss", "check", "repeat", "interconnect")
 
 
 def _versions() -> dict:
@@ -99,7 +99,7 @@ def _interconnect(out_dir: Path) -> None:
     "with_dirs",
     multiple=True,
     type=click.Path(path_type=Path, exists=True, file_okay=False),
-    help="with --fit-only: also fit tphost.csv / allreduce.csv from this raw dir (a multi-GPU node)",
+    help="with --fit-only: also fit tphost.csv / allreduce.csv / shapemiss.csv from this raw dir (another node)",
 )
 def calibrate_cmd(
     out_dir, dtypes, models, quick, budget_minutes, stages, fit_only, tag, name, with_dirs
@@ -180,6 +180,12 @@ def calibrate_cmd(
 
         plan = [e for e in CB_FIT_PLAN if e[2] in wanted]
         run_cb(plan, out_dir / "cbhost.csv", meter, budget_s=left())
+    if "shapemiss" in stages:
+        from calibrate.shapemiss import run_shapemiss, sdpa_first_calls
+
+        if not (out_dir / "sdpa_first_calls.csv").exists():
+            sdpa_first_calls(out_dir / "sdpa_first_calls.csv")
+        run_shapemiss(out_dir / "shapemiss.csv", meter, tuple(wanted))
     if "check" in stages:
         names = models.split(",") if models else CHECK_MODELS
         plan = [(m, None, d, (1,), tag) for m in names for d in CHECK_DTYPES if d in wanted]

@@ -464,6 +464,50 @@ def fit_tp_host(raw_dir: Path, profile: Profile, where: str) -> HostOverhead:
     )
 
 
+MISS_MIN_S = 0.005  # below this a dtype has no plan cache: fresh and cached steps differ by noise
+
+
+def fit_shape_misses(raw: pd.DataFrame) -> dict[str, tuple[dict[str, float], float | None]]:
+    """Per engine: per dtype the median over measured shapes of (fresh - cached) step time
+    (calibrate/shapemiss.py), 0 below MISS_MIN_S; and the GPU's power during the misses, from the
+    energy of both runs (fresh step energy minus cached, over the time added), median over
+    the rows with a real miss."""
+    ok = raw[raw["error"].isna() | (raw["error"].astype(str) == "")].copy()
+    ok["p_miss"] = (
+        ok["fresh_power_w"] * ok["fresh_step_s"] - ok["cached_power_w"] * ok["cached_step_s"]
+    ) / (ok["fresh_step_s"] - ok["cached_step_s"])
+    out: dict[str, tuple[dict[str, float], float | None]] = {}
+    for engine, g in ok.groupby("engine"):
+        per_dtype = {str(d): float(x["miss_s"].median()) for d, x in g.groupby("dtype")}
+        per_dtype = {d: (m if m >= MISS_MIN_S else 0.0) for d, m in per_dtype.items()}
+        real = g[(g["miss_s"] > MISS_MIN_S) & g["p_miss"].notna()]
+        out[str(engine)] = (per_dtype, float(real["p_miss"].median()) if len(real) else None)
+    return out
+
+
+def with_shape_misses(
+    hosts: dict[str, HostOverhead],
+    misses: dict[str, tuple[dict[str, float], float | None]],
+    src: str,
+) -> dict[str, HostOverhead]:
+    """Attach the misses to each host entry of a measured engine; the TP entry gets HF
+    eager's (each rank builds its own plan, in parallel; not measured under TP, said so)."""
+    out = dict(hosts)
+    for key, ho in hosts.items():
+        engine = key.split(":")[0]
+        tp = engine.endswith("_tp")
+        if engine.removesuffix("_tp") not in misses:
+            continue
+        m, power = misses[engine.removesuffix("_tp")]
+        note = f"; attention shape misses: {src}" + (
+            " (measured on one GPU; assumed the same per rank under TP)" if tp else ""
+        )
+        out[key] = ho.model_copy(
+            update={"attn_shape_miss_s": m, "attn_shape_miss_w": power, "source": ho.source + note}
+        )
+    return out
+
+
 def fit_interconnect(raw_dir: Path, where: str) -> dict:
     """All-reduce fits from the table `sim calibrate --stages interconnect` measured here."""
     from calibrate.interconnect import fit_allreduce, fits_to_profile_entries
@@ -547,6 +591,10 @@ def fit_profile(
         prof = prof.model_copy(
             update={"host": {**prof.host, "hf_eager_tp": fit_tp_host(d, prof, _where(d))}}
         )
+    if d := _find("shapemiss.csv", raw_dir, extra_dirs):
+        misses = fit_shape_misses(pd.read_csv(d / "shapemiss.csv"))
+        src = f"fresh vs cached steps on {_where(d)}; raw: {d.name}/shapemiss.csv"
+        prof = prof.model_copy(update={"host": with_shape_misses(prof.host, misses, src)})
     if d := _find("allreduce.csv", raw_dir, extra_dirs):
         # measured here wins; group sizes not measured here keep the base's (said in their source)
         ic = {**prof.interconnect, **fit_interconnect(d, _where(d))}

@@ -108,6 +108,8 @@ class CostModel:
         self.shape = ENGINE_SHAPES[self.engine]
         self.host = self.profile.host_overhead(self.engine, self.dtype, self.tp)
         self.wait_w = self.host.wait_w or self.profile.idle.host_wait_w
+        self.miss_s = self.host.attn_shape_miss_s.get(self.dtype, 0.0)
+        self.miss_w = self.host.attn_shape_miss_w or self.wait_w
         self.standby_k = self.profile.idle.step_standby_fraction
         self._plimit = self.profile.gpu.power_limit_w
         self._fits = {}
@@ -211,7 +213,26 @@ class CostModel:
         p_busy = busy_j / (self.tp * gpu_s)
         return self.wait_w + self.standby_k * (p_busy - self.wait_w)
 
-    def step_cost(self, work: StepWork) -> StepCost:
+    def attn_shape(self, work: StepWork) -> tuple[int, ...]:
+        """The attention call's input shape in this step, the key of the engine's plan cache:
+        one packed call over all tokens and all KV read (transformers CB), else a padded
+        batch (HF generate: batch, query length, key length)."""
+        if self.shape.packed_attention:
+            kv = sum(new + past for new, past in work.prefill) + work.decode_ctx_sum
+            return (work.tokens, kv)
+        if work.prefill:
+            q = max(new for new, _ in work.prefill)
+            return (len(work.prefill), q, max(new + past for new, past in work.prefill))
+        return (work.n_decode, 1, -(-work.decode_ctx_sum // work.n_decode))
+
+    def decode_shapes(self, n_decode: int, ctx_sum0: int, k: int) -> list[tuple[int, ...]]:
+        """attn_shape of the k steps of a decode segment (context grows by n per step)."""
+        if self.shape.packed_attention:
+            return [(n_decode, ctx_sum0 + n_decode * j) for j in range(k)]
+        per_seq = -(-ctx_sum0 // n_decode)
+        return [(n_decode, 1, per_seq + j) for j in range(k)]
+
+    def step_cost(self, work: StepWork, shape_miss: bool = False) -> StepCost:
         """Cost of one forward step (all GPUs of the replica).
 
         Decode-only steps: wall = max(gpu, host). Steps with prefill work overlap host and GPU
@@ -235,6 +256,12 @@ class CostModel:
                 wall += h.setup_s
                 host += h.setup_s
         wait_e = self.wait_power_w(gpu, self.tp * busy) * (wall - gpu)
+        if shape_miss and self.miss_s:
+            # the plan is built on the host before the step's attention runs: serial, the
+            # GPU drained and waiting
+            wall += self.miss_s
+            host += self.miss_s
+            wait_e += self.miss_w * self.miss_s
         return StepCost(wall, gpu, host, self.tp * (busy + wait_e), self.tp * busy, self.tp)
 
     # ---- decode segments in closed form ---------------------------------------------

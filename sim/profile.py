@@ -68,6 +68,13 @@ class HostOverhead(_Strict):
     # not overlap with the other (bitsandbytes layers synchronise the host with the GPU):
     # wall = max(gpu, host) + prefill_serial_fraction * min(gpu, host)
     prefill_serial_fraction: float = Field(default=0.0, ge=0, le=1)
+    # per dtype: host time added to a step whose attention shape the engine's process has not
+    # run before (torch's cuDNN attention builds an execution plan per new shape; the GPU
+    # waits meanwhile). Measured fresh-vs-cached by `sim calibrate --stages shapemiss`;
+    # absent dtypes (and engines) have none.
+    attn_shape_miss_s: dict[str, float] = Field(default_factory=dict)
+    # power per GPU while a miss's plan is built (measured with them); None: wait_w
+    attn_shape_miss_w: float | None = Field(default=None, gt=0)
     fit_error: FitError | None = None
     source: str
 

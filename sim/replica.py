@@ -6,9 +6,10 @@ import contextlib
 from collections.abc import Generator, Sequence
 from dataclasses import dataclass
 
+import numpy as np
 import simpy
 
-from sim.costmodel import CostModel, StepWork
+from sim.costmodel import CostModel, DecodeSegment, StepWork
 from sim.ledger import Ledger
 from sim.request import Request
 
@@ -32,6 +33,17 @@ class Replica:
         self.fast_forward = fast_forward
         self.ledger = Ledger(n_gpus=cost.tp, idle=cost.profile.idle)
         self.steps = 0
+        # attention shapes this replica's engine process has run (its plan cache); only kept
+        # when the engine pays for new shapes (CostModel.miss_s)
+        self.seen_shapes: set[tuple[int, ...]] = set()
+        self.shape_misses = 0
+
+    def _is_miss(self, shape: tuple[int, ...]) -> bool:
+        if shape in self.seen_shapes:
+            return False
+        self.seen_shapes.add(shape)
+        self.shape_misses += 1
+        return True
 
     def _attribute(self, energy: float, shares: Sequence[Share]) -> None:
         total = sum(s.tokens for s in shares)
@@ -44,7 +56,8 @@ class Replica:
 
     def step(self, work: StepWork, shares: Sequence[Share]) -> Generator:
         """Run one forward step; energy is shared by the requests in it, by tokens."""
-        c = self.cost.step_cost(work)
+        miss = bool(self.cost.miss_s) and self._is_miss(self.cost.attn_shape(work))
+        c = self.cost.step_cost(work, shape_miss=miss)
         start = self.env.now
         yield self.env.timeout(c.wall_s)
         self._attribute(c.energy_j, shares)
@@ -67,6 +80,11 @@ class Replica:
         seg = self.cost.decode_segment(n, ctx_sum0)
         if k > 2 and not seg.is_affine_over(k):
             k = 1 if not seg.is_affine_over(2) else max(2, k // 2)
+        shapes: list[tuple[int, ...]] = []
+        if self.cost.miss_s:
+            shapes = self.cost.decode_shapes(n, ctx_sum0, k)
+            seen = self.seen_shapes
+            seg = MissingShapes(seg, [s not in seen for s in shapes], self.cost)
         start = self.env.now
         if server is not None:
             server.in_segment = True
@@ -84,6 +102,8 @@ class Replica:
         finally:
             if server is not None:
                 server.in_segment = False
+        for shape in shapes[:done]:
+            self._is_miss(shape)
         if done == 0:
             return 0
         energy = seg.energy(done)
@@ -93,3 +113,34 @@ class Replica:
         self.ledger.add_busy(start, self.env.now, energy, n, seg.last_step_power_per_gpu(done))
         self.steps += done
         return done
+
+
+class MissingShapes:
+    """A decode segment whose steps at attention shapes not seen before also pay the plan
+    build (CostModel.miss_s, serial, at the power measured meanwhile): time and energy of the
+    first k steps are the segment's plus miss cost times the misses among them."""
+
+    def __init__(self, seg: DecodeSegment, new: list[bool], cost: CostModel) -> None:
+        self.seg = seg
+        self.cum = np.concatenate([[0], np.cumsum(new)])
+        self.dt = cost.miss_s
+        self.de = cost.tp * cost.miss_w * cost.miss_s
+
+    def time(self, k: int) -> float:
+        return self.seg.time(k) + self.dt * float(self.cum[k])
+
+    def energy(self, k: int) -> float:
+        return self.seg.energy(k) + self.de * float(self.cum[k])
+
+    def steps_to_reach(self, elapsed: float, k_max: int) -> int:
+        lo, hi = 0, k_max
+        while lo < hi:
+            mid = (lo + hi) // 2
+            if self.time(mid) >= elapsed:
+                hi = mid
+            else:
+                lo = mid + 1
+        return lo
+
+    def last_step_power_per_gpu(self, k: int) -> float:
+        return self.seg.last_step_power_per_gpu(k)
