@@ -467,27 +467,44 @@ def fit_tp_host(raw_dir: Path, profile: Profile, where: str) -> HostOverhead:
 MISS_MIN_S = 0.005  # below this a dtype has no plan cache: fresh and cached steps differ by noise
 
 
-def fit_shape_misses(raw: pd.DataFrame) -> dict[str, tuple[dict[str, float], float | None]]:
-    """Per engine: per dtype the median over measured shapes of (fresh - cached) step time
-    (calibrate/shapemiss.py), 0 below MISS_MIN_S; and the GPU's power during the misses, from the
-    energy of both runs (fresh step energy minus cached, over the time added), median over
-    the rows with a real miss."""
+def _miss_line(g: pd.DataFrame) -> tuple[float, float]:
+    """(per-step, per-layer) seconds of a miss: least squares over the measured layer counts
+    when there are two or more and the slope comes out >= 0, else the median as a constant;
+    a per-step part below MISS_MIN_S with no slope is noise: (0, 0)."""
+    if g["layers"].nunique() >= 2:
+        b, a = np.polyfit(g["layers"].astype(float), g["miss_s"].astype(float), 1)
+        if b >= 0 and a >= 0:
+            return float(a), float(b)
+    m = float(g["miss_s"].median())
+    return (m, 0.0) if m >= MISS_MIN_S else (0.0, 0.0)
+
+
+def fit_shape_misses(
+    raw: pd.DataFrame,
+) -> dict[str, tuple[dict[str, float], dict[str, float], float | None]]:
+    """Per engine: per dtype the per-step and per-layer parts of (fresh - cached) step time
+    (calibrate/shapemiss.py), and the GPU's power during the misses, from the energy of both
+    runs (fresh step energy minus cached, over the time added), median over the rows with a
+    real miss."""
     ok = raw[raw["error"].isna() | (raw["error"].astype(str) == "")].copy()
     ok["p_miss"] = (
         ok["fresh_power_w"] * ok["fresh_step_s"] - ok["cached_power_w"] * ok["cached_step_s"]
     ) / (ok["fresh_step_s"] - ok["cached_step_s"])
-    out: dict[str, tuple[dict[str, float], float | None]] = {}
+    out: dict[str, tuple[dict[str, float], dict[str, float], float | None]] = {}
     for engine, g in ok.groupby("engine"):
-        per_dtype = {str(d): float(x["miss_s"].median()) for d, x in g.groupby("dtype")}
-        per_dtype = {d: (m if m >= MISS_MIN_S else 0.0) for d, m in per_dtype.items()}
+        lines = {str(d): _miss_line(x) for d, x in g.groupby("dtype")}
         real = g[(g["miss_s"] > MISS_MIN_S) & g["p_miss"].notna()]
-        out[str(engine)] = (per_dtype, float(real["p_miss"].median()) if len(real) else None)
+        out[str(engine)] = (
+            {d: a for d, (a, _) in lines.items()},
+            {d: b for d, (_, b) in lines.items()},
+            float(real["p_miss"].median()) if len(real) else None,
+        )
     return out
 
 
 def with_shape_misses(
     hosts: dict[str, HostOverhead],
-    misses: dict[str, tuple[dict[str, float], float | None]],
+    misses: dict[str, tuple[dict[str, float], dict[str, float], float | None]],
     src: str,
 ) -> dict[str, HostOverhead]:
     """Attach the misses to each host entry of a measured engine; the TP entry gets HF
@@ -498,12 +515,17 @@ def with_shape_misses(
         tp = engine.endswith("_tp")
         if engine.removesuffix("_tp") not in misses:
             continue
-        m, power = misses[engine.removesuffix("_tp")]
+        m, per_layer, power = misses[engine.removesuffix("_tp")]
         note = f"; attention shape misses: {src}" + (
             " (measured on one GPU; assumed the same per rank under TP)" if tp else ""
         )
         out[key] = ho.model_copy(
-            update={"attn_shape_miss_s": m, "attn_shape_miss_w": power, "source": ho.source + note}
+            update={
+                "attn_shape_miss_s": m,
+                "attn_shape_miss_per_layer_s": per_layer,
+                "attn_shape_miss_w": power,
+                "source": ho.source + note,
+            }
         )
     return out
 

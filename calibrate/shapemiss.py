@@ -55,8 +55,10 @@ FIELDS = (
     "error",
 )
 SHAPE = ("qwen2.5-1.5b", 8)  # a host-fit shape (calibrate/hostbench.py)
-# a second host-fit shape with more heads, bf16/fp16 only: does the miss grow with the shape?
-WIDE_SHAPE = ("qwen2.5-7b", 16)
+# more host-fit shapes (more heads, more layers), bf16/fp16 only: the miss grows with the
+# model (the first H100 pass: 37 ms at 8 layers, 45 ms at 16, ~95 ms on Llama-3.1-8B's 32 in
+# the step probe), so three layer counts separate a per-step and a per-layer part
+WIDE_SHAPES = (("qwen2.5-7b", 16), ("qwen2.5-3b", 36))
 WIDE_DTYPES = ("bfloat16", "float16")
 GENERATE_DTYPES = ("bfloat16", "float16", "float32", "int8", "int4")
 CB_DTYPES = ("bfloat16", "float16", "float32")
@@ -207,8 +209,8 @@ def run_shapemiss(
     plan = [(cards[0], "hf_eager", d) for d in GENERATE_DTYPES if d in dtypes]
     plan += [(cards[0], "transformers_cb", d) for d in CB_DTYPES if d in dtypes]
     if card is None:
-        wide = _card(*WIDE_SHAPE)
-        plan += [(wide, e, d) for e in ("hf_eager", "transformers_cb") for d in WIDE_DTYPES]
+        for wide in (_card(*w) for w in WIDE_SHAPES):
+            plan += [(wide, e, d) for e in ("hf_eager", "transformers_cb") for d in WIDE_DTYPES]
     done, n = done_keys(out_csv), 0
     for card, engine, dtype in tqdm(plan, desc="attention shape misses", disable=not progress):
         batch = 1 if engine == "hf_eager" else CB_BATCH

@@ -108,7 +108,9 @@ class CostModel:
         self.shape = ENGINE_SHAPES[self.engine]
         self.host = self.profile.host_overhead(self.engine, self.dtype, self.tp)
         self.wait_w = self.host.wait_w or self.profile.idle.host_wait_w
-        self.miss_s = self.host.attn_shape_miss_s.get(self.dtype, 0.0)
+        self.miss_s = self.host.attn_shape_miss_s.get(
+            self.dtype, 0.0
+        ) + self.card.num_hidden_layers * self.host.attn_shape_miss_per_layer_s.get(self.dtype, 0.0)
         self.miss_w = self.host.attn_shape_miss_w or self.wait_w
         self.standby_k = self.profile.idle.step_standby_fraction
         self._plimit = self.profile.gpu.power_limit_w

@@ -73,6 +73,8 @@ class HostOverhead(_Strict):
     # waits meanwhile). Measured fresh-vs-cached by `sim calibrate --stages shapemiss`;
     # absent dtypes (and engines) have none.
     attn_shape_miss_s: dict[str, float] = Field(default_factory=dict)
+    # ... plus this much per layer of the model (per dtype; the miss grows with the model)
+    attn_shape_miss_per_layer_s: dict[str, float] = Field(default_factory=dict)
     # power per GPU while a miss's plan is built (measured with them); None: wait_w
     attn_shape_miss_w: float | None = Field(default=None, gt=0)
     fit_error: FitError | None = None

@@ -22,12 +22,14 @@ def test_fit_reproduces_the_shipped_profile():
     fits = fit_shape_misses(pd.read_csv(RAW))
     prof, _ = load_profile("h100-sxm")
     for engine in ("hf_eager", "transformers_cb"):
-        per_dtype, power = fits[engine]
+        per_dtype, per_layer, power = fits[engine]
         assert prof.host[engine].attn_shape_miss_s == pytest.approx(per_dtype)
+        assert prof.host[engine].attn_shape_miss_per_layer_s == pytest.approx(per_layer)
         assert prof.host[engine].attn_shape_miss_w == pytest.approx(power)
         # bf16/fp16 attention runs on cuDNN (a plan per shape); float32 does not
-        assert per_dtype["bfloat16"] > 0.02 and per_dtype["float16"] > 0.02
-        assert per_dtype["float32"] == 0.0
+        miss_8b = {d: per_dtype[d] + 32 * per_layer[d] for d in per_dtype}
+        assert miss_8b["bfloat16"] > 0.02 and miss_8b["float16"] > 0.02
+        assert miss_8b["float32"] == 0.0
         # the GPU waits during the build: between deep idle and a busy step's power
         assert prof.idle.deep_idle_w < power < 300
 
@@ -36,6 +38,7 @@ def test_noise_below_threshold_is_no_miss():
     raw = pd.DataFrame(
         {
             "engine": ["hf_eager"] * 2,
+            "layers": [8, 8],
             "dtype": ["float32", "bfloat16"],
             "miss_s": [MISS_MIN_S / 2, 0.04],
             "cached_step_s": [0.01, 0.01],
@@ -45,8 +48,9 @@ def test_noise_below_threshold_is_no_miss():
             "error": [None, None],
         }
     )
-    per_dtype, power = fit_shape_misses(raw)["hf_eager"]
+    per_dtype, per_layer, power = fit_shape_misses(raw)["hf_eager"]
     assert per_dtype == {"float32": 0.0, "bfloat16": 0.04}
+    assert per_layer == {"float32": 0.0, "bfloat16": 0.0}
     # (132*0.05 - 150*0.01) / 0.04 from the bf16 row only
     assert power == pytest.approx((132 * 0.05 - 150 * 0.01) / 0.04)
 
@@ -109,3 +113,14 @@ def test_float32_has_no_misses():
     e2e = (df["finish_s"] - df["start_s"]).to_numpy()
     assert res.replicas[0].cost.miss_s == 0.0
     assert e2e[0] == pytest.approx(e2e[1], rel=1e-9)
+
+
+def test_miss_grows_with_layers_where_measured_so():
+    """Three layer counts: a least-squares line; the Llama-3.1-8B rows (held out) are
+    predicted within 25%."""
+    fits = fit_shape_misses(pd.read_csv(RAW))
+    check = pd.read_csv(RAW.with_name("shapemiss-check-llama8b.csv"))
+    for _, row in check.iterrows():
+        per_step, per_layer, _ = fits[row["engine"]]
+        pred = per_step[row["dtype"]] + row["layers"] * per_layer[row["dtype"]]
+        assert pred == pytest.approx(row["miss_s"], rel=0.25), row["engine"]
