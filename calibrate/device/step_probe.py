@@ -184,6 +184,40 @@ def run_sdpa_shapes(out: Path) -> None:
         (out / "sdpa_kernels.txt").write_text(f"profiler failed: {exc}")
 
 
+def run_cache_capacity(out: Path, n: int = 1200) -> None:
+    """How many attention plans does the cache keep? Create n new SDPA shapes in turn; at
+    checkpoints, time a call at a shape created `age` shapes earlier (a hit is ~0.1 ms, a
+    miss tens of ms). Writes cache_capacity.csv."""
+    import torch
+    import torch.nn.functional as F
+
+    dev, dt = DEVICE[0], torch.bfloat16
+    q = torch.randn(1, 32, 1, 128, device=dev, dtype=dt)
+
+    def call(kv: int) -> float:
+        k = torch.randn(1, 32, kv, 128, device=dev, dtype=dt)
+        m = torch.zeros(1, 1, 1, kv, device=dev, dtype=dt)
+        torch.cuda.synchronize()
+        t = time.perf_counter()
+        F.scaled_dot_product_attention(q, k, k, attn_mask=m)
+        torch.cuda.synchronize()
+        return time.perf_counter() - t
+
+    base, rows = 5000, []
+    checkpoints = {50, 150, 400, 800, n}
+    for i in range(n):
+        rows.append(("create", i, 0, call(base + i)))
+        if i + 1 in checkpoints:
+            for age in (20, 45, 120, 300, 700, 1150):
+                j = i - age
+                if j >= 0:
+                    rows.append(("revisit", j, age, call(base + j)))
+    with open(out / "cache_capacity.csv", "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["what", "index", "age", "seconds"])
+        w.writerows(rows)
+
+
 def run_generate(cond: str, poll: bool, tokens: list) -> None:
     import torch
 
@@ -241,6 +275,7 @@ def main() -> None:
     instrument()
     tokens: list = []
     plans = {
+        "v3": [("cache-capacity", lambda: run_cache_capacity(a.out))],
         "v2": [
             ("sdpa-shapes", lambda: run_sdpa_shapes(a.out)),
             (
