@@ -26,7 +26,7 @@ import numpy as np
 
 from calibrate.live import greedy
 from calibrate.meter import GpuMeter
-from calibrate.rawtable import append_row, done_keys
+from calibrate.rawtable import STATE_FIELDS, append_row, done_keys
 from sim.modelcard import ModelCard
 
 METHOD = "v2"
@@ -319,12 +319,7 @@ FIELDS = [
     "repeats_generate",
     "build_s",
     "method",
-    "sm_clock_mhz",
-    "mem_clock_mhz",
-    "throttle_reasons",
-    "temperature_c",
-    "utc",
-    "error",
+    *STATE_FIELDS,
 ]
 
 # Host-overhead fit: Qwen2.5 shapes (none of them in the whole-model check), four layer counts

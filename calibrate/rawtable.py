@@ -23,3 +23,15 @@ def append_row(path: Path, row: dict) -> None:
             w.writeheader()
         w.writerow(row)
         f.flush()
+
+
+# the columns every measured row ends with: the GPU's state beside the point (GpuMeter.state),
+# when it was measured, and the error of a configuration that failed
+STATE_FIELDS = (
+    "sm_clock_mhz",
+    "mem_clock_mhz",
+    "throttle_reasons",
+    "temperature_c",
+    "utc",
+    "error",
+)

@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from calibrate.meter import GpuMeter
-from calibrate.rawtable import append_row, done_keys
+from calibrate.rawtable import STATE_FIELDS, append_row, done_keys
 from sim.modelcard import ModelCard
 
 METHOD = "miss-v1"
@@ -47,12 +47,7 @@ FIELDS = (
     "fresh_power_w",
     "fresh_steps",
     "method",
-    "sm_clock_mhz",
-    "mem_clock_mhz",
-    "throttle_reasons",
-    "temperature_c",
-    "utc",
-    "error",
+    *STATE_FIELDS,
 )
 SHAPE = ("qwen2.5-1.5b", 8)  # a host-fit shape (calibrate/hostbench.py)
 # more host-fit shapes (more heads, more layers), bf16/fp16 only: the miss grows with the

@@ -291,6 +291,18 @@ class CostModel:
         )
 
 
+def first_reaching(time_of, elapsed: float, k_max: int) -> int:
+    """Smallest k <= k_max with time_of(k) >= elapsed, for a non-decreasing time_of."""
+    lo, hi = 0, k_max
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if time_of(mid) >= elapsed:
+            hi = mid
+        else:
+            lo = mid + 1
+    return lo
+
+
 def _sum_affine(a: float, b: float, j0: int, j1: int) -> float:
     """sum_{j=j0}^{j1-1} (a + b*j)."""
     n = j1 - j0
@@ -390,14 +402,7 @@ class DecodeSegment:
 
     def steps_to_reach(self, elapsed: float, k_max: int) -> int:
         """Smallest k <= k_max with time(k) >= elapsed (the step in progress at `elapsed`)."""
-        lo, hi = 0, k_max
-        while lo < hi:
-            mid = (lo + hi) // 2
-            if self.time(mid) >= elapsed:
-                hi = mid
-            else:
-                lo = mid + 1
-        return lo
+        return first_reaching(self.time, elapsed, k_max)
 
     def last_step_power_per_gpu(self, k: int) -> float:
         """Power of step k-1 per GPU, used as the level the GPU leaves standby from."""

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import numpy as np
 import simpy
 
-from sim.costmodel import CostModel, DecodeSegment, StepWork
+from sim.costmodel import CostModel, DecodeSegment, StepWork, first_reaching
 from sim.ledger import Ledger
 from sim.request import Request
 
@@ -133,14 +133,7 @@ class MissingShapes:
         return self.seg.energy(k) + self.de * float(self.cum[k])
 
     def steps_to_reach(self, elapsed: float, k_max: int) -> int:
-        lo, hi = 0, k_max
-        while lo < hi:
-            mid = (lo + hi) // 2
-            if self.time(mid) >= elapsed:
-                hi = mid
-            else:
-                lo = mid + 1
-        return lo
+        return first_reaching(self.time, elapsed, k_max)
 
     def last_step_power_per_gpu(self, k: int) -> float:
         return self.seg.last_step_power_per_gpu(k)

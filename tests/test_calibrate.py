@@ -22,8 +22,9 @@ RAW = RAW_ROOT / "h100-v2"  # the shipped H100 profile's tables (second session,
 def test_refit_of_committed_tables_reproduces_shipped_profile(tmp_path):
     work = tmp_path / "h100-v2"
     shutil.copytree(RAW, work)
-    mgpu = str(RAW_ROOT / "h200x2")  # TP host overhead and the 2-GPU all-reduce
-    r = CliRunner().invoke(main, ["calibrate", "--fit-only", str(work), "--with", mgpu])
+    # TP 4 host overhead from the 4-GPU node, the 2-GPU all-reduce from the 2-GPU node
+    with_dirs = ["--with", str(RAW_ROOT / "h200x4"), "--with", str(RAW_ROOT / "h200x2")]
+    r = CliRunner().invoke(main, ["calibrate", "--fit-only", str(work), *with_dirs])
     assert r.exit_code == 0, r.output
     new = json.loads((work / "h100-sxm.json").read_text())
     shipped, _ = load_profile("h100-sxm")
@@ -39,6 +40,8 @@ def test_refit_of_committed_tables_reproduces_shipped_profile(tmp_path):
             assert new["host"][engine][k] == (
                 None if want is None else pytest.approx(want, rel=1e-6)
             ), (engine, k)
+        for k in ("attn_shape_miss_s", "attn_shape_miss_per_layer_s"):
+            assert new["host"][engine][k] == pytest.approx(ship["host"][engine][k]), (engine, k)
     assert new["interconnect"]["2"]["alpha_s"] == pytest.approx(
         ship["interconnect"]["2"]["alpha_s"], rel=1e-6
     )
