@@ -12,7 +12,17 @@ import click
 
 from sim.errors import UserError
 
-STAGES = ("idle", "grid", "host", "cbhost", "shapemiss", "check", "repeat", "interconnect")
+STAGES = (
+    "idle",
+    "grid",
+    "host",
+    "cbhost",
+    "shapemiss",
+    "coldstart",
+    "check",
+    "repeat",
+    "interconnect",
+)
 
 
 def _versions() -> dict:
@@ -186,6 +196,12 @@ def calibrate_cmd(
         if not (out_dir / "sdpa_first_calls.csv").exists():
             sdpa_first_calls(out_dir / "sdpa_first_calls.csv")
         run_shapemiss(out_dir / "shapemiss.csv", meter, tuple(wanted))
+    if "coldstart" in stages:
+        from calibrate.coldstart import run_coldstart
+
+        run_coldstart(
+            out_dir / "coldstart.csv", tuple(d for d in ("bfloat16", "float16") if d in wanted)
+        )
     if "check" in stages:
         names = models.split(",") if models else CHECK_MODELS
         plan = [(m, None, d, (1,), tag) for m in names for d in CHECK_DTYPES if d in wanted]
