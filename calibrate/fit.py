@@ -530,6 +530,28 @@ def with_shape_misses(
     return out
 
 
+def with_cold_start(
+    hosts: dict[str, HostOverhead], raw: pd.DataFrame, src: str
+) -> dict[str, HostOverhead]:
+    """Each measured engine's cold start: the median over its shapes and dtypes of first minus
+    second request in a fresh process (calibrate/coldstart.py); the TP entry gets HF eager's
+    (not measured under TP, said so)."""
+    cold = raw.groupby("engine")["cold_s"].median().to_dict()
+    out = dict(hosts)
+    for key, ho in hosts.items():
+        engine = key.split(":")[0]
+        base = engine.removesuffix("_tp")
+        if base not in cold:
+            continue
+        note = f"; cold start: {src}" + (
+            " (one GPU; assumed the same under TP)" if base != engine else ""
+        )
+        out[key] = ho.model_copy(
+            update={"cold_start_s": max(float(cold[base]), 0.0), "source": ho.source + note}
+        )
+    return out
+
+
 def fit_interconnect(raw_dir: Path, where: str) -> dict:
     """All-reduce fits from the table `sim calibrate --stages interconnect` measured here."""
     from calibrate.interconnect import fit_allreduce, fits_to_profile_entries
@@ -617,6 +639,10 @@ def fit_profile(
         misses = fit_shape_misses(pd.read_csv(d / "shapemiss.csv"))
         src = f"fresh vs cached steps on {_where(d)}; raw: {d.name}/shapemiss.csv"
         prof = prof.model_copy(update={"host": with_shape_misses(prof.host, misses, src)})
+    if d := _find("coldstart.csv", raw_dir, extra_dirs):
+        src = f"fresh processes on {_where(d)}; raw: {d.name}/coldstart.csv"
+        hosts = with_cold_start(prof.host, pd.read_csv(d / "coldstart.csv"), src)
+        prof = prof.model_copy(update={"host": hosts})
     if d := _find("allreduce.csv", raw_dir, extra_dirs):
         # measured here wins; group sizes not measured here keep the base's (said in their source)
         ic = {**prof.interconnect, **fit_interconnect(d, _where(d))}

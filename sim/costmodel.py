@@ -112,6 +112,7 @@ class CostModel:
             self.dtype, 0.0
         ) + self.card.num_hidden_layers * self.host.attn_shape_miss_per_layer_s.get(self.dtype, 0.0)
         self.miss_w = self.host.attn_shape_miss_w or self.wait_w
+        self.cold_s = self.host.cold_start_s
         self.standby_k = self.profile.idle.step_standby_fraction
         self._plimit = self.profile.gpu.power_limit_w
         self._fits = {}
@@ -234,7 +235,7 @@ class CostModel:
         per_seq = -(-ctx_sum0 // n_decode)
         return [(n_decode, 1, per_seq + j) for j in range(k)]
 
-    def step_cost(self, work: StepWork, shape_miss: bool = False) -> StepCost:
+    def step_cost(self, work: StepWork, shape_miss: bool = False, cold: bool = False) -> StepCost:
         """Cost of one forward step (all GPUs of the replica).
 
         Decode-only steps: wall = max(gpu, host). Steps with prefill work overlap host and GPU
@@ -264,6 +265,11 @@ class CostModel:
             wall += self.miss_s
             host += self.miss_s
             wait_e += self.miss_w * self.miss_s
+        if cold and self.cold_s:
+            # one-time set-up on the host before the process's first kernels: the GPU waits
+            wall += self.cold_s
+            host += self.cold_s
+            wait_e += self.miss_w * self.cold_s
         return StepCost(wall, gpu, host, self.tp * (busy + wait_e), self.tp * busy, self.tp)
 
     # ---- decode segments in closed form ---------------------------------------------

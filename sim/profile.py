@@ -77,6 +77,9 @@ class HostOverhead(_Strict):
     attn_shape_miss_per_layer_s: dict[str, float] = Field(default_factory=dict)
     # power per GPU while a miss's plan is built (measured with them); None: wait_w
     attn_shape_miss_w: float | None = Field(default=None, gt=0)
+    # host time added to the first forward step of a fresh engine process (library handles,
+    # lazily loaded kernels; measured by `sim calibrate --stages coldstart`); 0: warmed up
+    cold_start_s: float = Field(default=0.0, ge=0)
     fit_error: FitError | None = None
     source: str
 

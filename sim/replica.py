@@ -26,8 +26,16 @@ class Share:
 
 
 class Replica:
-    def __init__(self, env: simpy.Environment, index: int, cost: CostModel, fast_forward: bool):
+    def __init__(
+        self,
+        env: simpy.Environment,
+        index: int,
+        cost: CostModel,
+        fast_forward: bool,
+        cold_start: bool = False,
+    ):
         self.env = env
+        self.cold_start = cold_start  # a fresh engine process: the first step pays its set-up
         self.index = index
         self.cost = cost
         self.fast_forward = fast_forward
@@ -57,7 +65,7 @@ class Replica:
     def step(self, work: StepWork, shares: Sequence[Share]) -> Generator:
         """Run one forward step; energy is shared by the requests in it, by tokens."""
         miss = bool(self.cost.miss_s) and self._is_miss(self.cost.attn_shape(work))
-        c = self.cost.step_cost(work, shape_miss=miss)
+        c = self.cost.step_cost(work, shape_miss=miss, cold=self.cold_start and self.steps == 0)
         start = self.env.now
         yield self.env.timeout(c.wall_s)
         self._attribute(c.energy_j, shares)

@@ -97,7 +97,7 @@ def simulate(
         cost = CostModel(
             card, scen.dtype, profile, engine=engine, tp=scen.hardware.gpus_per_replica
         )
-        rep = Replica(env, i, cost, scen.fast_forward)
+        rep = Replica(env, i, cost, scen.fast_forward, getattr(scen.server, "cold_start", False))
         srv, info = _make_server(scen, env, rep, card, profile)
         replicas.append(rep)
         servers.append(srv)

@@ -40,7 +40,7 @@ def test_refit_of_committed_tables_reproduces_shipped_profile(tmp_path):
             assert new["host"][engine][k] == (
                 None if want is None else pytest.approx(want, rel=1e-6)
             ), (engine, k)
-        for k in ("attn_shape_miss_s", "attn_shape_miss_per_layer_s"):
+        for k in ("attn_shape_miss_s", "attn_shape_miss_per_layer_s", "cold_start_s"):
             assert new["host"][engine][k] == pytest.approx(ship["host"][engine][k]), (engine, k)
     assert new["interconnect"]["2"]["alpha_s"] == pytest.approx(
         ship["interconnect"]["2"]["alpha_s"], rel=1e-6

@@ -124,3 +124,34 @@ def test_miss_grows_with_layers_where_measured_so():
         per_step, per_layer, _ = fits[row["engine"]]
         pred = per_step[row["dtype"]] + row["layers"] * per_layer[row["dtype"]]
         assert pred == pytest.approx(row["miss_s"], rel=0.25), row["engine"]
+
+
+def test_cold_start_fit_and_first_step():
+    """The committed cold-start table refits to the profile; a replica of a fresh engine
+    process pays it once, on its first step; a warmed-up one (the default) never."""
+    from calibrate.fit import with_cold_start
+
+    prof, _ = load_profile("h100-sxm")
+    raw = pd.read_csv(RAW.with_name("coldstart.csv"))
+    hosts = with_cold_start(prof.host, raw, "test")
+    for engine in ("hf_eager", "transformers_cb", "hf_eager_tp"):
+        assert hosts[engine].cold_start_s == pytest.approx(prof.host[engine].cold_start_s)
+        assert 0.3 < prof.host[engine].cold_start_s < 5  # seconds, as measured
+    assert prof.host["tgi"].cold_start_s == 0.0  # TGI warms up before it serves
+    wl = {
+        "requests": 3,
+        "arrival": {"kind": "fixed", "interval_ms": 5000},
+        "prompt_tokens": {"kind": "fixed", "value": 300},
+        "output_tokens": {"kind": "fixed", "value": 5},
+    }
+    cold = run(scenario(server={"kind": "sequential", "cold_start": True}, workload=wl))
+    warm = run(scenario(server={"kind": "sequential"}, workload=wl))
+    ttft_cold = cold[1]["ttft_s"].to_numpy()
+    ttft_warm = warm[1]["ttft_s"].to_numpy()
+    cm = cold[0].replicas[0].cost
+    assert ttft_cold[0] - ttft_warm[0] == pytest.approx(cm.cold_s, rel=1e-9)
+    np.testing.assert_allclose(ttft_cold[1:], ttft_warm[1:], rtol=1e-12)
+    # energy: the set-up is charged to the first request's prefill at the measured waiting
+    # power (the run's total grows less: the warm run idles through that time instead)
+    de = cold[1]["energy_prefill_j"].iloc[0] - warm[1]["energy_prefill_j"].iloc[0]
+    assert de == pytest.approx(cm.miss_w * cm.cold_s, rel=1e-9)
