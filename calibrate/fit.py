@@ -513,11 +513,15 @@ def with_shape_misses(
     for key, ho in hosts.items():
         engine = key.split(":")[0]
         tp = engine.endswith("_tp")
-        if engine.removesuffix("_tp") not in misses:
+        own = engine in misses  # measured under TP itself, else the one-GPU engine's
+        if not own and engine.removesuffix("_tp") not in misses:
             continue
-        m, per_layer, power = misses[engine.removesuffix("_tp")]
+        m, per_layer, power = misses[engine if own else engine.removesuffix("_tp")]
+        if own:  # dtypes not measured under TP keep the one-GPU engine's values
+            m = {**ho.attn_shape_miss_s, **m}
+            per_layer = {**ho.attn_shape_miss_per_layer_s, **per_layer}
         note = f"; attention shape misses: {src}" + (
-            " (measured on one GPU; assumed the same per rank under TP)" if tp else ""
+            " (measured on one GPU; assumed the same per rank under TP)" if tp and not own else ""
         )
         out[key] = ho.model_copy(
             update={
@@ -635,10 +639,17 @@ def fit_profile(
         prof = prof.model_copy(
             update={"host": {**prof.host, "hf_eager_tp": fit_tp_host(d, prof, _where(d))}}
         )
-    if d := _find("shapemiss.csv", raw_dir, extra_dirs):
-        misses = fit_shape_misses(pd.read_csv(d / "shapemiss.csv"))
-        src = f"fresh vs cached steps on {_where(d)}; raw: {d.name}/shapemiss.csv"
-        prof = prof.model_copy(update={"host": with_shape_misses(prof.host, misses, src)})
+    # each engine's misses from the first dir that measured it (the one-GPU engines here, the TP
+    # engine on a multi-GPU node); one-GPU engines first, so a TP entry measured itself wins
+    measured: dict[str, tuple] = {}
+    for d in (raw_dir, *extra_dirs):
+        if (d / "shapemiss.csv").exists():
+            src = f"fresh vs cached steps on {_where(d)}; raw: {d.name}/shapemiss.csv"
+            for engine, fit in fit_shape_misses(pd.read_csv(d / "shapemiss.csv")).items():
+                measured.setdefault(engine, (fit, src))
+    for engine in sorted(measured, key=lambda e: e.endswith("_tp")):
+        fit, src = measured[engine]
+        prof = prof.model_copy(update={"host": with_shape_misses(prof.host, {engine: fit}, src)})
     if d := _find("coldstart.csv", raw_dir, extra_dirs):
         src = f"fresh processes on {_where(d)}; raw: {d.name}/coldstart.csv"
         hosts = with_cold_start(prof.host, pd.read_csv(d / "coldstart.csv"), src)

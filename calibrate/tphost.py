@@ -57,8 +57,10 @@ def measure(
     repeats: tuple[int, int] = REPEATS,
     model_root: Path = Path("/tmp/tphost-models"),
     card_loader=None,
+    misses_csv: Path | None = None,
 ) -> int:
-    """Run under torchrun; returns the rows rank 0 wrote."""
+    """Run under torchrun; returns the rows rank 0 wrote. misses_csv: also measure attention
+    shape misses under TP (calibrate/shapemiss.py's method and columns, engine hf_eager_tp)."""
     import torch
     import torch.distributed as dist
 
@@ -120,6 +122,10 @@ def measure(
                 {"key": key, "tag": f"tp{tp}", **{k: row.get(k, "") for k in FIELDS}, "tp": tp},
             )
             n += 1
+        if misses_csv is not None:
+            row = _fresh_vs_cached(model, card, dtype, tp, prompt, new_tokens, device, sync, meter)
+            if rank() == 0:
+                append_row(misses_csv, row)
         model = short = long = None  # free the shard before the next build
         if cuda:
             torch.cuda.empty_cache()
@@ -129,12 +135,70 @@ def measure(
     return n
 
 
+_FRESH = [0]  # models measured so far in this process
+
+
+def _fresh_vs_cached(model, card, dtype, tp, prompt, new_tokens, device, sync, meter) -> dict:
+    """Decode steps at shapes already run (the prompt measured above) against prompt lengths
+    no call used before; every rank runs the same calls. One row (rank 0's use)."""
+    import numpy as np
+
+    from calibrate.live.tp_engine import greedy_generate
+    from calibrate.live.transformers_engine import _FirstTokenStamp
+    from calibrate.shapemiss import FIELDS as MISS_FIELDS
+
+    def steps(lengths: list[int]) -> tuple[list[float], float, float | None]:
+        out: list[float] = []
+        sync()
+        e0 = meter.energy_j() if meter else None
+        t0 = time.perf_counter()
+        for n in lengths:
+            stamp = _FirstTokenStamp()
+            greedy_generate(model, list(range(1000, 1000 + n)), new_tokens + 1, device, stamp)
+            sync()
+            out.extend(np.diff(stamp.times))
+        dt = time.perf_counter() - t0
+        e = float((meter.energy_j() - e0).sum()) if meter else None
+        return out, dt, e
+
+    cached, t_c, e_c = steps([prompt])
+    # lengths no earlier call of this process used: shapes of the same width share plans
+    # across layer counts, so each model gets its own lengths
+    _FRESH[0] += 1
+    fresh, t_f, e_f = steps([prompt + 7 + 53 * i + 211 * _FRESH[0] for i in range(3)])
+    n_gpu = len(meter.handles) if meter else 1
+    row = {
+        "key": f"tp{tp}|hf_eager_tp|{card.name}|{card.num_hidden_layers}L|{dtype}|{METHOD}",
+        "engine": "hf_eager_tp",
+        "model": card.name,
+        "layers": card.num_hidden_layers,
+        "dtype": dtype,
+        "batch": 1,
+        "prompt": prompt,
+        "new_tokens": new_tokens,
+        "cached_step_s": float(np.median(cached)),
+        "fresh_step_s": float(np.median(fresh)),
+        "miss_s": float(np.median(fresh) - np.median(cached)),
+        "cached_power_w": "" if e_c is None else e_c / t_c / n_gpu,
+        "fresh_power_w": "" if e_f is None else e_f / t_f / n_gpu,
+        "fresh_steps": len(fresh),
+        "method": f"{METHOD}-miss",
+        "utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "error": "",
+        **(meter.state() if meter else {}),
+    }
+    return {"key": row["key"], **{k: row.get(k, "") for k in MISS_FIELDS}}
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", type=Path, required=True)
+    ap.add_argument(
+        "--misses", action="store_true", help="also attention shape misses -> OUT/shapemiss.csv"
+    )
     args = ap.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
-    measure(args.out / "tphost.csv")
+    measure(args.out / "tphost.csv", misses_csv=args.out / "shapemiss.csv" if args.misses else None)
 
 
 if __name__ == "__main__":

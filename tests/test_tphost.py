@@ -33,7 +33,7 @@ card = Path(sys.argv[1])
 out = Path(sys.argv[2])
 n = measure(out / "tphost.csv", shapes=(("tiny", 1), ("tiny", 3)), dtype="float32", prompt=16,
             new_tokens=4, repeats=(2, 2), model_root=out / "models",
-            card_loader=lambda name: load_model_card_file(card))
+            card_loader=lambda name: load_model_card_file(card), misses_csv=out / "shapemiss.csv")
 import os
 if os.environ.get("RANK") == "0":
     print("ROWS", n, flush=True)
@@ -69,5 +69,12 @@ def test_tp_host_bench_two_ranks_on_cpu(tmp_path: Path):
     df = pd.read_csv(tmp_path / "tphost.csv")
     assert list(df["tp"]) == [2, 2] and list(df["layers"]) == [1, 3]
     assert (df["prefill_s"] > 0).all() and (df["decode_s_per_token"] > 0).all()
+    # attention shape misses under TP: shapemiss.csv's columns, engine hf_eager_tp, fit reads it
+    from calibrate.fit import fit_shape_misses
+
+    miss = pd.read_csv(tmp_path / "shapemiss.csv")
+    assert list(miss["engine"]) == ["hf_eager_tp"] * 2 and list(miss["layers"]) == [1, 3]
+    assert (miss["cached_step_s"] > 0).all() and (miss["fresh_step_s"] > 0).all()
+    assert "hf_eager_tp" in fit_shape_misses(miss)
     r = _torchrun(tmp_path)  # a rerun skips what is measured (resumable)
     assert r.returncode == 0 and "ROWS 0" in r.stdout
