@@ -28,6 +28,8 @@ import subprocess
 import time
 from pathlib import Path
 
+import numpy as np
+
 ROWS: list[tuple] = []
 CONDITION = [""]
 
@@ -218,6 +220,35 @@ def run_cache_capacity(out: Path, n: int = 1200) -> None:
         w.writerows(rows)
 
 
+def run_overlap(out: Path) -> None:
+    """Does a request hit the plans an earlier request of another prompt length built? HF
+    generate (Qwen2.5-1.5B shape, 8 layers, bf16): request A (prompt 300, 48 new tokens), then
+    B (prompt 320, 48 new): B's decode KV lengths 321-347 were A's too (hits expected), 348-367
+    are new (misses). Writes overlap.csv: request, step, kv length, seconds."""
+    import torch
+
+    from calibrate.hostbench import step_clock
+    from calibrate.live import greedy
+    from calibrate.live.transformers_engine import _build
+    from sim.modelcard import load_model_card
+
+    card = load_model_card("qwen2.5-1.5b").model_copy(update={"num_hidden_layers": 8})
+    model = _build(card, "bfloat16", DEVICE[0], 0, "sdpa")
+    rows = []
+    warm = torch.randint(1000, 9000, (1, 100), device=DEVICE[0])
+    greedy.generate(model, warm, 4)  # library set-up out of the way
+    for name, prompt in (("A", 300), ("B", 320), ("A-again", 300)):
+        x = torch.randint(1000, 9000, (1, prompt), device=DEVICE[0])
+        clock = step_clock()
+        greedy.generate(model, x, 49, stopping_criteria=clock)
+        for i, dt in enumerate(np.diff(clock.stamps)):
+            rows.append((name, i, prompt + 1 + i, dt))  # step i decodes with this KV length
+    with open(out / "overlap.csv", "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["request", "step", "kv", "seconds"])
+        w.writerows(rows)
+
+
 def run_generate(cond: str, poll: bool, tokens: list) -> None:
     import torch
 
@@ -276,6 +307,7 @@ def main() -> None:
     tokens: list = []
     plans = {
         "v3": [("cache-capacity", lambda: run_cache_capacity(a.out))],
+        "v4": [("overlap", lambda: run_overlap(a.out))],
         "v2": [
             ("sdpa-shapes", lambda: run_sdpa_shapes(a.out)),
             (
