@@ -249,6 +249,31 @@ def run_overlap(out: Path) -> None:
         w.writerows(rows)
 
 
+def run_cached_by_length(out: Path) -> None:
+    """The cached HF generate step of Llama-3.1-8B (bf16) at several prompt lengths, in one
+    process: the same request three times, the third run's steps (all shapes cached). Was
+    26 ms at prompt 512 in one session and 42 ms at prompt 300 in another. cached_steps.csv."""
+    import torch
+
+    from calibrate.hostbench import step_clock
+    from calibrate.live import greedy
+    from calibrate.live.transformers_engine import _build
+    from sim.modelcard import load_model_card
+
+    model = _build(load_model_card("llama-3.1-8b"), "bfloat16", DEVICE[0], 0, "sdpa")
+    rows = []
+    for prompt in (300, 512, 1000, 300):
+        x = torch.randint(1000, 9000, (1, prompt), device=DEVICE[0])
+        for rep in range(3):
+            clock = step_clock()
+            greedy.generate(model, x, 33, stopping_criteria=clock)
+            rows += [(prompt, rep, i, dt) for i, dt in enumerate(np.diff(clock.stamps))]
+    with open(out / "cached_steps.csv", "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["prompt", "rep", "step", "seconds"])
+        w.writerows(rows)
+
+
 def run_generate(cond: str, poll: bool, tokens: list) -> None:
     import torch
 
@@ -308,6 +333,7 @@ def main() -> None:
     plans = {
         "v3": [("cache-capacity", lambda: run_cache_capacity(a.out))],
         "v4": [("overlap", lambda: run_overlap(a.out))],
+        "v5": [("cached-by-length", lambda: run_cached_by_length(a.out))],
         "v2": [
             ("sdpa-shapes", lambda: run_sdpa_shapes(a.out)),
             (
