@@ -69,12 +69,15 @@ def _once(engine: str, name: str, layers: int, dtype: str, device: str) -> dict:
 
 
 def run_coldstart(
-    out_csv: Path, dtypes: tuple[str, ...] = ("bfloat16",), device: str = "cuda"
+    out_csv: Path,
+    dtypes: tuple[str, ...] = ("bfloat16",),
+    device: str = "cuda",
+    shapes: tuple[tuple[str, int], ...] = SHAPES,
 ) -> int:
     """One fresh subprocess per (engine, shape, dtype) not yet in out_csv; rows appended."""
     done, n = done_keys(out_csv), 0
     for engine in ENGINES:
-        for name, layers in SHAPES:
+        for name, layers in shapes:
             for dtype in dtypes:
                 key = f"{engine}|{name}|{layers}L|{dtype}|{PROMPT}|{METHOD}"
                 if key in done:
