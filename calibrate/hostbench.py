@@ -26,7 +26,7 @@ import numpy as np
 
 from calibrate.live import greedy
 from calibrate.meter import GpuMeter
-from calibrate.rawtable import STATE_FIELDS, append_row, done_keys
+from calibrate.rawtable import RUN_FIELDS, STATE_FIELDS, append_row, done_keys
 from sim.modelcard import ModelCard
 
 METHOD = "v2"
@@ -300,12 +300,7 @@ def run_models(
 
 
 FIELDS = [
-    "model",
-    "layers",
-    "dtype",
-    "batch",
-    "prompt",
-    "new_tokens",
+    *RUN_FIELDS,
     "prefill_s",
     "prefill_j",
     "decode_s_per_token",

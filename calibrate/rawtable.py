@@ -35,3 +35,5 @@ STATE_FIELDS = (
     "utc",
     "error",
 )
+# the columns every engine-run row starts with: what was run
+RUN_FIELDS = ("model", "layers", "dtype", "batch", "prompt", "new_tokens")

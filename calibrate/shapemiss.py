@@ -26,18 +26,13 @@ from pathlib import Path
 import numpy as np
 
 from calibrate.meter import GpuMeter
-from calibrate.rawtable import STATE_FIELDS, append_row, done_keys
+from calibrate.rawtable import RUN_FIELDS, STATE_FIELDS, append_row, done_keys
 from sim.modelcard import ModelCard
 
 METHOD = "miss-v1"
 FIELDS = (
     "engine",
-    "model",
-    "layers",
-    "dtype",
-    "batch",
-    "prompt",
-    "new_tokens",
+    *RUN_FIELDS,
     "cached_step_s",
     "fresh_step_s",
     "cached_first_s",

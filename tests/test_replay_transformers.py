@@ -13,27 +13,6 @@ from sim.cli import main
 pytest.importorskip("torch")
 pytest.importorskip("transformers")
 
-TINY = """name: tiny-llama
-hf_id: none
-source: test card (random tiny Llama)
-hidden_size: 64
-intermediate_size: 128
-num_hidden_layers: 2
-num_attention_heads: 4
-num_key_value_heads: 2
-vocab_size: 2000
-max_position_embeddings: 4096
-"""
-
-
-@pytest.fixture
-def tiny_models(tmp_path, monkeypatch):
-    d = tmp_path / "models"
-    d.mkdir()
-    (d / "tiny-llama.yaml").write_text(TINY)
-    monkeypatch.setenv("SIM_MODELS_DIR", str(d))
-    return d
-
 
 @pytest.mark.parametrize(
     "scenario,extra",

@@ -17,25 +17,9 @@ from calibrate.fit import fit_shape_misses  # noqa: E402
 from calibrate.shapemiss import FIELDS, run_shapemiss  # noqa: E402
 from sim.modelcard import load_model_card  # noqa: E402
 
-TINY = """name: tiny-llama
-hf_id: none
-source: test card (random tiny Llama)
-hidden_size: 64
-intermediate_size: 128
-num_hidden_layers: 2
-num_attention_heads: 4
-num_key_value_heads: 2
-vocab_size: 3000
-max_position_embeddings: 4096
-"""
-
 
 @pytest.fixture
-def tiny(tmp_path, monkeypatch):
-    d = tmp_path / "models"
-    d.mkdir()
-    (d / "tiny-llama.yaml").write_text(TINY)
-    monkeypatch.setenv("SIM_MODELS_DIR", str(d))
+def tiny(tiny_models):
     return load_model_card("tiny-llama")
 
 
