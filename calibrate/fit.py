@@ -589,8 +589,7 @@ def fit_profile(
         if (raw_dir / "provenance.json").exists()
         else {}
     )
-    when = prov.get("measured_utc", "unknown date")
-    where = f"{prov.get('gpu_name', 'GPU')} (driver {prov.get('driver', '?')}), measured {when} by sim calibrate"
+    where = _where(raw_dir)
     gpu = GpuSpec(
         name=prov.get("gpu_name", base.gpu.name),
         memory_bytes=float(prov.get("memory_bytes", base.gpu.memory_bytes)),

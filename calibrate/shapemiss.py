@@ -60,19 +60,19 @@ def row_key(engine: str, name: str, layers: int, dtype: str, batch: int) -> str:
 
 
 class _Energy:
-    """Energy (J, all metered GPUs) and wall time of a block of runs."""
+    """fn's result, wall time and energy (J, all metered GPUs) of a block of runs."""
 
     def __init__(self, meter: GpuMeter | None, sync) -> None:
         self.meter, self.sync = meter, sync
 
-    def __call__(self, fn) -> tuple[float, float | None]:
+    def __call__(self, fn):
         self.sync()
         e0 = self.meter.energy_j() if self.meter else None
         t0 = time.perf_counter()
-        fn()
+        result = fn()
         self.sync()
         dt = time.perf_counter() - t0
-        return dt, (float((self.meter.energy_j() - e0).sum()) if self.meter else None)
+        return result, dt, (float((self.meter.energy_j() - e0).sum()) if self.meter else None)
 
 
 def _generate_runs(model, vocab: int, device: str, prompts: list[int], sync):
@@ -127,7 +127,6 @@ def measure_engine(
         quantize_linears(model, dtype)
     timed = _Energy(meter, sync)
     used = iter(range(PROMPT + 7, PROMPT + 7000, 53))  # a new length for every fresh request
-    out: dict = {}
     try:
         if engine == "hf_eager":
             batch = 1
@@ -149,10 +148,8 @@ def measure_engine(
 
         try:
             run(same[:2])  # warm: the third identical run meets only cached shapes
-            t_c, e_c = timed(lambda: out.__setitem__("c", run(same[2:])))
-            c_first, c_steps = out["c"]
-            t_f, e_f = timed(lambda: out.__setitem__("f", run(fresh)))
-            f_first, f_steps = out["f"]
+            (c_first, c_steps), t_c, e_c = timed(lambda: run(same[2:]))
+            (f_first, f_steps), t_f, e_f = timed(lambda: run(fresh))
         finally:
             if engine != "hf_eager":
                 cb.stop()

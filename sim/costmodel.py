@@ -259,17 +259,13 @@ class CostModel:
                 wall += h.setup_s
                 host += h.setup_s
         wait_e = self.wait_power_w(gpu, self.tp * busy) * (wall - gpu)
-        if shape_miss and self.miss_s:
-            # the plan is built on the host before the step's attention runs: serial, the
-            # GPU drained and waiting
-            wall += self.miss_s
-            host += self.miss_s
-            wait_e += self.miss_w * self.miss_s
-        if cold and self.cold_s:
-            # one-time set-up on the host before the process's first kernels: the GPU waits
-            wall += self.cold_s
-            host += self.cold_s
-            wait_e += self.miss_w * self.cold_s
+        # host-only work serial with the step, the GPU drained and waiting: the attention plan
+        # built before the step's attention runs (a new shape), and a fresh process's one-time
+        # set-up before its first kernels
+        serial = (self.miss_s if shape_miss else 0.0) + (self.cold_s if cold else 0.0)
+        wall += serial
+        host += serial
+        wait_e += self.miss_w * serial
         return StepCost(wall, gpu, host, self.tp * (busy + wait_e), self.tp * busy, self.tp)
 
     # ---- decode segments in closed form ---------------------------------------------

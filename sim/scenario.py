@@ -131,26 +131,27 @@ class Workload(_Strict):
 
 
 # ---- servers -------------------------------------------------------------------------------
-class SequentialServer(_Strict):
+class _TransformersProcess(_Strict):
+    """The engines that run in a transformers process started for the run (not TGI, which
+    warms up before it serves)."""
+
+    cold_start: bool = Field(
+        default=False,
+        description="a fresh engine process: its first step pays the measured one-time set-up "
+        "(profile host cold_start_s); false: warmed up, like a long-running server",
+    )
+
+
+class SequentialServer(_TransformersProcess):
     """HF transformers generate(), one request at a time (the reference paper's naive baseline)."""
 
     kind: Literal["sequential"]
-    cold_start: bool = Field(
-        default=False,
-        description="a fresh engine process: its first step pays the measured one-time set-up "
-        "(profile host cold_start_s); false: warmed up, like a long-running server",
-    )
 
 
-class StaticServer(_Strict):
+class StaticServer(_TransformersProcess):
     """HF static batching: batches of batch_size, prompts left-padded to the longest."""
 
     kind: Literal["static"]
-    cold_start: bool = Field(
-        default=False,
-        description="a fresh engine process: its first step pays the measured one-time set-up "
-        "(profile host cold_start_s); false: warmed up, like a long-running server",
-    )
     batch_size: int = Field(gt=0)
     max_wait_ms: float | None = Field(
         default=None, ge=0, description="start a partial batch after the oldest waited this long"
@@ -176,15 +177,10 @@ class TgiServer(_Strict):
     cuda_memory_fraction: float = Field(default=1.0, gt=0, le=1)
 
 
-class TransformersCbServer(_Strict):
+class TransformersCbServer(_TransformersProcess):
     """transformers' continuous batching manager (the built-in live engine)."""
 
     kind: Literal["transformers-cb"]
-    cold_start: bool = Field(
-        default=False,
-        description="a fresh engine process: its first step pays the measured one-time set-up "
-        "(profile host cold_start_s); false: warmed up, like a long-running server",
-    )
     max_batch_tokens: int | None = Field(default=None, gt=0)
     scheduler: Literal["fifo", "prefill_first"] = "fifo"
     block_size: int = Field(default=256, gt=0)
