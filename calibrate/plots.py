@@ -7,7 +7,22 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from calibrate.fit import kernel_regimes
 from sim.profile import Profile
+
+
+def _scatter(axes, dd: pd.DataFrame, profile: Profile, kc: str, key: str) -> None:
+    fit = profile.kernel(kc, key)
+    F, B = dd.flops.to_numpy(float), dd.bytes.to_numpy(float)
+    tc, tm = F / fit.peak_flops, B / fit.bandwidth
+    t = np.maximum(tc, tm) + fit.t0_s
+    e = np.minimum(
+        fit.p_base_w * t + fit.w_compute * tc + fit.w_memory * tm,
+        profile.gpu.power_limit_w * t,
+    )
+    axes[0].scatter(dd.seconds, t, s=12, label=key)
+    ok = dd.energy_j.notna()
+    axes[1].scatter(dd.energy_j[ok], e[ok.to_numpy()], s=12, label=key)
 
 
 def plot_fits(raw: pd.DataFrame, profile: Profile, out_dir: Path) -> list[Path]:
@@ -21,18 +36,10 @@ def plot_fits(raw: pd.DataFrame, profile: Profile, out_dir: Path) -> list[Path]:
     paths = []
     for kc, d in raw.groupby("kclass"):
         fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
-        for dt, dd in d.groupby("dtype"):
-            fit = profile.kernels[kc][dt]
-            F, B = dd.flops.to_numpy(float), dd.bytes.to_numpy(float)
-            tc, tm = F / fit.peak_flops, B / fit.bandwidth
-            t = np.maximum(tc, tm) + fit.t0_s
-            e = np.minimum(
-                fit.p_base_w * t + fit.w_compute * tc + fit.w_memory * tm,
-                profile.gpu.power_limit_w * t,
-            )
-            axes[0].scatter(dd.seconds, t, s=12, label=dt)
-            ok = dd.energy_j.notna()
-            axes[1].scatter(dd.energy_j[ok], e[ok.to_numpy()], s=12, label=dt)
+        for dt, d_dt in d.groupby("dtype"):
+            for key, dd in kernel_regimes(kc, dt, d_dt):  # NF4: one-row GEMV apart
+                if len(dd):
+                    _scatter(axes, dd, profile, kc, key)
         for ax, what in zip(axes, ("time per call (s)", "energy per call (J)"), strict=True):
             lo, hi = ax.get_xlim()
             ax.plot([1e-7, 1e3], [1e-7, 1e3], color="gray", lw=0.8)

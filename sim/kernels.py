@@ -4,7 +4,10 @@ Shared by the simulator (to cost a step) and by `calibrate/` (to fit the measure
 microbenchmarks with exactly the same formulas), so fit and use cannot drift apart.
 
 Kernel classes:
-  linear       GEMM/GEMV of m tokens through a weight (in x out); dtype = weight dtype
+  linear       GEMM/GEMV of m tokens through a weight (in x out); dtype = weight dtype, except
+               a bitsandbytes NF4 decoder projection of one token row, which runs bnb's own
+               GEMV-style kernel instead of dequantise-then-GEMM and has its own fit, dtype
+               "int4_gemv" (NF4_GEMV; Profile.kernel falls back to "int4" where it is absent)
   attn_prefill causal attention of c new tokens over p cached + c new tokens
   attn_decode  attention of one new token over a KV cache of s tokens
   attn_packed  transformers continuous batching's `paged|sdpa` attention: every sequence's
@@ -18,12 +21,25 @@ Kernel classes:
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from sim.dtypes import DtypeInfo
 from sim.modelcard import ModelCard
 
 KERNEL_CLASSES = ("linear", "attn_prefill", "attn_decode", "attn_packed", "elementwise")
+
+# bitsandbytes NF4 linears run in two regimes (microbench int4 rows of raw/h100-v2 and raw/h200):
+# one token row takes bnb's own small-M kernel, 34-45 us flat over the five measured shapes
+# (2-30 MB of weights); 16 and more rows mostly dequantise then GEMM (up to 129 us at 16 rows).
+# The one-row fit is kept under this dtype key of the "linear" class. Only m == 1 was measured
+# on that side, so only m <= NF4_GEMV_MAX_ROWS uses it (docs/calibration.md).
+NF4_GEMV = "int4_gemv"
+NF4_GEMV_MAX_ROWS = 1
+
+
+def linear_fit_dtype(m: int, dtype: str) -> str:
+    """The key of the linear fit an m-row linear of this weight dtype is costed with."""
+    return NF4_GEMV if dtype == "int4" and 0 < m <= NF4_GEMV_MAX_ROWS else dtype
 
 
 @dataclass(frozen=True)
@@ -96,7 +112,9 @@ class EngineShape:
 
 
 def layer_linears(card: ModelCard, m: int, dt: DtypeInfo, tp: int, shape: EngineShape):
-    """The projections of one layer for m tokens, sharded over tp GPUs (Megatron style)."""
+    """The projections of one layer for m tokens, sharded over tp GPUs (Megatron style).
+    NF4 projections of one token row are keyed to the GEMV fit (NF4_GEMV); the LM head is not
+    (bitsandbytes quantisation as measured, calibrate/hostbench.py, leaves it in 16 bit)."""
     h, i = card.hidden_size, card.intermediate_size
     q, kv = card.q_dim // tp, card.kv_dim // tp
     groups = []
@@ -111,6 +129,9 @@ def layer_linears(card: ModelCard, m: int, dt: DtypeInfo, tp: int, shape: Engine
     else:
         groups.append(linear_kernel(m, h, i // tp, dt, count=2))
     groups.append(linear_kernel(m, i // tp, h, dt))
+    kd = linear_fit_dtype(m, dt.name)
+    if kd != dt.name:
+        groups = [replace(g, dtype=kd) for g in groups]
     return groups
 
 

@@ -145,7 +145,11 @@ class Profile(_Strict):
 
     def kernel(self, kclass: str, dtype: str) -> KernelFit:
         """Fit of a kernel class in a dtype; a dtype missing for a non-linear class falls back
-        to bfloat16 (small kernels and attention run in the activation dtype)."""
+        to bfloat16 (small kernels and attention run in the activation dtype); the NF4 GEMV
+        regime of one-row linears ('int4_gemv') falls back to the 'int4' fit where a profile
+        has none (profiles fitted before it was split off)."""
+        from sim.kernels import NF4_GEMV
+
         by_dtype = self.kernels.get(kclass)
         if not by_dtype and kclass in CLASS_FALLBACK:
             return self.kernel(CLASS_FALLBACK[kclass], dtype)
@@ -153,6 +157,8 @@ class Profile(_Strict):
             raise UserError(f"profile '{self.name}': no kernel class '{kclass}'")
         if dtype in by_dtype:
             return by_dtype[dtype]
+        if dtype == NF4_GEMV:
+            return self.kernel(kclass, "int4")
         if kclass != "linear":
             for fallback in ("bfloat16", "float16"):
                 if fallback in by_dtype:
