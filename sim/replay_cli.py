@@ -130,26 +130,44 @@ def replay_cmd(
             break
 
 
-def _tensor_parallel_engine(scen, card):
-    """Rank 0 of a torchrun job gets the TP generate engine; other ranks follow and get None."""
+def _tensor_parallel_engine(scen, card, engine_name):
+    """Rank 0 of a torchrun job gets the TP engine of the scenario's server kind (HF generate for
+    sequential, continuous batching for transformers-cb); other ranks follow and get None."""
     import os
 
     from calibrate.live import tp_engine
 
     tp = scen.hardware.gpus_per_replica
-    if scen.server.kind != "sequential":
+    kind = scen.server.kind
+    if kind not in ("sequential", "transformers-cb"):
         raise UserError(
-            f"tensor-parallel live runs serve one request at a time (server.kind sequential); "
-            f"the scenario has {scen.server.kind}"
+            f"tensor-parallel live runs serve server.kind sequential (HF generate) or "
+            f"transformers-cb (continuous batching); the scenario has {kind}"
+        )
+    if engine_name == "transformers-generate" and kind != "sequential":
+        raise UserError(
+            "--engine transformers-generate serves one request at a time: the scenario's "
+            f"server.kind must be sequential, not {kind} (use --engine transformers)"
         )
     if tp_engine.world_size() != tp:
         raise UserError(
             f"hardware.gpus_per_replica is {tp}: run under torchrun --nproc_per_node {tp} "
             f"-m sim.cli replay ... (this process sees {tp_engine.world_size()} rank(s))"
         )
+    if scen.hardware.replicas != 1:
+        raise UserError(
+            f"tensor-parallel live runs drive one replica; the scenario has "
+            f"hardware.replicas {scen.hardware.replicas}"
+        )
+    tp_engine.check_shardable(card, tp)
     tp_engine.init_distributed()
     root = Path(os.environ.get("SIM_TP_MODEL_DIR", "/tmp/sim-tp-models"))
     model_dir = root / f"{card.name}-{scen.dtype}-seed{scen.seed}"
+    if kind == "transformers-cb":
+        if tp_engine.rank() != 0:
+            tp_engine.follow_cb(card, scen.dtype, scen.server, model_dir, scen.seed)
+            return None
+        return tp_engine.TensorParallelCbEngine(card, scen.dtype, scen.server, model_dir, scen.seed)
     if tp_engine.rank() != 0:
         tp_engine.follow(card, scen.dtype, model_dir, scen.seed)
         return None
@@ -193,7 +211,7 @@ def _replay_one(
         "transformers",
         "transformers-generate",
     ):
-        engine = _tensor_parallel_engine(scen, card)
+        engine = _tensor_parallel_engine(scen, card, engine_name)
         if engine is None:  # a follower rank: it mirrored rank 0's requests
             return True
     else:

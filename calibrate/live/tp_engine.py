@@ -1,4 +1,5 @@
-"""HF generate() under transformers' tensor parallelism, one request at a time.
+"""Live engines under transformers' tensor parallelism: HF generate() one request at a time, and
+transformers' continuous batching manager.
 
 Launched with torchrun (one process per GPU). The model is built once with random weights
 from a models/ card, saved to local disk by rank 0, and loaded by every rank with
@@ -6,6 +7,12 @@ from a models/ card, saved to local disk by rank 0, and loaded by every rank wit
 outputs). Rank 0 runs the normal `sim replay` driver and broadcasts each request to the
 other ranks, which run the same `generate()` in lockstep (follow()). On CPU it runs with
 the gloo backend, which is how the tests exercise it.
+
+Continuous batching (server.kind transformers-cb) needs no mirroring of ours: transformers'
+manager is TP-aware (generation/continuous_batching/distributed.py). Every rank starts the same
+manager on its shard; local rank 0 (the TP driver) owns the request queue and scheduler and
+broadcasts new requests and the stop status each step over a gloo CPU group, and the other
+ranks' managers run in lockstep until rank 0 stops them (follow_cb()).
 """
 
 from __future__ import annotations
@@ -14,10 +21,22 @@ import os
 from pathlib import Path
 
 from calibrate.live import greedy
-from calibrate.live.transformers_engine import TORCH_DTYPES, TransformersGenerateEngine, build_model
+from calibrate.live.transformers_engine import (
+    TORCH_DTYPES,
+    TransformersCbEngine,
+    TransformersGenerateEngine,
+    build_model,
+    start_manager,
+)
+from sim.errors import UserError
 from sim.modelcard import ModelCard
 
 STOP = None
+# An idle manager waits up to 0.1 s for new requests before its next step, each step opening
+# with a collective on every rank. Rank 0 wakes at once on add_request, the followers would only
+# at their timeout, delaying a request that reaches an idle engine by up to 0.1 s (uniform). The
+# followers are woken this often instead, so they already wait in the collective for rank 0.
+FOLLOWER_WAKE_S = 0.002
 
 
 def rank() -> int:
@@ -45,6 +64,17 @@ def init_distributed() -> None:
     os.environ.setdefault("NCCL_NVLS_ENABLE", "0")  # never NVLink multicast on shared hosts
     if not dist.is_initialized():
         dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+
+
+def check_shardable(card: ModelCard, tp: int) -> None:
+    """tp_plan="auto" splits attention heads, KV heads and the MLP width over the ranks."""
+    for field in ("num_attention_heads", "num_key_value_heads", "intermediate_size"):
+        n = getattr(card, field)
+        if n % tp:
+            raise UserError(
+                f"tensor parallel over {tp} GPUs needs {field} divisible by {tp}; "
+                f"{card.name} has {n}"
+            )
 
 
 def _broadcast(job):
@@ -118,4 +148,53 @@ def follow(card: ModelCard, dtype: str, model_dir: Path, seed: int = 0) -> int:
         ids, new_tokens = job
         greedy_generate(model, ids, new_tokens, device)
         served += 1
+    return served
+
+
+class TensorParallelCbEngine(TransformersCbEngine):
+    """Rank 0's engine: transformers' continuous batching on its shard, as the TP driver."""
+
+    name = "transformers-tp"
+
+    def __init__(self, card: ModelCard, dtype: str, server, model_dir: Path, seed: int = 0):
+        super().__init__(card, dtype, server, device=local_device(), seed=seed)
+        self.model_dir = model_dir
+
+    def load(self) -> None:
+        self.model = load_tp_model(self.card, self.dtype, self.seed, self.model_dir, self.device)
+
+    def start(self) -> None:
+        super().start()
+        if not self.manager.is_tp_driver:
+            raise RuntimeError("rank 0's continuous batching manager is not the TP driver")
+        self._info["tensor_parallel"] = self.manager.distributed_helper.tp_size
+        self._info["tp_plan"] = "auto (transformers)"
+        self._info["follower_wake_s"] = FOLLOWER_WAKE_S
+
+    def stop(self) -> None:
+        manager = self.manager
+        super().stop()  # the hard stop reaches the other ranks through the TP state all-reduce
+        if manager is not None:
+            manager.distributed_helper.destroy_cpu_comm_group()
+
+
+def follow_cb(card: ModelCard, dtype: str, server, model_dir: Path, seed: int = 0) -> int:
+    """Ranks > 0: load the shard, run the same continuous batching manager until rank 0 stops it.
+    Returns the number of requests this rank's manager completed."""
+    device = local_device()
+    model = load_tp_model(card, dtype, seed, model_dir, device)
+    manager = start_manager(model, server)
+    while manager.is_running():
+        manager._has_new_requests.set()
+        manager._generation_thread.join(timeout=FOLLOWER_WAKE_S)
+    error = manager.background_thread_status.fatal_error
+    manager.stop(block=True, timeout=60)
+    manager.distributed_helper.destroy_cpu_comm_group()
+    if error is not None:
+        raise RuntimeError(f"rank {rank()}: continuous batching failed: {error}") from error
+    # with no result handlers registered on this rank, its outputs went to the shared queue
+    served = 0
+    while not manager.output_router.output_queue.empty():
+        out = manager.output_router.output_queue.get_nowait()
+        served += int(out.is_finished() and not out.error)
     return served

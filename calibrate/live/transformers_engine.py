@@ -91,6 +91,33 @@ def _greedy_no_eos(max_new_tokens: int = 16):
     )
 
 
+def cb_config(server):
+    """The manager's ContinuousBatchingConfig from a transformers-cb scenario's server fields."""
+    from transformers import ContinuousBatchingConfig
+
+    return ContinuousBatchingConfig(
+        block_size=server.block_size,
+        num_blocks=server.num_blocks,
+        max_batch_tokens=server.max_batch_tokens,
+        scheduler_type=server.scheduler,
+    )
+
+
+def start_manager(model, server, timeout_s: float = 600.0):
+    """init_continuous_batching + start, returning once the batch processor (cache, scheduler)
+    exists. Under tensor parallelism every rank calls this: the processor's set-up is collective."""
+    manager = model.init_continuous_batching(
+        generation_config=_greedy_no_eos(), continuous_batching_config=cb_config(server)
+    )
+    manager.start()
+    deadline = time.perf_counter() + timeout_s
+    while manager.batch_processor is None and time.perf_counter() < deadline:
+        if not manager.is_running():
+            raise RuntimeError("transformers continuous batching thread died at start")
+        time.sleep(0.01)
+    return manager
+
+
 class TransformersCbEngine:
     """transformers' ContinuousBatchingManager in this process (init_continuous_batching)."""
 
@@ -114,26 +141,9 @@ class TransformersCbEngine:
         self.model = build_model(self.card, self.dtype, self.device, self.seed)
 
     def start(self) -> None:
-        from transformers import ContinuousBatchingConfig
-
         if self.model is None:
             self.load()
-        s = self.server
-        cfg = ContinuousBatchingConfig(
-            block_size=s.block_size,
-            num_blocks=s.num_blocks,
-            max_batch_tokens=s.max_batch_tokens,
-            scheduler_type=s.scheduler,
-        )
-        self.manager = self.model.init_continuous_batching(
-            generation_config=_greedy_no_eos(), continuous_batching_config=cfg
-        )
-        self.manager.start()
-        deadline = time.perf_counter() + 600
-        while self.manager.batch_processor is None and time.perf_counter() < deadline:
-            if not self.manager.is_running():
-                raise RuntimeError("transformers continuous batching thread died at start")
-            time.sleep(0.01)
+        self.manager = start_manager(self.model, self.server)
         r = self.manager.continuous_batching_config
         self._info = {
             "engine": "transformers continuous batching",
