@@ -7,6 +7,7 @@ p90 absolute percentage error of time and energy on those held-out points.
 from __future__ import annotations
 
 import json
+import re
 import zlib
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -478,30 +479,55 @@ def fit_cb_host(raw_dir: Path, profile: Profile, where: str) -> HostOverhead:
     return ho.model_copy(update={"wait_w": wait if np.isfinite(wait) and wait > 0 else None})
 
 
-def fit_tp_host(raw_dir: Path, profile: Profile, where: str) -> HostOverhead:
+def fit_tp_hosts(dirs: list[Path], profile: Profile) -> dict[str, HostOverhead]:
     """HF generate under transformers tensor parallelism (calibrate/tphost.py): host time per
-    step and per layer with DTensor dispatch; the GPU side costed at the run's TP degree."""
-    raw = pd.read_csv(raw_dir / "tphost.csv")
-    tp = int(raw["tp"].iloc[0])
-    src = f"HF generate under tp_plan='auto' on {tp} GPUs, {where}; raw: {raw_dir.name}/tphost.csv"
-    ho, wait = fit_host(
-        host_runs(raw),
-        profile,
-        src,
-        engine="hf_eager",
-        tp=tp,
-        standby_k=profile.idle.step_standby_fraction,
-    )
-    # the same generate() call: its set-up is the one fitted on one GPU (said so); the two TP
-    # runs are too few to fit it or a serial fraction
+    step and per layer with DTensor dispatch, the GPU side costed at the run's TP degree. One
+    entry 'hf_eager_tp{N}' per TP degree measured, over every pass at that degree (the
+    tphost*.csv tables of all dirs; host time drifts between passes, so they are averaged),
+    and 'hf_eager_tp' (degrees not measured) = the highest degree's."""
+    parts = [
+        pd.read_csv(f).assign(_src=f"{d.name}/{f.name} ({_where(d)})")
+        for d in dirs
+        for f in sorted(d.glob("tphost*.csv"))
+    ]
+    raw = pd.concat(parts, ignore_index=True)
+    # the same generate() call: its set-up is the one fitted on one GPU (said so); the TP runs
+    # are too few to fit it or a serial fraction
     setup = profile.host["hf_eager"].setup_s if "hf_eager" in profile.host else 0.0
-    return ho.model_copy(
+    out: dict[str, HostOverhead] = {}
+    for tp, g in raw.groupby("tp"):
+        tp = int(tp)
+        src = f"HF generate under tp_plan='auto' on {tp} GPUs, passes averaged; raw: " + "; ".join(
+            sorted(g["_src"].unique())
+        )
+        ho, wait = fit_host(
+            host_runs(g),
+            profile,
+            src,
+            engine="hf_eager",
+            tp=tp,
+            standby_k=profile.idle.step_standby_fraction,
+        )
+        out[f"hf_eager_tp{tp}"] = ho.model_copy(
+            update={
+                "wait_w": wait if np.isfinite(wait) and wait > 0 else None,
+                "setup_s": setup,
+                "source": ho.source + "; setup_s copied from hf_eager (the same generate() call)",
+            }
+        )
+    top = max(int(k.removeprefix("hf_eager_tp")) for k in out)
+    out["hf_eager_tp"] = out[f"hf_eager_tp{top}"].model_copy(
         update={
-            "wait_w": wait if np.isfinite(wait) and wait > 0 else None,
-            "setup_s": setup,
-            "source": ho.source + "; setup_s copied from hf_eager (the same generate() call)",
+            "source": f"TP degrees not measured: the entry of the highest measured, {top}; "
+            + out[f"hf_eager_tp{top}"].source
         }
     )
+    return out
+
+
+def _one_gpu_engine(engine: str) -> str:
+    """'hf_eager_tp4' / 'hf_eager_tp' -> 'hf_eager' (the engine a TP entry runs per rank)."""
+    return re.sub(r"_tp\d*$", "", engine)
 
 
 MISS_MIN_S = 0.005  # below this a dtype has no plan cache: fresh and cached steps differ by noise
@@ -544,22 +570,24 @@ def fit_shape_misses(
 
 def with_shape_misses(
     hosts: dict[str, HostOverhead],
-    misses: dict[str, tuple[dict[str, float], dict[str, float], float | None]],
-    src: str,
+    misses: dict[str, tuple[tuple[dict[str, float], dict[str, float], float | None], str]],
 ) -> dict[str, HostOverhead]:
-    """Attach the misses to each host entry of a measured engine; the TP entry gets HF
-    eager's (each rank builds its own plan, in parallel; not measured under TP, said so)."""
+    """Attach the misses ((per step, per layer, power), source) of each measured engine to
+    its host entries; a TP entry of any degree takes the TP engine's ('hf_eager_tp') when
+    measured, with the one-GPU engine's values for dtypes not measured under TP, else the
+    one-GPU engine's (each rank builds its own plan, in parallel; said so)."""
     out = dict(hosts)
     for key, ho in hosts.items():
-        engine = key.split(":")[0]
-        tp = engine.endswith("_tp")
-        own = engine in misses  # measured under TP itself, else the one-GPU engine's
-        if not own and engine.removesuffix("_tp") not in misses:
+        base = _one_gpu_engine(key.split(":")[0])
+        tp = key.split(":")[0] != base
+        own = misses.get(f"{base}_tp") if tp else misses.get(base)
+        one = misses.get(base)
+        if own is None and one is None:
             continue
-        m, per_layer, power = misses[engine if own else engine.removesuffix("_tp")]
-        if own:  # dtypes not measured under TP keep the one-GPU engine's values
-            m = {**ho.attn_shape_miss_s, **m}
-            per_layer = {**ho.attn_shape_miss_per_layer_s, **per_layer}
+        (m, per_layer, power), src = own or one
+        if own is not None and one is not None and tp:
+            m = {**one[0][0], **m}
+            per_layer = {**one[0][1], **per_layer}
         note = f"; attention shape misses: {src}" + (
             " (measured on one GPU; assumed the same per rank under TP)" if tp and not own else ""
         )
@@ -584,7 +612,7 @@ def with_cold_start(
     out = dict(hosts)
     for key, ho in hosts.items():
         engine = key.split(":")[0]
-        base = engine.removesuffix("_tp")
+        base = _one_gpu_engine(engine)
         if base not in cold:
             continue
         note = f"; cold start: {src}" + (
@@ -674,21 +702,31 @@ def fit_profile(
         prof = prof.model_copy(
             update={"host": {**prof.host, "transformers_cb": fit_cb_host(raw_dir, prof, where)}}
         )
-    if d := _find("tphost.csv", raw_dir, extra_dirs):
-        prof = prof.model_copy(
-            update={"host": {**prof.host, "hf_eager_tp": fit_tp_host(d, prof, _where(d))}}
-        )
-    # each engine's misses from the first dir that measured it (the one-GPU engines here, the TP
-    # engine on a multi-GPU node); one-GPU engines first, so a TP entry measured itself wins
+    if tp_dirs := [d for d in (raw_dir, *extra_dirs) if any(d.glob("tphost*.csv"))]:
+        prof = prof.model_copy(update={"host": {**prof.host, **fit_tp_hosts(tp_dirs, prof)}})
+    # each one-GPU engine's misses from the first dir that measured it; the TP engine's pooled
+    # over every multi-GPU measurement (the miss shows no trend with the TP degree: 31 ms at
+    # TP 4, 38-41 ms at TP 2, 33 ms on one GPU of the same nodes)
     measured: dict[str, tuple] = {}
+    tp_rows: list[pd.DataFrame] = []
     for d in (raw_dir, *extra_dirs):
         if (d / "shapemiss.csv").exists():
+            table = pd.read_csv(d / "shapemiss.csv")
+            tp_rows.append(table[table["engine"].str.endswith("_tp")].assign(_src=d.name))
             src = f"fresh vs cached steps on {_where(d)}; raw: {d.name}/shapemiss.csv"
-            for engine, fit in fit_shape_misses(pd.read_csv(d / "shapemiss.csv")).items():
-                measured.setdefault(engine, (fit, src))
-    for engine in sorted(measured, key=lambda e: e.endswith("_tp")):
-        fit, src = measured[engine]
-        prof = prof.model_copy(update={"host": with_shape_misses(prof.host, {engine: fit}, src)})
+            for engine, fit in fit_shape_misses(table).items():
+                if not engine.endswith("_tp"):
+                    measured.setdefault(engine, (fit, src))
+    tp_table = pd.concat(tp_rows, ignore_index=True) if tp_rows else pd.DataFrame()
+    if len(tp_table):
+        by_name = {d.name: d for d in (raw_dir, *extra_dirs)}
+        src = "fresh vs cached steps under TP, pooled over " + ", ".join(
+            f"{n}/shapemiss.csv ({_where(by_name[n])})" for n in sorted(tp_table["_src"].unique())
+        )
+        for engine, fit in fit_shape_misses(tp_table.drop(columns="_src")).items():
+            measured[engine] = (fit, src)
+    if measured:
+        prof = prof.model_copy(update={"host": with_shape_misses(prof.host, measured)})
     if d := _find("coldstart.csv", raw_dir, extra_dirs):
         src = f"fresh processes on {_where(d)}; raw: {d.name}/coldstart.csv"
         hosts = with_cold_start(prof.host, pd.read_csv(d / "coldstart.csv"), src)

@@ -171,9 +171,11 @@ class Profile(_Strict):
     def host_overhead(self, engine: str, dtype: str | None = None, tp: int = 1) -> HostOverhead:
         """The engine's host overhead, measured for this dtype ('engine:dtype') when it was
         (bitsandbytes launches extra kernels per linear), else the engine's general one;
-        under tensor parallelism the engine's '_tp' entry when measured (DTensor dispatch)."""
-        if tp > 1 and f"{engine}_tp" in self.host:
-            return self.host[f"{engine}_tp"]
+        under tensor parallelism the engine's entry measured at this TP degree ('_tp4'), else
+        its '_tp' entry (DTensor dispatch; the highest degree measured)."""
+        for key in (f"{engine}_tp{tp}", f"{engine}_tp") if tp > 1 else ():
+            if key in self.host:
+                return self.host[key]
         if dtype is not None and f"{engine}:{dtype}" in self.host:
             return self.host[f"{engine}:{dtype}"]
         if engine not in self.host:

@@ -78,3 +78,33 @@ def test_tp_host_bench_two_ranks_on_cpu(tmp_path: Path):
     assert "hf_eager_tp" in fit_shape_misses(miss)
     r = _torchrun(tmp_path)  # a rerun skips what is measured (resumable)
     assert r.returncode == 0 and "ROWS 0" in r.stdout
+
+
+def test_tp_host_entries_per_degree_from_every_pass():
+    """Each measured TP degree gets its own host entry, fitted over every pass at that degree
+    (two leases of the 2-GPU node); unmeasured degrees fall back to the highest measured; the
+    TP misses are pooled over both multi-GPU nodes."""
+    from calibrate.fit import fit_tp_hosts, host_runs
+    from sim.profile import load_profile
+
+    raw = Path(__file__).resolve().parents[1] / "calibrate" / "profiles" / "raw"
+    prof, _ = load_profile("h200")
+    hosts = fit_tp_hosts([raw / "h200x4", raw / "h200x2", raw / "h200x2-b"], prof)
+    assert set(hosts) == {"hf_eager_tp2", "hf_eager_tp4", "hf_eager_tp"}
+    for table in ("h200x2/tphost.csv", "h200x2-b/tphost.csv"):
+        assert table in hosts["hf_eager_tp2"].source
+    assert "h200x4/tphost-2.csv" in hosts["hf_eager_tp4"].source
+    passes = host_runs(
+        pd.concat([pd.read_csv(raw / d / "tphost.csv") for d in ("h200x2", "h200x2-b")])
+    )
+    assert list(passes["passes"]) == [2, 2]
+    for key in hosts:  # the shipped profile is this fit
+        assert prof.host[key].per_layer_s == pytest.approx(hosts[key].per_layer_s, rel=1e-6)
+    assert prof.host_overhead("hf_eager", "bfloat16", 2) is prof.host["hf_eager_tp2"]
+    assert prof.host_overhead("hf_eager", "bfloat16", 4) is prof.host["hf_eager_tp4"]
+    assert prof.host_overhead("hf_eager", "bfloat16", 8) is prof.host["hf_eager_tp"]
+    assert prof.host["hf_eager_tp"].per_layer_s == prof.host["hf_eager_tp4"].per_layer_s
+    # pooled TP misses: the rows of both nodes, one line over their layer counts
+    miss = prof.host["hf_eager_tp2"]
+    assert "h200x2-b/shapemiss.csv" in miss.source and "h200x4/shapemiss.csv" in miss.source
+    assert 0.025 < miss.attn_shape_miss_s["bfloat16"] < 0.05
