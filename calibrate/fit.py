@@ -704,7 +704,8 @@ def fit_profile(
         )
     if tp_dirs := [d for d in (raw_dir, *extra_dirs) if any(d.glob("tphost*.csv"))]:
         prof = prof.model_copy(update={"host": {**prof.host, **fit_tp_hosts(tp_dirs, prof)}})
-    # each one-GPU engine's misses from the first dir that measured it; the TP engine's pooled
+    # each one-GPU engine's misses from the first dir that measured it (dtypes it did not
+    # measure from the next that did); the TP engine's pooled
     # over every multi-GPU measurement (the miss shows no trend with the TP degree: 31 ms at
     # TP 4, 38-41 ms at TP 2, 33 ms on one GPU of the same nodes)
     measured: dict[str, tuple] = {}
@@ -715,8 +716,19 @@ def fit_profile(
             tp_rows.append(table[table["engine"].str.endswith("_tp")].assign(_src=d.name))
             src = f"fresh vs cached steps on {_where(d)}; raw: {d.name}/shapemiss.csv"
             for engine, fit in fit_shape_misses(table).items():
-                if not engine.endswith("_tp"):
-                    measured.setdefault(engine, (fit, src))
+                if engine.endswith("_tp"):
+                    continue
+                if engine not in measured:
+                    measured[engine] = (fit, src)
+                    continue
+                # dtypes the first dir did not measure (e.g. bitsandbytes): from this one
+                (m, per_layer, power), first = measured[engine]
+                extra = [dt for dt in fit[0] if dt not in m]
+                if extra:
+                    m = {**m, **{dt: fit[0][dt] for dt in extra}}
+                    per_layer = {**per_layer, **{dt: fit[1][dt] for dt in extra}}
+                    first += f"; {', '.join(extra)}: {src}"
+                    measured[engine] = ((m, per_layer, power), first)
     tp_table = pd.concat(tp_rows, ignore_index=True) if tp_rows else pd.DataFrame()
     if len(tp_table):
         by_name = {d.name: d for d in (raw_dir, *extra_dirs)}
