@@ -35,28 +35,35 @@ def row_key(name: str, layers: int, dtype: str, batch: int, prompt: int, new: in
     return f"cb|{name}|{layers}L|{dtype}|{batch}|{prompt}|{new}|{METHOD}{'|' + tag if tag else ''}"
 
 
+def start_cb_manager(model, device: str):
+    """The benchmark's manager (CB_CONFIG), started, once its batch processor exists. Under
+    tensor parallelism every rank calls this with its shard (the set-up is collective)."""
+    from transformers import ContinuousBatchingConfig
+
+    from calibrate.live.transformers_engine import _greedy_no_eos
+
+    manager = model.init_continuous_batching(
+        generation_config=_greedy_no_eos(),
+        # on a GPU the cache is sized from free memory, as in the live runs; on CPU (tests)
+        # a small fixed cache, since sizing from host memory allocates gigabytes
+        continuous_batching_config=ContinuousBatchingConfig(
+            **CB_CONFIG, **({} if device.startswith("cuda") else {"num_blocks": 32})
+        ),
+    )
+    manager.start()
+    deadline = time.perf_counter() + 300
+    while manager.batch_processor is None and time.perf_counter() < deadline:
+        if not manager.is_running():
+            raise RuntimeError("transformers continuous batching thread died at start")
+        time.sleep(0.01)
+    return manager
+
+
 class _Batches:
     """A started manager; `run(prompts, n_new)` adds them at once and waits for all."""
 
     def __init__(self, model, device: str) -> None:
-        from transformers import ContinuousBatchingConfig
-
-        from calibrate.live.transformers_engine import _greedy_no_eos
-
-        self.manager = model.init_continuous_batching(
-            generation_config=_greedy_no_eos(),
-            # on a GPU the cache is sized from free memory, as in the live runs; on CPU (tests)
-            # a small fixed cache, since sizing from host memory allocates gigabytes
-            continuous_batching_config=ContinuousBatchingConfig(
-                **CB_CONFIG, **({} if device.startswith("cuda") else {"num_blocks": 32})
-            ),
-        )
-        self.manager.start()
-        deadline = time.perf_counter() + 300
-        while self.manager.batch_processor is None and time.perf_counter() < deadline:
-            if not self.manager.is_running():
-                raise RuntimeError("transformers continuous batching thread died at start")
-            time.sleep(0.01)
+        self.manager = start_cb_manager(model, device)
         self.n = 0
         self.stamps: list[list[float]] = []
 

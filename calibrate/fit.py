@@ -479,16 +479,28 @@ def fit_cb_host(raw_dir: Path, profile: Profile, where: str) -> HostOverhead:
     return ho.model_copy(update={"wait_w": wait if np.isfinite(wait) and wait > 0 else None})
 
 
-def fit_tp_hosts(dirs: list[Path], profile: Profile) -> dict[str, HostOverhead]:
-    """HF generate under transformers tensor parallelism (calibrate/tphost.py): host time per
-    step and per layer with DTensor dispatch, the GPU side costed at the run's TP degree. One
-    entry 'hf_eager_tp{N}' per TP degree measured, over every pass at that degree (the
-    tphost*.csv tables of all dirs; host time drifts between passes, so they are averaged),
-    and 'hf_eager_tp' (degrees not measured) = the highest degree's."""
+TP_HOST_TABLES = {
+    # engine: (its raw tables under tensor parallelism, what they measure)
+    "hf_eager": ("tphost*.csv", "HF generate"),
+    "transformers_cb": ("tpcbhost*.csv", "transformers continuous batching decode"),
+}
+
+
+def fit_tp_hosts(
+    dirs: list[Path], profile: Profile, engine: str = "hf_eager"
+) -> dict[str, HostOverhead]:
+    """An engine under transformers tensor parallelism (HF generate: calibrate/tphost.py;
+    transformers CB: calibrate/tpcbhost.py): host time per step, per layer and per sequence
+    with DTensor dispatch (and CB's per-step scheduler-state collectives), the GPU side costed
+    as that engine at the run's TP degree, with its wait power. One entry '{engine}_tp{N}' per
+    TP degree measured, over every pass at that degree (the engine's tables in all dirs; host
+    time drifts between passes, so they are averaged), and '{engine}_tp' (degrees not
+    measured) = the highest degree's."""
+    pattern, what = TP_HOST_TABLES[engine]
     parts = [
         pd.read_csv(f).assign(_src=f"{d.name}/{f.name} ({_where(d)})")
         for d in dirs
-        for f in sorted(d.glob("tphost*.csv"))
+        for f in sorted(d.glob(pattern))
     ]
     raw = pd.concat(parts, ignore_index=True)
     # the same generate() call: its set-up is the one fitted on one GPU (said so); the TP runs
@@ -497,29 +509,29 @@ def fit_tp_hosts(dirs: list[Path], profile: Profile) -> dict[str, HostOverhead]:
     out: dict[str, HostOverhead] = {}
     for tp, g in raw.groupby("tp"):
         tp = int(tp)
-        src = f"HF generate under tp_plan='auto' on {tp} GPUs, passes averaged; raw: " + "; ".join(
+        src = f"{what} under tp_plan='auto' on {tp} GPUs, passes averaged; raw: " + "; ".join(
             sorted(g["_src"].unique())
         )
         ho, wait = fit_host(
             host_runs(g),
             profile,
             src,
-            engine="hf_eager",
+            engine=engine,
             tp=tp,
             standby_k=profile.idle.step_standby_fraction,
         )
-        out[f"hf_eager_tp{tp}"] = ho.model_copy(
-            update={
-                "wait_w": wait if np.isfinite(wait) and wait > 0 else None,
-                "setup_s": setup,
-                "source": ho.source + "; setup_s copied from hf_eager (the same generate() call)",
-            }
-        )
-    top = max(int(k.removeprefix("hf_eager_tp")) for k in out)
-    out["hf_eager_tp"] = out[f"hf_eager_tp{top}"].model_copy(
+        update = {"wait_w": wait if np.isfinite(wait) and wait > 0 else None}
+        if engine == "hf_eager":
+            update["setup_s"] = setup
+            update["source"] = (
+                ho.source + "; setup_s copied from hf_eager (the same generate() call)"
+            )
+        out[f"{engine}_tp{tp}"] = ho.model_copy(update=update)
+    top = max(int(k.removeprefix(f"{engine}_tp")) for k in out)
+    out[f"{engine}_tp"] = out[f"{engine}_tp{top}"].model_copy(
         update={
             "source": f"TP degrees not measured: the entry of the highest measured, {top}; "
-            + out[f"hf_eager_tp{top}"].source
+            + out[f"{engine}_tp{top}"].source
         }
     )
     return out
@@ -702,8 +714,10 @@ def fit_profile(
         prof = prof.model_copy(
             update={"host": {**prof.host, "transformers_cb": fit_cb_host(raw_dir, prof, where)}}
         )
-    if tp_dirs := [d for d in (raw_dir, *extra_dirs) if any(d.glob("tphost*.csv"))]:
-        prof = prof.model_copy(update={"host": {**prof.host, **fit_tp_hosts(tp_dirs, prof)}})
+    for engine, (pattern, _) in TP_HOST_TABLES.items():
+        if tp_dirs := [d for d in (raw_dir, *extra_dirs) if any(d.glob(pattern))]:
+            hosts = fit_tp_hosts(tp_dirs, prof, engine)
+            prof = prof.model_copy(update={"host": {**prof.host, **hosts}})
     # each one-GPU engine's misses from the first dir that measured it (dtypes it did not
     # measure from the next that did); the TP engine's pooled
     # over every multi-GPU measurement (the miss shows no trend with the TP degree: 31 ms at

@@ -183,7 +183,12 @@ def follow_cb(card: ModelCard, dtype: str, server, model_dir: Path, seed: int = 
     Returns the number of requests this rank's manager completed."""
     device = local_device()
     model = load_tp_model(card, dtype, seed, model_dir, device)
-    manager = start_manager(model, server)
+    return follow_manager(start_manager(model, server))
+
+
+def follow_manager(manager) -> int:
+    """Ranks > 0: step a started continuous batching manager (not the TP driver) in lockstep
+    with rank 0's until rank 0 stops it; returns the requests this rank's manager completed."""
     while manager.is_running():
         manager._has_new_requests.set()
         manager._generation_thread.join(timeout=FOLLOWER_WAKE_S)

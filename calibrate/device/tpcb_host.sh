@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# transformers continuous batching under tensor parallelism, host overhead, on a lent multi-GPU
+# node in one call: calibrate/tpcbhost.py --misses on every GPU of the node (host-fit
+# Qwen2.5-7B cut-downs at 4 and 16 layers, bf16, batch 1/8/32, plus fresh-vs-cached CB steps),
+# every GPU metered by rank 0. Usage:  bash calibrate/device/tpcb_host.sh
+# Results go to /tmp/tpcb (tpcbhost.csv, shapemiss.csv, logs), tarred into $OUT/tpcb.tgz every
+# 20 s (a timeout keeps them); fit with calibrate.fit (tpcbhost*.csv -> transformers_cb_tp{N}).
+set -uo pipefail
+cd "$(dirname "$0")/../.."
+export NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1 NVSHMEM_DISABLE_NVLS=1
+OUT=${OUT:-/tmp/out}; RES=/tmp/tpcb; N=$(nvidia-smi -L | wc -l)
+mkdir -p "$OUT" "$RES"
+. calibrate/device/carried_wheels.sh
+( while true; do sleep 20; tar czf "$OUT/tpcb.tgz" -C /tmp tpcb 2>/dev/null; done ) &
+TARPID=$!
+{ date -u; nvidia-smi; nvidia-smi topo -m; lscpu | head -20; python3 -c "import torch, transformers; print('torch', torch.__version__, 'transformers', transformers.__version__, 'gpus', torch.cuda.device_count())"; } > "$RES/environment.txt" 2>&1
+python3 - "$RES/provenance.json" <<'PY' 2>/dev/null
+import json, sys, datetime, pynvml
+pynvml.nvmlInit(); h = pynvml.nvmlDeviceGetHandleByIndex(0)
+name = pynvml.nvmlDeviceGetName(h); name = name.decode() if isinstance(name, bytes) else name
+drv = pynvml.nvmlSystemGetDriverVersion(); drv = drv.decode() if isinstance(drv, bytes) else drv
+json.dump({"gpu_name": name, "driver": drv, "gpu_count": pynvml.nvmlDeviceGetCount(),
+           "measured_utc": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")},
+          open(sys.argv[1], "w"), indent=1)
+PY
+START=$(date +%s)
+PYTHONUNBUFFERED=1 timeout ${TPCB_TIMEOUT:-300} torchrun --standalone --nproc_per_node "$N" -m calibrate.tpcbhost \
+  --out "$RES" --misses > "$RES/tpcbhost.log" 2>&1
+echo "tpcbhost exit $? after $(( $(date +%s) - START )) s" >> "$RES/tpcbhost.log"
+kill $TARPID 2>/dev/null
+tar czf "$OUT/tpcb.tgz" -C /tmp tpcb
+grep -v "Loading weights\|Writing model" "$RES/tpcbhost.log" | tail -15
+cut -c1-250 "$RES"/*.csv 2>/dev/null

@@ -1,0 +1,280 @@
+"""Host overhead of transformers continuous batching under tensor parallelism (tp_plan="auto").
+
+Under TP every CB step pays DTensor dispatch per sharded linear and, per step, the gloo
+broadcast/all-reduce of the scheduler state from rank 0 (transformers' DistributedHelper), on
+top of the one-GPU CB host time (calibrate/cbbench.py); the simulator's `transformers_cb`
+engine at tp > 1 uses the profile entries `transformers_cb_tp{N}` / `transformers_cb_tp`
+fitted from this table. Launch one process per GPU:
+
+    torchrun --nproc_per_node N -m calibrate.tpcbhost --out DIR [--misses]
+
+Shapes and dtype are calibrate/tphost.py's (Qwen2.5-7B cut to 4 and 16 layers, bf16). Every
+rank loads the same shard and starts the same manager (cbbench's configuration); rank 0 is
+the TP driver and runs cbbench's method through it (`batch` requests added at once, a short
+run with 1 new token and a long one with new_tokens + 1, a fixed number of times each after a
+warm-up; decode per step = (long - short) / new_tokens, time and energy, every GPU of the node
+metered through NVML), while the other ranks' managers step in lockstep until rank 0 stops
+them. Rows with cbbench's columns plus `tp` go to DIR/tpcbhost.csv as measured; a rerun skips
+the keys there. --misses: fresh vs cached CB steps (calibrate/shapemiss.py's method and
+columns, engine transformers_cb_tp, batch 4) to DIR/shapemiss.csv. On CPU it runs with gloo
+(timing only), which is how the tests cover it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+from calibrate.hostbench import FIELDS
+from calibrate.rawtable import append_row, done_keys
+from calibrate.tphost import TP_FIT_SHAPES
+
+METHOD = "tpcb-v1"
+ENGINE = "transformers_cb_tp"
+PROMPT, NEW_TOKENS = 256, 32
+BATCHES = (1, 8, 32)
+# least seconds of the short and long runs (hostbench._timed): 0 = its minimum, two timed runs
+# after a warm-up each, so the call count is fixed (printed at the start)
+MIN_S = (0.0, 0.0)
+# prompt lengths of the fresh miss requests: one new length per request, never reused in this
+# process (the cuDNN plan cache key is the shape alone, so a later model must not meet the
+# lengths an earlier one ran); 53 apart, and the set sums (CB packs a step's sequences into one
+# attention) stay clear of the bench's (batch x prompt + steps) at the default sizes
+_FRESH = itertools.count(0)
+
+
+def row_key(name: str, layers: int, dtype: str, tp: int, batch: int, prompt: int, new: int) -> str:
+    return f"tp{tp}|cb|{name}|{layers}L|{dtype}|{batch}|{prompt}|{new}|{METHOD}"
+
+
+def miss_key(name: str, layers: int, dtype: str, tp: int) -> str:
+    from calibrate.shapemiss import CB_BATCH
+
+    return f"tp{tp}|{ENGINE}|{name}|{layers}L|{dtype}|{CB_BATCH}|{METHOD}"
+
+
+def measure(
+    out_csv: Path,
+    shapes=TP_FIT_SHAPES,
+    dtype: str = "bfloat16",
+    batches: tuple[int, ...] = BATCHES,
+    prompt: int = PROMPT,
+    new_tokens: int = NEW_TOKENS,
+    min_s: tuple[float, float] = MIN_S,
+    model_root: Path = Path("/tmp/tphost-models"),
+    card_loader=None,
+    misses_csv: Path | None = None,
+    miss_prompt: int | None = None,
+) -> int:
+    """Run under torchrun; returns the rows rank 0 wrote to out_csv. misses_csv: also the
+    attention shape misses of CB under TP (miss_prompt: the cached requests' prompt length,
+    default shapemiss.PROMPT)."""
+    import torch
+    import torch.distributed as dist
+
+    from calibrate.cbbench import start_cb_manager
+    from calibrate.live.tp_engine import (
+        follow_manager,
+        init_distributed,
+        load_tp_model,
+        local_device,
+        rank,
+        world_size,
+    )
+    from sim.modelcard import load_model_card
+
+    init_distributed()
+    device, tp = local_device(), world_size()
+    cuda = device.startswith("cuda")
+    meter = None
+    if rank() == 0 and cuda:
+        from calibrate.meter import GpuMeter
+
+        meter = GpuMeter(list(range(torch.cuda.device_count())))
+    done = done_keys(out_csv) if rank() == 0 else set()
+    miss_done = done_keys(misses_csv) if rank() == 0 and misses_csv is not None else set()
+    if rank() == 0:
+        per_model = len(batches) * 2 * 3 + (6 if misses_csv is not None else 0)
+        print(
+            f"tpcbhost: tp {tp}, {len(shapes)} shapes x ({len(batches)} batch sizes x (short, long)"
+            f" x 3 calls{' + 6 miss runs' if misses_csv is not None else ''})"
+            f" = {len(shapes) * per_model} planned CB runs (at most; done keys skipped)",
+            flush=True,
+        )
+    n = 0
+    for name, layers in shapes:
+        card = (card_loader or load_model_card)(name)
+        card = card.model_copy(update={"num_hidden_layers": layers})
+        # what is left for this shape (rank 0 knows), the same on every rank
+        todo = [
+            tuple(
+                b
+                for b in batches
+                if row_key(card.name, layers, dtype, tp, b, prompt, new_tokens) not in done
+            ),
+            misses_csv is not None and miss_key(card.name, layers, dtype, tp) not in miss_done,
+        ]
+        dist.broadcast_object_list(todo, src=0)
+        todo_b, todo_miss = todo
+        if not todo_b and not todo_miss:
+            continue
+        t_build = time.perf_counter()
+        model = load_tp_model(card, dtype, 0, model_root / f"{card.name}-{layers}L-{dtype}", device)
+        t_build = time.perf_counter() - t_build
+        if rank() == 0:
+            n += _drive(
+                model,
+                card,
+                dtype,
+                tp,
+                todo_b,
+                todo_miss,
+                prompt,
+                new_tokens,
+                min_s,
+                t_build,
+                meter,
+                device,
+                out_csv,
+                misses_csv,
+                miss_prompt,
+            )
+        else:
+            follow_manager(start_cb_manager(model, device))
+        model = None  # free the shard before the next build
+        if cuda:
+            torch.cuda.empty_cache()
+        dist.barrier()
+    dist.barrier()  # every rank leaves together, also when every shape was already measured
+    dist.destroy_process_group()
+    return n
+
+
+def _drive(
+    model,
+    card,
+    dtype,
+    tp,
+    batches,
+    misses,
+    prompt,
+    new_tokens,
+    min_s,
+    t_build,
+    meter,
+    device,
+    out_csv,
+    misses_csv,
+    miss_prompt,
+) -> int:
+    """Rank 0: the bench through the TP driver's manager; rows appended as measured."""
+    import numpy as np
+    import torch
+
+    from calibrate.cbbench import _Batches
+    from calibrate.hostbench import _timed, run_row
+
+    sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
+    eng = _Batches(model, device)
+    n = 0
+    try:
+        if not eng.manager.is_tp_driver:
+            raise RuntimeError("rank 0's continuous batching manager is not the TP driver")
+        for batch in batches:
+            gen = torch.Generator(device="cpu").manual_seed(batch)
+            prompts = torch.randint(1000, card.vocab_size, (batch, prompt), generator=gen).tolist()
+            pre = _timed(meter, lambda p=prompts: eng.run(p, 1), sync, min_s[0])
+            eng.stamps = []
+            full = _timed(meter, lambda p=prompts: eng.run(p, new_tokens + 1), sync, min_s[1])
+            steps = np.concatenate([np.diff(s[1:]) for s in eng.stamps if len(s) > 2])
+            row = run_row(
+                card, dtype, batch, prompt, new_tokens, pre, full, steps, t_build, meter, METHOD
+            )
+            row["error"] = ""
+            key = row_key(card.name, card.num_hidden_layers, dtype, tp, batch, prompt, new_tokens)
+            append_row(
+                out_csv,
+                {"key": key, "tag": f"tp{tp}", **{k: row.get(k, "") for k in FIELDS}, "tp": tp},
+            )
+            n += 1
+        if misses:
+            append_row(misses_csv, _fresh_vs_cached(eng, card, dtype, tp, meter, sync, miss_prompt))
+    finally:
+        manager = eng.manager
+        eng.stop()  # the hard stop reaches the other ranks through the TP state all-reduce
+        manager.distributed_helper.destroy_cpu_comm_group()
+    return n
+
+
+def _fresh_sets(prompt: int) -> list[list[int]]:
+    """Three sets of CB_BATCH prompt lengths no earlier call of this process used."""
+    from calibrate.shapemiss import CB_BATCH
+
+    return [[prompt + 7 + 53 * next(_FRESH) for _ in range(CB_BATCH)] for _ in range(3)]
+
+
+def _fresh_vs_cached(eng, card, dtype, tp, meter, sync, miss_prompt) -> dict:
+    """shapemiss.measure_engine's CB runs through the TP driver: the same CB_BATCH requests
+    three times (the third meets only cached shapes) against three sets of fresh lengths."""
+    import numpy as np
+
+    from calibrate.shapemiss import CB_BATCH, PROMPT, _cb_runs, _Energy
+    from calibrate.shapemiss import FIELDS as MISS_FIELDS
+    from calibrate.shapemiss import NEW_TOKENS as MISS_NEW
+
+    p = PROMPT if miss_prompt is None else miss_prompt
+    same = [[p + i for i in range(CB_BATCH)]] * 3
+    fresh = _fresh_sets(p)
+    timed = _Energy(meter, sync)
+
+    def run(ps):
+        return _cb_runs(eng, card.vocab_size, ps)
+
+    run(same[:2])
+    (c_first, c_steps), t_c, e_c = timed(lambda: run(same[2:]))
+    (f_first, f_steps), t_f, e_f = timed(lambda: run(fresh))
+    cached, fresh_s = float(np.median(c_steps)), float(np.median(f_steps))
+    n_gpu = len(meter.handles) if meter else 1
+    row = {
+        "engine": ENGINE,
+        "model": card.name,
+        "layers": card.num_hidden_layers,
+        "dtype": dtype,
+        "batch": CB_BATCH,
+        "prompt": p,
+        "new_tokens": MISS_NEW,
+        "cached_step_s": cached,
+        "fresh_step_s": fresh_s,
+        "cached_first_s": float(np.median(c_first)),
+        "fresh_first_s": float(np.median(f_first)),
+        "miss_s": fresh_s - cached,
+        "cached_power_w": "" if e_c is None else e_c / t_c / n_gpu,
+        "fresh_power_w": "" if e_f is None else e_f / t_f / n_gpu,
+        "fresh_steps": len(f_steps),
+        "method": f"{METHOD}-miss",
+        "utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "error": "",
+        **(meter.state() if meter else {}),
+    }
+    key = miss_key(card.name, card.num_hidden_layers, dtype, tp)
+    return {"key": key, **{k: row.get(k, "") for k in MISS_FIELDS}}
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--out", type=Path, required=True)
+    ap.add_argument(
+        "--misses", action="store_true", help="also attention shape misses -> OUT/shapemiss.csv"
+    )
+    args = ap.parse_args(argv)
+    args.out.mkdir(parents=True, exist_ok=True)
+    measure(
+        args.out / "tpcbhost.csv", misses_csv=args.out / "shapemiss.csv" if args.misses else None
+    )
+
+
+if __name__ == "__main__":
+    main()
