@@ -28,6 +28,7 @@ def test_refit_of_committed_tables_reproduces_shipped_profile(tmp_path):
         *("--with", str(RAW_ROOT / "h200x4")),
         *("--with", str(RAW_ROOT / "h200x2")),
         *("--with", str(RAW_ROOT / "h200x2-b")),
+        *("--with", str(RAW_ROOT / "h200x2-cb")),
     ]
     r = CliRunner().invoke(main, ["calibrate", "--fit-only", str(work), *with_dirs])
     assert r.exit_code == 0, r.output
@@ -39,7 +40,8 @@ def test_refit_of_committed_tables_reproduces_shipped_profile(tmp_path):
             for k in ("peak_flops", "bandwidth", "t0_s", "p_base_w", "w_compute", "w_memory"):
                 assert new["kernels"][kc][dt][k] == pytest.approx(fit[k], rel=1e-6), (kc, dt, k)
     assert new["idle"]["deep_idle_w"] == pytest.approx(ship["idle"]["deep_idle_w"])
-    for engine in ("hf_eager", "transformers_cb", "hf_eager_tp", "hf_eager_tp2", "hf_eager_tp4"):
+    tp_engines = ("hf_eager_tp", "hf_eager_tp2", "hf_eager_tp4", "transformers_cb_tp2")
+    for engine in ("hf_eager", "transformers_cb", *tp_engines):
         for k in ("per_step_s", "per_layer_s", "per_sequence_s", "wait_w"):
             want = ship["host"][engine][k]
             assert new["host"][engine][k] == (

@@ -101,7 +101,11 @@ def test_tp_cb_host_bench_two_ranks_on_cpu_and_its_fit(tmp_path: Path):
     node.mkdir()
     df.assign(model="qwen2.5-7b", dtype="bfloat16").to_csv(node / "tpcbhost.csv", index=False)
     miss.assign(model="qwen2.5-7b", dtype="bfloat16").to_csv(node / "shapemiss.csv", index=False)
-    base, _ = load_profile("h100-sxm")
+    shipped, _ = load_profile("h100-sxm")
+    # start from a profile without CB-under-TP entries, so the fit is what adds them
+    base = shipped.model_copy(
+        update={"host": {k: v for k, v in shipped.host.items() if "cb_tp" not in k}}
+    )
     hosts = fit_tp_hosts([node], base, "transformers_cb")
     assert set(hosts) == {"transformers_cb_tp2", "transformers_cb_tp"}
     ho = hosts["transformers_cb_tp2"]
