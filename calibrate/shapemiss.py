@@ -111,7 +111,12 @@ def _cb_runs(batches, vocab: int, prompt_sets: list[list[int]]):
 
 
 def measure_engine(
-    engine: str, card: ModelCard, dtype: str, meter: GpuMeter | None, device: str = "cuda"
+    engine: str,
+    card: ModelCard,
+    dtype: str,
+    meter: GpuMeter | None,
+    device: str = "cuda",
+    cb_batch: int = CB_BATCH,
 ) -> dict:
     """One model build; cached and fresh runs of one engine (hf_eager or transformers_cb)."""
     import torch
@@ -138,7 +143,7 @@ def measure_engine(
         else:
             from calibrate.cbbench import _Batches
 
-            batch = CB_BATCH
+            batch = cb_batch
             cb = _Batches(model, device)
             same = [[PROMPT + i for i in range(batch)]] * 3
             fresh = [[next(used) for _ in range(batch)] for _ in range(3)]

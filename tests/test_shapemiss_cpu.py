@@ -47,3 +47,13 @@ def test_coldstart_fresh_processes_on_cpu(tiny, tmp_path: Path):
     assert set(df["engine"]) == {"hf_eager", "transformers_cb"}
     assert (df["first_s"] > 0).all() and (df["second_s"] > 0).all()
     assert (df["cold_s"] == df["first_s"] - df["second_s"]).all()
+
+
+def test_cb_miss_at_another_batch_on_cpu(tiny):
+    """The batch-size check (calibrate/device/shapemiss_check.py --cb-batch) times B requests a
+    step: every fresh decode step of the B requests is counted."""
+    from calibrate.shapemiss import NEW_TOKENS, measure_engine
+
+    row = measure_engine("transformers_cb", tiny, "float32", None, device="cpu", cb_batch=2)
+    assert row["batch"] == 2 and row["fresh_steps"] == 3 * 2 * NEW_TOKENS
+    assert row["cached_step_s"] > 0 and row["fresh_step_s"] > 0
