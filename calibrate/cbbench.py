@@ -92,6 +92,33 @@ class _Batches:
         self.manager.stop(block=True, timeout=60, hard_stop=True)
 
 
+def bench_batch(
+    eng: _Batches,
+    card: ModelCard,
+    dtype: str,
+    batch: int,
+    prompt: int,
+    new_tokens: int,
+    min_s: tuple[float, float],
+    sync,
+    meter: GpuMeter | None,
+    t_build: float,
+    method: str,
+) -> dict:
+    """One raw row: `batch` random prompts at once through a started manager, short (1 new
+    token) and long (new_tokens + 1) runs each repeated for min_s, the single-step spread from
+    the engine's per-token timestamps (shared by the one-GPU and the TP benchmark)."""
+    import torch
+
+    gen = torch.Generator(device="cpu").manual_seed(batch)
+    prompts = torch.randint(1000, card.vocab_size, (batch, prompt), generator=gen).tolist()
+    pre = _timed(meter, lambda: eng.run(prompts, 1), sync, min_s[0])
+    eng.stamps = []
+    full = _timed(meter, lambda: eng.run(prompts, new_tokens + 1), sync, min_s[1])
+    steps = np.concatenate([np.diff(s[1:]) for s in eng.stamps if len(s) > 2])
+    return run_row(card, dtype, batch, prompt, new_tokens, pre, full, steps, t_build, meter, method)
+
+
 def measure_cb_model(
     card: ModelCard,
     dtype: str,
@@ -117,17 +144,8 @@ def measure_cb_model(
     rows = []
     try:
         for batch in batches:
-            gen = torch.Generator(device="cpu").manual_seed(batch)
-            prompts = torch.randint(1000, card.vocab_size, (batch, prompt), generator=gen).tolist()
-            pre = _timed(meter, lambda p=prompts: eng.run(p, 1), sync, min_s[0])
-            eng.stamps = []
-            full = _timed(meter, lambda p=prompts: eng.run(p, new_tokens + 1), sync, min_s[1])
-            steps = np.concatenate([np.diff(s[1:]) for s in eng.stamps if len(s) > 2])
-            rows.append(
-                run_row(
-                    card, dtype, batch, prompt, new_tokens, pre, full, steps, t_build, meter, METHOD
-                )
-            )
+            bench = (card, dtype, batch, prompt, new_tokens)
+            rows.append(bench_batch(eng, *bench, min_s, sync, meter, t_build, METHOD))
     finally:
         eng.stop()
         model = None  # free the GPU memory before the next build

@@ -162,28 +162,57 @@ def measure_engine(
         model = None
         if cuda:
             torch.cuda.empty_cache()
-    cached, fresh_s = float(np.median(c_steps)), float(np.median(f_steps))
-    row = {
+    run = dict(engine=engine, card=card, dtype=dtype, batch=batch, prompt=PROMPT)
+    return miss_row(
+        **run,
+        new_tokens=NEW_TOKENS,
+        cached=(c_steps, t_c, e_c),
+        fresh=(f_steps, t_f, e_f),
+        meter=meter,
+        method=METHOD,
+        firsts=(c_first, f_first),
+    )
+
+
+def miss_row(
+    engine: str,
+    card: ModelCard,
+    dtype: str,
+    batch: int,
+    prompt: int,
+    new_tokens: int,
+    cached: tuple,
+    fresh: tuple,
+    meter: GpuMeter | None,
+    method: str,
+    firsts: tuple | None = None,
+) -> dict:
+    """One shapemiss.csv row from the cached and fresh runs, each (step times, run seconds,
+    run energy of all metered GPUs or None): medians, the miss, power per GPU; the one-GPU and
+    both TP benchmarks write it."""
+    (c_steps, t_c, e_c), (f_steps, t_f, e_f) = cached, fresh
+    c_med, f_med = float(np.median(c_steps)), float(np.median(f_steps))
+    n_gpu = len(meter.handles) if meter else 1
+    return {
         "engine": engine,
         "model": card.name,
         "layers": card.num_hidden_layers,
         "dtype": dtype,
         "batch": batch,
-        "prompt": PROMPT,
-        "new_tokens": NEW_TOKENS,
-        "cached_step_s": cached,
-        "fresh_step_s": fresh_s,
-        "cached_first_s": float(np.median(c_first)),
-        "fresh_first_s": float(np.median(f_first)),
-        "miss_s": fresh_s - cached,
-        "cached_power_w": "" if e_c is None else e_c / t_c / len(meter.handles),
-        "fresh_power_w": "" if e_f is None else e_f / t_f / len(meter.handles),
+        "prompt": prompt,
+        "new_tokens": new_tokens,
+        "cached_step_s": c_med,
+        "fresh_step_s": f_med,
+        "cached_first_s": "" if firsts is None else float(np.median(firsts[0])),
+        "fresh_first_s": "" if firsts is None else float(np.median(firsts[1])),
+        "miss_s": f_med - c_med,
+        "cached_power_w": "" if e_c is None else e_c / t_c / n_gpu,
+        "fresh_power_w": "" if e_f is None else e_f / t_f / n_gpu,
         "fresh_steps": len(f_steps),
-        "method": METHOD,
+        "method": method,
         "utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         **(meter.state() if meter else {}),
     }
-    return row
 
 
 def run_shapemiss(

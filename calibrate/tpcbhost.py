@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import itertools
 import time
-from datetime import datetime, timezone
 from pathlib import Path
 
 from calibrate.hostbench import FIELDS
@@ -76,24 +75,12 @@ def measure(
     import torch.distributed as dist
 
     from calibrate.cbbench import start_cb_manager
-    from calibrate.live.tp_engine import (
-        follow_manager,
-        init_distributed,
-        load_tp_model,
-        local_device,
-        rank,
-        world_size,
-    )
+    from calibrate.live.tp_engine import follow_manager, load_tp_model, rank
+    from calibrate.tphost import start_tp_bench
     from sim.modelcard import load_model_card
 
-    init_distributed()
-    device, tp = local_device(), world_size()
+    device, tp, _sync, meter = start_tp_bench()
     cuda = device.startswith("cuda")
-    meter = None
-    if rank() == 0 and cuda:
-        from calibrate.meter import GpuMeter
-
-        meter = GpuMeter(list(range(torch.cuda.device_count())))
     done = done_keys(out_csv) if rank() == 0 else set()
     miss_done = done_keys(misses_csv) if rank() == 0 and misses_csv is not None else set()
     if rank() == 0:
@@ -171,11 +158,9 @@ def _drive(
     miss_prompt,
 ) -> int:
     """Rank 0: the bench through the TP driver's manager; rows appended as measured."""
-    import numpy as np
     import torch
 
-    from calibrate.cbbench import _Batches
-    from calibrate.hostbench import _timed, run_row
+    from calibrate.cbbench import _Batches, bench_batch
 
     sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
     eng = _Batches(model, device)
@@ -184,15 +169,8 @@ def _drive(
         if not eng.manager.is_tp_driver:
             raise RuntimeError("rank 0's continuous batching manager is not the TP driver")
         for batch in batches:
-            gen = torch.Generator(device="cpu").manual_seed(batch)
-            prompts = torch.randint(1000, card.vocab_size, (batch, prompt), generator=gen).tolist()
-            pre = _timed(meter, lambda p=prompts: eng.run(p, 1), sync, min_s[0])
-            eng.stamps = []
-            full = _timed(meter, lambda p=prompts: eng.run(p, new_tokens + 1), sync, min_s[1])
-            steps = np.concatenate([np.diff(s[1:]) for s in eng.stamps if len(s) > 2])
-            row = run_row(
-                card, dtype, batch, prompt, new_tokens, pre, full, steps, t_build, meter, METHOD
-            )
+            bench = (card, dtype, batch, prompt, new_tokens)
+            row = bench_batch(eng, *bench, min_s, sync, meter, t_build, METHOD)
             row["error"] = ""
             key = row_key(card.name, card.num_hidden_layers, dtype, tp, batch, prompt, new_tokens)
             append_row(
@@ -219,9 +197,8 @@ def _fresh_sets(prompt: int) -> list[list[int]]:
 def _fresh_vs_cached(eng, card, dtype, tp, meter, sync, miss_prompt) -> dict:
     """shapemiss.measure_engine's CB runs through the TP driver: the same CB_BATCH requests
     three times (the third meets only cached shapes) against three sets of fresh lengths."""
-    import numpy as np
 
-    from calibrate.shapemiss import CB_BATCH, PROMPT, _cb_runs, _Energy
+    from calibrate.shapemiss import CB_BATCH, PROMPT, _cb_runs, _Energy, miss_row
     from calibrate.shapemiss import FIELDS as MISS_FIELDS
     from calibrate.shapemiss import NEW_TOKENS as MISS_NEW
 
@@ -236,29 +213,17 @@ def _fresh_vs_cached(eng, card, dtype, tp, meter, sync, miss_prompt) -> dict:
     run(same[:2])
     (c_first, c_steps), t_c, e_c = timed(lambda: run(same[2:]))
     (f_first, f_steps), t_f, e_f = timed(lambda: run(fresh))
-    cached, fresh_s = float(np.median(c_steps)), float(np.median(f_steps))
-    n_gpu = len(meter.handles) if meter else 1
-    row = {
-        "engine": ENGINE,
-        "model": card.name,
-        "layers": card.num_hidden_layers,
-        "dtype": dtype,
-        "batch": CB_BATCH,
-        "prompt": p,
-        "new_tokens": MISS_NEW,
-        "cached_step_s": cached,
-        "fresh_step_s": fresh_s,
-        "cached_first_s": float(np.median(c_first)),
-        "fresh_first_s": float(np.median(f_first)),
-        "miss_s": fresh_s - cached,
-        "cached_power_w": "" if e_c is None else e_c / t_c / n_gpu,
-        "fresh_power_w": "" if e_f is None else e_f / t_f / n_gpu,
-        "fresh_steps": len(f_steps),
-        "method": f"{METHOD}-miss",
-        "utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "error": "",
-        **(meter.state() if meter else {}),
-    }
+    bench = dict(card=card, dtype=dtype, batch=CB_BATCH, prompt=p, new_tokens=MISS_NEW)
+    row = miss_row(
+        ENGINE,
+        **bench,
+        cached=(c_steps, t_c, e_c),
+        fresh=(f_steps, t_f, e_f),
+        meter=meter,
+        method=f"{METHOD}-miss",
+        firsts=(c_first, f_first),
+    )
+    row["error"] = ""
     key = miss_key(card.name, card.num_hidden_layers, dtype, tp)
     return {"key": key, **{k: row.get(k, "") for k in MISS_FIELDS}}
 

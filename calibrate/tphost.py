@@ -48,6 +48,24 @@ def _timed(fn, sync, n: int, meter) -> tuple[float, float | None]:
     return s, (float((meter.energy_j() - e0).sum()) / n if meter else None)
 
 
+def start_tp_bench():
+    """Join the torchrun job (one process per GPU, gloo on CPU); (device, TP degree, sync,
+    meter): rank 0 meters every GPU of the node, the others none."""
+    import torch
+
+    from calibrate.live.tp_engine import init_distributed, local_device, rank, world_size
+
+    init_distributed()
+    device = local_device()
+    cuda = device.startswith("cuda")
+    meter = None
+    if rank() == 0 and cuda:
+        from calibrate.meter import GpuMeter
+
+        meter = GpuMeter(list(range(torch.cuda.device_count())))
+    return device, world_size(), (torch.cuda.synchronize if cuda else (lambda: None)), meter
+
+
 def measure(
     out_csv: Path,
     shapes=TP_FIT_SHAPES,
@@ -64,25 +82,11 @@ def measure(
     import torch
     import torch.distributed as dist
 
-    from calibrate.live.tp_engine import (
-        greedy_generate,
-        init_distributed,
-        load_tp_model,
-        local_device,
-        rank,
-        world_size,
-    )
+    from calibrate.live.tp_engine import greedy_generate, load_tp_model, rank
     from sim.modelcard import load_model_card
 
-    init_distributed()
-    device, tp = local_device(), world_size()
+    device, tp, sync, meter = start_tp_bench()
     cuda = device.startswith("cuda")
-    sync = torch.cuda.synchronize if cuda else (lambda: None)
-    meter = None
-    if rank() == 0 and cuda:
-        from calibrate.meter import GpuMeter
-
-        meter = GpuMeter(list(range(torch.cuda.device_count())))
     done = done_keys(out_csv) if rank() == 0 else set()
     n = 0
     for name, layers in shapes:
@@ -146,6 +150,7 @@ def _fresh_vs_cached(model, card, dtype, tp, prompt, new_tokens, device, sync, m
     from calibrate.live.tp_engine import greedy_generate
     from calibrate.live.transformers_engine import _FirstTokenStamp
     from calibrate.shapemiss import FIELDS as MISS_FIELDS
+    from calibrate.shapemiss import miss_row
 
     def steps(lengths: list[int]) -> tuple[list[float], float, float | None]:
         out: list[float] = []
@@ -166,28 +171,17 @@ def _fresh_vs_cached(model, card, dtype, tp, prompt, new_tokens, device, sync, m
     # across layer counts, so each model gets its own lengths
     _FRESH[0] += 1
     fresh, t_f, e_f = steps([prompt + 7 + 53 * i + 211 * _FRESH[0] for i in range(3)])
-    n_gpu = len(meter.handles) if meter else 1
-    row = {
-        "key": f"tp{tp}|hf_eager_tp|{card.name}|{card.num_hidden_layers}L|{dtype}|{METHOD}",
-        "engine": "hf_eager_tp",
-        "model": card.name,
-        "layers": card.num_hidden_layers,
-        "dtype": dtype,
-        "batch": 1,
-        "prompt": prompt,
-        "new_tokens": new_tokens,
-        "cached_step_s": float(np.median(cached)),
-        "fresh_step_s": float(np.median(fresh)),
-        "miss_s": float(np.median(fresh) - np.median(cached)),
-        "cached_power_w": "" if e_c is None else e_c / t_c / n_gpu,
-        "fresh_power_w": "" if e_f is None else e_f / t_f / n_gpu,
-        "fresh_steps": len(fresh),
-        "method": f"{METHOD}-miss",
-        "utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "error": "",
-        **(meter.state() if meter else {}),
-    }
-    return {"key": row["key"], **{k: row.get(k, "") for k in MISS_FIELDS}}
+    bench = dict(card=card, dtype=dtype, batch=1, prompt=prompt, new_tokens=new_tokens)
+    row = miss_row(
+        "hf_eager_tp",
+        **bench,
+        cached=(cached, t_c, e_c),
+        fresh=(fresh, t_f, e_f),
+        meter=meter,
+        method=f"{METHOD}-miss",
+    )
+    key = f"tp{tp}|hf_eager_tp|{card.name}|{card.num_hidden_layers}L|{dtype}|{METHOD}"
+    return {"key": key, **{k: row.get(k, "") for k in MISS_FIELDS}, "error": ""}
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -65,3 +65,44 @@ def tiny_models(tmp_path, monkeypatch):
     (d / "tiny-llama.yaml").write_text(TINY_LLAMA)
     monkeypatch.setenv("SIM_MODELS_DIR", str(d))
     return d
+
+
+TINY_TP_CARD = """\
+name: tiny
+hf_id: none
+source: test fixture
+hidden_size: 128
+intermediate_size: 256
+num_hidden_layers: 2
+num_attention_heads: 4
+num_key_value_heads: 2
+vocab_size: 2000
+max_position_embeddings: 512
+"""
+
+
+@pytest.fixture
+def torchrun2(tmp_path: Path):
+    """Run `torchrun --standalone --nproc_per_node 2` on CPU (gloo) in tmp_path: either a
+    driver script (written to drive.py, called with card.yaml, a tiny card every rank loads,
+    then `args`) or, with driver=None, `-m sim.cli` and `args`."""
+    import shutil
+    import subprocess
+    import sys
+    import textwrap
+
+    pytest.importorskip("transformers")
+    pytest.importorskip("accelerate")
+    torchrun = shutil.which("torchrun") or str(Path(sys.executable).parent / "torchrun")
+
+    def run(driver: str | None, *args: str, timeout: int = 600) -> subprocess.CompletedProcess:
+        if driver is None:
+            target = ["-m", "sim.cli"]
+        else:
+            (tmp_path / "card.yaml").write_text(TINY_TP_CARD)
+            (tmp_path / "drive.py").write_text(textwrap.dedent(driver))
+            target = [str(tmp_path / "drive.py"), str(tmp_path / "card.yaml")]
+        cmd = [torchrun, "--standalone", "--nproc_per_node", "2", *target, *args]
+        return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, cwd=tmp_path)
+
+    return run

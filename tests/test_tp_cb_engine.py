@@ -5,9 +5,6 @@ random model. Rank 0 drives the replay and writes the results; rank 1 runs the s
 from __future__ import annotations
 
 import json
-import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pandas as pd
@@ -29,25 +26,15 @@ seed: 0
 """
 
 
-def _torchrun(tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
-    torchrun = shutil.which("torchrun") or str(Path(sys.executable).parent / "torchrun")
-    return subprocess.run(
-        [torchrun, "--standalone", "--nproc_per_node", "2", "-m", "sim.cli", "replay", *args],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        cwd=tmp_path,
-    )
-
-
-def test_two_rank_continuous_batching_on_cpu(tiny_models, tmp_path: Path, monkeypatch):
+def test_two_rank_continuous_batching_on_cpu(tiny_models, tmp_path: Path, monkeypatch, torchrun2):
     pytest.importorskip("transformers")
     pytest.importorskip("accelerate")
     monkeypatch.setenv("SIM_TP_MODEL_DIR", str(tmp_path / "tp-models"))
     (tmp_path / "scen.yaml").write_text(SCENARIO)
     out = tmp_path / "out"
-    r = _torchrun(
-        tmp_path,
+    r = torchrun2(
+        None,
+        "replay",
         str(tmp_path / "scen.yaml"),
         "--engine",
         "transformers",
@@ -82,13 +69,16 @@ def test_two_rank_continuous_batching_on_cpu(tiny_models, tmp_path: Path, monkey
     assert len(tokens) == df["generated_tokens"].sum()
 
 
-def test_world_size_must_match_gpus_per_replica(tiny_models, tmp_path: Path, monkeypatch):
+def test_world_size_must_match_gpus_per_replica(
+    tiny_models, tmp_path: Path, monkeypatch, torchrun2
+):
     pytest.importorskip("transformers")
     monkeypatch.setenv("SIM_TP_MODEL_DIR", str(tmp_path / "tp-models"))
     (tmp_path / "scen.yaml").write_text(
         SCENARIO.replace("gpus_per_replica: 2", "gpus_per_replica: 4")
     )
-    r = _torchrun(tmp_path, str(tmp_path / "scen.yaml"), "--engine", "transformers", "--no-meter")
+    scen = str(tmp_path / "scen.yaml")
+    r = torchrun2(None, "replay", scen, "--engine", "transformers", "--no-meter")
     assert r.returncode != 0
     assert "torchrun --nproc_per_node 4" in r.stderr + r.stdout
 

@@ -2,26 +2,7 @@
 
 from __future__ import annotations
 
-import shutil
-import subprocess
-import sys
-import textwrap
 from pathlib import Path
-
-import pytest
-
-CARD = """\
-name: tiny
-hf_id: none
-source: test fixture
-hidden_size: 128
-intermediate_size: 256
-num_hidden_layers: 2
-num_attention_heads: 4
-num_key_value_heads: 2
-vocab_size: 2000
-max_position_embeddings: 512
-"""
 
 DRIVER = """\
 import sys, time
@@ -49,27 +30,8 @@ sys.stdout.flush()
 """
 
 
-def test_two_rank_tensor_parallel_generate_on_cpu(tmp_path: Path):
-    pytest.importorskip("transformers")
-    pytest.importorskip("accelerate")
-    torchrun = shutil.which("torchrun") or str(Path(sys.executable).parent / "torchrun")
-    (tmp_path / "card.yaml").write_text(CARD)
-    (tmp_path / "drive.py").write_text(textwrap.dedent(DRIVER))
-    r = subprocess.run(
-        [
-            torchrun,
-            "--standalone",
-            "--nproc_per_node",
-            "2",
-            str(tmp_path / "drive.py"),
-            str(tmp_path / "card.yaml"),
-            str(tmp_path / "model"),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        cwd=tmp_path,
-    )
+def test_two_rank_tensor_parallel_generate_on_cpu(tmp_path: Path, torchrun2):
+    r = torchrun2(DRIVER, str(tmp_path / "model"), timeout=300)
     assert r.returncode == 0, r.stderr[-3000:]
     assert "RANK0 True [('ok', 4), ('ok', 4), ('ok', 4)] 2" in r.stdout
     assert "FOLLOWER 3" in r.stdout

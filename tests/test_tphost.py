@@ -2,27 +2,10 @@
 
 from __future__ import annotations
 
-import shutil
-import subprocess
-import sys
-import textwrap
 from pathlib import Path
 
 import pandas as pd
 import pytest
-
-CARD = """\
-name: tiny
-hf_id: none
-source: test fixture
-hidden_size: 128
-intermediate_size: 256
-num_hidden_layers: 2
-num_attention_heads: 4
-num_key_value_heads: 2
-vocab_size: 2000
-max_position_embeddings: 512
-"""
 
 DRIVER = """\
 import sys
@@ -40,30 +23,8 @@ if os.environ.get("RANK") == "0":
 """
 
 
-def _torchrun(tmp_path: Path) -> subprocess.CompletedProcess:
-    torchrun = shutil.which("torchrun") or str(Path(sys.executable).parent / "torchrun")
-    return subprocess.run(
-        [
-            torchrun,
-            "--standalone",
-            "--nproc_per_node",
-            "2",
-            str(tmp_path / "drive.py"),
-            str(tmp_path / "card.yaml"),
-            str(tmp_path),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-
-
-def test_tp_host_bench_two_ranks_on_cpu(tmp_path: Path):
-    pytest.importorskip("transformers")
-    pytest.importorskip("accelerate")
-    (tmp_path / "card.yaml").write_text(CARD)
-    (tmp_path / "drive.py").write_text(textwrap.dedent(DRIVER))
-    r = _torchrun(tmp_path)
+def test_tp_host_bench_two_ranks_on_cpu(tmp_path: Path, torchrun2):
+    r = torchrun2(DRIVER, str(tmp_path))
     assert r.returncode == 0, r.stderr[-3000:]
     assert "ROWS 2" in r.stdout
     df = pd.read_csv(tmp_path / "tphost.csv")
@@ -76,7 +37,7 @@ def test_tp_host_bench_two_ranks_on_cpu(tmp_path: Path):
     assert list(miss["engine"]) == ["hf_eager_tp"] * 2 and list(miss["layers"]) == [1, 3]
     assert (miss["cached_step_s"] > 0).all() and (miss["fresh_step_s"] > 0).all()
     assert "hf_eager_tp" in fit_shape_misses(miss)
-    r = _torchrun(tmp_path)  # a rerun skips what is measured (resumable)
+    r = torchrun2(DRIVER, str(tmp_path))  # a rerun skips what is measured (resumable)
     assert r.returncode == 0 and "ROWS 0" in r.stdout
 
 
