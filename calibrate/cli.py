@@ -19,6 +19,7 @@ STAGES = (
     "cbhost",
     "shapemiss",
     "coldstart",
+    "hostspeed",
     "check",
     "repeat",
     "interconnect",
@@ -71,6 +72,26 @@ def _interconnect(out_dir: Path) -> None:
 
     click.echo(f"interconnect: NCCL all-reduce on {n} GPUs, groups of 2..{n} ...")
     measure_allreduce(csv_path)
+
+
+def _hostspeed(out_dir: Path, meter, tag: str) -> None:
+    """Measure the host-fit run and print this machine's host_time_factor per shipped profile."""
+    import pandas as pd
+
+    from calibrate.hostspeed import host_time_factor, measure_host_speed
+    from sim.profile import load_profile
+
+    measure_host_speed(out_dir / "hostspeed.csv", meter, tag)
+    runs = pd.read_csv(out_dir / "hostspeed.csv")
+    for name in ("h100-sxm", "h200"):
+        f = host_time_factor(runs, load_profile(name)[0])
+        if len(f):
+            last = f.iloc[-1]
+            click.echo(
+                f"hostspeed: decode {1e3 * last.measured_s:.1f} ms/token here, "
+                f"{1e3 * last.predicted_s:.1f} predicted by {name}: "
+                f"hardware.host_time_factor = {last.host_time_factor:.2f}"
+            )
 
 
 @click.command("calibrate")
@@ -202,6 +223,8 @@ def calibrate_cmd(
         run_coldstart(
             out_dir / "coldstart.csv", tuple(d for d in ("bfloat16", "float16") if d in wanted)
         )
+    if "hostspeed" in stages:
+        _hostspeed(out_dir, meter, tag)
     if "check" in stages:
         names = models.split(",") if models else CHECK_MODELS
         plan = [(m, None, d, (1,), tag) for m in names for d in CHECK_DTYPES if d in wanted]

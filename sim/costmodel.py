@@ -99,6 +99,7 @@ class CostModel:
     profile: Profile
     engine: str = "hf_eager"
     tp: int = 1
+    host_time_factor: float = 1.0  # this machine's host time / the calibration host's
     shape: EngineShape = field(init=False)
     dt: DtypeInfo = field(init=False)
     host: HostOverhead = field(init=False)
@@ -106,7 +107,9 @@ class CostModel:
     def __post_init__(self) -> None:
         self.dt = dtype_info(self.dtype)
         self.shape = ENGINE_SHAPES[self.engine]
-        self.host = self.profile.host_overhead(self.engine, self.dtype, self.tp)
+        self.host = _scaled_host(
+            self.profile.host_overhead(self.engine, self.dtype, self.tp), self.host_time_factor
+        )
         self.wait_w = self.host.wait_w or self.profile.idle.host_wait_w
         self.miss_s = self.host.attn_shape_miss_s.get(
             self.dtype, 0.0
@@ -291,6 +294,26 @@ class CostModel:
             wait_w=self.wait_w * self.tp,
             standby_k=self.standby_k,
         )
+
+
+def _scaled_host(h: HostOverhead, f: float) -> HostOverhead:
+    """Every host-side time of an engine entry times f (a faster or slower serving CPU than
+    the one calibrated); its powers and the serial fraction are unchanged."""
+    if f == 1.0:
+        return h
+    return h.model_copy(
+        update={
+            "per_step_s": h.per_step_s * f,
+            "per_layer_s": h.per_layer_s * f,
+            "per_sequence_s": h.per_sequence_s * f,
+            "setup_s": h.setup_s * f,
+            "cold_start_s": h.cold_start_s * f,
+            "attn_shape_miss_s": {k: v * f for k, v in h.attn_shape_miss_s.items()},
+            "attn_shape_miss_per_layer_s": {
+                k: v * f for k, v in h.attn_shape_miss_per_layer_s.items()
+            },
+        }
+    )
 
 
 def first_reaching(time_of, elapsed: float, k_max: int) -> int:

@@ -198,6 +198,13 @@ class Hardware(_Strict):
     gpus_per_replica: int = Field(default=1, gt=0, description="tensor-parallel degree")
     replicas: int = Field(default=1, gt=0)
     balancer: Literal["round_robin", "least_loaded"] = "round_robin"
+    host_time_factor: float = Field(
+        default=1.0,
+        gt=0,
+        description="multiplier on every host-side time of the profile (engine host overhead, "
+        "attention plan misses, set-up, cold start): the serving machine's CPU against the "
+        "calibration host's; `sim calibrate --stages hostspeed` measures it on a machine",
+    )
 
 
 class Output(_Strict):

@@ -94,8 +94,9 @@ def simulate(
     replicas, servers = [], []
     info: dict = {}
     for i in range(scen.hardware.replicas):
+        hw = scen.hardware
         cost = CostModel(
-            card, scen.dtype, profile, engine=engine, tp=scen.hardware.gpus_per_replica
+            card, scen.dtype, profile, engine, hw.gpus_per_replica, hw.host_time_factor
         )
         rep = Replica(env, i, cost, scen.fast_forward, getattr(scen.server, "cold_start", False))
         srv, info = _make_server(scen, env, rep, card, profile)

@@ -1,0 +1,51 @@
+"""How fast this machine's host is against the host a profile was calibrated on.
+
+Host-bound engines (HF eager, transformers CB, DTensor tensor parallelism) run at the speed of
+the CPU that launches their kernels, and the lent machines' hosts differ by 1.5-1.9x between
+leases (docs/calibration.md). This stage measures one host-fit run, HF generate on the
+Qwen2.5-1.5B shape cut to 8 layers (bf16, batch 1, prompt 512, 32 new tokens: calibrate/
+hostbench.py's method, about 10 s), and divides its decode time per token by what a profile
+predicts for that run. The ratio is the scenario's `hardware.host_time_factor` for this
+machine. Rows append to hostspeed.csv (a repeated pass is tagged), so drift shows.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from calibrate.meter import GpuMeter
+
+SHAPE = ("qwen2.5-1.5b", 8, "bfloat16", (1,))
+
+
+def measure_host_speed(
+    out_csv: Path, meter: GpuMeter | None, tag: str = "", device: str = "cuda", shape=SHAPE
+) -> int:
+    """Append the host-fit run to out_csv (hostbench columns); returns the rows written."""
+    from calibrate.hostbench import run_models
+
+    return run_models([(*shape, tag)], out_csv, meter, device=device, progress=False)
+
+
+def host_time_factor(runs: pd.DataFrame, profile) -> pd.DataFrame:
+    """Per successful run: measured decode time per token, the profile's prediction for the
+    same run (HF eager, a decode step at the mean context), and their ratio."""
+    from calibrate.fit import _decode_step
+
+    ok = runs[pd.to_numeric(runs["decode_s_per_token"], errors="coerce") > 0]
+    out = []
+    for _, r in ok.iterrows():
+        _, cost = _decode_step(r, profile)
+        meas = float(r["decode_s_per_token"])
+        out.append(
+            {
+                "utc": r.get("utc", ""),
+                "tag": r.get("tag", ""),
+                "measured_s": meas,
+                "predicted_s": cost.wall_s,
+                "host_time_factor": meas / cost.wall_s,
+            }
+        )
+    return pd.DataFrame(out)

@@ -1,0 +1,64 @@
+"""The host-speed factor: measured on a machine, applied to every host-side time."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from conftest import run, scenario
+
+from calibrate.hostspeed import SHAPE, host_time_factor
+from sim.profile import load_profile
+
+RAW = Path(__file__).resolve().parents[1] / "calibrate" / "profiles" / "raw"
+
+
+@pytest.mark.parametrize("raw_dir, profile", [("h100-v2", "h100-sxm"), ("h200", "h200")])
+def test_factor_is_near_one_on_the_calibration_host(raw_dir, profile):
+    """The host-fit run of the calibration itself: the factor is the fit's residual there."""
+    runs = pd.read_csv(RAW / raw_dir / "host.csv")
+    name, layers, dtype, (batch,) = SHAPE
+    sel = runs[
+        (runs.model == name)
+        & (runs.layers == layers)
+        & (runs.dtype == dtype)
+        & (runs.batch == batch)
+    ]
+    f = host_time_factor(sel, load_profile(profile)[0])
+    assert len(f) == len(sel) >= 1
+    assert ((f.host_time_factor > 0.85) & (f.host_time_factor < 1.15)).all()
+
+
+def test_host_time_factor_scales_host_bound_latency_not_the_physics():
+    """Sequential HF eager on an 8B model is host-bound: a 1.5x slower host gives ~1.5x the
+    TPOT; energy stays at or above the idle floor and the attribution still adds up."""
+    wl = {
+        "requests": 6,
+        "arrival": {"kind": "fixed", "interval_ms": 4000},
+        "prompt_tokens": {"kind": "fixed", "value": 300},
+        "output_tokens": {"kind": "fixed", "value": 40},
+    }
+    base = scenario(server={"kind": "sequential"}, workload=wl)
+    slow = scenario(server={"kind": "sequential"}, workload=wl, hardware={"host_time_factor": 1.5})
+    (_, df0, s0), (_, df1, s1) = run(base), run(slow)
+    ratio = df1["tpot_s"].median() / df0["tpot_s"].median()
+    assert 1.35 < ratio < 1.55
+    for res_df, summ in ((df0, s0), (df1, s1)):
+        parts = res_df[["energy_prefill_j", "energy_decode_j", "energy_idle_share_j"]].sum(axis=1)
+        assert parts.to_numpy() == pytest.approx(res_df["energy_j"].to_numpy(), rel=1e-9)
+        assert summ["energy"]["total_j"] >= summ["energy"]["deep_idle_floor_j"]
+
+
+def test_hostspeed_stage_on_cpu(tiny_models, tmp_path: Path):
+    """The stage's measurement is hostbench's own run (timing only on CPU), resumable."""
+    pytest.importorskip("torch")
+    pytest.importorskip("transformers")
+    from calibrate.hostspeed import measure_host_speed
+
+    out = tmp_path / "hostspeed.csv"
+    shape = ("tiny-llama", 2, "float32", (1,))
+    assert measure_host_speed(out, None, device="cpu", shape=shape) == 1
+    df = pd.read_csv(out)
+    assert (df["decode_s_per_token"] > 0).all() and df["error"].isna().all()
+    assert measure_host_speed(out, None, device="cpu", shape=shape) == 0
