@@ -110,6 +110,7 @@ def summarize(res: SimResult, df: pd.DataFrame, grid_g_per_kwh: float | None = N
         "server": scen.server.kind,
         "gpus": n_gpus,
         "tensor_parallel": scen.hardware.gpus_per_replica,
+        "host_time_factor": scen.hardware.host_time_factor,
         "replicas": scen.hardware.replicas,
         "profile": res.profile.name,
         "profile_path": str(res.profile_path),

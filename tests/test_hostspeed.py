@@ -44,6 +44,7 @@ def test_host_time_factor_scales_host_bound_latency_not_the_physics():
     (_, df0, s0), (_, df1, s1) = run(base), run(slow)
     ratio = df1["tpot_s"].median() / df0["tpot_s"].median()
     assert 1.35 < ratio < 1.55
+    assert s0["host_time_factor"] == 1.0 and s1["host_time_factor"] == 1.5  # recorded
     for res_df, summ in ((df0, s0), (df1, s1)):
         parts = res_df[["energy_prefill_j", "energy_decode_j", "energy_idle_share_j"]].sum(axis=1)
         assert parts.to_numpy() == pytest.approx(res_df["energy_j"].to_numpy(), rel=1e-9)
