@@ -132,6 +132,8 @@ def compare_dirs(pred: Path, meas: Path) -> tuple[pd.DataFrame, pd.DataFrame, di
         "completed_predicted": ps["requests"]["completed"],
         "completed_measured": ms["requests"]["completed"],
         "profile": ps.get("profile"),
+        "host_time_factor_predicted": ps.get("host_time_factor", 1.0),
+        "host_speed_measured": ms.get("host_speed"),
     }
     return table, per_request_errors(pr, mr), meta
 
@@ -152,6 +154,12 @@ def print_table(table: pd.DataFrame, meta: dict) -> None:
     click.echo(
         f"requests completed: predicted {meta['completed_predicted']}, measured {meta['completed_measured']}"
     )
+    if hs := meta.get("host_speed_measured"):
+        click.echo(
+            f"live machine's host: host_time_factor {hs['host_time_factor']:.2f} against "
+            f"{hs['profile']} (measured by sim replay --hostspeed); the prediction used "
+            f"{meta['host_time_factor_predicted']:.2f}"
+        )
 
 
 def plot_overlay(pred: Path, meas: Path, out: Path, title: str) -> Path:

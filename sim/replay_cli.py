@@ -81,6 +81,12 @@ def _make_engine(name: str, scen, card, endpoint: str | None, model_name: str | 
     "--gpus", help="GPU indices to meter, comma separated (default: the first the scenario uses)"
 )
 @click.option("--plot/--no-plot", default=False, help="also write PNG plots")
+@click.option(
+    "--hostspeed/--no-hostspeed",
+    default=False,
+    help="after the replays, measure this machine's hardware.host_time_factor (built-in "
+    "engines, one GPU; about 10 s) and record it in each result's summary.json",
+)
 @click.option("--quiet", is_flag=True)
 def replay_cmd(
     scenarios,
@@ -95,6 +101,7 @@ def replay_cmd(
     meter,
     gpus,
     plot,
+    hostspeed,
     quiet,
 ) -> None:
     """Replay each SCENARIO's request trace against a live engine and measure it.
@@ -103,6 +110,7 @@ def replay_cmd(
     their model once). `--engine transformers` runs transformers-cb scenarios on the continuous
     batching manager and sequential ones on HF generate, one request at a time.
     """
+    done: list[tuple] = []  # (results dir, scenario) of each finished replay of this rank
     for scenario in scenarios:
         target = out_dir
         if out_dir is not None and len(scenarios) > 1:
@@ -125,9 +133,61 @@ def replay_cmd(
             plot,
             quiet,
         )
+        if isinstance(ok, tuple):
+            done.append(ok)
         if not ok:
             click.echo("interrupted: the remaining scenarios are skipped")
             break
+    if hostspeed and done and engine_name in ("transformers", "transformers-generate"):
+        record_host_speed(done, device, meter)
+
+
+def record_host_speed(done: list[tuple], device: str, meter_on: bool, shape=None) -> float:
+    """Measure the host-fit run on this machine once (calibrate/hostspeed.py), after the
+    replays so it does not warm their engine, and add the factor against each scenario's
+    profile to its summary.json ('host_speed'); hostspeed.csv beside each result."""
+    import json
+    import shutil
+
+    import pandas as pd
+
+    from calibrate.hostspeed import SHAPE, host_time_factor, measure_host_speed
+    from sim.profile import default_profile_name, load_profile
+
+    first = done[0][0]
+    csv = first / "hostspeed.csv"
+    meter = None
+    if meter_on and device.startswith("cuda"):
+        from calibrate.meter import GpuMeter
+
+        meter = GpuMeter([0])
+    measure_host_speed(
+        csv, meter, tag=f"replay-{int(time.time())}", device=device, shape=shape or SHAPE
+    )
+    runs = pd.read_csv(csv).tail(1)
+    factor = float("nan")
+    for out_dir, scen in done:
+        if out_dir != first:
+            shutil.copy(csv, out_dir / "hostspeed.csv")
+        name = scen.profile or default_profile_name(scen.hardware.gpu)
+        f = host_time_factor(runs, load_profile(name)[0])
+        if not len(f):
+            continue
+        row = f.iloc[-1]
+        factor = float(row.host_time_factor)
+        path = out_dir / "summary.json"
+        summary = json.loads(path.read_text())
+        summary["host_speed"] = {
+            "host_time_factor": factor,
+            "profile": name,
+            "measured_s_per_token": float(row.measured_s),
+            "predicted_s_per_token": float(row.predicted_s),
+            "utc": str(row.utc),
+            "method": "calibrate/hostspeed.py after the replays, hostspeed.csv",
+        }
+        path.write_text(json.dumps(summary, indent=2) + "\n")
+        click.echo(f"{out_dir}: host_time_factor {factor:.2f} against profile {name}")
+    return factor
 
 
 def _tensor_parallel_engine(scen, card, engine_name):
@@ -270,7 +330,7 @@ def _replay_one(
         summary, _, _ = read_results(out_dir)
         print_summary(summary)
         click.echo(f"results in {out_dir}" + ("" if completed else " (run interrupted: partial)"))
-    return completed
+    return (out_dir, scen) if completed else False
 
 
 def _write(

@@ -63,3 +63,39 @@ def test_hostspeed_stage_on_cpu(tiny_models, tmp_path: Path):
     df = pd.read_csv(out)
     assert (df["decode_s_per_token"] > 0).all() and df["error"].isna().all()
     assert measure_host_speed(out, None, device="cpu", shape=shape) == 0
+
+
+def test_replay_records_the_live_host_speed_and_compare_reports_it(tiny_models, tmp_path: Path):
+    """sim replay's --hostspeed path on CPU: the tiny model stands in for the host-fit shape
+    (the real one is too big for CI's CPU); the factor lands in summary.json and sim compare
+    prints it beside the factor the prediction used."""
+    pytest.importorskip("torch")
+    pytest.importorskip("transformers")
+    import json
+
+    from click.testing import CliRunner
+
+    from sim.cli import main
+    from sim.replay_cli import record_host_speed
+    from sim.scenario import load_scenario
+
+    scen_args = ["--requests", "3", "--set", "model=tiny-llama", "--set", "dtype=float32"]
+    meas, pred = tmp_path / "meas", tmp_path / "pred"
+    path = "scenarios/validation/sequential.yaml"
+    r = CliRunner().invoke(
+        main,
+        ["replay", path, "--engine", "transformers", "--device", "cpu", "--no-meter"]
+        + scen_args
+        + ["--out", str(meas), "--quiet"],
+    )
+    assert r.exit_code == 0, r.output
+    scen = load_scenario(Path(path), {"workload.requests": 3, "model": "tiny-llama"})
+    f = record_host_speed([(meas, scen)], "cpu", False, shape=("tiny-llama", 2, "float32", (1,)))
+    hs = json.loads((meas / "summary.json").read_text())["host_speed"]
+    assert hs["host_time_factor"] == pytest.approx(f) and f > 0
+    assert hs["profile"] == "h100-sxm" and (meas / "hostspeed.csv").exists()
+    r = CliRunner().invoke(main, ["run", path, *scen_args, "--out", str(pred), "--quiet"])
+    assert r.exit_code == 0, r.output
+    r = CliRunner().invoke(main, ["compare", str(pred), str(meas), "--no-plot"])
+    assert r.exit_code == 0, r.output
+    assert f"host_time_factor {f:.2f} against h100-sxm" in r.output
