@@ -138,8 +138,9 @@ def replay_cmd(
         if not ok:
             click.echo("interrupted: the remaining scenarios are skipped")
             break
-    if hostspeed and done and engine_name in ("transformers", "transformers-generate"):
-        record_host_speed(done, device, meter)
+    one_gpu = [d for d in done if d[1].hardware.gpus_per_replica == 1]
+    if hostspeed and one_gpu and engine_name in ("transformers", "transformers-generate"):
+        record_host_speed(one_gpu, device, meter)  # the host-fit run is a one-GPU HF generate
 
 
 def record_host_speed(done: list[tuple], device: str, meter_on: bool, shape=None) -> float:

@@ -18,7 +18,7 @@ mkdir -p "$OUT" "$RES"
 SCEN="burst fixed50ms fixed300ms fixed500ms uniform sequential"
 FILES=$(for s in $SCEN; do printf 'scenarios/validation/%s.yaml ' "$s"; done)
 PYTHONUNBUFFERED=1 python3 -c "from sim.cli import main; main()" replay $FILES \
-  --engine transformers --out "$RES" --quiet > "$RES/replay.log" 2>&1 &
+  --engine transformers --hostspeed --out "$RES" --quiet > "$RES/replay.log" 2>&1 &
 PID=$!
 while kill -0 $PID 2>/dev/null; do
   sleep 20
