@@ -40,23 +40,14 @@ def start_cb_manager(model, device: str):
     tensor parallelism every rank calls this with its shard (the set-up is collective)."""
     from transformers import ContinuousBatchingConfig
 
-    from calibrate.live.transformers_engine import _greedy_no_eos
+    from calibrate.live.transformers_engine import start_manager
 
-    manager = model.init_continuous_batching(
-        generation_config=_greedy_no_eos(),
-        # on a GPU the cache is sized from free memory, as in the live runs; on CPU (tests)
-        # a small fixed cache, since sizing from host memory allocates gigabytes
-        continuous_batching_config=ContinuousBatchingConfig(
-            **CB_CONFIG, **({} if device.startswith("cuda") else {"num_blocks": 32})
-        ),
+    # on a GPU the cache is sized from free memory, as in the live runs; on CPU (tests) a
+    # small fixed cache, since sizing from host memory allocates gigabytes
+    config = ContinuousBatchingConfig(
+        **CB_CONFIG, **({} if device.startswith("cuda") else {"num_blocks": 32})
     )
-    manager.start()
-    deadline = time.perf_counter() + 300
-    while manager.batch_processor is None and time.perf_counter() < deadline:
-        if not manager.is_running():
-            raise RuntimeError("transformers continuous batching thread died at start")
-        time.sleep(0.01)
-    return manager
+    return start_manager(model, config, timeout_s=300)
 
 
 class _Batches:

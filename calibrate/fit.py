@@ -119,6 +119,17 @@ def fit_kernels(raw: pd.DataFrame, plimit: float, source: str) -> dict[str, dict
     return out
 
 
+def predict_kernel(
+    fit: KernelFit, F: np.ndarray, B: np.ndarray, plimit: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """Time and energy per call of a fitted class: the roofline, and its power model clipped
+    at the power limit (sim.costmodel.CostModel.group_cost, vectorised for fits and plots)."""
+    tc, tm = F / fit.peak_flops, B / fit.bandwidth
+    t = np.maximum(tc, tm) + fit.t0_s
+    e = np.minimum(fit.p_base_w * t + fit.w_compute * tc + fit.w_memory * tm, plimit * t)
+    return t, e
+
+
 def _leave_one_out(d: pd.DataFrame, plimit: float) -> FitError:
     """Held-out error of a class too small for the 1-in-5 hold-out (the five one-row NF4
     points hold none of them out): each point predicted by the fit of all the others."""
@@ -126,10 +137,7 @@ def _leave_one_out(d: pd.DataFrame, plimit: float) -> FitError:
     for i in range(len(d)):
         f = fit_kernel_class(d.drop(index=d.index[i]), plimit, "")
         r = d.iloc[i]
-        F, B = float(r["flops"]), float(r["bytes"])
-        tc, tm = F / f.peak_flops, B / f.bandwidth
-        t = max(tc, tm) + f.t0_s
-        e = min(f.p_base_w * t + f.w_compute * tc + f.w_memory * tm, plimit * t)
+        t, e = predict_kernel(f, float(r["flops"]), float(r["bytes"]), plimit)
         err_t.append(abs(t / float(r["seconds"]) - 1.0) * 100.0)
         if np.isfinite(r["energy_j"]):
             err_e.append(abs(e / float(r["energy_j"]) - 1.0) * 100.0)
@@ -503,9 +511,6 @@ def fit_tp_hosts(
         for f in sorted(d.glob(pattern))
     ]
     raw = pd.concat(parts, ignore_index=True)
-    # the same generate() call: its set-up is the one fitted on one GPU (said so); the TP runs
-    # are too few to fit it or a serial fraction
-    setup = profile.host["hf_eager"].setup_s if "hf_eager" in profile.host else 0.0
     out: dict[str, HostOverhead] = {}
     for tp, g in raw.groupby("tp"):
         tp = int(tp)
@@ -522,7 +527,11 @@ def fit_tp_hosts(
         )
         update = {"wait_w": wait if np.isfinite(wait) and wait > 0 else None}
         if engine == "hf_eager":
-            update["setup_s"] = setup
+            # the same generate() call: its set-up is the one fitted on one GPU (said so); the
+            # TP runs are too few to fit it or a serial fraction
+            update["setup_s"] = (
+                profile.host["hf_eager"].setup_s if "hf_eager" in profile.host else 0.0
+            )
             update["source"] = (
                 ho.source + "; setup_s copied from hf_eager (the same generate() call)"
             )
@@ -660,6 +669,44 @@ def _find(name: str, raw_dir: Path, extra: tuple[Path, ...]) -> Path | None:
     return None
 
 
+def _measured_misses(dirs: tuple[Path, ...]) -> dict[str, tuple]:
+    """engine -> ((per step, per layer, power), source) of every engine with shapemiss rows
+    in dirs. Each one-GPU engine's from the first dir that measured it (dtypes it did not
+    measure from the next that did); the TP engines' pooled over every multi-GPU measurement
+    (the miss shows no trend with the TP degree: 31 ms at TP 4, 38-41 ms at TP 2, 33 ms on one
+    GPU of the same nodes)."""
+    measured: dict[str, tuple] = {}
+    tp_rows: list[pd.DataFrame] = []
+    for d in dirs:
+        if not (d / "shapemiss.csv").exists():
+            continue
+        table = pd.read_csv(d / "shapemiss.csv")
+        tp_rows.append(table[table["engine"].str.endswith("_tp")].assign(_src=d.name))
+        src = f"fresh vs cached steps on {_where(d)}; raw: {d.name}/shapemiss.csv"
+        for engine, fit in fit_shape_misses(table).items():
+            if engine.endswith("_tp"):
+                continue
+            if engine not in measured:
+                measured[engine] = (fit, src)
+                continue
+            # dtypes the first dir did not measure (e.g. bitsandbytes): from this one
+            (m, per_layer, power), first = measured[engine]
+            extra = [dt for dt in fit[0] if dt not in m]
+            if extra:
+                m = {**m, **{dt: fit[0][dt] for dt in extra}}
+                per_layer = {**per_layer, **{dt: fit[1][dt] for dt in extra}}
+                measured[engine] = ((m, per_layer, power), f"{first}; {', '.join(extra)}: {src}")
+    tp_table = pd.concat(tp_rows, ignore_index=True) if tp_rows else pd.DataFrame()
+    if len(tp_table):
+        by_name = {d.name: d for d in dirs}
+        src = "fresh vs cached steps under TP, pooled over " + ", ".join(
+            f"{n}/shapemiss.csv ({_where(by_name[n])})" for n in sorted(tp_table["_src"].unique())
+        )
+        for engine, fit in fit_shape_misses(tp_table.drop(columns="_src")).items():
+            measured[engine] = (fit, src)
+    return measured
+
+
 def fit_profile(
     raw_dir: Path, name: str, base: Profile, extra_dirs: tuple[Path, ...] = ()
 ) -> Profile:
@@ -718,39 +765,7 @@ def fit_profile(
         if tp_dirs := [d for d in (raw_dir, *extra_dirs) if any(d.glob(pattern))]:
             hosts = fit_tp_hosts(tp_dirs, prof, engine)
             prof = prof.model_copy(update={"host": {**prof.host, **hosts}})
-    # each one-GPU engine's misses from the first dir that measured it (dtypes it did not
-    # measure from the next that did); the TP engine's pooled
-    # over every multi-GPU measurement (the miss shows no trend with the TP degree: 31 ms at
-    # TP 4, 38-41 ms at TP 2, 33 ms on one GPU of the same nodes)
-    measured: dict[str, tuple] = {}
-    tp_rows: list[pd.DataFrame] = []
-    for d in (raw_dir, *extra_dirs):
-        if (d / "shapemiss.csv").exists():
-            table = pd.read_csv(d / "shapemiss.csv")
-            tp_rows.append(table[table["engine"].str.endswith("_tp")].assign(_src=d.name))
-            src = f"fresh vs cached steps on {_where(d)}; raw: {d.name}/shapemiss.csv"
-            for engine, fit in fit_shape_misses(table).items():
-                if engine.endswith("_tp"):
-                    continue
-                if engine not in measured:
-                    measured[engine] = (fit, src)
-                    continue
-                # dtypes the first dir did not measure (e.g. bitsandbytes): from this one
-                (m, per_layer, power), first = measured[engine]
-                extra = [dt for dt in fit[0] if dt not in m]
-                if extra:
-                    m = {**m, **{dt: fit[0][dt] for dt in extra}}
-                    per_layer = {**per_layer, **{dt: fit[1][dt] for dt in extra}}
-                    first += f"; {', '.join(extra)}: {src}"
-                    measured[engine] = ((m, per_layer, power), first)
-    tp_table = pd.concat(tp_rows, ignore_index=True) if tp_rows else pd.DataFrame()
-    if len(tp_table):
-        by_name = {d.name: d for d in (raw_dir, *extra_dirs)}
-        src = "fresh vs cached steps under TP, pooled over " + ", ".join(
-            f"{n}/shapemiss.csv ({_where(by_name[n])})" for n in sorted(tp_table["_src"].unique())
-        )
-        for engine, fit in fit_shape_misses(tp_table.drop(columns="_src")).items():
-            measured[engine] = (fit, src)
+    measured = _measured_misses((raw_dir, *extra_dirs))
     if measured:
         prof = prof.model_copy(update={"host": with_shape_misses(prof.host, measured)})
     if d := _find("coldstart.csv", raw_dir, extra_dirs):

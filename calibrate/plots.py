@@ -4,22 +4,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
-from calibrate.fit import kernel_regimes
+from calibrate.fit import kernel_regimes, predict_kernel
 from sim.profile import Profile
 
 
 def _scatter(axes, dd: pd.DataFrame, profile: Profile, kc: str, key: str) -> None:
-    fit = profile.kernel(kc, key)
     F, B = dd.flops.to_numpy(float), dd.bytes.to_numpy(float)
-    tc, tm = F / fit.peak_flops, B / fit.bandwidth
-    t = np.maximum(tc, tm) + fit.t0_s
-    e = np.minimum(
-        fit.p_base_w * t + fit.w_compute * tc + fit.w_memory * tm,
-        profile.gpu.power_limit_w * t,
-    )
+    t, e = predict_kernel(profile.kernel(kc, key), F, B, profile.gpu.power_limit_w)
     axes[0].scatter(dd.seconds, t, s=12, label=key)
     ok = dd.energy_j.notna()
     axes[1].scatter(dd.energy_j[ok], e[ok.to_numpy()], s=12, label=key)

@@ -21,26 +21,35 @@ ENGINES = ("transformers", "transformers-generate", "tgi", "openai")
 LEAD_S = 0.5  # the first arrival is this long after the engine is ready and the meter runs
 
 
+def _builtin_engine(name: str, kind: str) -> str:
+    """The built-in engine a scenario's server kind runs on: transformers-generate (HF
+    generate, one request at a time) for sequential, transformers (continuous batching) for
+    transformers-cb; `--engine transformers` picks by the kind. A mismatch is a UserError."""
+    if name == "transformers" and kind == "sequential":
+        return "transformers-generate"
+    if name == "transformers" and kind != "transformers-cb":
+        raise UserError(
+            f"--engine transformers runs transformers' continuous batching: the scenario's "
+            f"server.kind must be transformers-cb (or sequential), not {kind}"
+        )
+    if name == "transformers-generate" and kind != "sequential":
+        raise UserError(
+            "--engine transformers-generate serves one request at a time: the scenario's "
+            f"server.kind must be sequential, not {kind} (use --engine transformers)"
+        )
+    return name
+
+
 def _make_engine(name: str, scen, card, endpoint: str | None, model_name: str | None, device: str):
     if name in ("tgi", "openai") and not endpoint:
         raise UserError(f"--engine {name} needs --endpoint URL (e.g. http://127.0.0.1:8080)")
-    if name == "transformers" and scen.server.kind == "sequential":
-        name = "transformers-generate"  # the built-in engine of the sequential kind
+    if name in ("transformers", "transformers-generate"):
+        name = _builtin_engine(name, scen.server.kind)
     if name == "transformers":
-        if scen.server.kind != "transformers-cb":
-            raise UserError(
-                f"--engine transformers runs transformers' continuous batching: the scenario's "
-                f"server.kind must be transformers-cb, not {scen.server.kind}"
-            )
         from calibrate.live.transformers_engine import TransformersCbEngine
 
         return TransformersCbEngine(card, scen.dtype, scen.server, device=device, seed=scen.seed)
     if name == "transformers-generate":
-        if scen.server.kind != "sequential":
-            raise UserError(
-                "--engine transformers-generate serves one request at a time: the scenario's "
-                f"server.kind must be sequential, not {scen.server.kind}"
-            )
         from calibrate.live.transformers_engine import TransformersGenerateEngine
 
         return TransformersGenerateEngine(card, scen.dtype, device=device, seed=scen.seed)
@@ -200,16 +209,7 @@ def _tensor_parallel_engine(scen, card, engine_name):
 
     tp = scen.hardware.gpus_per_replica
     kind = scen.server.kind
-    if kind not in ("sequential", "transformers-cb"):
-        raise UserError(
-            f"tensor-parallel live runs serve server.kind sequential (HF generate) or "
-            f"transformers-cb (continuous batching); the scenario has {kind}"
-        )
-    if engine_name == "transformers-generate" and kind != "sequential":
-        raise UserError(
-            "--engine transformers-generate serves one request at a time: the scenario's "
-            f"server.kind must be sequential, not {kind} (use --engine transformers)"
-        )
+    _builtin_engine(engine_name, kind)  # sequential (HF generate) or transformers-cb (CB)
     if tp_engine.world_size() != tp:
         raise UserError(
             f"hardware.gpus_per_replica is {tp}: run under torchrun --nproc_per_node {tp} "

@@ -26,6 +26,7 @@ from calibrate.live.transformers_engine import (
     TransformersCbEngine,
     TransformersGenerateEngine,
     build_model,
+    cb_config,
     start_manager,
 )
 from sim.errors import UserError
@@ -183,7 +184,7 @@ def follow_cb(card: ModelCard, dtype: str, server, model_dir: Path, seed: int = 
     Returns the number of requests this rank's manager completed."""
     device = local_device()
     model = load_tp_model(card, dtype, seed, model_dir, device)
-    return follow_manager(start_manager(model, server))
+    return follow_manager(start_manager(model, cb_config(server)))
 
 
 def follow_manager(manager) -> int:

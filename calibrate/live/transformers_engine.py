@@ -103,11 +103,12 @@ def cb_config(server):
     )
 
 
-def start_manager(model, server, timeout_s: float = 600.0):
-    """init_continuous_batching + start, returning once the batch processor (cache, scheduler)
-    exists. Under tensor parallelism every rank calls this: the processor's set-up is collective."""
+def start_manager(model, config, timeout_s: float = 600.0):
+    """init_continuous_batching (greedy, EOS off) with this ContinuousBatchingConfig + start,
+    returning once the batch processor (cache, scheduler) exists. Under tensor parallelism
+    every rank calls this: the processor's set-up is collective."""
     manager = model.init_continuous_batching(
-        generation_config=_greedy_no_eos(), continuous_batching_config=cb_config(server)
+        generation_config=_greedy_no_eos(), continuous_batching_config=config
     )
     manager.start()
     deadline = time.perf_counter() + timeout_s
@@ -143,7 +144,7 @@ class TransformersCbEngine:
     def start(self) -> None:
         if self.model is None:
             self.load()
-        self.manager = start_manager(self.model, self.server)
+        self.manager = start_manager(self.model, cb_config(self.server))
         r = self.manager.continuous_batching_config
         self._info = {
             "engine": "transformers continuous batching",
