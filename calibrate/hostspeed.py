@@ -29,15 +29,17 @@ def measure_host_speed(
     return run_models([(*shape, tag)], out_csv, meter, device=device, progress=False)
 
 
-def host_time_factor(runs: pd.DataFrame, profile) -> pd.DataFrame:
+def host_time_factor(runs: pd.DataFrame, profile, engine: str = "hf_eager") -> pd.DataFrame:
     """Per successful run: measured decode time per token, the profile's prediction for the
-    same run (HF eager, a decode step at the mean context), and their ratio."""
+    same run (the engine's decode step at the mean context, at the run's TP degree when the
+    table has one: calibrate/tphost.py, tpcbhost.py), and their ratio."""
     from calibrate.fit import _decode_step
 
     ok = runs[pd.to_numeric(runs["decode_s_per_token"], errors="coerce") > 0]
     out = []
     for _, r in ok.iterrows():
-        _, cost = _decode_step(r, profile)
+        tp = int(r["tp"]) if "tp" in r and pd.notna(r["tp"]) else 1
+        _, cost = _decode_step(r, profile, engine, tp)
         meas = float(r["decode_s_per_token"])
         out.append(
             {
@@ -49,3 +51,28 @@ def host_time_factor(runs: pd.DataFrame, profile) -> pd.DataFrame:
             }
         )
     return pd.DataFrame(out)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """`python -m calibrate.hostspeed TABLE.csv [PROFILE]`: the host_time_factor of the lease
+    that measured a host table (hostspeed.csv, host.csv, or under TP tphost.csv / tpcbhost.csv,
+    whose engine is read from the name), per run and their mean, against PROFILE (default h200)."""
+    import sys
+
+    from sim.profile import load_profile
+
+    args = sys.argv[1:] if argv is None else argv
+    if not args:
+        raise SystemExit(main.__doc__)
+    table = Path(args[0])
+    name = args[1] if len(args) > 1 else "h200"
+    engine = "transformers_cb" if "cb" in table.name else "hf_eager"
+    f = host_time_factor(pd.read_csv(table), load_profile(name)[0], engine)
+    if not len(f):
+        raise SystemExit(f"{table}: no successful runs")
+    print(f.to_string(index=False))
+    print(f"{table} ({engine}) against {name}: host_time_factor {f.host_time_factor.mean():.2f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -155,10 +155,14 @@ def print_table(table: pd.DataFrame, meta: dict) -> None:
         f"requests completed: predicted {meta['completed_predicted']}, measured {meta['completed_measured']}"
     )
     if hs := meta.get("host_speed_measured"):
+        name, factor = hs["profile"], hs["host_time_factor"]
+        if meta["profile"] in hs.get("by_profile", {}):
+            name, factor = meta["profile"], hs["by_profile"][meta["profile"]]
+        passes = ", ".join(f"{k} {v:.2f}" for k, v in hs.get("passes", {}).items())
         click.echo(
-            f"live machine's host: host_time_factor {hs['host_time_factor']:.2f} against "
-            f"{hs['profile']} (measured by sim replay --hostspeed); the prediction used "
-            f"{meta['host_time_factor_predicted']:.2f}"
+            f"live machine's host: host_time_factor {factor:.2f} against {name} (measured by "
+            f"sim replay --hostspeed{'; ' + passes if passes and name == hs['profile'] else ''}); "
+            f"the prediction used {meta['host_time_factor_predicted']:.2f}"
         )
 
 

@@ -212,6 +212,17 @@ def default_profile_name(gpu: str) -> str:
     )
 
 
+def shipped_profile_names() -> list[str]:
+    """The default (best shipped) profile of each GPU kind, e.g. h100-sxm and h200."""
+    names = []
+    for gpu in DEFAULT_PROFILES_BY_GPU:
+        try:
+            names.append(default_profile_name(gpu))
+        except UserError:
+            continue
+    return names
+
+
 def resolve_profile_path(name_or_path: str) -> Path:
     """A path to a JSON file, or the name of a shipped profile (calibrate/profiles/NAME.json)."""
     candidate = Path(name_or_path)

@@ -120,6 +120,20 @@ def replay_cmd(
     batching manager and sequential ones on HF generate, one request at a time.
     """
     done: list[tuple] = []  # (results dir, scenario) of each finished replay of this rank
+    builtin = engine_name in ("transformers", "transformers-generate")
+    before_csv = None
+    if hostspeed and builtin and _world_size() == 1:
+        from sim.cli import _overrides
+        from sim.scenario import load_scenario
+
+        for scenario in scenarios:  # a bad scenario is reported before the host-fit run
+            load_scenario(scenario, _overrides(requests, sets))
+        # the lease's host drifts (1.45 -> 1.70 over seven minutes of one H200 lease): bracket
+        # the replays with one host-fit run before and one after
+        import tempfile
+
+        before_csv = Path(tempfile.mkdtemp(prefix="hostspeed-")) / "hostspeed.csv"
+        measure_host_pass(before_csv, device, meter, "before")
     for scenario in scenarios:
         target = out_dir
         if out_dir is not None and len(scenarios) > 1:
@@ -148,55 +162,87 @@ def replay_cmd(
             click.echo("interrupted: the remaining scenarios are skipped")
             break
     one_gpu = [d for d in done if d[1].hardware.gpus_per_replica == 1]
-    if hostspeed and one_gpu and engine_name in ("transformers", "transformers-generate"):
-        record_host_speed(one_gpu, device, meter)  # the host-fit run is a one-GPU HF generate
+    if hostspeed and one_gpu and builtin:
+        record_host_speed(one_gpu, device, meter, before_csv=before_csv)
 
 
-def record_host_speed(done: list[tuple], device: str, meter_on: bool, shape=None) -> float:
-    """Measure the host-fit run on this machine once (calibrate/hostspeed.py), after the
-    replays so it does not warm their engine, and add the factor against each scenario's
-    profile to its summary.json ('host_speed'); hostspeed.csv beside each result."""
-    import json
-    import shutil
+def _world_size() -> int:
+    import os
 
-    import pandas as pd
+    return int(os.environ.get("WORLD_SIZE", "1"))
 
-    from calibrate.hostspeed import SHAPE, host_time_factor, measure_host_speed
-    from sim.profile import default_profile_name, load_profile
 
-    first = done[0][0]
-    csv = first / "hostspeed.csv"
+def measure_host_pass(csv: Path, device: str, meter_on: bool, when: str, shape=None) -> None:
+    """One host-fit run (calibrate/hostspeed.py: a one-GPU HF generate) appended to csv."""
+    from calibrate.hostspeed import SHAPE, measure_host_speed
+
     meter = None
     if meter_on and device.startswith("cuda"):
         from calibrate.meter import GpuMeter
 
         meter = GpuMeter([0])
-    measure_host_speed(
-        csv, meter, tag=f"replay-{int(time.time())}", device=device, shape=shape or SHAPE
-    )
-    runs = pd.read_csv(csv).tail(1)
+    tag = f"{when}-{int(time.time())}"
+    measure_host_speed(csv, meter, tag=tag, device=device, shape=shape or SHAPE)
+
+
+def record_host_speed(
+    done: list[tuple], device: str, meter_on: bool, shape=None, before_csv: Path | None = None
+) -> float:
+    """Measure the host-fit run after the replays (so it does not warm their engine) and,
+    with the run before them when there is one (before_csv), write the lease's
+    host_time_factor to each result's summary.json ('host_speed'): the mean of the passes
+    against the scenario's profile, each pass, and the mean against every shipped profile.
+    hostspeed.csv (all passes) beside each result."""
+    import json
+    import shutil
+
+    import pandas as pd
+
+    from calibrate.hostspeed import host_time_factor
+    from sim.profile import default_profile_name, load_profile, shipped_profile_names
+
+    first = done[0][0]
+    csv = first / "hostspeed.csv"
+    if before_csv is not None and before_csv.exists():
+        shutil.copy(before_csv, csv)
+    measure_host_pass(csv, device, meter_on, "after", shape)
+    runs = pd.read_csv(csv)
+    runs = runs[runs["tag"].astype(str).str.match(r"(before|after)-")]
+    by_profile = {}
+    for name in shipped_profile_names():
+        f = host_time_factor(runs, load_profile(name)[0])
+        if len(f):
+            by_profile[name] = f
     factor = float("nan")
     for out_dir, scen in done:
         if out_dir != first:
             shutil.copy(csv, out_dir / "hostspeed.csv")
         name = scen.profile or default_profile_name(scen.hardware.gpu)
-        f = host_time_factor(runs, load_profile(name)[0])
+        f = by_profile.get(name)
+        if f is None:
+            f = host_time_factor(runs, load_profile(name)[0])
         if not len(f):
             continue
-        row = f.iloc[-1]
-        factor = float(row.host_time_factor)
+        factor = float(f.host_time_factor.mean())
+        passes = {
+            str(t).split("-")[0]: float(v) for t, v in zip(f.tag, f.host_time_factor, strict=True)
+        }
         path = out_dir / "summary.json"
         summary = json.loads(path.read_text())
         summary["host_speed"] = {
             "host_time_factor": factor,
             "profile": name,
-            "measured_s_per_token": float(row.measured_s),
-            "predicted_s_per_token": float(row.predicted_s),
-            "utc": str(row.utc),
-            "method": "calibrate/hostspeed.py after the replays, hostspeed.csv",
+            "passes": passes,
+            "by_profile": {n: float(g.host_time_factor.mean()) for n, g in by_profile.items()},
+            "measured_s_per_token": [float(x) for x in f.measured_s],
+            "predicted_s_per_token": float(f.predicted_s.iloc[-1]),
+            "utc": [str(u) for u in f.utc],
+            "method": "calibrate/hostspeed.py before and after the replays (mean of the "
+            "passes), hostspeed.csv",
         }
         path.write_text(json.dumps(summary, indent=2) + "\n")
-        click.echo(f"{out_dir}: host_time_factor {factor:.2f} against profile {name}")
+        each = ", ".join(f"{k} {v:.2f}" for k, v in passes.items())
+        click.echo(f"{out_dir}: host_time_factor {factor:.2f} against profile {name} ({each})")
     return factor
 
 

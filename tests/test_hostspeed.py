@@ -51,6 +51,21 @@ def test_host_time_factor_scales_host_bound_latency_not_the_physics():
         assert summ["energy"]["total_j"] >= summ["energy"]["deep_idle_floor_j"]
 
 
+def test_host_time_factor_scales_per_step_host_times_not_the_cold_start():
+    """Misses and per-step host terms follow the host's speed; the one-time cold start does
+    not (it did not on the H200 leases, docs/validation.md)."""
+    from sim.costmodel import CostModel
+    from sim.modelcard import load_model_card
+    from sim.profile import load_profile
+
+    card, prof = load_model_card("llama-3.1-8b"), load_profile("h200")[0]
+    base = CostModel(card, "bfloat16", prof, engine="transformers_cb")
+    slow = CostModel(card, "bfloat16", prof, engine="transformers_cb", host_time_factor=1.5)
+    assert slow.cold_s == base.cold_s > 0
+    assert slow.miss_s == pytest.approx(1.5 * base.miss_s) and base.miss_s > 0
+    assert slow.host_s(8) == pytest.approx(1.5 * base.host_s(8))
+
+
 def test_hostspeed_stage_on_cpu(tiny_models, tmp_path: Path):
     """The stage's measurement is hostbench's own run (timing only on CPU), resumable."""
     pytest.importorskip("torch")
@@ -76,7 +91,7 @@ def test_replay_records_the_live_host_speed_and_compare_reports_it(tiny_models, 
     from click.testing import CliRunner
 
     from sim.cli import main
-    from sim.replay_cli import record_host_speed
+    from sim.replay_cli import measure_host_pass, record_host_speed
     from sim.scenario import load_scenario
 
     scen_args = ["--requests", "3", "--set", "model=tiny-llama", "--set", "dtype=float32"]
@@ -90,10 +105,17 @@ def test_replay_records_the_live_host_speed_and_compare_reports_it(tiny_models, 
     )
     assert r.exit_code == 0, r.output
     scen = load_scenario(Path(path), {"workload.requests": 3, "model": "tiny-llama"})
-    f = record_host_speed([(meas, scen)], "cpu", False, shape=("tiny-llama", 2, "float32", (1,)))
+    tiny = ("tiny-llama", 2, "float32", (1,))
+    before = tmp_path / "before" / "hostspeed.csv"
+    before.parent.mkdir()
+    measure_host_pass(before, "cpu", False, "before", tiny)
+    f = record_host_speed([(meas, scen)], "cpu", False, shape=tiny, before_csv=before)
     hs = json.loads((meas / "summary.json").read_text())["host_speed"]
+    assert set(hs["passes"]) == {"before", "after"}
     assert hs["host_time_factor"] == pytest.approx(f) and f > 0
-    assert hs["profile"] == "h100-sxm" and (meas / "hostspeed.csv").exists()
+    assert f == pytest.approx(sum(hs["passes"].values()) / 2)  # the lease's mean of both passes
+    assert set(hs["by_profile"]) == {"h100-sxm", "h200"}
+    assert hs["profile"] == "h100-sxm" and len(pd.read_csv(meas / "hostspeed.csv")) == 2
     r = CliRunner().invoke(main, ["run", path, *scen_args, "--out", str(pred), "--quiet"])
     assert r.exit_code == 0, r.output
     r = CliRunner().invoke(main, ["compare", str(pred), str(meas), "--no-plot"])

@@ -8,7 +8,9 @@ pairs = {"simpy": "simpy", "click": "click", "rich": "rich", "markdown_it": "mar
          "bitsandbytes": "bitsandbytes"}
 for mod, whl in pairs.items():
     if importlib.util.find_spec(mod) is None:
-        print(" ".join(glob.glob(f".whl/{whl}-*.whl")))
+        found = glob.glob(f".whl/{whl}-*.whl")
+        if found:
+            print(" ".join(found))
 PY
 if [ -s /tmp/need.txt ]; then
   python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site $(cat /tmp/need.txt) || exit 1
