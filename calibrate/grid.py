@@ -15,6 +15,7 @@ from sim.kernels import (
     attn_decode_kernel,
     attn_packed_kernel,
     attn_prefill_kernel,
+    eager_elementwise_kernel,
     elementwise_kernel,
     linear_kernel,
 )
@@ -33,6 +34,10 @@ EXTRA_DECODE = ((2, 1024), (4, 512), (16, 1024), (32, 512), (32, 4096), (16, 819
 PACKED = ((1, 512), (8, 4096), (32, 32768), (64, 38400), (128, 131072), (512, 512))
 PACKED += ((2048, 2048), (8192, 8192), (8192, 40960), (2048, 67584), (300, 120000))
 PACKED_SMALL_HEADS = ((16, 16384), (1024, 1024), (4096, 36864))
+# HF eager layers' unfused small ops (added 2026-11-30, fifth session): (hidden, intermediate,
+# query heads, KV heads, head dim) of Qwen2.5-7B and Llama-3.1-8B, token counts as a step has
+EAGER_SHAPES = ((3584, 18944, 28, 4, 128), (4096, 14336, 32, 8, 128))
+EAGER_TOKENS = (1, 16, 256, 1024, 4096, 8192)
 # tensor-parallel shards of Llama-3.1-70B (hidden 8192, intermediate 28672, 64/8 heads)
 # at TP 2 and 4: q, k/v, o, gate/up and down projections, and the per-GPU attention heads
 TP_LINEAR_SHAPES = tuple(
@@ -80,6 +85,11 @@ class Point:
             return attn_packed_kernel(
                 self.m, self.kv_len, self.heads, self.kv_heads, self.head_dim, dt
             )
+        if self.kclass == "elementwise_eager":
+            d = self.head_dim
+            return eager_elementwise_kernel(
+                self.m, self.n_in, self.heads * d, self.kv_heads * d, self.n_out, dt
+            )
         if self.kclass == "elementwise":
             g = elementwise_kernel(3.0 * self.elems * dt.act_bytes, dt, 1)
             return KernelGroup(g.kclass, self.dtype, 0.0, g.bytes, 1)
@@ -106,6 +116,7 @@ def build_grid(dtypes: tuple[str, ...] = LINEAR_DTYPES, quick: bool = False) -> 
             pts += [Point("attn_decode", dt, batch=b, kv_len=L) for b, L in EXTRA_DECODE]
         sizes = (1 << 16, 1 << 24) if quick else (1 << 14, 1 << 18, 1 << 22, 1 << 26)
         pts += [Point("elementwise", dt, elems=n) for n in sizes]
+        pts += eager_points(dt, quick)
         packed = PACKED[::3] if quick else PACKED
         pts += [Point("attn_packed", dt, m=q, kv_len=kv) for q, kv in packed]
         if not quick:
@@ -116,6 +127,19 @@ def build_grid(dtypes: tuple[str, ...] = LINEAR_DTYPES, quick: bool = False) -> 
     if not quick:
         pts += tp_shard_points(dtypes)
     return pts
+
+
+def eager_points(dt: str, quick: bool = False) -> list[Point]:
+    """The small ops of an HF eager layer (calibrate/microbench.py _eager_chain) over token
+    counts from a decode step to an 8192-token prefill."""
+    shapes, tokens = (
+        (EAGER_SHAPES[:1], EAGER_TOKENS[::2]) if quick else (EAGER_SHAPES, EAGER_TOKENS)
+    )
+    return [
+        Point("elementwise_eager", dt, m=m, n_in=h, n_out=i, heads=nh, kv_heads=nkv, head_dim=d)
+        for h, i, nh, nkv, d in shapes
+        for m in tokens
+    ]
 
 
 def tp_shard_points(dtypes: tuple[str, ...]) -> list[Point]:

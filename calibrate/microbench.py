@@ -103,6 +103,52 @@ def _elementwise(p: Point, device: str) -> Callable[[], None]:
     return lambda: torch.add(a, b, out=out)
 
 
+def _eager_chain(p: Point, device: str) -> Callable[[], None]:
+    """One HF eager Llama/Qwen layer's small ops as transformers 5.17 runs them (the GEMMs and
+    SDPA left out): float32 RMSNorm twice, rotary on the transposed q and k views (rotate_half
+    by neg and cat), q made contiguous and an output-shaped transpose back, SiLU(gate) * up,
+    two residual adds, K and V written into a paged cache by index_copy_."""
+    import torch
+
+    m, h, i, d = p.m, p.n_in, p.n_out, p.head_dim
+    nh, nkv = p.heads, p.kv_heads
+    x, res = _rand((1, m, h), p.dtype, device), _rand((1, m, h), p.dtype, device)
+    w = _rand((h,), p.dtype, device)
+    q = _rand((1, m, nh * d), p.dtype, device)
+    k, v = _rand((1, m, nkv * d), p.dtype, device), _rand((1, m, nkv * d), p.dtype, device)
+    gate, up = _rand((1, m, i), p.dtype, device), _rand((1, m, i), p.dtype, device)
+    cos, sin = _rand((1, 1, m, d), p.dtype, device), _rand((1, 1, m, d), p.dtype, device)
+    k_cache = torch.zeros((m + 256, nkv, d), dtype=getattr(torch, p.dtype), device=device)
+    v_cache = torch.zeros_like(k_cache)
+    slots = torch.randperm(m + 256, device=device)[:m]
+    silu = torch.nn.functional.silu
+
+    def rms(t):
+        dtype = t.dtype
+        t = t.to(torch.float32)
+        var = t.pow(2).mean(-1, keepdim=True)
+        t = t * torch.rsqrt(var + 1e-6)
+        return w * t.to(dtype)
+
+    def rot(t):
+        t1, t2 = t[..., : d // 2], t[..., d // 2 :]
+        return (t * cos) + (torch.cat((-t2, t1), dim=-1) * sin)
+
+    def run() -> None:
+        hs = rms(x)
+        qr = rot(q.view(1, m, nh, d).transpose(1, 2))
+        kr = rot(k.view(1, m, nkv, d).transpose(1, 2))
+        k_cache.index_copy_(0, slots, kr[0].transpose(0, 1))
+        v_cache.index_copy_(0, slots, v.view(m, nkv, d))
+        qr.contiguous().transpose(1, 2).contiguous()
+        h1 = res + hs
+        hs2 = rms(h1)
+        silu(gate) * up
+        h1 + hs2
+
+    return run
+
+
 def make_kernel(p: Point, device: str) -> Callable[[], None]:
     if p.kclass == "linear":
         return _linear(p, device)
@@ -112,6 +158,8 @@ def make_kernel(p: Point, device: str) -> Callable[[], None]:
         return _packed_attention(p, device)
     if p.kclass == "elementwise":
         return _elementwise(p, device)
+    if p.kclass == "elementwise_eager":
+        return _eager_chain(p, device)
     raise ValueError(p.kclass)
 
 

@@ -101,6 +101,35 @@ def elementwise_kernel(nbytes: float, dt: DtypeInfo, count: int) -> KernelGroup:
     return KernelGroup("elementwise", dt.act_dtype, 0.0, nbytes, count)
 
 
+def eager_elementwise_bytes(m: int, h: int, q: int, kv: int, i: int, act_bytes: int) -> float:
+    """Bytes the unfused small ops of one HF eager Llama/Qwen layer move for m tokens (each op
+    reads its inputs and writes its output; transformers 5.17 modeling code):
+    two RMSNorms computed in float32 (upcast, pow, mean, times rsqrt, downcast, times weight;
+    no casts in float32), rotary on q and k (neg and cat of rotate_half, two products, a sum),
+    q made contiguous for SDPA and the output transposed back, SiLU(gate) * up, two residual
+    adds, K and V written into the cache. Measured by the 'elementwise_eager' microbenchmark
+    (calibrate/microbench.py), which runs these ops."""
+    a = act_bytes
+    casts = 0 if a == 4 else (a + 4) + (4 + a)
+    norm = h * (casts + 8 + 4 + 8 + 2 * a)
+    per_token = (
+        2 * norm
+        + 10 * a * (q + kv)  # rotary: neg (half), cat, x*cos, rot*sin, add
+        + 4 * a * q  # q.contiguous(), attention output transpose(1, 2).contiguous()
+        + 5 * a * i  # silu(gate), * up
+        + 6 * a * h  # two residual adds
+        + 4 * a * kv  # K and V into the cache
+    )
+    return float(m) * per_token
+
+
+def eager_elementwise_kernel(m: int, h: int, q: int, kv: int, i: int, dt: DtypeInfo) -> KernelGroup:
+    """One layer's unfused small ops as one group: its fit's t0 is the whole chain's launch
+    cost (about 34 kernels), so count is 1."""
+    nbytes = eager_elementwise_bytes(m, h, q, kv, i, dt.act_bytes)
+    return KernelGroup("elementwise_eager", dt.act_dtype, 0.0, nbytes, 1)
+
+
 @dataclass(frozen=True)
 class EngineShape:
     """How an engine lays a layer out in kernels (fused projections, launches per layer)."""
@@ -109,6 +138,9 @@ class EngineShape:
     fused_gate_up: bool = False
     elementwise_launches_per_layer: int = 14  # HF eager Llama layer: norms, rotary, act, adds
     packed_attention: bool = False  # one masked SDPA over the whole batch (attn_packed)
+    eager_small_ops: bool = (
+        False  # HF eager layer: unfused float32 norms, rotary (elementwise_eager)
+    )
 
 
 def layer_linears(card: ModelCard, m: int, dt: DtypeInfo, tp: int, shape: EngineShape):

@@ -91,13 +91,28 @@ def test_microbench_runner_on_cpu_torch(tmp_path):
         Point("attn_packed", "float32", m=q, kv_len=kv, heads=4, kv_heads=2, head_dim=32)
         for q, kv in ((1, 256), (8, 2048), (64, 512), (256, 4096))
     ]
+    pts += [  # an HF eager layer's small ops (float32 norms, rotary, SiLU, residuals, cache)
+        Point(
+            "elementwise_eager",
+            "float32",
+            m=m,
+            n_in=64,
+            n_out=176,
+            heads=4,
+            kv_heads=2,
+            head_dim=16,
+        )
+        for m in (1, 1024, 2048, 4096)
+    ]
     out = tmp_path / "microbench.csv"
     assert run_grid(pts, out, device="cpu", window_s=0.03, progress=False) == len(pts)
     assert run_grid(pts, out, device="cpu", window_s=0.03, progress=False) == 0  # resumed: all done
     df = pd.read_csv(out)
     assert (df.seconds > 0).all() and df.energy_j.isna().all()  # CPU: timing only
     fits = fit_kernels(df, 700.0, "cpu test")
-    assert set(fits) == {"linear", "attn_decode", "elementwise", "attn_packed"}
+    assert set(fits) == {"linear", "attn_decode", "elementwise", "attn_packed", "elementwise_eager"}
+    # the chain is fitted on its GPU-bound rows only (1024 tokens and more)
+    assert fits["elementwise_eager"]["float32"].fit_error.n_points == 3
     assert fits["linear"]["float32"].fit_error.time_median_ape is not None
 
 
@@ -115,6 +130,10 @@ def test_grid_covers_the_issue():
     assert any(p.kclass == "attn_prefill" and p.heads == 16 and p.kv_heads == 2 for p in g)
     assert any(p.kclass == "linear" and (p.n_in, p.n_out) == (8192 // 4, 8192) for p in g)
     assert {1, 8, 64} <= {p.batch for p in g if p.kclass == "attn_decode"}
+    # the HF eager layer's small ops, from a decode step to an 8192-token prefill, per dtype
+    eager = [p for p in g if p.kclass == "elementwise_eager"]
+    assert {p.dtype for p in eager} == {"float32", "bfloat16", "float16"}
+    assert min(p.m for p in eager) == 1 and max(p.m for p in eager) == 8192
 
 
 def test_calibrate_without_gpu_is_one_line_exit_2(tmp_path):
