@@ -116,7 +116,26 @@ def fit_kernels(raw: pd.DataFrame, plimit: float, source: str) -> dict[str, dict
                 if key == NF4_GEMV and len(part) >= 4:
                     fit = fit.model_copy(update={"fit_error": _leave_one_out(part, plimit)})
                 out.setdefault(kc, {})[key] = fit
+    for dt, fit in out.get("elementwise_eager", {}).items():
+        if own := out.get("elementwise", {}).get(dt):
+            out["elementwise_eager"][dt] = _with_base_power(fit, own, ok, dt)
     return out
+
+
+def _with_base_power(fit: KernelFit, own: KernelFit, ok: pd.DataFrame, dt: str) -> KernelFit:
+    """The eager chain is fitted on GPU-bound rows only, where its power is all memory traffic
+    and a base term cannot be told apart (it came out 0 W); at decode sizes the chain's launch
+    term still runs at the GPU's base power. So: p_base_w of the same GPU's plain elementwise
+    fit, w_memory refitted on the chain's rows given it (least squares, >= 0)."""
+    rows = ok[(ok["kclass"] == "elementwise_eager") & (ok["dtype"] == dt)]
+    rows = rows[pd.to_numeric(rows["m"], errors="coerce") >= EAGER_GPU_BOUND_TOKENS]
+    rows = rows[rows["energy_j"].notna()]
+    if rows.empty:
+        return fit
+    t, x = rows["seconds"].to_numpy(float), rows["bytes"].to_numpy(float) / fit.bandwidth
+    y = rows["energy_j"].to_numpy(float) - own.p_base_w * t
+    w_m = max(float(np.dot(x, y) / np.dot(x, x)), 0.0)
+    return fit.model_copy(update={"p_base_w": own.p_base_w, "w_memory": w_m})
 
 
 def _rows_measured(d: pd.DataFrame) -> str:
@@ -727,6 +746,74 @@ def _measured_misses(dirs: tuple[Path, ...]) -> dict[str, tuple]:
     return measured
 
 
+# kernel classes that a profile may take from a sibling GPU of the same architecture (another
+# Hopper part, measured with the same microbenchmark) until its own GPU measures them
+SIBLING_CLASSES = ("elementwise_eager",)
+
+
+def _large_elementwise_bw(raw: pd.DataFrame, dtype: str) -> float | None:
+    """Measured bandwidth of the largest plain elementwise add of a table (HBM-bound)."""
+    e = raw[(raw["kclass"] == "elementwise") & (raw["dtype"] == dtype)]
+    e = e[pd.to_numeric(e["seconds"], errors="coerce") > 0]
+    if e.empty:
+        return None
+    big = e.loc[pd.to_numeric(e["elems"]).idxmax()]
+    return float(big["bytes"]) / float(big["seconds"])
+
+
+def with_sibling_classes(
+    kernels: dict, raw: pd.DataFrame, extra_dirs: tuple[Path, ...]
+) -> dict[str, dict[str, KernelFit]]:
+    """A SIBLING_CLASSES class this GPU has not measured, derived from the first extra dir
+    whose microbench.csv has it: the sibling's fit with its bandwidth scaled by the ratio of
+    the two GPUs' measured bandwidth on the largest plain elementwise add (same size, same
+    dtype), the power coefficients of this GPU's own elementwise fit, the launch term as
+    measured (same die). Each derived entry says so in its source."""
+    out = dict(kernels)
+    for kc in SIBLING_CLASSES:
+        if kc in out:
+            continue
+        for d in extra_dirs:
+            if not (d / "microbench.csv").exists():
+                continue
+            sib_raw = pd.read_csv(d / "microbench.csv")
+            sib_prov = d / "provenance.json"
+            plimit = (
+                json.loads(sib_prov.read_text()).get("power_limit_w", 700.0)
+                if sib_prov.exists()
+                else 700.0
+            )
+            sib = fit_kernels(
+                sib_raw[sib_raw["kclass"] == kc], float(plimit), f"microbenchmarks on {_where(d)}"
+            ).get(kc)
+            if not sib:
+                continue
+            derived = {}
+            for dt, kf in sib.items():
+                here, there = _large_elementwise_bw(raw, dt), _large_elementwise_bw(sib_raw, dt)
+                own = kernels.get("elementwise", {}).get(dt)
+                if not (here and there and own):
+                    continue
+                r = here / there
+                derived[dt] = kf.model_copy(
+                    update={
+                        "bandwidth": kf.bandwidth * r,
+                        "p_base_w": own.p_base_w,
+                        "w_compute": own.w_compute,
+                        "w_memory": own.w_memory,
+                        "source": f"derived, not measured on this GPU: {d.name}/microbench.csv's "
+                        f"fit with its bandwidth x {r:.3f} (this GPU's / that GPU's measured "
+                        f"bandwidth on the largest elementwise add, {dt}) and this GPU's "
+                        f"elementwise power coefficients; fit error is the sibling's; "
+                        f"{kf.source}",
+                    }
+                )
+            if derived:
+                out[kc] = derived
+                break
+    return out
+
+
 def fit_profile(
     raw_dir: Path, name: str, base: Profile, extra_dirs: tuple[Path, ...] = ()
 ) -> Profile:
@@ -747,6 +834,7 @@ def fit_profile(
     kernels = fit_kernels(
         raw, gpu.power_limit_w, f"microbenchmarks on {where}; raw: {raw_dir.name}/microbench.csv"
     )
+    kernels = with_sibling_classes(kernels, raw, extra_dirs)
     for (
         kc,
         by,

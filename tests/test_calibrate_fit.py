@@ -52,16 +52,17 @@ def test_whole_model_check_matches_published_errors():
     assert len(c) == 20
     med = median_errors(c)
     # as published in docs/calibration.md: with the generate() set-up, the bitsandbytes
-    # prefill serialisation and the in-step standby power, all four meet the 15%
+    # prefill serialisation, the in-step standby power and the HF eager small ops priced from
+    # their measured chain (fifth session), all four meet the 15%
     assert med["decode_s_per_token"] <= 15 and med["decode_j_per_token"] <= 15
     assert med["prefill_s"] <= 15 and med["prefill_j"] <= 15
-    assert med["prefill_s"] == pytest.approx(13.1, abs=0.05)
-    assert med["prefill_j"] == pytest.approx(14.7, abs=0.05)
+    assert med["prefill_s"] == pytest.approx(10.2, abs=0.05)
+    assert med["prefill_j"] == pytest.approx(12.1, abs=0.05)
     assert order_agreement(c, "prefill_j") == {
         "llama-3.1-8b": (10, 10),
         "mistral-7b": (9, 10),
         "qwen2.5-0.5b": (9, 10),
-        "qwen2.5-14b": (10, 10),
+        "qwen2.5-14b": (9, 10),
     }
 
 

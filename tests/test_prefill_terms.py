@@ -103,7 +103,8 @@ def test_sum_ratio(b0, db, g0, dg, n):
 
 def test_prefill_fit_on_the_recorded_runs():
     """On the H100 host runs (fit data): a set-up of a few ms, LLM.int8 prefill partly serial,
-    and waits in a step charged above the flat decode level as the step gets heavier."""
+    and the in-step wait power between the deep-idle floor and the 137-164 W the decode runs'
+    waits measured (docs/calibration.md), not above the step's kernels."""
     prof, _ = load_profile("h100-sxm")
     base, _ = load_profile("h100-sxm-bootstrap")
     base = base.model_copy(update={"kernels": prof.kernels})
@@ -111,8 +112,8 @@ def test_prefill_fit_on_the_recorded_runs():
     pre = fit_prefill(runs, base, prof.host)
     assert 1e-3 < pre.setup_s < 10e-3
     assert 0.2 < pre.serial["hf_eager:int8"] < 0.8
-    assert 0.0 < pre.step_standby_fraction < prof.idle.standby_fraction
-    assert prof.idle.deep_idle_w <= pre.host_wait_w <= prof.idle.active_idle_w
+    assert 0.0 <= pre.step_standby_fraction < prof.idle.standby_fraction
+    assert prof.idle.deep_idle_w <= pre.host_wait_w <= 165.0
     assert pre.errors["hf_eager"].time_median_ape < 15
     assert pre.setup_s == pytest.approx(prof.host["hf_eager"].setup_s, rel=1e-6)
 

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Regenerate every prediction and comparison of the H200 validations (docs/validation.md) with
-# the shipped `h200` profile, on any CPU. Each lease's host_time_factor is the one measured on
+# Regenerate the current predictions and comparisons of docs/validation.md on any CPU: the H100
+# cases with the shipped `h100-sxm` profile (predicted-s5/, compare-s5/; the lease's host speed
+# was not measured then, so 1.0), and every H200 / TP case with the shipped `h200` profile. Each lease's host_time_factor is the one measured on
 # that lease (sim replay --hostspeed before and after the replays, or the TP host benchmark run
 # in the same call): lease A (h200/, 2026-11-30 06:12 UTC) had none measured, so 1.0.
 set -euo pipefail
@@ -24,6 +25,14 @@ tp() {  # DIR TP FACTOR PREFIX CASES...  (tp4/ keeps each session's predictions:
       > /dev/null
   done
 }
+for n in burst fixed50ms fixed300ms fixed500ms uniform sequential; do
+  sim run scenarios/validation/$n.yaml --profile h100-sxm --out $V/predicted-s5/$n --quiet
+  sim compare $V/predicted-s5/$n $V/measured/$n --out $V/compare-s5/$n > /dev/null
+done
+sim run scenarios/validation/fixed500ms.yaml --profile h100-sxm --set server.cold_start=true \
+  --out $V/predicted-s5-cold/fixed500ms --quiet
+sim compare $V/predicted-s5-cold/fixed500ms $V/measured-s2/fixed500ms --out $V/compare-s5-remeasured \
+  > /dev/null
 one_gpu $V/h200 1.0
 one_gpu $V/h200-b 1.58   # before 1.45, after 1.70 (h200-b/host/, measured/*/hostspeed.csv)
 one_gpu $V/h200-c 0.99   # before 0.96, after 1.02 (measured/*/summary.json host_speed)
