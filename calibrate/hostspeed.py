@@ -53,6 +53,40 @@ def host_time_factor(runs: pd.DataFrame, profile, engine: str = "hf_eager") -> p
     return pd.DataFrame(out)
 
 
+def engine_of_table(table: Path) -> str:
+    """The engine a host table measured, by its name: CB tables (cbhost, tpcbhost) or HF
+    generate (host, hostspeed, tphost)."""
+    return "transformers_cb" if "cb" in table.name else "hf_eager"
+
+
+def factor_from_tables(paths: list[Path], profile) -> tuple[float, list[dict]]:
+    """The mean host_time_factor over every successful run of the given host tables (a file,
+    or a results directory holding hostspeed.csv) against `profile`, with the runs used."""
+    from sim.errors import UserError
+
+    rows: list[dict] = []
+    for p in paths:
+        table = p / "hostspeed.csv" if p.is_dir() else p
+        if not table.exists():
+            raise UserError(
+                f"--host-speed {p}: no such file (a host table CSV, or a results "
+                "directory with a hostspeed.csv)"
+            )
+        try:
+            runs = pd.read_csv(table)
+            f = host_time_factor(runs, profile, engine_of_table(table))
+        except (KeyError, ValueError, pd.errors.ParserError) as exc:
+            msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise UserError(f"--host-speed {table}: not a host table ({msg})") from exc
+        for r in f.itertuples():
+            rows.append(
+                {"table": str(table), "utc": str(r.utc), "factor": float(r.host_time_factor)}
+            )
+    if not rows:
+        raise UserError("--host-speed: no successful host runs in " + ", ".join(map(str, paths)))
+    return sum(r["factor"] for r in rows) / len(rows), rows
+
+
 def main(argv: list[str] | None = None) -> None:
     """`python -m calibrate.hostspeed TABLE.csv [PROFILE]`: the host_time_factor of the lease
     that measured a host table (hostspeed.csv, host.csv, or under TP tphost.csv / tpcbhost.csv,
@@ -66,7 +100,7 @@ def main(argv: list[str] | None = None) -> None:
         raise SystemExit(main.__doc__)
     table = Path(args[0])
     name = args[1] if len(args) > 1 else "h200"
-    engine = "transformers_cb" if "cb" in table.name else "hf_eager"
+    engine = engine_of_table(table)
     f = host_time_factor(pd.read_csv(table), load_profile(name)[0], engine)
     if not len(f):
         raise SystemExit(f"{table}: no successful runs")

@@ -58,8 +58,20 @@ def _overrides(requests: int | None, sets: tuple[str, ...]) -> dict:
 @click.option(
     "--grid-intensity", type=float, help="grid carbon intensity in gCO2/kWh, to report CO2"
 )
+@click.option(
+    "--host-speed",
+    "host_tables",
+    multiple=True,
+    type=click.Path(path_type=Path),
+    metavar="TABLE|DIR",
+    help="set hardware.host_time_factor from host runs measured on the serving machine: a "
+    "host table (hostspeed.csv, tphost.csv, tpcbhost.csv) or a `sim replay --hostspeed` "
+    "results directory; repeat to average several (e.g. before and after a replay)",
+)
 @click.option("--quiet", is_flag=True, help="no table, no progress bar")
-def run(scenario: Path, out_dir, profile, requests, sets, plot, grid_intensity, quiet) -> None:
+def run(
+    scenario: Path, out_dir, profile, requests, sets, plot, grid_intensity, host_tables, quiet
+) -> None:
     """Simulate SCENARIO (a YAML file) and write a results directory."""
     from sim.accounting import requests_frame, summarize, timeline_frame
     from sim.output import print_summary, write_results
@@ -68,13 +80,21 @@ def run(scenario: Path, out_dir, profile, requests, sets, plot, grid_intensity, 
 
     if requests is not None and requests <= 0:
         raise UserError("--requests must be > 0")
-    scen = load_scenario(scenario, _overrides(requests, sets))
+    ov = _overrides(requests, sets)
+    host_runs = None
+    if host_tables:
+        if "hardware.host_time_factor" in ov:
+            raise UserError("give either --host-speed or --set hardware.host_time_factor, not both")
+        ov["hardware.host_time_factor"], host_runs = _host_speed(scenario, ov, profile, host_tables)
+    scen = load_scenario(scenario, ov)
     t0 = time.perf_counter()
     res = simulate(scen, profile_override=profile, progress=not quiet)
     wall = time.perf_counter() - t0
     df = requests_frame(res)
     summary = summarize(res, df, grid_intensity)
     summary["simulation_wall_s"] = wall
+    if host_runs is not None:
+        summary["host_time_factor_runs"] = host_runs  # the measured runs it averages
     tl = timeline_frame(res)
     out_dir = out_dir or Path("results") / scen.name
     write_results(out_dir, summary, df, tl)
@@ -85,6 +105,17 @@ def run(scenario: Path, out_dir, profile, requests, sets, plot, grid_intensity, 
     if not quiet:
         print_summary(summary)
         click.echo(f"simulated {len(df)} requests in {wall:.2f} s; results in {out_dir}")
+
+
+def _host_speed(scenario: Path, ov: dict, profile: str | None, tables) -> tuple[float, list]:
+    """hardware.host_time_factor from measured host runs, against the profile this run uses."""
+    from calibrate.hostspeed import factor_from_tables
+    from sim.profile import default_profile_name, load_profile
+    from sim.scenario import load_scenario
+
+    scen = load_scenario(scenario, ov)
+    name = profile or scen.profile or default_profile_name(scen.hardware.gpu)
+    return factor_from_tables(list(tables), load_profile(name)[0])
 
 
 def _register_optional_commands() -> None:

@@ -121,3 +121,40 @@ def test_replay_records_the_live_host_speed_and_compare_reports_it(tiny_models, 
     r = CliRunner().invoke(main, ["compare", str(pred), str(meas), "--no-plot"])
     assert r.exit_code == 0, r.output
     assert f"host_time_factor {f:.2f} against h100-sxm" in r.output
+
+
+def test_run_takes_the_host_speed_of_measured_runs(tmp_path: Path):
+    """sim run --host-speed: the mean factor of the given host runs (here lease B's committed
+    runs before and after its replays) against the run's profile, recorded with the runs;
+    a missing table or a clash with --set is a one-line user error."""
+    import json
+
+    from click.testing import CliRunner
+
+    from sim.cli import main
+    from sim.profile import load_profile
+
+    root = Path(__file__).resolve().parents[1]
+    lease = root / "docs/validation/h200-b"
+    tables = [lease / "host/hostspeed-before.csv", lease / "measured/burst"]
+    want = pd.concat(
+        [
+            host_time_factor(pd.read_csv(t), load_profile("h200")[0])
+            for t in (tables[0], tables[1] / "hostspeed.csv")
+        ]
+    ).host_time_factor
+    scen = str(root / "scenarios/validation/fixed500ms.yaml")
+    args = ["run", scen, "--profile", "h200", "--requests", "5"]
+    out = tmp_path / "pred"
+    hs = [a for t in tables for a in ("--host-speed", str(t))]
+    r = CliRunner().invoke(main, [*args, *hs, "--out", str(out), "--quiet"])
+    assert r.exit_code == 0, r.output
+    summary = json.loads((out / "summary.json").read_text())
+    assert len(want) == 2 and summary["host_time_factor"] == pytest.approx(want.mean())
+    assert 1.4 < summary["host_time_factor"] < 1.75  # the slow lease
+    assert [x["factor"] for x in summary["host_time_factor_runs"]] == pytest.approx(list(want))
+    r = CliRunner().invoke(main, [*args, "--host-speed", str(tmp_path / "none.csv"), "--quiet"])
+    assert r.exit_code == 2 and "no such file" in r.output
+    clash = ["--set", "hardware.host_time_factor=1.2", "--quiet"]
+    r = CliRunner().invoke(main, [*args, *hs, *clash])
+    assert r.exit_code == 2 and "not both" in r.output
