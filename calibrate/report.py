@@ -128,7 +128,12 @@ def run_spread(raw_dir: Path, col: str) -> pd.DataFrame:
     return (g.max() / g.min() - 1.0).rename(f"spread_{col}")
 
 
-def main(raw_dir: Path, profile_path: str, docs: Path = Path("docs")) -> None:
+def main(
+    raw_dir: Path, profile_path: str, docs: Path = Path("docs"), spread_dir: Path | None = None
+) -> None:
+    """Tables, whole-model check and plots of a profile against its raw tables. The run-to-run
+    spread comes from raw_dir's repeated passes, or from spread_dir's when raw_dir measured each
+    configuration once (the H100 check: the first calibration's two passes, raw/h100)."""
     from calibrate.plots import plot_fits
 
     prof, _ = load_profile(profile_path)
@@ -137,7 +142,7 @@ def main(raw_dir: Path, profile_path: str, docs: Path = Path("docs")) -> None:
     c = check_frame(raw_dir, prof)
     for cols in PHASES.values():
         for col in cols:
-            sp = run_spread(raw_dir, col)
+            sp = run_spread(spread_dir or raw_dir, col)
             c = c.merge(sp.reset_index(), on=["model", "dtype"], how="left")
     c.to_csv(docs / "calibration_wholemodel_check.csv", index=False, float_format="%.6g")
     print("## whole-model check\n\n" + check_table(c) + "\n")
@@ -174,4 +179,7 @@ def main(raw_dir: Path, profile_path: str, docs: Path = Path("docs")) -> None:
 
 
 if __name__ == "__main__":
-    main(Path(sys.argv[1]), sys.argv[2])
+    # python -m calibrate.report RAW_DIR PROFILE [SPREAD_RAW_DIR]
+    main(
+        Path(sys.argv[1]), sys.argv[2], spread_dir=Path(sys.argv[3]) if len(sys.argv) > 3 else None
+    )
