@@ -123,17 +123,7 @@ def replay_cmd(
     builtin = engine_name in ("transformers", "transformers-generate")
     before_csv = None
     if hostspeed and builtin and _world_size() == 1:
-        from sim.cli import _overrides
-        from sim.scenario import load_scenario
-
-        for scenario in scenarios:  # a bad scenario is reported before the host-fit run
-            load_scenario(scenario, _overrides(requests, sets))
-        # the lease's host drifts (1.45 -> 1.70 over seven minutes of one H200 lease): bracket
-        # the replays with one host-fit run before and one after
-        import tempfile
-
-        before_csv = Path(tempfile.mkdtemp(prefix="hostspeed-")) / "hostspeed.csv"
-        measure_host_pass(before_csv, device, meter, "before")
+        before_csv = _host_pass_before(scenarios, requests, sets, device, meter)
     for scenario in scenarios:
         target = out_dir
         if out_dir is not None and len(scenarios) > 1:
@@ -164,6 +154,23 @@ def replay_cmd(
     one_gpu = [d for d in done if d[1].hardware.gpus_per_replica == 1]
     if hostspeed and one_gpu and builtin:
         record_host_speed(one_gpu, device, meter, before_csv=before_csv)
+
+
+def _host_pass_before(scenarios, requests, sets, device: str, meter_on: bool) -> Path:
+    """The host-fit run before the replays (into a temporary hostspeed.csv): the lease's host
+    drifts (1.45 -> 1.70 over seven minutes of one H200 lease), so the replays are bracketed
+    by one run before and one after. The scenarios are checked first, so a bad one is
+    reported before the run."""
+    import tempfile
+
+    from sim.cli import _overrides
+    from sim.scenario import load_scenario
+
+    for scenario in scenarios:
+        load_scenario(scenario, _overrides(requests, sets))
+    csv = Path(tempfile.mkdtemp(prefix="hostspeed-")) / "hostspeed.csv"
+    measure_host_pass(csv, device, meter_on, "before")
+    return csv
 
 
 def _world_size() -> int:
