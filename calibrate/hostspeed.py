@@ -93,6 +93,7 @@ def main(argv: list[str] | None = None) -> None:
     whose engine is read from the name), per run and their mean, against PROFILE (default h200)."""
     import sys
 
+    from sim.errors import UserError
     from sim.profile import load_profile
 
     args = sys.argv[1:] if argv is None else argv
@@ -100,12 +101,12 @@ def main(argv: list[str] | None = None) -> None:
         raise SystemExit(main.__doc__)
     table = Path(args[0])
     name = args[1] if len(args) > 1 else "h200"
-    engine = engine_of_table(table)
-    f = host_time_factor(pd.read_csv(table), load_profile(name)[0], engine)
-    if not len(f):
-        raise SystemExit(f"{table}: no successful runs")
-    print(f.to_string(index=False))
-    print(f"{table} ({engine}) against {name}: host_time_factor {f.host_time_factor.mean():.2f}")
+    try:
+        mean, runs = factor_from_tables([table], load_profile(name)[0])
+    except UserError as exc:
+        raise SystemExit(str(exc)) from exc
+    print(pd.DataFrame(runs).to_string(index=False))
+    print(f"{table} ({engine_of_table(table)}) against {name}: host_time_factor {mean:.2f}")
 
 
 if __name__ == "__main__":

@@ -81,12 +81,17 @@ def run(
     if requests is not None and requests <= 0:
         raise UserError("--requests must be > 0")
     ov = _overrides(requests, sets)
+    scen = load_scenario(scenario, ov)
     host_runs = None
     if host_tables:
         if "hardware.host_time_factor" in ov:
             raise UserError("give either --host-speed or --set hardware.host_time_factor, not both")
-        ov["hardware.host_time_factor"], host_runs = _host_speed(scenario, ov, profile, host_tables)
-    scen = load_scenario(scenario, ov)
+        from calibrate.hostspeed import factor_from_tables
+        from sim.simulation import profile_for
+
+        prof, _ = profile_for(scen, profile)  # the factor is against the profile this run uses
+        ov["hardware.host_time_factor"], host_runs = factor_from_tables(list(host_tables), prof)
+        scen = load_scenario(scenario, ov)
     t0 = time.perf_counter()
     res = simulate(scen, profile_override=profile, progress=not quiet)
     wall = time.perf_counter() - t0
@@ -105,17 +110,6 @@ def run(
     if not quiet:
         print_summary(summary)
         click.echo(f"simulated {len(df)} requests in {wall:.2f} s; results in {out_dir}")
-
-
-def _host_speed(scenario: Path, ov: dict, profile: str | None, tables) -> tuple[float, list]:
-    """hardware.host_time_factor from measured host runs, against the profile this run uses."""
-    from calibrate.hostspeed import factor_from_tables
-    from sim.profile import default_profile_name, load_profile
-    from sim.scenario import load_scenario
-
-    scen = load_scenario(scenario, ov)
-    name = profile or scen.profile or default_profile_name(scen.hardware.gpu)
-    return factor_from_tables(list(tables), load_profile(name)[0])
 
 
 def _register_optional_commands() -> None:

@@ -138,9 +138,8 @@ class EngineShape:
     fused_gate_up: bool = False
     elementwise_launches_per_layer: int = 14  # HF eager Llama layer: norms, rotary, act, adds
     packed_attention: bool = False  # one masked SDPA over the whole batch (attn_packed)
-    eager_small_ops: bool = (
-        False  # HF eager layer: unfused float32 norms, rotary (elementwise_eager)
-    )
+    # HF eager layer: unfused float32 norms, rotary, SiLU * up (priced as elementwise_eager)
+    eager_small_ops: bool = False
 
 
 def layer_linears(card: ModelCard, m: int, dt: DtypeInfo, tp: int, shape: EngineShape):
