@@ -22,14 +22,14 @@ columns, engine transformers_cb_tp, batch 4) to DIR/shapemiss.csv. On CPU it run
 
 from __future__ import annotations
 
-import argparse
 import itertools
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from calibrate.hostbench import FIELDS
 from calibrate.rawtable import append_row, done_keys
-from calibrate.tphost import TP_FIT_SHAPES
+from calibrate.tphost import TP_FIT_SHAPES, run_cli
 
 METHOD = "tpcb-v1"
 ENGINE = "transformers_cb_tp"
@@ -91,6 +91,7 @@ def measure(
             f" = {len(shapes) * per_model} planned CB runs (at most; done keys skipped)",
             flush=True,
         )
+    run = _Run(dtype, prompt, new_tokens, min_s, meter, device, out_csv, misses_csv, miss_prompt)
     n = 0
     for name, layers in shapes:
         card = (card_loader or load_model_card)(name)
@@ -112,23 +113,7 @@ def measure(
         model = load_tp_model(card, dtype, 0, model_root / f"{card.name}-{layers}L-{dtype}", device)
         t_build = time.perf_counter() - t_build
         if rank() == 0:
-            n += _drive(
-                model,
-                card,
-                dtype,
-                tp,
-                todo_b,
-                todo_miss,
-                prompt,
-                new_tokens,
-                min_s,
-                t_build,
-                meter,
-                device,
-                out_csv,
-                misses_csv,
-                miss_prompt,
-            )
+            n += _drive(model, card, tp, todo_b, todo_miss, t_build, run)
         else:
             follow_manager(start_cb_manager(model, device))
         model = None  # free the shard before the next build
@@ -140,46 +125,49 @@ def measure(
     return n
 
 
-def _drive(
-    model,
-    card,
-    dtype,
-    tp,
-    batches,
-    misses,
-    prompt,
-    new_tokens,
-    min_s,
-    t_build,
-    meter,
-    device,
-    out_csv,
-    misses_csv,
-    miss_prompt,
-) -> int:
+@dataclass(frozen=True)
+class _Run:
+    """What every shape of one measure() call shares."""
+
+    dtype: str
+    prompt: int
+    new_tokens: int
+    min_s: tuple[float, float]
+    meter: object
+    device: str
+    out_csv: Path
+    misses_csv: Path | None
+    miss_prompt: int | None
+
+
+def _drive(model, card, tp: int, batches, misses: bool, t_build: float, run: _Run) -> int:
     """Rank 0: the bench through the TP driver's manager; rows appended as measured."""
     import torch
 
     from calibrate.cbbench import _Batches, bench_batch
 
-    sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
-    eng = _Batches(model, device)
+    dtype, prompt, new_tokens, meter = run.dtype, run.prompt, run.new_tokens, run.meter
+    sync = torch.cuda.synchronize if run.device.startswith("cuda") else (lambda: None)
+    eng = _Batches(model, run.device)
     n = 0
     try:
         if not eng.manager.is_tp_driver:
             raise RuntimeError("rank 0's continuous batching manager is not the TP driver")
         for batch in batches:
             bench = (card, dtype, batch, prompt, new_tokens)
-            row = bench_batch(eng, *bench, min_s, sync, meter, t_build, METHOD)
+            row = bench_batch(eng, *bench, run.min_s, sync, meter, t_build, METHOD)
             row["error"] = ""
             key = row_key(card.name, card.num_hidden_layers, dtype, tp, batch, prompt, new_tokens)
             append_row(
-                out_csv,
+                run.out_csv,
                 {"key": key, "tag": f"tp{tp}", **{k: row.get(k, "") for k in FIELDS}, "tp": tp},
             )
             n += 1
         if misses:
-            append_row(misses_csv, _fresh_vs_cached(eng, card, dtype, tp, meter, sync, miss_prompt))
+            append_row(
+                run.misses_csv,
+                _fresh_vs_cached(eng, card, dtype, tp, meter, sync, run.miss_prompt),
+            )
     finally:
         manager = eng.manager
         eng.stop()  # the hard stop reaches the other ranks through the TP state all-reduce
@@ -229,16 +217,7 @@ def _fresh_vs_cached(eng, card, dtype, tp, meter, sync, miss_prompt) -> dict:
 
 
 def main(argv: list[str] | None = None) -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--out", type=Path, required=True)
-    ap.add_argument(
-        "--misses", action="store_true", help="also attention shape misses -> OUT/shapemiss.csv"
-    )
-    args = ap.parse_args(argv)
-    args.out.mkdir(parents=True, exist_ok=True)
-    measure(
-        args.out / "tpcbhost.csv", misses_csv=args.out / "shapemiss.csv" if args.misses else None
-    )
+    run_cli(__doc__, measure, "tpcbhost.csv", argv)
 
 
 if __name__ == "__main__":

@@ -184,15 +184,21 @@ def _fresh_vs_cached(model, card, dtype, tp, prompt, new_tokens, device, sync, m
     return {"key": key, **{k: row.get(k, "") for k in MISS_FIELDS}, "error": ""}
 
 
-def main(argv: list[str] | None = None) -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def run_cli(doc: str, measure_fn, table: str, argv: list[str] | None) -> None:
+    """The command line of a torchrun host benchmark (this one, calibrate/tpcbhost.py):
+    --out DIR gets `table`, and with --misses also shapemiss.csv."""
+    ap = argparse.ArgumentParser(description=doc.splitlines()[0])
     ap.add_argument("--out", type=Path, required=True)
     ap.add_argument(
         "--misses", action="store_true", help="also attention shape misses -> OUT/shapemiss.csv"
     )
     args = ap.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
-    measure(args.out / "tphost.csv", misses_csv=args.out / "shapemiss.csv" if args.misses else None)
+    measure_fn(args.out / table, misses_csv=args.out / "shapemiss.csv" if args.misses else None)
+
+
+def main(argv: list[str] | None = None) -> None:
+    run_cli(__doc__, measure, "tphost.csv", argv)
 
 
 if __name__ == "__main__":
