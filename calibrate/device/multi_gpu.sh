@@ -6,12 +6,8 @@
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 export NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1 NVSHMEM_DISABLE_NVLS=1
-OUT=${OUT:-/tmp/out}
-RES=/tmp/mgpu
-mkdir -p "$OUT" "$RES"
+. calibrate/device/results.sh; results_start mgpu
 . calibrate/device/carried_wheels.sh
-( while true; do sleep 20; tar czf "$OUT/mgpu.tgz" -C /tmp mgpu 2>/dev/null; done ) &
-TARPID=$!
 { date -u; nvidia-smi; nvidia-smi topo -m; python3 -c "import torch, transformers; print('torch', torch.__version__, 'transformers', transformers.__version__, 'gpus', torch.cuda.device_count())"; } > "$RES/environment.txt" 2>&1
 PYTHONUNBUFFERED=1 timeout 200 python3 -m calibrate.interconnect --out "$RES/interconnect" > "$RES/interconnect.log" 2>&1
 echo "interconnect exit $?" >> "$RES/interconnect.log"
@@ -19,6 +15,5 @@ PYTHONUNBUFFERED=1 SIM_TP_MODEL_DIR=/tmp/tpmodels timeout 420 torchrun --nproc_p
   scenarios/validation/tp4_70b8l_sequential.yaml scenarios/validation/tp4_70b8l_fixed2s.yaml \
   --engine transformers-generate --out "$RES/tp" --quiet > "$RES/tp.log" 2>&1
 echo "tp replay exit $?" >> "$RES/tp.log"
-kill $TARPID 2>/dev/null
-tar czf "$OUT/mgpu.tgz" -C /tmp mgpu
+results_end
 tail -5 "$RES/interconnect.log"; tail -15 "$RES/tp.log"

@@ -5,11 +5,8 @@
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 export NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1 NVSHMEM_DISABLE_NVLS=1
-OUT=${OUT:-/tmp/out}; RES=/tmp/mcal; N=$(nvidia-smi -L | wc -l)
-mkdir -p "$OUT" "$RES"
+. calibrate/device/results.sh; results_start mcal; N=$(nvidia-smi -L | wc -l)
 . calibrate/device/carried_wheels.sh
-( while true; do sleep 20; tar czf "$OUT/mcal.tgz" -C /tmp mcal 2>/dev/null; done ) &
-TARPID=$!
 { date -u; nvidia-smi; nvidia-smi topo -m; } > "$RES/environment.txt" 2>&1
 PYTHONUNBUFFERED=1 timeout ${IC_TIMEOUT:-200} python3 -c "from sim.cli import main; main()" calibrate \
   --out "$RES" --stages interconnect > "$RES/interconnect.log" 2>&1
@@ -17,6 +14,5 @@ echo "interconnect exit $?" >> "$RES/interconnect.log"
 PYTHONUNBUFFERED=1 timeout ${TP_TIMEOUT:-240} torchrun --standalone --nproc_per_node "$N" -m calibrate.tphost \
   --out "$RES" > "$RES/tphost.log" 2>&1
 echo "tphost exit $?" >> "$RES/tphost.log"
-kill $TARPID 2>/dev/null
-tar czf "$OUT/mcal.tgz" -C /tmp mcal
+results_end
 tail -5 "$RES/interconnect.log"; tail -5 "$RES/tphost.log"; cat "$RES"/tphost.csv 2>/dev/null | cut -c1-300

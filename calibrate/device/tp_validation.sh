@@ -10,11 +10,8 @@
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 export NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1 NVSHMEM_DISABLE_NVLS=1
-OUT=${OUT:-/tmp/out}; RES=/tmp/tpval; N=$(nvidia-smi -L | wc -l)
-mkdir -p "$OUT" "$RES"
+. calibrate/device/results.sh; results_start tpval; N=$(nvidia-smi -L | wc -l)
 . calibrate/device/carried_wheels.sh
-( while true; do sleep 20; tar czf "$OUT/tpval.tgz" -C /tmp tpval 2>/dev/null; done ) &
-TARPID=$!
 { date -u; nvidia-smi; nvidia-smi topo -m; lscpu | head -20; python3 -c "import torch, transformers; print('torch', torch.__version__, 'transformers', transformers.__version__, 'gpus', torch.cuda.device_count())"; } > "$RES/environment.txt" 2>&1
 if [ "${TPHOST:-1}" = 1 ]; then
   PYTHONUNBUFFERED=1 timeout ${TP_TIMEOUT:-150} torchrun --standalone --nproc_per_node "$N" -m calibrate.tphost \
@@ -25,7 +22,6 @@ PYTHONUNBUFFERED=1 SIM_TP_MODEL_DIR=/tmp/tpmodels timeout ${REPLAY_TIMEOUT:-360}
   --nproc_per_node "$N" -m sim.cli replay "$@" --engine "${ENGINE:-transformers-generate}" --out "$RES/replay" --quiet \
   > "$RES/replay.log" 2>&1
 echo "replay exit $?" >> "$RES/replay.log"
-kill $TARPID 2>/dev/null
-tar czf "$OUT/tpval.tgz" -C /tmp tpval
+results_end
 tail -3 "$RES/tphost.log" 2>/dev/null; tail -15 "$RES/replay.log"
 cut -c1-250 "$RES"/tphost/*.csv 2>/dev/null

@@ -8,11 +8,8 @@
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 export NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1 NVSHMEM_DISABLE_NVLS=1
-OUT=${OUT:-/tmp/out}; RES=/tmp/tpcb; N=$(nvidia-smi -L | wc -l)
-mkdir -p "$OUT" "$RES"
+. calibrate/device/results.sh; results_start tpcb; N=$(nvidia-smi -L | wc -l)
 . calibrate/device/carried_wheels.sh
-( while true; do sleep 20; tar czf "$OUT/tpcb.tgz" -C /tmp tpcb 2>/dev/null; done ) &
-TARPID=$!
 { date -u; nvidia-smi; nvidia-smi topo -m; lscpu | head -20; python3 -c "import torch, transformers; print('torch', torch.__version__, 'transformers', transformers.__version__, 'gpus', torch.cuda.device_count())"; } > "$RES/environment.txt" 2>&1
 python3 - "$RES/provenance.json" <<'PY' 2>/dev/null
 import json, sys, datetime, pynvml
@@ -27,7 +24,6 @@ START=$(date +%s)
 PYTHONUNBUFFERED=1 timeout ${TPCB_TIMEOUT:-300} torchrun --standalone --nproc_per_node "$N" -m calibrate.tpcbhost \
   --out "$RES" --misses > "$RES/tpcbhost.log" 2>&1
 echo "tpcbhost exit $? after $(( $(date +%s) - START )) s" >> "$RES/tpcbhost.log"
-kill $TARPID 2>/dev/null
-tar czf "$OUT/tpcb.tgz" -C /tmp tpcb
+results_end
 grep -v "Loading weights\|Writing model" "$RES/tpcbhost.log" | tail -15
 cut -c1-250 "$RES"/*.csv 2>/dev/null
