@@ -345,12 +345,19 @@ def _replay_one(
     completed = False
     t0 = math.nan
     t_stop = math.nan
+    warm = hasattr(engine, "warm_up") and not getattr(scen.server, "cold_start", True)
     try:
+        if warm:  # the scenario's server is warmed up: so is the live one, before the meter
+            if not quiet:
+                click.echo("warming the engine up (server.cold_start is false) ...")
+            engine.start()
+            engine.warm_up()
         if meter:
             from calibrate.live.metering import start_meter
 
             power = start_meter(gpu_ids)
-        engine.start()
+        if not warm:
+            engine.start()
         t0 = time.perf_counter() + LEAD_S
         engine.t0 = t0
         if not quiet:

@@ -14,14 +14,18 @@ pytest.importorskip("torch")
 pytest.importorskip("transformers")
 
 
+CB_SMALL = ["--set", "server.num_blocks=64", "--set", "server.max_batch_tokens=512"]
+
+
 @pytest.mark.parametrize(
-    "scenario,extra",
+    "scenario,extra,warm",
     [
-        ("fixed50ms", ["--set", "server.num_blocks=64", "--set", "server.max_batch_tokens=512"]),
-        ("sequential", []),
+        ("fixed50ms", CB_SMALL, True),  # server.cold_start false: warmed up before the trace
+        ("burst", CB_SMALL, False),  # server.cold_start true: the first request pays set-up
+        ("sequential", [], True),
     ],
 )
-def test_cpu_replay(tiny_models, tmp_path, scenario, extra):
+def test_cpu_replay(tiny_models, tmp_path, scenario, extra, warm):
     out = tmp_path / scenario
     args = [
         "replay",
@@ -50,5 +54,6 @@ def test_cpu_replay(tiny_models, tmp_path, scenario, extra):
     assert (df["first_token_s"] >= df["send_s"]).all()
     summary = json.loads((out / "summary.json").read_text())
     assert summary["requests"]["completed"] == 5
+    assert summary["server_limits"]["warmed_up"] is warm
     tokens = pd.read_csv(out / "token_times.csv")
     assert len(tokens) == df["generated_tokens"].sum()

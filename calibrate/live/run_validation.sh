@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The live validation on the lent H100 (docs/validation.md): the six scenarios of
+# The live validation on the lent H100 (docs/validation.md): the seven scenarios of
 # scenarios/validation/ back to back in one process (the 8B model is built once), metered.
 # Results are tarred into $OUT every 20 s, so a timeout still returns what was measured.
 set -uo pipefail
@@ -15,7 +15,7 @@ mkdir -p "$OUT" "$RES"
   python3 -c "import torch, transformers, pynvml; print('torch', torch.__version__, 'transformers', transformers.__version__)"
   python3 -c "import flash_attn" 2>&1 | tail -1
 } > "$RES/environment.txt" 2>&1
-SCEN="burst fixed50ms fixed300ms fixed500ms uniform sequential"
+SCEN="burst fixed50ms fixed300ms fixed500ms uniform sequential burst_warm"
 FILES=$(for s in $SCEN; do printf 'scenarios/validation/%s.yaml ' "$s"; done)
 PYTHONUNBUFFERED=1 python3 -c "from sim.cli import main; main()" replay $FILES \
   --engine transformers --hostspeed --out "$RES" --quiet > "$RES/replay.log" 2>&1 &

@@ -119,6 +119,17 @@ def start_manager(model, config, timeout_s: float = 600.0):
     return manager
 
 
+# the warm-up request: long enough to run the prefill and decode paths, short enough to take
+# well under a second once the process is set up
+WARM_UP_PROMPT = 32
+WARM_UP_NEW = 4
+
+
+def warm_up_prompt(card: ModelCard) -> list[int]:
+    """Token ids of the warm-up prompt (any ids below the vocabulary size do)."""
+    return [1 + i % (card.vocab_size - 1) for i in range(WARM_UP_PROMPT)]
+
+
 class TransformersCbEngine:
     """transformers' ContinuousBatchingManager in this process (init_continuous_batching)."""
 
@@ -156,6 +167,7 @@ class TransformersCbEngine:
             "use_cuda_graph": list(r.use_cuda_graph) if r.use_cuda_graph is not None else None,
             "use_async_batching": r.use_async_batching,
             "attn_implementation": self.model.config._attn_implementation,
+            "warmed_up": False,
         }
 
     async def submit(self, rec: RequestRecord, prompt_ids: list[int]) -> None:
@@ -192,6 +204,22 @@ class TransformersCbEngine:
         else:
             rec.status = OK
         rec.extra["token_times"] = [t - self.t0 for t in ts]
+
+    def warm_up(self) -> None:
+        """One short request through the started manager, before the trace: its first step
+        pays the process's one-time set-up here (TGI warms up at launch the same way), so the
+        run matches a scenario with server.cold_start false."""
+        rid = "warm-up"
+        self.manager.add_request(
+            warm_up_prompt(self.card), request_id=rid, max_new_tokens=WARM_UP_NEW, eos_token_id=-1
+        )
+        for out in self.manager.request_id_iter(rid):
+            if out.is_finished():
+                if out.error:
+                    raise RuntimeError(f"warm-up request failed: {out.error}")
+                self._info["warmed_up"] = True
+                return
+        raise RuntimeError("warm-up request: the manager stopped before it finished")
 
     def stop(self) -> None:
         if self.manager is not None:
@@ -237,6 +265,7 @@ class TransformersGenerateEngine:
         self._jobs: queue.Queue = queue.Queue()
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
+        self.warmed_up = False
 
     def load(self) -> None:
         self.model = build_model(self.card, self.dtype, self.device, self.seed)
@@ -246,6 +275,18 @@ class TransformersGenerateEngine:
             self.load()
         self._thread = threading.Thread(target=self._worker, name="hf-generate", daemon=True)
         self._thread.start()
+
+    def warm_up(self) -> None:
+        """One short generate() before the trace (see TransformersCbEngine.warm_up)."""
+        import torch
+
+        if self.model is None:
+            self.load()
+        x = torch.tensor([warm_up_prompt(self.card)], device=self.device)
+        greedy.generate(self.model, x, WARM_UP_NEW)
+        if self.device.startswith("cuda"):
+            torch.cuda.synchronize()
+        self.warmed_up = True
 
     def _generate(self, rec: RequestRecord, ids: list[int]) -> None:
         import torch
@@ -293,6 +334,7 @@ class TransformersGenerateEngine:
         return {
             "engine": "transformers generate, one request at a time",
             "attn_implementation": self.model.config._attn_implementation if self.model else None,
+            "warmed_up": self.warmed_up,
         }
 
 
