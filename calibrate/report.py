@@ -1,6 +1,6 @@
 """Tables of docs/calibration.md, computed from the committed raw tables and fitted profile.
 
-`python -m calibrate.report RAW_DIR PROFILE_JSON` prints the markdown tables (kernel fit
+`python -m calibrate.report RAW_DIR PROFILE_JSON [--passes RAW_DIR ...]` prints the markdown tables (kernel fit
 errors, host overhead, whole-model check, run-to-run spread, int8 vs float32 decode), writes
 docs/calibration_wholemodel_check.csv and the measured-vs-fitted plots, so every number in
 the document comes from data in the repository.
@@ -8,10 +8,10 @@ the document comes from data in the repository.
 
 from __future__ import annotations
 
-import sys
 from itertools import combinations
 from pathlib import Path
 
+import click
 import numpy as np
 import pandas as pd
 
@@ -120,33 +120,86 @@ def order_agreement(c: pd.DataFrame, col: str, spread: pd.Series | None = None) 
     return out
 
 
-def run_spread(raw_dir: Path, col: str) -> pd.DataFrame:
+def run_spread(raw_dirs: list[Path], col: str) -> pd.DataFrame:
     """(max - min) / min over the passes of each configuration."""
-    wm = pd.read_csv(raw_dir / "wholemodel.csv")
-    wm = wm[(wm["error"].isna()) & wm["model"].isin(CHECK_MODELS)]
-    g = wm.groupby(["model", "dtype"])[col]
+    g = check_passes(raw_dirs).groupby(["model", "dtype"])[col]
     return (g.max() / g.min() - 1.0).rename(f"spread_{col}")
 
 
+def check_passes(raw_dirs: list[Path]) -> pd.DataFrame:
+    """Every successful pass of the check configurations in raw_dirs, one row each, labelled
+    `pass_id` = raw dir name : tag (the same GPU kind measured in several sessions)."""
+    frames = []
+    for d in raw_dirs:
+        wm = pd.read_csv(d / "wholemodel.csv")
+        wm = wm[(wm["error"].isna()) & wm["model"].isin(CHECK_MODELS)]
+        frames.append(wm.assign(pass_id=[f"{d.name}:{'' if pd.isna(t) else t}" for t in wm["tag"]]))
+    return pd.concat(frames, ignore_index=True)
+
+
+def order_reproducibility(passes: pd.DataFrame, col: str) -> pd.DataFrame:
+    """Per model and pair of dtypes measured together in two or more passes: the measured
+    energy ratio (second / first dtype) in each pass, and whether the pair's order is the same
+    in all of them. A pair whose order flips between passes of the same configuration has no
+    measured order that a prediction could reproduce."""
+    rows = []
+    for model, d in passes.groupby("model"):
+        piv = d.pivot_table(index="pass_id", columns="dtype", values=col)
+        for a, b in combinations(sorted(piv.columns), 2):
+            ratio = (piv[b] / piv[a]).dropna()
+            if len(ratio) < 2:
+                continue
+            rows.append(
+                {
+                    "model": model,
+                    "first": a,
+                    "second": b,
+                    "passes": len(ratio),
+                    "ratios": " ".join(f"{x:.3f}" for x in ratio),
+                    "reproducible": bool((ratio > 1).all() or (ratio < 1).all()),
+                }
+            )
+    return pd.DataFrame(rows)
+
+
+def agreement_on_reproducible(c: pd.DataFrame, repro: pd.DataFrame, col: str) -> tuple[int, int]:
+    """(agree, pairs) over the pairs whose measured order is the same in every pass: does the
+    prediction order them as the passes' mean does?"""
+    agree = total = 0
+    by = c.set_index(["model", "dtype"])
+    for _, r in repro[repro["reproducible"]].iterrows():
+        a, b = by.loc[(r["model"], r["first"])], by.loc[(r["model"], r["second"])]
+        total += 1
+        agree += int((a[col] < b[col]) == (a[f"pred_{col}"] < b[f"pred_{col}"]))
+    return agree, total
+
+
 def main(
-    raw_dir: Path, profile_path: str, docs: Path = Path("docs"), spread_dir: Path | None = None
+    raw_dir: Path,
+    profile_path: str,
+    docs: Path = Path("docs"),
+    spread_dirs: tuple[Path, ...] = (),
+    csv_name: str = "calibration_wholemodel_check.csv",
 ) -> None:
     """Tables, whole-model check and plots of a profile against its raw tables. The run-to-run
-    spread comes from raw_dir's repeated passes, or from spread_dir's when raw_dir measured each
-    configuration once (the H100 check: the first calibration's two passes, raw/h100)."""
+    spread and the order reproducibility come from the passes of raw_dir and spread_dirs (the
+    H100 check: raw/h100-v2 measured each configuration once, the first calibration's raw/h100
+    twice more)."""
     from calibrate.plots import plot_fits
 
     prof, _ = load_profile(profile_path)
     print("## kernel fits\n\n" + kernel_table(prof) + "\n")
     print("## host overhead\n\n" + host_table(prof) + "\n")
     c = check_frame(raw_dir, prof)
+    pass_dirs = [raw_dir, *spread_dirs]
     for cols in PHASES.values():
         for col in cols:
-            sp = run_spread(spread_dir or raw_dir, col)
+            sp = run_spread(list(spread_dirs) or [raw_dir], col)
             c = c.merge(sp.reset_index(), on=["model", "dtype"], how="left")
-    c.to_csv(docs / "calibration_wholemodel_check.csv", index=False, float_format="%.6g")
+    c.to_csv(docs / csv_name, index=False, float_format="%.6g")
     print("## whole-model check\n\n" + check_table(c) + "\n")
     print("median |error| %:", {k: round(v, 1) for k, v in median_errors(c).items()})
+    passes = check_passes(pass_dirs)
     for phase, (ts, js) in PHASES.items():
         sp = c[f"spread_{js}"]
         print(
@@ -158,28 +211,57 @@ def main(
             f"dtype order by {phase} energy, pairs apart by more than the run-to-run spread:",
             order_agreement(c, js, sp),
         )
+        repro = order_reproducibility(passes, js)
+        if len(repro):
+            print(f"\nmeasured {phase} energy order over the passes ({passes.pass_id.nunique()}):")
+            print(repro.to_markdown(index=False))
+            print(
+                f"pairs with the same measured order in every pass, ordered the same by the "
+                f"prediction (agree, pairs): {agreement_on_reproducible(c, repro, js)}\n"
+            )
     meas = c.pivot(index="model", columns="dtype", values="decode_j_per_token")
     pred = c.pivot(index="model", columns="dtype", values="pred_decode_j_per_token")
-    print(
-        "\nint8 / float32 decode energy per token, measured:",
-        (meas.int8 / meas.float32).round(2).to_dict(),
-    )
-    print(
-        "int8 / float32 decode energy per token, predicted:",
-        (pred.int8 / pred.float32).round(2).to_dict(),
-    )
+    if {"int8", "float32"} <= set(meas.columns):
+        print(
+            "\nint8 / float32 decode energy per token, measured:",
+            (meas.int8 / meas.float32).round(2).to_dict(),
+        )
+        print(
+            "int8 / float32 decode energy per token, predicted:",
+            (pred.int8 / pred.float32).round(2).to_dict(),
+        )
     print("\nmeasured decode J/token\n" + meas.round(2).to_markdown())
     print(
         "\nmeasured prefill J\n"
         + c.pivot(index="model", columns="dtype", values="prefill_j").round(1).to_markdown()
     )
-    raw = pd.read_csv(raw_dir / "microbench.csv")
-    for p in plot_fits(raw, prof, docs / "img"):
-        print("plot:", p)
+    if (raw_dir / "microbench.csv").exists():
+        raw = pd.read_csv(raw_dir / "microbench.csv")
+        for p in plot_fits(raw, prof, docs / "img"):
+            print("plot:", p)
+
+
+@click.command()
+@click.argument("raw_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.argument("profile")
+@click.option(
+    "--passes",
+    "spread_dirs",
+    multiple=True,
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    help="other raw dirs of the same GPU kind whose wholemodel.csv repeats the check",
+)
+@click.option(
+    "--csv",
+    "csv_name",
+    default="calibration_wholemodel_check.csv",
+    show_default=True,
+    help="name of the check table written under docs/",
+)
+def cli(raw_dir: Path, profile: str, spread_dirs: tuple[Path, ...], csv_name: str) -> None:
+    """Print the calibration tables of PROFILE against RAW_DIR (python -m calibrate.report)."""
+    main(raw_dir, profile, spread_dirs=spread_dirs, csv_name=csv_name)
 
 
 if __name__ == "__main__":
-    # python -m calibrate.report RAW_DIR PROFILE [SPREAD_RAW_DIR]
-    main(
-        Path(sys.argv[1]), sys.argv[2], spread_dir=Path(sys.argv[3]) if len(sys.argv) > 3 else None
-    )
+    cli()
