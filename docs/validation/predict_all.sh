@@ -9,10 +9,11 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 V=docs/validation
 
-one_gpu() {  # DIR [--host-speed TABLE ...]
+CASES="burst fixed50ms fixed300ms fixed500ms uniform sequential"
+one_gpu() {  # DIR [--host-speed TABLE ...]   (the cases: $CASES)
   local dir=$1
   shift
-  for n in burst fixed50ms fixed300ms fixed500ms uniform sequential; do
+  for n in $CASES; do
     sim run scenarios/validation/$n.yaml --profile h200 --set hardware.gpu=h200 "$@" \
       --out "$dir/predicted/$n" --quiet
     sim compare "$dir/predicted/$n" "$dir/measured/$n" --out "$dir/compare/$n" > /dev/null
@@ -43,6 +44,8 @@ one_gpu $V/h200
 one_gpu $V/h200-b --host-speed $V/h200-b/host/hostspeed-before.csv \
   --host-speed $V/h200-b/measured/burst/hostspeed.csv
 one_gpu $V/h200-c --host-speed $V/h200-c/measured/burst/hostspeed.csv  # before and after rows
+# lease D (sixth session) also replayed the burst on a warmed-up engine (burst_warm)
+CASES="$CASES burst_warm" one_gpu $V/h200-d --host-speed $V/h200-d/measured/burst/hostspeed.csv
 
 for n in sequential fixed2s cb_fixed500ms cb_burst; do
   tp $V/tp2 2 "" $n
