@@ -108,6 +108,33 @@ def per_request_errors(pr: pd.DataFrame, mr: pd.DataFrame) -> pd.DataFrame:
     return j.reset_index()
 
 
+DRIFT_BIN_S = 10.0
+DRIFT_MIN_REQUESTS = 3  # a bin's median error needs a few requests
+DRIFT_NOTE_SPREAD = 0.20  # bin medians further apart than this: say so
+
+
+def tpot_error_by_time(pr: pd.DataFrame, mr: pd.DataFrame, bin_s: float = DRIFT_BIN_S):
+    """Median per-request TPOT error by when the request decoded (the midpoint of its measured
+    first token and finish, in bins of bin_s). The prediction already accounts for what else
+    ran beside each request, so an error that moves with time points at the live machine's
+    speed changing during the run: host-bound engines run at their CPU's speed, which on
+    the lent cloud machines moved from 0.97 to 1.47 times the calibration host's within one
+    six-minute call (docs/validation.md)."""
+    j = per_request_errors(pr, mr)
+    j = j[(j["pred_status"] == OK) & (j["meas_status"] == OK)].dropna(subset=["err_tpot_s"])
+    when = mr.set_index("request_id").loc[j["request_id"], ["first_token_s", "finish_s"]]
+    mid = ((when["first_token_s"] + when["finish_s"]) / 2).to_numpy()
+    j = j.assign(bin_start_s=np.floor(mid / bin_s) * bin_s)
+    g = j.groupby("bin_start_s")["err_tpot_s"]
+    return pd.DataFrame({"requests": g.size(), "median_error": g.median()}).reset_index()
+
+
+def drift_spread(by_time: pd.DataFrame) -> float | None:
+    """Max - min of the bins' median TPOT errors (bins with enough requests); None if < 2."""
+    ok = by_time[by_time["requests"] >= DRIFT_MIN_REQUESTS]["median_error"]
+    return float(ok.max() - ok.min()) if len(ok) >= 2 else None
+
+
 def compare_dirs(pred: Path, meas: Path) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
     from sim.output import read_results
 
@@ -125,6 +152,7 @@ def compare_dirs(pred: Path, meas: Path) -> tuple[pd.DataFrame, pd.DataFrame, di
                 f"{pred} and {meas}: the requests' {key} differ: not the same trace (scenario, seed)"
             )
     table = pd.DataFrame(metric_rows(ps, pr, ms, mr))
+    by_time = tpot_error_by_time(pr, mr)
     meta = {
         "predicted": str(pred),
         "measured": str(meas),
@@ -134,6 +162,11 @@ def compare_dirs(pred: Path, meas: Path) -> tuple[pd.DataFrame, pd.DataFrame, di
         "profile": ps.get("profile"),
         "host_time_factor_predicted": ps.get("host_time_factor", 1.0),
         "host_speed_measured": ms.get("host_speed"),
+        "tpot_error_by_time": {
+            "bin_s": DRIFT_BIN_S,
+            "bins": by_time.to_dict("records"),
+            "spread": drift_spread(by_time),
+        },
     }
     return table, per_request_errors(pr, mr), meta
 
@@ -164,10 +197,19 @@ def print_table(table: pd.DataFrame, meta: dict) -> None:
             f"sim replay --hostspeed{'; ' + passes if passes and name == hs['profile'] else ''}); "
             f"the prediction used {meta['host_time_factor_predicted']:.2f}"
         )
+    drift = meta.get("tpot_error_by_time", {})
+    if (spread := drift.get("spread")) is not None and spread > DRIFT_NOTE_SPREAD:
+        med = [b["median_error"] for b in drift["bins"] if b["requests"] >= DRIFT_MIN_REQUESTS]
+        click.echo(
+            f"TPOT error by time in the run ({drift['bin_s']:g} s bins): {min(med) * 100:+.0f}% to "
+            f"{max(med) * 100:+.0f}%. If the engine is host-bound, the live machine's speed "
+            "may have changed during the run; one host_time_factor cannot follow that."
+        )
 
 
 def plot_overlay(pred: Path, meas: Path, out: Path, title: str) -> Path:
-    """Power timelines (all GPUs summed) and latency CDFs, predicted vs measured."""
+    """Power timelines (all GPUs summed), CDFs of latencies and per-request energy, and the
+    TPOT error over the run, predicted vs measured."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -177,7 +219,7 @@ def plot_overlay(pred: Path, meas: Path, out: Path, title: str) -> Path:
 
     _, pr, pt = read_results(pred)
     _, mr, mt = read_results(meas)
-    fig, axes = plt.subplots(2, 2, figsize=(12, 7))
+    fig, axes = plt.subplots(2, 3, figsize=(17, 7))
     ax = axes[0, 0]
     for tl, label, style in ((mt, "measured", "-"), (pt, "predicted", "--")):
         mid = (tl["t_start_s"] + tl["t_end_s"]) / 2
@@ -186,8 +228,10 @@ def plot_overlay(pred: Path, meas: Path, out: Path, title: str) -> Path:
     ax.set_ylabel("GPU power (W, all GPUs)")
     ax.set_title("power timeline")
     ax.legend()
+    _plot_tpot_error_by_time(axes[1, 2], pr, mr)
     for ax, col, name in (
         (axes[0, 1], "ttft_s", "TTFT"),
+        (axes[0, 2], "energy_j", "energy per request (attributed)"),
         (axes[1, 0], "tpot_s", "TPOT"),
         (axes[1, 1], "e2e_s", "end-to-end"),
     ):
@@ -195,7 +239,7 @@ def plot_overlay(pred: Path, meas: Path, out: Path, title: str) -> Path:
             v = np.sort(_ok(df)[col].dropna().to_numpy())
             if len(v):
                 ax.step(v, np.arange(1, len(v) + 1) / len(v), style, where="post", label=label)
-        ax.set_xlabel(f"{name} (s)")
+        ax.set_xlabel(f"{name} ({'J' if col == 'energy_j' else 's'})")
         ax.set_ylabel("fraction of requests")
         ax.set_title(f"{name} CDF")
         ax.legend()
@@ -206,6 +250,23 @@ def plot_overlay(pred: Path, meas: Path, out: Path, title: str) -> Path:
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
+
+
+def _plot_tpot_error_by_time(ax, pr: pd.DataFrame, mr: pd.DataFrame) -> None:
+    """Per-request TPOT error against when the request decoded, with the bins' medians."""
+    j = per_request_errors(pr, mr)
+    j = j[(j["pred_status"] == OK) & (j["meas_status"] == OK)]
+    when = mr.set_index("request_id").loc[j["request_id"], ["first_token_s", "finish_s"]]
+    mid = ((when["first_token_s"] + when["finish_s"]) / 2).to_numpy()
+    ax.scatter(mid, j["err_tpot_s"] * 100, s=8, alpha=0.5, label="request")
+    b = tpot_error_by_time(pr, mr)
+    b = b[b["requests"] >= DRIFT_MIN_REQUESTS]
+    ax.step(b["bin_start_s"], b["median_error"] * 100, where="post", color="k", label="bin median")
+    ax.axhline(0, color="grey", lw=0.6)
+    ax.set_xlabel("time in the measured run (s)")
+    ax.set_ylabel("TPOT error (%)")
+    ax.set_title(f"TPOT error over the run ({DRIFT_BIN_S:g} s bins)")
+    ax.legend()
 
 
 @click.command("compare")

@@ -44,3 +44,44 @@ def test_measured_energy_adds_up():
         s = json.loads((DOCS / "measured" / case / "summary.json").read_text())
         df = pd.read_csv(DOCS / "measured" / case / "requests.csv")
         assert df["energy_j"].sum() == pytest.approx(s["energy"]["total_j"], rel=1e-6)
+
+
+def test_tpot_error_by_time_shows_a_slow_episode():
+    """Lease C's fixed500ms: a steady load, and for 10 s (30-40 s into the run) tokens came
+    110-113 ms apart instead of about 70. The per-request TPOT error is most negative in that
+    bin, and the bins' spread is large enough for compare to say so."""
+    import pandas as pd
+
+    from sim.compare import DRIFT_NOTE_SPREAD, drift_spread, tpot_error_by_time
+
+    lease = DOCS / "h200-c"
+    pr = pd.read_csv(lease / "predicted" / "fixed500ms" / "requests.csv")
+    mr = pd.read_csv(lease / "measured" / "fixed500ms" / "requests.csv")
+    by_time = tpot_error_by_time(pr, mr)
+    assert by_time["requests"].sum() == 100  # every request lands in one bin
+    assert (by_time["bin_start_s"].diff().dropna() > 0).all()
+    full = by_time[by_time["requests"] >= 3]
+    worst = full.loc[full["median_error"].idxmin(), "bin_start_s"]
+    assert worst == 30.0
+    assert drift_spread(by_time) > DRIFT_NOTE_SPREAD
+    # a run compared with itself has no error at any time
+    assert drift_spread(tpot_error_by_time(mr, mr)) == pytest.approx(0.0, abs=1e-12)
+
+
+def test_compare_prints_the_drift(tmp_path):
+    lease = DOCS / "h200-c"
+    res = CliRunner().invoke(
+        main,
+        [
+            "compare",
+            str(lease / "predicted" / "fixed500ms"),
+            str(lease / "measured" / "fixed500ms"),
+            "--out",
+            str(tmp_path),
+            "--no-plot",
+        ],
+    )
+    assert res.exit_code == 0, res.output
+    assert "speed may have changed during the run" in res.output
+    data = json.loads((tmp_path / "compare.json").read_text())
+    assert data["tpot_error_by_time"]["spread"] > 0.2
