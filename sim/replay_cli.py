@@ -93,8 +93,9 @@ def _make_engine(name: str, scen, card, endpoint: str | None, model_name: str | 
 @click.option(
     "--hostspeed/--no-hostspeed",
     default=False,
-    help="after the replays, measure this machine's hardware.host_time_factor (built-in "
-    "engines, one GPU; about 10 s) and record it in each result's summary.json",
+    help="before the first replay and after each, measure this machine's "
+    "hardware.host_time_factor (built-in engines, one GPU; about 10 s a pass) and record each "
+    "replay's bracket in its summary.json and hostspeed.csv",
 )
 @click.option("--quiet", is_flag=True)
 def replay_cmd(
@@ -119,7 +120,6 @@ def replay_cmd(
     their model once). `--engine transformers` runs transformers-cb scenarios on the continuous
     batching manager and sequential ones on HF generate, one request at a time.
     """
-    done: list[tuple] = []  # (results dir, scenario) of each finished replay of this rank
     builtin = engine_name in ("transformers", "transformers-generate")
     before_csv = None
     if hostspeed and builtin and _world_size() == 1:
@@ -146,21 +146,24 @@ def replay_cmd(
             plot,
             quiet,
         )
-        if isinstance(ok, tuple):
-            done.append(ok)
         if not ok:
             click.echo("interrupted: the remaining scenarios are skipped")
             break
-    one_gpu = [d for d in done if d[1].hardware.gpus_per_replica == 1]
-    if hostspeed and one_gpu and builtin:
-        record_host_speed(one_gpu, device, meter, before_csv=before_csv)
+        if (
+            before_csv is not None
+            and isinstance(ok, tuple)
+            and ok[1].hardware.gpus_per_replica == 1
+        ):
+            # the pass after this scenario is the one before the next: each is bracketed
+            record_host_speed([ok], device, meter, before_csv=before_csv)
+            before_csv = _as_next_before(ok[0] / "hostspeed.csv")
 
 
 def _host_pass_before(scenarios, requests, sets, device: str, meter_on: bool) -> Path:
-    """The host-fit run before the replays (into a temporary hostspeed.csv): the lease's host
-    drifts (1.45 -> 1.70 over seven minutes of one H200 lease), so the replays are bracketed
-    by one run before and one after. The scenarios are checked first, so a bad one is
-    reported before the run."""
+    """The host-fit run before the first replay (into a temporary hostspeed.csv): the lease's
+    host drifts (0.97 -> 1.47 over six minutes of one H200 lease), so every replay is
+    bracketed by the run before it and the run after it. The scenarios are checked first, so
+    a bad one is reported before the run."""
     import tempfile
 
     from sim.cli import _overrides
@@ -171,6 +174,23 @@ def _host_pass_before(scenarios, requests, sets, device: str, meter_on: bool) ->
     csv = Path(tempfile.mkdtemp(prefix="hostspeed-")) / "hostspeed.csv"
     measure_host_pass(csv, device, meter_on, "before")
     return csv
+
+
+def _as_next_before(csv: Path) -> Path:
+    """The last pass of a scenario's hostspeed.csv (its 'after' run), re-tagged 'before-' in a
+    new temporary table: the bracket's first row for the next scenario."""
+    import tempfile
+
+    import pandas as pd
+
+    last = pd.read_csv(csv).tail(1).copy()
+    old_tag = str(last["tag"].iloc[0])
+    new_tag = "before-" + old_tag.split("-", 1)[-1]
+    last["tag"] = new_tag
+    last["key"] = last["key"].astype(str).str.replace(old_tag, new_tag, regex=False)
+    out = Path(tempfile.mkdtemp(prefix="hostspeed-")) / "hostspeed.csv"
+    last.to_csv(out, index=False)
+    return out
 
 
 def _world_size() -> int:
@@ -195,11 +215,12 @@ def measure_host_pass(csv: Path, device: str, meter_on: bool, when: str, shape=N
 def record_host_speed(
     done: list[tuple], device: str, meter_on: bool, shape=None, before_csv: Path | None = None
 ) -> float:
-    """Measure the host-fit run after the replays (so it does not warm their engine) and,
-    with the run before them when there is one (before_csv), write the lease's
+    """Measure the host-fit run after the replays in `done` (so it does not warm their engine)
+    and, with the run before them when there is one (before_csv), write the lease's
     host_time_factor to each result's summary.json ('host_speed'): the mean of the passes
     against the scenario's profile, each pass, and the mean against every shipped profile.
-    hostspeed.csv (all passes) beside each result."""
+    hostspeed.csv (all passes) beside each result. `sim replay --hostspeed` calls it after
+    every replay, so each one is bracketed by the passes just before and just after it."""
     import json
     import shutil
 
@@ -244,8 +265,8 @@ def record_host_speed(
             "measured_s_per_token": [float(x) for x in f.measured_s],
             "predicted_s_per_token": float(f.predicted_s.iloc[-1]),
             "utc": [str(u) for u in f.utc],
-            "method": "calibrate/hostspeed.py before and after the replays (mean of the "
-            "passes), hostspeed.csv",
+            "method": "calibrate/hostspeed.py just before and just after the replay (mean of "
+            "the passes), hostspeed.csv",
         }
         path.write_text(json.dumps(summary, indent=2) + "\n")
         each = ", ".join(f"{k} {v:.2f}" for k, v in passes.items())

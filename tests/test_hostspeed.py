@@ -87,6 +87,7 @@ def test_replay_records_the_live_host_speed_and_compare_reports_it(tiny_models, 
     pytest.importorskip("torch")
     pytest.importorskip("transformers")
     import json
+    import shutil
 
     from click.testing import CliRunner
 
@@ -121,6 +122,24 @@ def test_replay_records_the_live_host_speed_and_compare_reports_it(tiny_models, 
     r = CliRunner().invoke(main, ["compare", str(pred), str(meas), "--no-plot"])
     assert r.exit_code == 0, r.output
     assert f"host_time_factor {f:.2f} against h100-sxm" in r.output
+
+    # the next replay's bracket starts with this one's after pass (sim replay --hostspeed
+    # measures one pass between consecutive replays)
+    from sim.replay_cli import _as_next_before
+
+    nxt = _as_next_before(meas / "hostspeed.csv")
+    row = pd.read_csv(nxt)
+    after = pd.read_csv(meas / "hostspeed.csv").iloc[-1]
+    assert len(row) == 1 and row["tag"].iloc[0].startswith("before-")
+    assert row["key"].iloc[0].endswith(row["tag"].iloc[0])
+    assert row["decode_s_per_token"].iloc[0] == pytest.approx(after["decode_s_per_token"])
+    meas2 = tmp_path / "meas2"
+    shutil.copytree(meas, meas2)
+    (meas2 / "hostspeed.csv").unlink()
+    record_host_speed([(meas2, scen)], "cpu", False, shape=tiny, before_csv=nxt)
+    hs2 = json.loads((meas2 / "summary.json").read_text())["host_speed"]
+    assert hs2["passes"]["before"] == pytest.approx(hs["passes"]["after"])
+    assert len(pd.read_csv(meas2 / "hostspeed.csv")) == 2
 
 
 def test_run_takes_the_host_speed_of_measured_runs(tmp_path: Path):
