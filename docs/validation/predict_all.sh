@@ -20,6 +20,15 @@ one_gpu() {  # DIR [--host-speed TABLE ...]   (the cases: $CASES)
   done
 }
 
+one_gpu_bracketed() {  # DIR: each case with the host passes just before and after it
+  local dir=$1
+  for n in $CASES; do
+    sim run scenarios/validation/$n.yaml --profile h200 --set hardware.gpu=h200 \
+      --host-speed "$dir/measured/$n" --out "$dir/predicted/$n" --quiet
+    sim compare "$dir/predicted/$n" "$dir/measured/$n" --out "$dir/compare/$n" > /dev/null
+  done
+}
+
 tp() {  # DIR TP PREFIX CASE [--host-speed TABLE]   (tp4/ keeps each session's: PREFIX s5-)
   local dir=$1 deg=$2 pre=$3 n=$4
   shift 4
@@ -46,6 +55,8 @@ one_gpu $V/h200-b --host-speed $V/h200-b/host/hostspeed-before.csv \
 one_gpu $V/h200-c --host-speed $V/h200-c/measured/burst/hostspeed.csv  # before and after rows
 # lease D (sixth session) also replayed the burst on a warmed-up engine (burst_warm)
 CASES="$CASES burst_warm" one_gpu $V/h200-d --host-speed $V/h200-d/measured/burst/hostspeed.csv
+# lease E (sixth session): sim replay --hostspeed bracketed every case with its own two passes
+CASES="$CASES burst_warm" one_gpu_bracketed $V/h200-e
 
 for n in sequential fixed2s cb_fixed500ms cb_burst; do
   tp $V/tp2 2 "" $n
