@@ -15,7 +15,7 @@ mkdir -p "$OUT" "$RES"
   python3 -c "import torch, transformers, pynvml; print('torch', torch.__version__, 'transformers', transformers.__version__)"
   python3 -c "import flash_attn" 2>&1 | tail -1
 } > "$RES/environment.txt" 2>&1
-SCEN="burst fixed50ms fixed300ms fixed500ms uniform sequential burst_warm"
+SCEN=${SCEN:-"burst fixed50ms fixed300ms fixed500ms uniform sequential burst_warm"}  # SCEN="..." to run a subset
 FILES=$(for s in $SCEN; do printf 'scenarios/validation/%s.yaml ' "$s"; done)
 PYTHONUNBUFFERED=1 python3 -c "from sim.cli import main; main()" replay $FILES \
   --engine transformers --hostspeed --out "$RES" --quiet > "$RES/replay.log" 2>&1 &
