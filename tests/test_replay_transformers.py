@@ -55,5 +55,7 @@ def test_cpu_replay(tiny_models, tmp_path, scenario, extra, warm):
     summary = json.loads((out / "summary.json").read_text())
     assert summary["requests"]["completed"] == 5
     assert summary["server_limits"]["warmed_up"] is warm
+    if warm and scenario != "sequential":  # CB: one full step's token budget (512 here)
+        assert summary["server_limits"]["warm_up_tokens"] == 512
     tokens = pd.read_csv(out / "token_times.csv")
     assert len(tokens) == df["generated_tokens"].sum()

@@ -119,15 +119,18 @@ def start_manager(model, config, timeout_s: float = 600.0):
     return manager
 
 
-# the warm-up request: long enough to run the prefill and decode paths, short enough to take
-# well under a second once the process is set up
-WARM_UP_PROMPT = 32
-WARM_UP_NEW = 4
+# The warm-up, like TGI's at launch: prefill a full step's token budget. One short request is
+# not enough: on a fresh H200 process a 32-token warm-up left the first full step of a burst
+# 0.67 s slower than predicted (docs/validation.md, lease F); the first large step pays for
+# itself (allocator growth, GEMM and attention plans for the large shapes).
+WARM_UP_PROMPT = 512
+WARM_UP_NEW = 2
+WARM_UP_BUDGET = 8192  # tokens, when the engine reports no budget of its own
 
 
-def warm_up_prompt(card: ModelCard) -> list[int]:
-    """Token ids of the warm-up prompt (any ids below the vocabulary size do)."""
-    return [1 + i % (card.vocab_size - 1) for i in range(WARM_UP_PROMPT)]
+def warm_up_prompt(card: ModelCard, length: int = WARM_UP_PROMPT) -> list[int]:
+    """Token ids of a warm-up prompt (any ids below the vocabulary size do)."""
+    return [1 + i % (card.vocab_size - 1) for i in range(length)]
 
 
 class TransformersCbEngine:
@@ -206,20 +209,29 @@ class TransformersCbEngine:
         rec.extra["token_times"] = [t - self.t0 for t in ts]
 
     def warm_up(self) -> None:
-        """One short request through the started manager, before the trace: its first step
-        pays the process's one-time set-up here (TGI warms up at launch the same way), so the
-        run matches a scenario with server.cold_start false."""
-        rid = "warm-up"
-        self.manager.add_request(
-            warm_up_prompt(self.card), request_id=rid, max_new_tokens=WARM_UP_NEW, eos_token_id=-1
-        )
-        for out in self.manager.request_id_iter(rid):
-            if out.is_finished():
-                if out.error:
-                    raise RuntimeError(f"warm-up request failed: {out.error}")
-                self._info["warmed_up"] = True
-                return
-        raise RuntimeError("warm-up request: the manager stopped before it finished")
+        """Before the trace, fill one step's token budget with warm-up prompts and let them
+        finish: the first large step pays the process's one-time costs here, as TGI's warm-up
+        does at launch, so the run matches a scenario with server.cold_start false."""
+        budget = int(self._info.get("max_batch_tokens") or WARM_UP_BUDGET)
+        n = max(1, budget // WARM_UP_PROMPT)
+        rids = [f"warm-up-{i}" for i in range(n)]
+        for rid in rids:
+            self.manager.add_request(
+                warm_up_prompt(self.card),
+                request_id=rid,
+                max_new_tokens=WARM_UP_NEW,
+                eos_token_id=-1,
+            )
+        for rid in rids:
+            for out in self.manager.request_id_iter(rid):
+                if out.is_finished():
+                    if out.error:
+                        raise RuntimeError(f"warm-up request failed: {out.error}")
+                    break
+            else:
+                raise RuntimeError("warm-up: the manager stopped before its requests finished")
+        self._info["warmed_up"] = True
+        self._info["warm_up_tokens"] = n * WARM_UP_PROMPT
 
     def stop(self) -> None:
         if self.manager is not None:
@@ -277,7 +289,8 @@ class TransformersGenerateEngine:
         self._thread.start()
 
     def warm_up(self) -> None:
-        """One short generate() before the trace (see TransformersCbEngine.warm_up)."""
+        """One generate() of a WARM_UP_PROMPT-token prompt before the trace (see
+        TransformersCbEngine.warm_up)."""
         import torch
 
         if self.model is None:
