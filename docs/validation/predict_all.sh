@@ -57,6 +57,8 @@ one_gpu $V/h200-c --host-speed $V/h200-c/measured/burst/hostspeed.csv  # before 
 CASES="$CASES burst_warm" one_gpu $V/h200-d --host-speed $V/h200-d/measured/burst/hostspeed.csv
 # lease E (sixth session): sim replay --hostspeed bracketed every case with its own two passes
 CASES="$CASES burst_warm" one_gpu_bracketed $V/h200-e
+# lease F: five cases (burst_warm first, in a fresh process), bracketed the same way
+CASES="burst_warm fixed50ms fixed300ms fixed500ms uniform" one_gpu_bracketed $V/h200-f
 
 for n in sequential fixed2s cb_fixed500ms cb_burst; do
   tp $V/tp2 2 "" $n
