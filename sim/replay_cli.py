@@ -124,13 +124,20 @@ def replay_cmd(
     before_csv = None
     if hostspeed and builtin and _world_size() == 1:
         before_csv = _host_pass_before(scenarios, requests, sets, device, meter)
-    for scenario in scenarios:
+    for i, scenario in enumerate(scenarios):
+        from sim.cli import _overrides
+        from sim.scenario import load_scenario
+
+        scen = load_scenario(scenario, _overrides(requests, sets))
         target = out_dir
         if out_dir is not None and len(scenarios) > 1:
-            from sim.cli import _overrides
-            from sim.scenario import load_scenario
-
-            target = out_dir / load_scenario(scenario, _overrides(requests, sets)).name
+            target = out_dir / scen.name
+        if builtin and i > 0 and getattr(scen.server, "cold_start", False):
+            click.echo(
+                f"warning: {scenario} sets server.cold_start: true, but this process's engine "
+                "already served the scenarios before it: the run will not pay the fresh "
+                "engine's set-up that the prediction charges (replay it first, or alone)"
+            )
         ok = _replay_one(
             scenario,
             engine_name,

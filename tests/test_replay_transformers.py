@@ -59,3 +59,34 @@ def test_cpu_replay(tiny_models, tmp_path, scenario, extra, warm):
         assert summary["server_limits"]["warm_up_tokens"] == 512
     tokens = pd.read_csv(out / "token_times.csv")
     assert len(tokens) == df["generated_tokens"].sum()
+
+
+def test_a_cold_start_scenario_after_another_is_flagged(tiny_models, tmp_path):
+    """burst.yaml promises a fresh engine; replayed second in one process it cannot get one."""
+    args = [
+        "replay",
+        "scenarios/validation/fixed50ms.yaml",
+        "scenarios/validation/burst.yaml",
+        "--engine",
+        "transformers",
+        "--device",
+        "cpu",
+        "--no-meter",
+        "--requests",
+        "2",
+        "--set",
+        "model=tiny-llama",
+        "--set",
+        "dtype=float32",
+        *CB_SMALL,
+        "--out",
+        str(tmp_path),
+        "--quiet",
+    ]
+    res = CliRunner().invoke(main, args)
+    assert res.exit_code == 0, res.output
+    assert "burst.yaml sets server.cold_start: true" in res.output
+    for name in ("val-fixed50ms", "val-burst"):
+        assert (
+            json.loads((tmp_path / name / "summary.json").read_text())["requests"]["completed"] == 2
+        )
