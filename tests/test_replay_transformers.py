@@ -17,6 +17,14 @@ pytest.importorskip("transformers")
 CB_SMALL = ["--set", "server.num_blocks=64", "--set", "server.max_batch_tokens=512"]
 
 
+def _replay(scenarios: list[str], out, requests: int, extra: list[str]):
+    """`sim replay` of validation scenarios on CPU with the tiny random model, unmetered."""
+    paths = [f"scenarios/validation/{s}.yaml" for s in scenarios]
+    args = ["replay", *paths, "--engine", "transformers", "--device", "cpu", "--no-meter"]
+    args += ["--requests", str(requests), "--set", "model=tiny-llama", "--set", "dtype=float32"]
+    return CliRunner().invoke(main, [*args, *extra, "--out", str(out), "--quiet"])
+
+
 @pytest.mark.parametrize(
     "scenario,extra,warm",
     [
@@ -27,26 +35,7 @@ CB_SMALL = ["--set", "server.num_blocks=64", "--set", "server.max_batch_tokens=5
 )
 def test_cpu_replay(tiny_models, tmp_path, scenario, extra, warm):
     out = tmp_path / scenario
-    args = [
-        "replay",
-        f"scenarios/validation/{scenario}.yaml",
-        "--engine",
-        "transformers",
-        "--device",
-        "cpu",
-        "--no-meter",
-        "--requests",
-        "5",
-        "--set",
-        "model=tiny-llama",
-        "--set",
-        "dtype=float32",
-        *extra,
-        "--out",
-        str(out),
-        "--quiet",
-    ]
-    res = CliRunner().invoke(main, args)
+    res = _replay([scenario], out, 5, extra)
     assert res.exit_code == 0, res.output
     df = pd.read_csv(out / "requests.csv")
     assert (df["status"] == "ok").all()
@@ -63,27 +52,7 @@ def test_cpu_replay(tiny_models, tmp_path, scenario, extra, warm):
 
 def test_a_cold_start_scenario_after_another_is_flagged(tiny_models, tmp_path):
     """burst.yaml promises a fresh engine; replayed second in one process it cannot get one."""
-    args = [
-        "replay",
-        "scenarios/validation/fixed50ms.yaml",
-        "scenarios/validation/burst.yaml",
-        "--engine",
-        "transformers",
-        "--device",
-        "cpu",
-        "--no-meter",
-        "--requests",
-        "2",
-        "--set",
-        "model=tiny-llama",
-        "--set",
-        "dtype=float32",
-        *CB_SMALL,
-        "--out",
-        str(tmp_path),
-        "--quiet",
-    ]
-    res = CliRunner().invoke(main, args)
+    res = _replay(["fixed50ms", "burst"], tmp_path, 2, CB_SMALL)
     assert res.exit_code == 0, res.output
     assert "burst.yaml sets server.cold_start: true" in res.output
     for name in ("val-fixed50ms", "val-burst"):
