@@ -35,3 +35,16 @@ def test_two_rank_tensor_parallel_generate_on_cpu(tmp_path: Path, torchrun2):
     assert r.returncode == 0, r.stderr[-3000:]
     assert "RANK0 True [('ok', 4), ('ok', 4), ('ok', 4)] 2" in r.stdout
     assert "FOLLOWER 3" in r.stdout
+
+
+WARM_DRIVER = DRIVER.replace("eng.load(); eng.start()", "eng.load(); eng.start(); eng.warm_up()")
+
+
+def test_tensor_parallel_warm_up_is_mirrored_on_every_rank(tmp_path: Path, torchrun2):
+    """sim replay warms a TP generate engine up (server.cold_start false): rank 0's warm-up
+    generate() must run on the other ranks too, or its collectives wait for them forever."""
+    assert WARM_DRIVER != DRIVER
+    r = torchrun2(WARM_DRIVER, str(tmp_path / "model"), timeout=300)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "RANK0 True [('ok', 4), ('ok', 4), ('ok', 4)] 2" in r.stdout
+    assert "FOLLOWER 4" in r.stdout  # the three requests and the warm-up

@@ -290,15 +290,12 @@ class TransformersGenerateEngine:
 
     def warm_up(self) -> None:
         """One generate() of a WARM_UP_PROMPT-token prompt before the trace (see
-        TransformersCbEngine.warm_up)."""
-        import torch
-
+        TransformersCbEngine.warm_up), through the requests' own _generate, so an engine that
+        mirrors its calls on other ranks (tensor parallelism) mirrors this one too."""
         if self.model is None:
             self.load()
-        x = torch.tensor([warm_up_prompt(self.card)], device=self.device)
-        greedy.generate(self.model, x, WARM_UP_NEW)
-        if self.device.startswith("cuda"):
-            torch.cuda.synchronize()
+        warm = RequestRecord(-1, 0.0, WARM_UP_PROMPT, WARM_UP_NEW)
+        self._generate(warm, warm_up_prompt(self.card))
         self.warmed_up = True
 
     def _generate(self, rec: RequestRecord, ids: list[int]) -> None:
