@@ -120,15 +120,18 @@ def replay_cmd(
     their model once). `--engine transformers` runs transformers-cb scenarios on the continuous
     batching manager and sequential ones on HF generate, one request at a time.
     """
+    from sim.cli import _overrides
+    from sim.scenario import load_scenario
+
+    if requests is not None and requests <= 0:
+        raise UserError("--requests must be > 0")
+    # every scenario is checked before the first run, so a bad one costs no GPU time
+    scens = [load_scenario(s, _overrides(requests, sets)) for s in scenarios]
     builtin = engine_name in ("transformers", "transformers-generate")
     before_csv = None
     if hostspeed and builtin and _world_size() == 1:
-        before_csv = _host_pass_before(scenarios, requests, sets, device, meter)
-    for i, scenario in enumerate(scenarios):
-        from sim.cli import _overrides
-        from sim.scenario import load_scenario
-
-        scen = load_scenario(scenario, _overrides(requests, sets))
+        before_csv = _host_pass_before(device, meter)
+    for i, (scenario, scen) in enumerate(zip(scenarios, scens, strict=True)):
         target = out_dir
         if out_dir is not None and len(scenarios) > 1:
             target = out_dir / scen.name
@@ -139,13 +142,11 @@ def replay_cmd(
                 "engine's set-up that the prediction charges (replay it first, or alone)"
             )
         ok = _replay_one(
-            scenario,
+            scen,
             engine_name,
             endpoint,
             model_name,
             target,
-            requests,
-            sets,
             timeout_s,
             device,
             meter,
@@ -156,28 +157,18 @@ def replay_cmd(
         if not ok:
             click.echo("interrupted: the remaining scenarios are skipped")
             break
-        if (
-            before_csv is not None
-            and isinstance(ok, tuple)
-            and ok[1].hardware.gpus_per_replica == 1
-        ):
+        if before_csv is not None and isinstance(ok, Path) and scen.hardware.gpus_per_replica == 1:
             # the pass after this scenario is the one before the next: each is bracketed
-            record_host_speed([ok], device, meter, before_csv=before_csv)
-            before_csv = _as_next_before(ok[0] / "hostspeed.csv")
+            record_host_speed(ok, scen, device, meter, before_csv=before_csv)
+            before_csv = _as_next_before(ok / "hostspeed.csv")
 
 
-def _host_pass_before(scenarios, requests, sets, device: str, meter_on: bool) -> Path:
+def _host_pass_before(device: str, meter_on: bool) -> Path:
     """The host-fit run before the first replay (into a temporary hostspeed.csv): the lease's
     host drifts (0.97 -> 1.47 over six minutes of one H200 lease), so every replay is
-    bracketed by the run before it and the run after it. The scenarios are checked first, so
-    a bad one is reported before the run."""
+    bracketed by the run before it and the run after it."""
     import tempfile
 
-    from sim.cli import _overrides
-    from sim.scenario import load_scenario
-
-    for scenario in scenarios:
-        load_scenario(scenario, _overrides(requests, sets))
     csv = Path(tempfile.mkdtemp(prefix="hostspeed-")) / "hostspeed.csv"
     measure_host_pass(csv, device, meter_on, "before")
     return csv
@@ -220,14 +211,19 @@ def measure_host_pass(csv: Path, device: str, meter_on: bool, when: str, shape=N
 
 
 def record_host_speed(
-    done: list[tuple], device: str, meter_on: bool, shape=None, before_csv: Path | None = None
+    out_dir: Path,
+    scen,
+    device: str,
+    meter_on: bool,
+    shape=None,
+    before_csv: Path | None = None,
 ) -> float:
-    """Measure the host-fit run after the replays in `done` (so it does not warm their engine)
-    and, with the run before them when there is one (before_csv), write the lease's
-    host_time_factor to each result's summary.json ('host_speed'): the mean of the passes
-    against the scenario's profile, each pass, and the mean against every shipped profile.
-    hostspeed.csv (all passes) beside each result. `sim replay --hostspeed` calls it after
-    every replay, so each one is bracketed by the passes just before and just after it."""
+    """Measure the host-fit run after the replay in out_dir (so it does not warm its engine)
+    and, with the run before it when there is one (before_csv), write the lease's
+    host_time_factor to its summary.json ('host_speed'): the mean of the passes against the
+    scenario's profile, each pass, and the mean against every shipped profile; hostspeed.csv
+    (both passes) beside it. `sim replay --hostspeed` calls it after every replay, so each
+    one is bracketed by the passes just before and just after it."""
     import json
     import shutil
 
@@ -236,8 +232,7 @@ def record_host_speed(
     from calibrate.hostspeed import host_time_factor
     from sim.profile import default_profile_name, load_profile, shipped_profile_names
 
-    first = done[0][0]
-    csv = first / "hostspeed.csv"
+    csv = out_dir / "hostspeed.csv"
     if before_csv is not None and before_csv.exists():
         shutil.copy(before_csv, csv)
     measure_host_pass(csv, device, meter_on, "after", shape)
@@ -248,36 +243,32 @@ def record_host_speed(
         f = host_time_factor(runs, load_profile(name)[0])
         if len(f):
             by_profile[name] = f
-    factor = float("nan")
-    for out_dir, scen in done:
-        if out_dir != first:
-            shutil.copy(csv, out_dir / "hostspeed.csv")
-        name = scen.profile or default_profile_name(scen.hardware.gpu)
-        f = by_profile.get(name)
-        if f is None:
-            f = host_time_factor(runs, load_profile(name)[0])
-        if not len(f):
-            continue
-        factor = float(f.host_time_factor.mean())
-        passes = {
-            str(t).split("-")[0]: float(v) for t, v in zip(f.tag, f.host_time_factor, strict=True)
-        }
-        path = out_dir / "summary.json"
-        summary = json.loads(path.read_text())
-        summary["host_speed"] = {
-            "host_time_factor": factor,
-            "profile": name,
-            "passes": passes,
-            "by_profile": {n: float(g.host_time_factor.mean()) for n, g in by_profile.items()},
-            "measured_s_per_token": [float(x) for x in f.measured_s],
-            "predicted_s_per_token": float(f.predicted_s.iloc[-1]),
-            "utc": [str(u) for u in f.utc],
-            "method": "calibrate/hostspeed.py just before and just after the replay (mean of "
-            "the passes), hostspeed.csv",
-        }
-        path.write_text(json.dumps(summary, indent=2) + "\n")
-        each = ", ".join(f"{k} {v:.2f}" for k, v in passes.items())
-        click.echo(f"{out_dir}: host_time_factor {factor:.2f} against profile {name} ({each})")
+    name = scen.profile or default_profile_name(scen.hardware.gpu)
+    f = by_profile.get(name)
+    if f is None:
+        f = host_time_factor(runs, load_profile(name)[0])
+    if not len(f):
+        return float("nan")
+    factor = float(f.host_time_factor.mean())
+    passes = {
+        str(t).split("-")[0]: float(v) for t, v in zip(f.tag, f.host_time_factor, strict=True)
+    }
+    path = out_dir / "summary.json"
+    summary = json.loads(path.read_text())
+    summary["host_speed"] = {
+        "host_time_factor": factor,
+        "profile": name,
+        "passes": passes,
+        "by_profile": {n: float(g.host_time_factor.mean()) for n, g in by_profile.items()},
+        "measured_s_per_token": [float(x) for x in f.measured_s],
+        "predicted_s_per_token": float(f.predicted_s.iloc[-1]),
+        "utc": [str(u) for u in f.utc],
+        "method": "calibrate/hostspeed.py just before and just after the replay (mean of "
+        "the passes), hostspeed.csv",
+    }
+    path.write_text(json.dumps(summary, indent=2) + "\n")
+    each = ", ".join(f"{k} {v:.2f}" for k, v in passes.items())
+    click.echo(f"{out_dir}: host_time_factor {factor:.2f} against profile {name} ({each})")
     return factor
 
 
@@ -317,29 +308,25 @@ def _tensor_parallel_engine(scen, card, engine_name):
 
 
 def _replay_one(
-    scenario,
+    scen,
     engine_name,
     endpoint,
     model_name,
     out_dir,
-    requests,
-    sets,
     timeout_s,
     device,
     meter,
     gpus,
     plot,
     quiet,
-) -> bool:
+) -> Path | bool:
+    """One scenario against the live engine; its results dir when it completed, True on a
+    follower rank (rank 0 writes), False when interrupted."""
     from calibrate.live.base import RequestRecord
     from calibrate.live.driver import prompt_ids, replay
-    from sim.cli import _overrides
-    from sim.scenario import load_scenario, scenario_card
+    from sim.scenario import scenario_card
     from sim.workload import generate_trace
 
-    if requests is not None and requests <= 0:
-        raise UserError("--requests must be > 0")
-    scen = load_scenario(scenario, _overrides(requests, sets))
     card = scenario_card(scen)
     trace = generate_trace(scen.workload, scen.seed)
     out_dir = out_dir or Path("results") / f"{scen.name}-measured"
@@ -419,7 +406,7 @@ def _replay_one(
         summary, _, _ = read_results(out_dir)
         print_summary(summary)
         click.echo(f"results in {out_dir}" + ("" if completed else " (run interrupted: partial)"))
-    return (out_dir, scen) if completed else False
+    return out_dir if completed else False
 
 
 def _write(

@@ -110,7 +110,7 @@ def test_replay_records_the_live_host_speed_and_compare_reports_it(tiny_models, 
     before = tmp_path / "before" / "hostspeed.csv"
     before.parent.mkdir()
     measure_host_pass(before, "cpu", False, "before", tiny)
-    f = record_host_speed([(meas, scen)], "cpu", False, shape=tiny, before_csv=before)
+    f = record_host_speed(meas, scen, "cpu", False, shape=tiny, before_csv=before)
     hs = json.loads((meas / "summary.json").read_text())["host_speed"]
     assert set(hs["passes"]) == {"before", "after"}
     assert hs["host_time_factor"] == pytest.approx(f) and f > 0
@@ -136,7 +136,7 @@ def test_replay_records_the_live_host_speed_and_compare_reports_it(tiny_models, 
     meas2 = tmp_path / "meas2"
     shutil.copytree(meas, meas2)
     (meas2 / "hostspeed.csv").unlink()
-    record_host_speed([(meas2, scen)], "cpu", False, shape=tiny, before_csv=nxt)
+    record_host_speed(meas2, scen, "cpu", False, shape=tiny, before_csv=nxt)
     hs2 = json.loads((meas2 / "summary.json").read_text())["host_speed"]
     assert hs2["passes"]["before"] == pytest.approx(hs["passes"]["after"])
     assert len(pd.read_csv(meas2 / "hostspeed.csv")) == 2
