@@ -79,11 +79,11 @@ def _hostspeed(out_dir: Path, meter, tag: str) -> None:
     import pandas as pd
 
     from calibrate.hostspeed import host_time_factor, measure_host_speed
-    from sim.profile import load_profile
+    from sim.profile import load_profile, shipped_profile_names
 
     measure_host_speed(out_dir / "hostspeed.csv", meter, tag)
     runs = pd.read_csv(out_dir / "hostspeed.csv")
-    for name in ("h100-sxm", "h200"):
+    for name in shipped_profile_names():
         f = host_time_factor(runs, load_profile(name)[0])
         if len(f):
             last = f.iloc[-1]

@@ -120,13 +120,19 @@ def tpot_error_by_time(pr: pd.DataFrame, mr: pd.DataFrame, bin_s: float = DRIFT_
     speed changing during the run: host-bound engines run at their CPU's speed, which on
     the lent cloud machines moved from 0.97 to 1.47 times the calibration host's within one
     six-minute call (docs/validation.md)."""
-    j = per_request_errors(pr, mr)
-    j = j[(j["pred_status"] == OK) & (j["meas_status"] == OK)].dropna(subset=["err_tpot_s"])
-    when = mr.set_index("request_id").loc[j["request_id"], ["first_token_s", "finish_s"]]
-    mid = ((when["first_token_s"] + when["finish_s"]) / 2).to_numpy()
-    j = j.assign(bin_start_s=np.floor(mid / bin_s) * bin_s)
+    j = _decoded_at(pr, mr).dropna(subset=["err_tpot_s"])
+    j = j.assign(bin_start_s=np.floor(j["decoded_at_s"] / bin_s) * bin_s)
     g = j.groupby("bin_start_s")["err_tpot_s"]
     return pd.DataFrame({"requests": g.size(), "median_error": g.median()}).reset_index()
+
+
+def _decoded_at(pr: pd.DataFrame, mr: pd.DataFrame) -> pd.DataFrame:
+    """per_request_errors of the requests that completed in both runs, with `decoded_at_s`:
+    the midpoint of each one's measured first token and finish."""
+    j = per_request_errors(pr, mr)
+    j = j[(j["pred_status"] == OK) & (j["meas_status"] == OK)]
+    when = mr.set_index("request_id").loc[j["request_id"], ["first_token_s", "finish_s"]]
+    return j.assign(decoded_at_s=((when["first_token_s"] + when["finish_s"]) / 2).to_numpy())
 
 
 def drift_spread(by_time: pd.DataFrame) -> float | None:
@@ -254,11 +260,8 @@ def plot_overlay(pred: Path, meas: Path, out: Path, title: str) -> Path:
 
 def _plot_tpot_error_by_time(ax, pr: pd.DataFrame, mr: pd.DataFrame) -> None:
     """Per-request TPOT error against when the request decoded, with the bins' medians."""
-    j = per_request_errors(pr, mr)
-    j = j[(j["pred_status"] == OK) & (j["meas_status"] == OK)]
-    when = mr.set_index("request_id").loc[j["request_id"], ["first_token_s", "finish_s"]]
-    mid = ((when["first_token_s"] + when["finish_s"]) / 2).to_numpy()
-    ax.scatter(mid, j["err_tpot_s"] * 100, s=8, alpha=0.5, label="request")
+    j = _decoded_at(pr, mr)
+    ax.scatter(j["decoded_at_s"], j["err_tpot_s"] * 100, s=8, alpha=0.5, label="request")
     b = tpot_error_by_time(pr, mr)
     b = b[b["requests"] >= DRIFT_MIN_REQUESTS]
     ax.step(b["bin_start_s"], b["median_error"] * 100, where="post", color="k", label="bin median")
