@@ -75,27 +75,31 @@ def fit_kernel_class(d: pd.DataFrame, plimit: float, source: str) -> KernelFit:
             (A / t[e_rows, None])[:, used], tr["energy_j"].to_numpy(float)[e_rows] / t[e_rows]
         )
         coef[used] = sub
-    Ft, Bt, tt = (te[c].to_numpy(float) for c in ("flops", "bytes", "seconds"))
-    tp = _time(np.log([C, M, max(t0, 1e-12)]), Ft, Bt)
-    ep = np.minimum(coef[0] * tp + coef[1] * Ft / C + coef[2] * Bt / M, plimit * tp)
-    err_t = _ape(tp, tt)
-    me = te["energy_j"].notna().to_numpy()
-    err_e = _ape(ep[me], te["energy_j"].to_numpy(float)[me]) if me.any() else np.array([np.nan])
-    return KernelFit(
+    fit = KernelFit(
         peak_flops=float(C),
         bandwidth=float(M),
         t0_s=float(t0),
         p_base_w=float(coef[0]),
         w_compute=float(coef[1]),
         w_memory=float(coef[2]),
-        fit_error=FitError(
-            n_points=len(d),
-            time_median_ape=float(np.median(err_t)),
-            time_p90_ape=float(np.percentile(err_t, 90)),
-            energy_median_ape=_nanstat(err_e, 50),
-            energy_p90_ape=_nanstat(err_e, 90),
-        ),
         source=source,
+    )
+    Ft, Bt, tt = (te[c].to_numpy(float) for c in ("flops", "bytes", "seconds"))
+    tp, ep = predict_kernel(fit, Ft, Bt, plimit)
+    err_t = _ape(tp, tt)
+    me = te["energy_j"].notna().to_numpy()
+    err_e = _ape(ep[me], te["energy_j"].to_numpy(float)[me]) if me.any() else np.array([np.nan])
+    return fit.model_copy(update={"fit_error": _fit_error(len(d), err_t, err_e)})
+
+
+def _fit_error(n_points: int, err_t: np.ndarray, err_e: np.ndarray) -> FitError:
+    """Median and p90 of held-out absolute percentage errors (energy: NaN where unmetered)."""
+    return FitError(
+        n_points=n_points,
+        time_median_ape=float(np.median(err_t)),
+        time_p90_ape=float(np.percentile(err_t, 90)),
+        energy_median_ape=_nanstat(err_e, 50),
+        energy_p90_ape=_nanstat(err_e, 90),
     )
 
 
@@ -171,14 +175,7 @@ def _leave_one_out(d: pd.DataFrame, plimit: float) -> FitError:
         err_t.append(abs(t / float(r["seconds"]) - 1.0) * 100.0)
         if np.isfinite(r["energy_j"]):
             err_e.append(abs(e / float(r["energy_j"]) - 1.0) * 100.0)
-    et, ee = np.array(err_t), np.array(err_e, float)
-    return FitError(
-        n_points=len(d),
-        time_median_ape=float(np.median(et)),
-        time_p90_ape=float(np.percentile(et, 90)),
-        energy_median_ape=_nanstat(ee, 50),
-        energy_p90_ape=_nanstat(ee, 90),
-    )
+    return _fit_error(len(d), np.array(err_t), np.array(err_e, float))
 
 
 EAGER_GPU_BOUND_TOKENS = 1024
