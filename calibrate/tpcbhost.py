@@ -23,7 +23,6 @@ columns, engine transformers_cb_tp, batch 4) to DIR/shapemiss.csv. On CPU it run
 from __future__ import annotations
 
 import itertools
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -71,16 +70,11 @@ def measure(
     """Run under torchrun; returns the rows rank 0 wrote to out_csv. misses_csv: also the
     attention shape misses of CB under TP (miss_prompt: the cached requests' prompt length,
     default shapemiss.PROMPT)."""
-    import torch
-    import torch.distributed as dist
-
     from calibrate.cbbench import start_cb_manager
-    from calibrate.live.tp_engine import follow_manager, load_tp_model, rank
-    from calibrate.tphost import start_tp_bench
-    from sim.modelcard import load_model_card
+    from calibrate.live.tp_engine import follow_manager, rank
+    from calibrate.tphost import each_tp_shape, start_tp_bench
 
     device, tp, _sync, meter = start_tp_bench()
-    cuda = device.startswith("cuda")
     done = done_keys(out_csv) if rank() == 0 else set()
     miss_done = done_keys(misses_csv) if rank() == 0 and misses_csv is not None else set()
     if rank() == 0:
@@ -92,37 +86,27 @@ def measure(
             flush=True,
         )
     run = _Run(dtype, prompt, new_tokens, min_s, meter, device, out_csv, misses_csv, miss_prompt)
-    n = 0
-    for name, layers in shapes:
-        card = (card_loader or load_model_card)(name)
-        card = card.model_copy(update={"num_hidden_layers": layers})
-        # what is left for this shape (rank 0 knows), the same on every rank
-        todo = [
-            tuple(
-                b
-                for b in batches
-                if row_key(card.name, layers, dtype, tp, b, prompt, new_tokens) not in done
-            ),
-            misses_csv is not None and miss_key(card.name, layers, dtype, tp) not in miss_done,
-        ]
-        dist.broadcast_object_list(todo, src=0)
-        todo_b, todo_miss = todo
-        if not todo_b and not todo_miss:
-            continue
-        t_build = time.perf_counter()
-        model = load_tp_model(card, dtype, 0, model_root / f"{card.name}-{layers}L-{dtype}", device)
-        t_build = time.perf_counter() - t_build
+
+    def todo_of(card):
+        """(batch sizes left, misses left) for this shape, or None when nothing is."""
+        layers = card.num_hidden_layers
+        todo_b = tuple(
+            b
+            for b in batches
+            if row_key(card.name, layers, dtype, tp, b, prompt, new_tokens) not in done
+        )
+        todo_miss = (
+            misses_csv is not None and miss_key(card.name, layers, dtype, tp) not in miss_done
+        )
+        return (todo_b, todo_miss) if todo_b or todo_miss else None
+
+    def shape(card, todo, model, t_build: float) -> int:
         if rank() == 0:
-            n += _drive(model, card, tp, todo_b, todo_miss, t_build, run)
-        else:
-            follow_manager(start_cb_manager(model, device))
-        model = None  # free the shard before the next build
-        if cuda:
-            torch.cuda.empty_cache()
-        dist.barrier()
-    dist.barrier()  # every rank leaves together, also when every shape was already measured
-    dist.destroy_process_group()
-    return n
+            return _drive(model, card, tp, *todo, t_build, run)
+        follow_manager(start_cb_manager(model, device))
+        return 0
+
+    return each_tp_shape(shapes, dtype, model_root, device, card_loader, todo_of, shape)
 
 
 @dataclass(frozen=True)

@@ -66,6 +66,38 @@ def start_tp_bench():
     return device, world_size(), (torch.cuda.synchronize if cuda else (lambda: None)), meter
 
 
+def each_tp_shape(shapes, dtype: str, model_root: Path, device: str, card_loader, todo_of, run):
+    """The per-shape loop both TP host benchmarks share, in lockstep on every rank: the card cut
+    to the shape's layers; what is left to measure (todo_of(card) on rank 0, which knows the
+    table, broadcast to all; falsy: skip the shape); the shard loaded (model_root/NAME-NL-DTYPE);
+    run(card, todo, model, build_s) -> rows written; the shard freed before the next build.
+    Every rank leaves together, also when every shape was already measured. Returns the sum."""
+    import torch
+    import torch.distributed as dist
+
+    from calibrate.live.tp_engine import load_tp_model, rank
+    from sim.modelcard import load_model_card
+
+    n = 0
+    for name, layers in shapes:
+        card = (card_loader or load_model_card)(name)
+        card = card.model_copy(update={"num_hidden_layers": layers})
+        todo = [todo_of(card) if rank() == 0 else None]
+        dist.broadcast_object_list(todo, src=0)
+        if not todo[0]:
+            continue
+        t_build = time.perf_counter()
+        model = load_tp_model(card, dtype, 0, model_root / f"{card.name}-{layers}L-{dtype}", device)
+        n += run(card, todo[0], model, time.perf_counter() - t_build)
+        model = None  # free the shard before the next build
+        if device.startswith("cuda"):
+            torch.cuda.empty_cache()
+        dist.barrier()
+    dist.barrier()
+    dist.destroy_process_group()
+    return n
+
+
 def measure(
     out_csv: Path,
     shapes=TP_FIT_SHAPES,
@@ -79,25 +111,17 @@ def measure(
 ) -> int:
     """Run under torchrun; returns the rows rank 0 wrote. misses_csv: also measure attention
     shape misses under TP (calibrate/shapemiss.py's method and columns, engine hf_eager_tp)."""
-    import torch
-    import torch.distributed as dist
-
-    from calibrate.live.tp_engine import greedy_generate, load_tp_model, rank
-    from sim.modelcard import load_model_card
+    from calibrate.live.tp_engine import greedy_generate, rank
 
     device, tp, sync, meter = start_tp_bench()
-    cuda = device.startswith("cuda")
     done = done_keys(out_csv) if rank() == 0 else set()
-    n = 0
-    for name, layers in shapes:
-        card = (card_loader or load_model_card)(name)
-        card = card.model_copy(update={"num_hidden_layers": layers})
-        key = _key(card.name, layers, dtype, tp, prompt, new_tokens)
-        skip = [key in done]
-        dist.broadcast_object_list(skip, src=0)
-        if skip[0]:
-            continue
-        model = load_tp_model(card, dtype, 0, model_root / f"{card.name}-{layers}L-{dtype}", device)
+
+    def todo_of(card) -> bool:
+        key = _key(card.name, card.num_hidden_layers, dtype, tp, prompt, new_tokens)
+        return key not in done
+
+    def run(card, _todo, model, _build_s) -> int:
+        layers, n = card.num_hidden_layers, 0
         ids = list(range(1000, 1000 + prompt))
         short = partial(greedy_generate, model, ids, 1, device)
         long = partial(greedy_generate, model, ids, new_tokens + 1, device)
@@ -121,6 +145,7 @@ def measure(
                 "utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
                 **(meter.state() if meter else {}),
             }
+            key = _key(card.name, layers, dtype, tp, prompt, new_tokens)
             append_row(
                 out_csv,
                 {"key": key, "tag": f"tp{tp}", **{k: row.get(k, "") for k in FIELDS}, "tp": tp},
@@ -130,13 +155,9 @@ def measure(
             row = _fresh_vs_cached(model, card, dtype, tp, prompt, new_tokens, device, sync, meter)
             if rank() == 0:
                 append_row(misses_csv, row)
-        model = short = long = None  # free the shard before the next build
-        if cuda:
-            torch.cuda.empty_cache()
-        dist.barrier()
-    dist.barrier()  # every rank leaves together, also when every shape was already measured
-    dist.destroy_process_group()
-    return n
+        return n
+
+    return each_tp_shape(shapes, dtype, model_root, device, card_loader, todo_of, run)
 
 
 _FRESH = [0]  # models measured so far in this process
