@@ -5,10 +5,7 @@
 # Results are tarred into $OUT every 20 s, so a timeout still returns what was measured.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
-export NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1 NVSHMEM_DISABLE_NVLS=1
-. calibrate/device/results.sh; results_start mgpu
-. calibrate/device/carried_wheels.sh
-{ date -u; nvidia-smi; nvidia-smi topo -m; python3 -c "import torch, transformers; print('torch', torch.__version__, 'transformers', transformers.__version__, 'gpus', torch.cuda.device_count())"; } > "$RES/environment.txt" 2>&1
+. calibrate/device/node.sh; node_start mgpu
 PYTHONUNBUFFERED=1 timeout 200 python3 -m calibrate.interconnect --out "$RES/interconnect" > "$RES/interconnect.log" 2>&1
 echo "interconnect exit $?" >> "$RES/interconnect.log"
 PYTHONUNBUFFERED=1 SIM_TP_MODEL_DIR=/tmp/tpmodels timeout 420 torchrun --nproc_per_node 4 -m sim.cli replay \

@@ -4,10 +4,7 @@
 # (calibrate/tphost.py). Results go to /tmp/mcal, tarred into $OUT/mcal.tgz every 20 s.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
-export NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1 NVSHMEM_DISABLE_NVLS=1
-. calibrate/device/results.sh; results_start mcal; N=$(nvidia-smi -L | wc -l)
-. calibrate/device/carried_wheels.sh
-{ date -u; nvidia-smi; nvidia-smi topo -m; } > "$RES/environment.txt" 2>&1
+. calibrate/device/node.sh; node_start mcal
 PYTHONUNBUFFERED=1 timeout ${IC_TIMEOUT:-200} python3 -c "from sim.cli import main; main()" calibrate \
   --out "$RES" --stages interconnect > "$RES/interconnect.log" 2>&1
 echo "interconnect exit $?" >> "$RES/interconnect.log"

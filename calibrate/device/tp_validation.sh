@@ -9,10 +9,7 @@
 # Results go to /tmp/tpval, tarred into $OUT/tpval.tgz every 20 s (a timeout keeps them).
 set -uo pipefail
 cd "$(dirname "$0")/../.."
-export NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1 NVSHMEM_DISABLE_NVLS=1
-. calibrate/device/results.sh; results_start tpval; N=$(nvidia-smi -L | wc -l)
-. calibrate/device/carried_wheels.sh
-{ date -u; nvidia-smi; nvidia-smi topo -m; lscpu | head -20; python3 -c "import torch, transformers; print('torch', torch.__version__, 'transformers', transformers.__version__, 'gpus', torch.cuda.device_count())"; } > "$RES/environment.txt" 2>&1
+. calibrate/device/node.sh; node_start tpval
 if [ "${TPHOST:-1}" = 1 ]; then
   PYTHONUNBUFFERED=1 timeout ${TP_TIMEOUT:-150} torchrun --standalone --nproc_per_node "$N" -m calibrate.tphost \
     --out "$RES/tphost" --misses > "$RES/tphost.log" 2>&1

@@ -7,10 +7,7 @@
 # 20 s (a timeout keeps them); fit with calibrate.fit (tpcbhost*.csv -> transformers_cb_tp{N}).
 set -uo pipefail
 cd "$(dirname "$0")/../.."
-export NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1 NVSHMEM_DISABLE_NVLS=1
-. calibrate/device/results.sh; results_start tpcb; N=$(nvidia-smi -L | wc -l)
-. calibrate/device/carried_wheels.sh
-{ date -u; nvidia-smi; nvidia-smi topo -m; lscpu | head -20; python3 -c "import torch, transformers; print('torch', torch.__version__, 'transformers', transformers.__version__, 'gpus', torch.cuda.device_count())"; } > "$RES/environment.txt" 2>&1
+. calibrate/device/node.sh; node_start tpcb
 python3 - "$RES/provenance.json" <<'PY' 2>/dev/null
 import json, sys, datetime, pynvml
 pynvml.nvmlInit(); h = pynvml.nvmlDeviceGetHandleByIndex(0)
