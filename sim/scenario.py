@@ -201,9 +201,10 @@ class Hardware(_Strict):
     host_time_factor: float = Field(
         default=1.0,
         gt=0,
-        description="multiplier on every host-side time of the profile (engine host overhead, "
-        "attention plan misses, set-up, cold start): the serving machine's CPU against the "
-        "calibration host's; `sim calibrate --stages hostspeed` measures it on a machine",
+        description="multiplier on every per-step host-side time of the profile (engine host "
+        "overhead, attention plan misses, generate() set-up; not the one-time cold start, which "
+        "did not follow it): the serving machine's CPU against the calibration host's; "
+        "`sim calibrate --stages hostspeed` measures it on a machine",
     )
 
 
