@@ -120,9 +120,9 @@ def order_agreement(c: pd.DataFrame, col: str, spread: pd.Series | None = None) 
     return out
 
 
-def run_spread(raw_dirs: list[Path], col: str) -> pd.DataFrame:
-    """(max - min) / min over the passes of each configuration."""
-    g = check_passes(raw_dirs).groupby(["model", "dtype"])[col]
+def run_spread(passes: pd.DataFrame, col: str) -> pd.DataFrame:
+    """(max - min) / min over the passes (check_passes) of each configuration."""
+    g = passes.groupby(["model", "dtype"])[col]
     return (g.max() / g.min() - 1.0).rename(f"spread_{col}")
 
 
@@ -191,15 +191,15 @@ def main(
     print("## kernel fits\n\n" + kernel_table(prof) + "\n")
     print("## host overhead\n\n" + host_table(prof) + "\n")
     c = check_frame(raw_dir, prof)
-    pass_dirs = [raw_dir, *spread_dirs]
+    spread_passes = check_passes(list(spread_dirs) or [raw_dir])
     for cols in PHASES.values():
         for col in cols:
-            sp = run_spread(list(spread_dirs) or [raw_dir], col)
+            sp = run_spread(spread_passes, col)
             c = c.merge(sp.reset_index(), on=["model", "dtype"], how="left")
     c.to_csv(docs / csv_name, index=False, float_format="%.6g")
     print("## whole-model check\n\n" + check_table(c) + "\n")
     print("median |error| %:", {k: round(v, 1) for k, v in median_errors(c).items()})
-    passes = check_passes(pass_dirs)
+    passes = check_passes([raw_dir, *spread_dirs])
     for phase, (ts, js) in PHASES.items():
         sp = c[f"spread_{js}"]
         print(
