@@ -18,7 +18,7 @@ import pandas as pd
 from scipy.optimize import least_squares, nnls
 
 from sim.costmodel import CostModel, StepWork
-from sim.kernels import NF4_GEMV, NF4_GEMV_MAX_ROWS
+from sim.kernels import NF4_GEMV, linear_fit_dtype
 from sim.modelcard import load_model_card
 from sim.profile import FitError, GpuSpec, HostOverhead, IdlePower, KernelFit, Profile
 
@@ -193,9 +193,9 @@ def kernel_regimes(kc: str, dt: str, d: pd.DataFrame) -> list[tuple[str, pd.Data
         return [(dt, d[pd.to_numeric(d["m"], errors="coerce") >= EAGER_GPU_BOUND_TOKENS])]
     if kc != "linear" or dt != "int4" or "m" not in d:
         return [(dt, d)]
-    m = pd.to_numeric(d["m"], errors="coerce")
-    gemv = (m > 0) & (m <= NF4_GEMV_MAX_ROWS)
-    return [(dt, d[~gemv]), (NF4_GEMV, d[gemv])]
+    # the simulator's own rule (sim.kernels.linear_fit_dtype) picks each row's fit
+    key = pd.to_numeric(d["m"], errors="coerce").map(lambda m: linear_fit_dtype(m, dt))
+    return [(dt, d[key == dt]), (NF4_GEMV, d[key == NF4_GEMV])]
 
 
 def _gap_mean(f: float, ts: float, td: float, A: float, D: float, p_last: float, g: float) -> float:
