@@ -10,21 +10,12 @@ cd "$(dirname "$0")/../.."
 V=docs/validation
 
 CASES="burst fixed50ms fixed300ms fixed500ms uniform sequential"
-one_gpu() {  # DIR [--host-speed TABLE ...]   (the cases: $CASES)
+one_gpu() {  # DIR [--host-speed TABLE ...]   (the cases: $CASES; @CASE@ in an argument: the case)
   local dir=$1
   shift
   for n in $CASES; do
-    sim run scenarios/validation/$n.yaml --profile h200 --set hardware.gpu=h200 "$@" \
+    sim run scenarios/validation/$n.yaml --profile h200 --set hardware.gpu=h200 "${@//@CASE@/$n}" \
       --out "$dir/predicted/$n" --quiet
-    sim compare "$dir/predicted/$n" "$dir/measured/$n" --out "$dir/compare/$n" > /dev/null
-  done
-}
-
-one_gpu_bracketed() {  # DIR: each case with the host passes just before and after it
-  local dir=$1
-  for n in $CASES; do
-    sim run scenarios/validation/$n.yaml --profile h200 --set hardware.gpu=h200 \
-      --host-speed "$dir/measured/$n" --out "$dir/predicted/$n" --quiet
     sim compare "$dir/predicted/$n" "$dir/measured/$n" --out "$dir/compare/$n" > /dev/null
   done
 }
@@ -56,9 +47,10 @@ one_gpu $V/h200-c --host-speed $V/h200-c/measured/burst/hostspeed.csv  # before 
 # lease D (sixth session) also replayed the burst on a warmed-up engine (burst_warm)
 CASES="$CASES burst_warm" one_gpu $V/h200-d --host-speed $V/h200-d/measured/burst/hostspeed.csv
 # lease E (sixth session): sim replay --hostspeed bracketed every case with its own two passes
-CASES="$CASES burst_warm" one_gpu_bracketed $V/h200-e
+CASES="$CASES burst_warm" one_gpu $V/h200-e --host-speed "$V/h200-e/measured/@CASE@"
 # lease F: five cases (burst_warm first, in a fresh process), bracketed the same way
-CASES="burst_warm fixed50ms fixed300ms fixed500ms uniform" one_gpu_bracketed $V/h200-f
+CASES="burst_warm fixed50ms fixed300ms fixed500ms uniform" \
+  one_gpu $V/h200-f --host-speed "$V/h200-f/measured/@CASE@"
 
 for n in sequential fixed2s cb_fixed500ms cb_burst; do
   tp $V/tp2 2 "" $n
