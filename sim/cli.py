@@ -75,23 +75,13 @@ def run(
     """Simulate SCENARIO (a YAML file) and write a results directory."""
     from sim.accounting import requests_frame, summarize, timeline_frame
     from sim.output import print_summary, write_results
-    from sim.scenario import load_scenario
     from sim.simulation import simulate
 
     if requests is not None and requests <= 0:
         raise UserError("--requests must be > 0")
-    ov = _overrides(requests, sets)
-    scen = load_scenario(scenario, ov)
-    host_runs = None
-    if host_tables:
-        if "hardware.host_time_factor" in ov:
-            raise UserError("give either --host-speed or --set hardware.host_time_factor, not both")
-        from calibrate.hostspeed import factor_from_tables
-        from sim.simulation import profile_for
-
-        prof, _ = profile_for(scen, profile)  # the factor is against the profile this run uses
-        ov["hardware.host_time_factor"], host_runs = factor_from_tables(list(host_tables), prof)
-        scen = load_scenario(scenario, ov)
+    scen, host_runs = load_with_host_speed(
+        scenario, _overrides(requests, sets), host_tables, profile
+    )
     t0 = time.perf_counter()
     res = simulate(scen, profile_override=profile, progress=not quiet)
     wall = time.perf_counter() - t0
@@ -112,6 +102,25 @@ def run(
         click.echo(f"simulated {len(df)} requests in {wall:.2f} s; results in {out_dir}")
 
 
+def load_with_host_speed(scenario: Path, ov: dict, host_tables, profile: str | None):
+    """The scenario with its overrides; with host tables, hardware.host_time_factor set from
+    them (against the profile the run uses). Returns (scenario, the host runs used or None)."""
+    from sim.scenario import load_scenario
+
+    scen = load_scenario(scenario, ov)
+    if not host_tables:
+        return scen, None
+    if "hardware.host_time_factor" in ov:
+        raise UserError("give either --host-speed or --set hardware.host_time_factor, not both")
+    from calibrate.hostspeed import factor_from_tables
+    from sim.simulation import profile_for
+
+    prof, _ = profile_for(scen, profile)
+    ov = dict(ov)
+    ov["hardware.host_time_factor"], host_runs = factor_from_tables(list(host_tables), prof)
+    return load_scenario(scenario, ov), host_runs
+
+
 def _register_optional_commands() -> None:
     """Commands living in other modules; each imports its heavy dependencies lazily."""
     import importlib
@@ -122,6 +131,7 @@ def _register_optional_commands() -> None:
         ("sim.compare", "compare_cmd"),
         ("sim.sweep", "sweep_cmd"),
         ("sim.plan", "plan_cmd"),
+        ("sim.stepcheck", "steps_cmd"),
     ):
         try:
             mod = importlib.import_module(module)

@@ -17,6 +17,7 @@ from typing import Any
 
 from calibrate.live import greedy
 from calibrate.live.base import ERROR, OK, RequestRecord
+from calibrate.live.steplog import StepLog
 from sim.modelcard import ModelCard
 
 # transformers model_type of each architecture a card may name
@@ -148,6 +149,7 @@ class TransformersCbEngine:
         )
         self.model: Any = None
         self.manager: Any = None
+        self.step_log: StepLog | None = None
         self.t0 = 0.0
         self._info: dict = {}
 
@@ -159,6 +161,8 @@ class TransformersCbEngine:
         if self.model is None:
             self.load()
         self.manager = start_manager(self.model, cb_config(self.server))
+        self.step_log = StepLog()
+        self.step_log.attach(self.manager.batch_processor)
         r = self.manager.continuous_batching_config
         self._info = {
             "engine": "transformers continuous batching",
@@ -171,6 +175,7 @@ class TransformersCbEngine:
             "use_async_batching": r.use_async_batching,
             "attn_implementation": self.model.config._attn_implementation,
             "warmed_up": False,
+            "step_log": self.step_log.attached,
         }
 
     async def submit(self, rec: RequestRecord, prompt_ids: list[int]) -> None:
