@@ -7,6 +7,7 @@ from pathlib import Path
 import pandas as pd
 
 from calibrate.fit import kernel_regimes, predict_kernel
+from sim.pngsave import save_figure
 from sim.profile import Profile
 
 
@@ -48,6 +49,6 @@ def plot_fits(raw: pd.DataFrame, profile: Profile, out_dir: Path) -> list[Path]:
         )
         fig.tight_layout()
         paths.append(out_dir / f"calib_{kc}.png")
-        fig.savefig(paths[-1], dpi=110)
+        save_figure(fig, paths[-1])
         plt.close(fig)
     return paths

@@ -27,6 +27,7 @@ import pandas as pd
 
 from sim.capacity import SECONDS_PER_DAY, Slo, optimize
 from sim.paths import REPO_ROOT
+from sim.pngsave import save_figure
 from sim.profile import GpuSpec, Profile, default_profile_name, load_profile, save_profile
 
 SCENARIO = REPO_ROOT / "scenarios" / "llama70b_tp4_fixed500ms.yaml"
@@ -150,7 +151,7 @@ def plot(table: pd.DataFrame, png: Path) -> None:
         fontsize=10,
     )
     fig.tight_layout()
-    fig.savefig(png, dpi=110)
+    save_figure(fig, png)
     plt.close(fig)
 
 

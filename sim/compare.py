@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from sim.errors import UserError
+from sim.pngsave import save_figure
 
 OK = "ok"
 
@@ -253,7 +254,7 @@ def plot_overlay(pred: Path, meas: Path, out: Path, title: str) -> Path:
     fig.tight_layout()
     out.mkdir(parents=True, exist_ok=True)
     path = out / "compare.png"
-    fig.savefig(path, dpi=110)
+    save_figure(fig, path)
     plt.close(fig)
     return path
 
@@ -264,7 +265,10 @@ def _plot_tpot_error_by_time(ax, pr: pd.DataFrame, mr: pd.DataFrame) -> None:
     ax.scatter(j["decoded_at_s"], j["err_tpot_s"] * 100, s=8, alpha=0.5, label="request")
     b = tpot_error_by_time(pr, mr)
     b = b[b["requests"] >= DRIFT_MIN_REQUESTS]
-    ax.step(b["bin_start_s"], b["median_error"] * 100, where="post", color="k", label="bin median")
+    if len(b):
+        x = [*b["bin_start_s"], b["bin_start_s"].iloc[-1] + DRIFT_BIN_S]  # close the last bin
+        y = [*(b["median_error"] * 100), b["median_error"].iloc[-1] * 100]
+        ax.step(x, y, where="post", color="k", label="bin median")
     ax.axhline(0, color="grey", lw=0.6)
     ax.set_xlabel("time in the measured run (s)")
     ax.set_ylabel("TPOT error (%)")

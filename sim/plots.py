@@ -6,6 +6,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from sim.pngsave import save_figure
+
 
 def _plt():
     import matplotlib
@@ -37,7 +39,7 @@ def plot_results(
     ax.legend(loc="upper right", fontsize=7)
     fig.tight_layout()
     paths.append(out_dir / "power.png")
-    fig.savefig(paths[-1], dpi=120)
+    save_figure(fig, paths[-1], dpi=120)
     plt.close(fig)
 
     fig, ax = plt.subplots(figsize=(10, 4))
@@ -51,7 +53,7 @@ def plot_results(
     ax.legend(loc="upper right", fontsize=7)
     fig.tight_layout()
     paths.append(out_dir / "batch_queue.png")
-    fig.savefig(paths[-1], dpi=120)
+    save_figure(fig, paths[-1], dpi=120)
     plt.close(fig)
 
     ok = requests[requests["status"] == "ok"]
@@ -80,6 +82,6 @@ def plot_results(
     fig.suptitle(f"Per-request energy: {title}")
     fig.tight_layout()
     paths.append(out_dir / "request_energy.png")
-    fig.savefig(paths[-1], dpi=120)
+    save_figure(fig, paths[-1], dpi=120)
     plt.close(fig)
     return paths

@@ -24,6 +24,7 @@ import pandas as pd
 from calibrate.live.steplog import STEPS_FILE, parse_prefill
 from sim.costmodel import CostModel, StepWork
 from sim.errors import UserError
+from sim.pngsave import save_figure
 
 BIN_S = 10.0  # time bins of the ratio over the run
 MIN_STEPS_PER_BIN = 20
@@ -204,9 +205,9 @@ def plot_steps(df: pd.DataFrame, out: Path, title: str) -> Path:
     a.legend()
     bins = by_time(df)
     if len(bins):
-        b.step(
-            bins["bin_start_s"], bins["ratio_p50"], where="post", color="k", label="decode median"
-        )
+        x = [*bins["bin_start_s"], bins["bin_start_s"].iloc[-1] + BIN_S]  # close the last bin
+        y = [*bins["ratio_p50"], bins["ratio_p50"].iloc[-1]]
+        b.step(x, y, where="post", color="k", label="decode median")
     b.axhline(1.0, color="grey", lw=0.6)
     b.set_xlabel("time in the measured run (s)")
     b.set_ylabel("measured / predicted step time")
@@ -215,7 +216,7 @@ def plot_steps(df: pd.DataFrame, out: Path, title: str) -> Path:
     fig.suptitle(title)
     fig.tight_layout()
     path = out / "steps_check.png"
-    fig.savefig(path, dpi=110)
+    save_figure(fig, path)
     plt.close(fig)
     return path
 

@@ -27,6 +27,7 @@ from sim.grid import (
     run_parallel,
     run_point,
 )
+from sim.pngsave import save_figure
 
 __all__ = ["parse_sets", "run_point", "run_sweep", "plot_sweep", "sweep_cmd"]
 
@@ -177,7 +178,7 @@ def plot_sweep(df: pd.DataFrame, metrics: list[str], out_png: Path) -> None:
         if hue:
             ax.legend(fontsize=7)
     fig.tight_layout()
-    fig.savefig(out_png, dpi=110)
+    save_figure(fig, out_png)
     plt.close(fig)
 
 
