@@ -106,3 +106,33 @@ def torchrun2(tmp_path: Path):
         return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, cwd=tmp_path)
 
     return run
+
+
+def _check_step_log(out, df, summary: dict) -> None:
+    """The CB engine's step log covers exactly the trace's work: every prompt token prefilled
+    once, every generated token but each request's first decoded once, steps in time order,
+    none from the warm-up."""
+    import pandas as pd
+
+    from calibrate.live.steplog import parse_prefill
+
+    assert summary["measured"]["steps_file"] == "steps.csv"
+    steps = pd.read_csv(out / "steps.csv")
+    assert (steps["end_s"] > steps["start_s"]).all()
+    assert (steps["start_s"].diff().dropna() > 0).all()
+    assert steps["start_s"].min() >= -0.5  # after the warm-up (t0 - LEAD_S)
+    prefilled = sum(n for text in steps["prefill"] for n, _ in parse_prefill(text))
+    assert prefilled == df["prompt_tokens"].sum()
+    assert steps["n_decode"].sum() == (df["generated_tokens"] - 1).sum()
+    # decode KV lengths: request r's k-th decode step reads prompt + k tokens
+    want = sum(
+        p * (g - 1) + (g - 1) * g // 2
+        for p, g in zip(df.prompt_tokens, df.generated_tokens, strict=True)
+    )
+    assert steps["decode_ctx_sum"].sum() == want
+
+
+@pytest.fixture
+def step_log_check():
+    """check(out, requests_df, summary): a live CB run's steps.csv covers the trace's work."""
+    return _check_step_log

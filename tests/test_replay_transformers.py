@@ -33,7 +33,7 @@ def _replay(scenarios: list[str], out, requests: int, extra: list[str]):
         ("sequential", [], True),
     ],
 )
-def test_cpu_replay(tiny_models, tmp_path, scenario, extra, warm):
+def test_cpu_replay(tiny_models, tmp_path, scenario, extra, warm, step_log_check):
     out = tmp_path / scenario
     res = _replay([scenario], out, 5, extra)
     assert res.exit_code == 0, res.output
@@ -49,29 +49,7 @@ def test_cpu_replay(tiny_models, tmp_path, scenario, extra, warm):
     tokens = pd.read_csv(out / "token_times.csv")
     assert len(tokens) == df["generated_tokens"].sum()
     if scenario != "sequential":
-        _check_step_log(out, df, summary)
-
-
-def _check_step_log(out, df: pd.DataFrame, summary: dict) -> None:
-    """The CB engine's step log covers exactly the trace's work: every prompt token prefilled
-    once, every generated token but each request's first decoded once, steps in time order,
-    none from the warm-up."""
-    from calibrate.live.steplog import parse_prefill
-
-    assert summary["measured"]["steps_file"] == "steps.csv"
-    steps = pd.read_csv(out / "steps.csv")
-    assert (steps["end_s"] > steps["start_s"]).all()
-    assert (steps["start_s"].diff().dropna() > 0).all()
-    assert steps["start_s"].min() >= -0.5  # after the warm-up (t0 - LEAD_S)
-    prefilled = sum(n for text in steps["prefill"] for n, _ in parse_prefill(text))
-    assert prefilled == df["prompt_tokens"].sum()
-    assert steps["n_decode"].sum() == (df["generated_tokens"] - 1).sum()
-    # decode KV lengths: request r's k-th decode step reads prompt + k tokens
-    want = sum(
-        p * (g - 1) + (g - 1) * g // 2
-        for p, g in zip(df.prompt_tokens, df.generated_tokens, strict=True)
-    )
-    assert steps["decode_ctx_sum"].sum() == want
+        step_log_check(out, df, summary)
 
 
 def test_a_cold_start_scenario_after_another_is_flagged(tiny_models, tmp_path):

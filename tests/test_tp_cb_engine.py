@@ -26,7 +26,9 @@ seed: 0
 """
 
 
-def test_two_rank_continuous_batching_on_cpu(tiny_models, tmp_path: Path, monkeypatch, torchrun2):
+def test_two_rank_continuous_batching_on_cpu(
+    tiny_models, tmp_path: Path, monkeypatch, torchrun2, step_log_check
+):
     pytest.importorskip("transformers")
     pytest.importorskip("accelerate")
     monkeypatch.setenv("SIM_TP_MODEL_DIR", str(tmp_path / "tp-models"))
@@ -67,6 +69,7 @@ def test_two_rank_continuous_batching_on_cpu(tiny_models, tmp_path: Path, monkey
     assert engine["scheduler"] == "fifo"
     tokens = pd.read_csv(out / "token_times.csv")
     assert len(tokens) == df["generated_tokens"].sum()
+    step_log_check(out, df, summary)  # rank 0, the TP driver, logs the steps all ranks ran
 
 
 def test_world_size_must_match_gpus_per_replica(
