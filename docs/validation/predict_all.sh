@@ -56,6 +56,8 @@ CASES="burst_warm fixed50ms fixed300ms fixed500ms uniform sequential" \
   one_gpu $V/h200-g --host-speed "$V/h200-g/measured/@CASE@"
 # lease H: all seven, the cold burst first in a fresh process; its host jumped 0.96 <-> 1.80
 CASES="$CASES burst_warm" one_gpu $V/h200-h --host-speed "$V/h200-h/measured/@CASE@"
+# lease I: the same seven, a slow host (1.15-1.95)
+CASES="$CASES burst_warm" one_gpu $V/h200-i --host-speed "$V/h200-i/measured/@CASE@"
 
 for n in sequential fixed2s cb_fixed500ms cb_burst; do
   tp $V/tp2 2 "" $n
@@ -87,7 +89,7 @@ posthoc() {  # SCENARIO MEASURED STEPS_DIR OUT [sim run options]
   sim compare "$tmp" "$2" --out "$4" --no-plot > /dev/null
   rm -rf "$tmp"
 }
-for lease in h200-g h200-h; do
+for lease in h200-g h200-h h200-i; do
   for n in burst burst_warm fixed50ms fixed300ms fixed500ms uniform sequential; do
     [ -d $V/$lease/measured/$n ] || continue
     steps scenarios/validation/$n.yaml $V/$lease/measured/$n $V/$lease/steps/$n \
