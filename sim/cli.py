@@ -8,6 +8,7 @@ from pathlib import Path
 
 import click
 
+from sim.cliopts import host_speed_option
 from sim.errors import UserError
 
 
@@ -58,15 +59,10 @@ def _overrides(requests: int | None, sets: tuple[str, ...]) -> dict:
 @click.option(
     "--grid-intensity", type=float, help="grid carbon intensity in gCO2/kWh, to report CO2"
 )
-@click.option(
-    "--host-speed",
-    "host_tables",
-    multiple=True,
-    type=click.Path(path_type=Path),
-    metavar="TABLE|DIR",
-    help="set hardware.host_time_factor from host runs measured on the serving machine: a "
+@host_speed_option(
+    "set hardware.host_time_factor from host runs measured on the serving machine: a "
     "host table (hostspeed.csv, tphost.csv, tpcbhost.csv) or a `sim replay --hostspeed` "
-    "results directory; repeat to average several (e.g. before and after a replay)",
+    "results directory; repeat to average several (e.g. before and after a replay)"
 )
 @click.option("--quiet", is_flag=True, help="no table, no progress bar")
 def run(

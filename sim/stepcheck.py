@@ -22,6 +22,7 @@ import numpy as np
 import pandas as pd
 
 from calibrate.live.steplog import STEPS_FILE, parse_prefill
+from sim.cliopts import host_speed_option
 from sim.costmodel import CostModel, StepWork
 from sim.errors import UserError
 from sim.pngsave import save_figure
@@ -234,14 +235,7 @@ def write_check(df: pd.DataFrame, summary: dict, out: Path) -> None:
 @click.argument("measured", type=click.Path(path_type=Path))
 @click.option("--profile", help="profile name (calibrate/profiles/NAME.json) or JSON path")
 @click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help="as for `sim run`")
-@click.option(
-    "--host-speed",
-    "host_tables",
-    multiple=True,
-    type=click.Path(path_type=Path),
-    metavar="TABLE|DIR",
-    help="as for `sim run`; default: MEASURED's own hostspeed.csv when it has one",
-)
+@host_speed_option("as for `sim run`; default: MEASURED's own hostspeed.csv when it has one")
 @click.option(
     "--out", "out_dir", type=click.Path(path_type=Path), help="where to write (default: MEASURED)"
 )
@@ -260,6 +254,13 @@ def steps_cmd(scenario, measured, profile, sets, host_tables, out_dir, plot) -> 
         own = measured / "hostspeed.csv"
         host_tables = (measured,) if own.exists() else ()
     scen, _ = load_with_host_speed(scenario, ov, host_tables, profile)
+    summary_file = measured / "summary.json"
+    if summary_file.exists():
+        ran = json.loads(summary_file.read_text()).get("scenario")
+        if ran and ran != scen.name:
+            raise UserError(
+                f"{measured} is a run of scenario '{ran}', not of {scenario} ('{scen.name}')"
+            )
     steps, source = load_steps(measured)
     if steps.empty:
         raise UserError(f"{measured}: the run has no completed steps")

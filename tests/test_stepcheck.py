@@ -73,3 +73,7 @@ def test_a_batching_run_without_a_step_log_is_refused(tmp_path):
         main, ["steps", "scenarios/validation/fixed500ms.yaml", str(tmp_path / "nope")]
     )
     assert res.exit_code != 0 and "no such results directory" in res.output
+    res = CliRunner().invoke(
+        main, ["steps", "scenarios/validation/uniform.yaml", str(LEASE_G / "fixed500ms")]
+    )
+    assert res.exit_code == 2 and "run of scenario 'val-fixed500ms'" in res.output
