@@ -210,7 +210,8 @@ def print_table(table: pd.DataFrame, meta: dict) -> None:
         click.echo(
             f"TPOT error by time in the run ({drift['bin_s']:g} s bins): {min(med) * 100:+.0f}% to "
             f"{max(med) * 100:+.0f}%. If the engine is host-bound, the live machine's speed "
-            "may have changed during the run; one host_time_factor cannot follow that."
+            "may have changed during the run; one host_time_factor cannot follow that. "
+            "`sim steps SCENARIO MEASURED` shows the speed the engine's own steps ran at."
         )
 
 
