@@ -64,9 +64,24 @@ def _overrides(requests: int | None, sets: tuple[str, ...]) -> dict:
     "host table (hostspeed.csv, tphost.csv, tpcbhost.csv) or a `sim replay --hostspeed` "
     "results directory; repeat to average several (e.g. before and after a replay)"
 )
+@click.option(
+    "--step-log",
+    is_flag=True,
+    help="also write steps.csv: every simulated step's composition and times, in the format "
+    "of the live engine's step log (`sim steps ... --predicted DIR` sets them side by side)",
+)
 @click.option("--quiet", is_flag=True, help="no table, no progress bar")
 def run(
-    scenario: Path, out_dir, profile, requests, sets, plot, grid_intensity, host_tables, quiet
+    scenario: Path,
+    out_dir,
+    profile,
+    requests,
+    sets,
+    plot,
+    grid_intensity,
+    host_tables,
+    step_log,
+    quiet,
 ) -> None:
     """Simulate SCENARIO (a YAML file) and write a results directory."""
     from sim.accounting import requests_frame, summarize, timeline_frame
@@ -79,7 +94,7 @@ def run(
         scenario, _overrides(requests, sets), host_tables, profile
     )
     t0 = time.perf_counter()
-    res = simulate(scen, profile_override=profile, progress=not quiet)
+    res = simulate(scen, profile_override=profile, progress=not quiet, step_log=step_log)
     wall = time.perf_counter() - t0
     df = requests_frame(res)
     summary = summarize(res, df, grid_intensity)
@@ -89,6 +104,10 @@ def run(
     tl = timeline_frame(res)
     out_dir = out_dir or Path("results") / scen.name
     write_results(out_dir, summary, df, tl)
+    if step_log:
+        from sim.steptable import write_steps
+
+        write_steps(out_dir, sorted(row for r in res.replicas for row in r.step_log))
     if plot:
         from sim.plots import plot_results
 

@@ -45,6 +45,9 @@ class Replica:
         # when the engine pays for new shapes (CostModel.miss_s)
         self.seen_shapes: set[tuple[int, ...]] = set()
         self.shape_misses = 0
+        # when a list: every step as (start, end, prefill, n_decode, decode_ctx_sum, replica),
+        # sim/steptable.py's rows, to set beside a live engine's step log
+        self.step_log: list[tuple] | None = None
 
     def _is_miss(self, shape: tuple[int, ...]) -> bool:
         if shape in self.seen_shapes:
@@ -71,6 +74,10 @@ class Replica:
         self._attribute(c.energy_j, shares)
         self.ledger.add_busy(start, self.env.now, c.energy_j, work.n_seqs, c.power_per_gpu_w)
         self.steps += 1
+        if self.step_log is not None:
+            self.step_log.append(
+                (start, self.env.now, work.prefill, work.n_decode, work.decode_ctx_sum, self.index)
+            )
 
     def decode_run(
         self, reqs: Sequence[Request], k: int, ctx_sum0: int, server=None
@@ -120,6 +127,11 @@ class Replica:
             r.generated += done
         self.ledger.add_busy(start, self.env.now, energy, n, seg.last_step_power_per_gpu(done))
         self.steps += done
+        if self.step_log is not None:  # the segment's steps one by one (KV grows by n a step)
+            self.step_log.extend(
+                (start + seg.time(j), start + seg.time(j + 1), (), n, ctx_sum0 + n * j, self.index)
+                for j in range(done)
+            )
         return done
 
 

@@ -83,9 +83,13 @@ ENGINE_OF_KIND = {
 
 
 def simulate(
-    scen: Scenario, profile_override: str | None = None, progress: bool = False
+    scen: Scenario,
+    profile_override: str | None = None,
+    progress: bool = False,
+    step_log: bool = False,
 ) -> SimResult:
-    """Run the scenario to completion (every request finished or rejected)."""
+    """Run the scenario to completion (every request finished or rejected). step_log: keep
+    every step's composition and times on each replica (Replica.step_log)."""
     profile, ppath = profile_for(scen, profile_override)
     card = scenario_card(scen)
     trace = generate_trace(scen.workload, scen.seed)
@@ -99,6 +103,8 @@ def simulate(
             card, scen.dtype, profile, engine, hw.gpus_per_replica, hw.host_time_factor
         )
         rep = Replica(env, i, cost, scen.fast_forward, getattr(scen.server, "cold_start", False))
+        if step_log:
+            rep.step_log = []
         srv, info = _make_server(scen, env, rep, card, profile)
         replicas.append(rep)
         servers.append(srv)

@@ -21,11 +21,11 @@ import click
 import numpy as np
 import pandas as pd
 
-from calibrate.live.steplog import STEPS_FILE, parse_prefill
 from sim.cliopts import host_speed_option
 from sim.costmodel import CostModel, StepWork
 from sim.errors import UserError
 from sim.pngsave import save_figure
+from sim.steptable import STEPS_FILE, read_steps
 
 BIN_S = 10.0  # time bins of the ratio over the run
 MIN_STEPS_PER_BIN = 20
@@ -34,12 +34,7 @@ PREFILL, DECODE = "prefill", "decode"
 
 def steps_from_log(path: Path) -> pd.DataFrame:
     """steps.csv of a continuous batching run."""
-    df = pd.read_csv(path)
-    need = {"start_s", "end_s", "prefill", "n_decode", "decode_ctx_sum"}
-    if missing := need - set(df.columns):
-        raise UserError(f"{path}: not a step log (missing columns {sorted(missing)})")
-    df["prefill"] = [parse_prefill(t) for t in df["prefill"]]
-    return df[["start_s", "end_s", "prefill", "n_decode", "decode_ctx_sum"]]
+    return read_steps(path)[["start_s", "end_s", "prefill", "n_decode", "decode_ctx_sum"]]
 
 
 def steps_from_tokens(requests: pd.DataFrame, tokens: pd.DataFrame) -> pd.DataFrame:
@@ -152,6 +147,35 @@ def summarize(df: pd.DataFrame, host_factor: float, source: str) -> dict:
     return out
 
 
+def compare_schedules(predicted: pd.DataFrame, measured: pd.DataFrame) -> dict:
+    """Step by step, does the simulator batch as the engine did? The i-th steps match when
+    they prefill the same (new, past) chunks and decode as many sequences over the same KV.
+    Under queued work (a burst) the schedule does not depend on timing and should match
+    throughout; with spaced arrivals it follows step times, so it drifts once those differ."""
+
+    def key(df: pd.DataFrame) -> list[tuple]:
+        return list(zip(df["prefill"], df["n_decode"], df["decode_ctx_sum"], strict=True))
+
+    p, m = key(predicted), key(measured)
+    same = [a == b for a, b in zip(p, m, strict=False)]
+    first = next((i for i, ok in enumerate(same) if not ok), None)
+    if first is None and len(p) != len(m):
+        first = min(len(p), len(m))
+
+    def tokens(df: pd.DataFrame) -> pd.Series:
+        return df["prefill"].map(lambda pf: sum(n for n, _ in pf)) + df["n_decode"]
+
+    return {
+        "steps": {"predicted": len(p), "measured": len(m)},
+        "identical_steps": int(sum(same)),
+        "first_divergence": first,
+        "tokens_per_step_mean": {
+            "predicted": float(tokens(predicted).mean()),
+            "measured": float(tokens(measured).mean()),
+        },
+    }
+
+
 def print_summary(summary: dict, title: str) -> None:
     from rich.console import Console
     from rich.table import Table
@@ -175,6 +199,15 @@ def print_summary(summary: dict, title: str) -> None:
         c.print(
             f"host-bound decode steps: host_time_factor {summary['host_time_factor']:.2f} used, "
             f"{summary['host_time_factor_seen_by_engine']:.2f} seen by the engine"
+        )
+    if sched := summary.get("schedule"):
+        n, first = sched["steps"], sched["first_divergence"]
+        where = "every step identical" if first is None else f"first difference at step {first}"
+        c.print(
+            f"schedule: {n['measured']} steps measured, {n['predicted']} simulated, "
+            f"{sched['identical_steps']} identical ({where}); tokens per step "
+            f"{sched['tokens_per_step_mean']['measured']:.1f} measured, "
+            f"{sched['tokens_per_step_mean']['predicted']:.1f} simulated"
         )
     bins = summary["decode_ratio_by_time"]
     if len(bins) > 1:
@@ -239,8 +272,13 @@ def write_check(df: pd.DataFrame, summary: dict, out: Path) -> None:
 @click.option(
     "--out", "out_dir", type=click.Path(path_type=Path), help="where to write (default: MEASURED)"
 )
+@click.option(
+    "--predicted",
+    type=click.Path(path_type=Path),
+    help="a `sim run --step-log` results dir of SCENARIO: also compare the schedules step by step",
+)
 @click.option("--plot/--no-plot", default=True, show_default=True, help="write steps_check.png")
-def steps_cmd(scenario, measured, profile, sets, host_tables, out_dir, plot) -> None:
+def steps_cmd(scenario, measured, profile, sets, host_tables, predicted, out_dir, plot) -> None:
     """Cost every step of MEASURED (a `sim replay` of SCENARIO) with the cost model: the step
     cost's error without the scheduler's, and the host speed the engine saw over the run."""
     from sim.cli import _overrides, load_with_host_speed
@@ -278,6 +316,12 @@ def steps_cmd(scenario, measured, profile, sets, host_tables, out_dir, plot) -> 
     summary = summarize(df, hw.host_time_factor, source)
     summary["scenario"] = scen.name
     summary["profile"] = prof.name
+    if predicted is not None:
+        if not (predicted / STEPS_FILE).exists():
+            raise UserError(
+                f"{predicted}: no {STEPS_FILE}; simulate with `sim run {scenario} --step-log`"
+            )
+        summary["schedule"] = compare_schedules(read_steps(predicted / STEPS_FILE), steps)
     out_dir = out_dir or measured
     write_check(df, summary, out_dir)
     print_summary(summary, f"{scen.name}: live steps costed by the model")

@@ -114,7 +114,7 @@ def _check_step_log(out, df, summary: dict) -> None:
     none from the warm-up."""
     import pandas as pd
 
-    from calibrate.live.steplog import parse_prefill
+    from sim.steptable import parse_prefill
 
     assert summary["measured"]["steps_file"] == "steps.csv"
     steps = pd.read_csv(out / "steps.csv")

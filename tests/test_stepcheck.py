@@ -77,3 +77,53 @@ def test_a_batching_run_without_a_step_log_is_refused(tmp_path):
         main, ["steps", "scenarios/validation/uniform.yaml", str(LEASE_G / "fixed500ms")]
     )
     assert res.exit_code == 2 and "run of scenario 'val-fixed500ms'" in res.output
+
+
+def _sim_steps(tmp_path, case: str, *extra: str):
+    args = ["run", f"scenarios/validation/{case}.yaml", "--profile", "h200"]
+    args += ["--set", "hardware.gpu=h200", "--step-log", *extra, "--out", str(tmp_path), "--quiet"]
+    res = CliRunner().invoke(main, args)
+    assert res.exit_code == 0, res.output
+    return tmp_path
+
+
+@pytest.mark.parametrize(
+    "lease,case", [("h200-g", "burst_warm"), ("h200-h", "burst"), ("h200-i", "burst")]
+)
+def test_the_simulated_scheduler_batches_a_burst_as_the_engine_did(tmp_path, lease, case):
+    """All 100 requests queued at once: the schedule does not depend on step times, so the
+    transformers-cb model must reproduce the live engine's steps exactly, chunk by chunk."""
+    measured = DOCS / lease / "measured" / case
+    pred = _sim_steps(tmp_path / "pred", case, "--host-speed", str(measured))
+    args = ["steps", f"scenarios/validation/{case}.yaml", str(measured), "--profile", "h200"]
+    args += ["--predicted", str(pred), "--out", str(tmp_path / "check"), "--no-plot"]
+    res = CliRunner().invoke(main, args)
+    assert res.exit_code == 0, res.output
+    sched = json.loads((tmp_path / "check" / "steps_check.json").read_text())["schedule"]
+    n = len(pd.read_csv(measured / "steps.csv"))
+    assert sched["steps"] == {"predicted": n, "measured": n}
+    assert sched["identical_steps"] == n and sched["first_divergence"] is None
+
+
+def test_fast_forward_steps_are_the_step_by_step_steps(tmp_path):
+    """Closed-form decode segments, expanded, are the steps the reference path simulates one
+    by one: same compositions, same times."""
+    from sim.steptable import read_steps
+
+    a = read_steps(_sim_steps(tmp_path / "ff", "fixed500ms", "--requests", "30") / "steps.csv")
+    b = read_steps(
+        _sim_steps(
+            tmp_path / "step", "fixed500ms", "--requests", "30", "--set", "fast_forward=false"
+        )
+        / "steps.csv"
+    )
+    cols = ["prefill", "n_decode", "decode_ctx_sum"]
+    assert a[cols].equals(b[cols])
+    assert a["end_s"].to_numpy() == pytest.approx(b["end_s"].to_numpy(), rel=1e-9, abs=1e-9)
+    assert (a["end_s"] > a["start_s"]).all()
+
+
+def test_predicted_dir_without_a_step_log_is_refused(tmp_path):
+    args = ["steps", "scenarios/validation/fixed500ms.yaml", str(LEASE_G / "fixed500ms")]
+    res = CliRunner().invoke(main, [*args, "--predicted", str(tmp_path), "--out", str(tmp_path)])
+    assert res.exit_code == 2 and "--step-log" in res.output

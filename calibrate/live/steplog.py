@@ -15,13 +15,11 @@ the log stays empty and the run goes on.
 
 from __future__ import annotations
 
-import csv
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
-STEPS_FILE = "steps.csv"
-COLUMNS = ("start_s", "end_s", "n_prefill", "prefill", "n_decode", "decode_ctx_sum")
+from sim.steptable import write_steps as write_table
 
 
 @dataclass(slots=True)
@@ -109,32 +107,7 @@ class StepLog:
         return [s for s in self.steps if s.start >= t0]
 
 
-def format_prefill(prefill: tuple[tuple[int, int], ...]) -> str:
-    """'new:past;new:past' (empty when the step prefills nothing)."""
-    return ";".join(f"{n}:{p}" for n, p in prefill)
-
-
-def parse_prefill(text: str) -> tuple[tuple[int, int], ...]:
-    if not isinstance(text, str) or not text:
-        return ()
-    return tuple((int(n), int(p)) for n, p in (part.split(":") for part in text.split(";")))
-
-
 def write_steps(out_dir: Path, steps: list[LoggedStep], t0: float) -> Path:
-    """steps.csv beside the results: times in seconds since the run's t0."""
-    path = out_dir / STEPS_FILE
-    with path.open("w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(COLUMNS)
-        for s in steps:
-            w.writerow(
-                (
-                    f"{s.start - t0:.6f}",
-                    f"{s.end - t0:.6f}",
-                    len(s.prefill),
-                    format_prefill(s.prefill),
-                    s.n_decode,
-                    s.decode_ctx_sum,
-                )
-            )
-    return path
+    """steps.csv beside the results (sim/steptable.py's format): times since the run's t0."""
+    rows = ((s.start - t0, s.end - t0, s.prefill, s.n_decode, s.decode_ctx_sum, 0) for s in steps)
+    return write_table(out_dir, rows)

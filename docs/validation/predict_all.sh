@@ -75,8 +75,18 @@ done
 
 # The live runs' own steps costed by the model (`sim steps`): the CB engine's step log
 # (steps.csv, leases G and H, TP 2 lease C) or HF generate's token times (sequential, TP).
-steps() {  # SCENARIO MEASURED OUT [sim steps options]
-  sim steps "$1" "$2" --out "$3" "${@:4}" > /dev/null
+# With the CB step log, the simulated steps (`sim run --step-log`, same options) are also set
+# beside the engine's, step by step (steps_check.json's "schedule").
+steps() {  # SCENARIO MEASURED OUT [options of both sim run and sim steps]
+  if [ -f "$2/steps.csv" ]; then
+    local tmp
+    tmp=$(mktemp -d)
+    sim run "$1" "${@:4}" --step-log --out "$tmp" --quiet
+    sim steps "$1" "$2" --out "$3" --predicted "$tmp" "${@:4}" > /dev/null
+    rm -rf "$tmp"
+  else
+    sim steps "$1" "$2" --out "$3" "${@:4}" > /dev/null
+  fi
 }
 # Post hoc, not a prediction: the case re-simulated at the host speed its engine saw
 # (steps_check.json's host_time_factor_seen_by_engine), which leaves the error that is not
@@ -93,7 +103,7 @@ for lease in h200-g h200-h h200-i; do
   for n in burst burst_warm fixed50ms fixed300ms fixed500ms uniform sequential; do
     [ -d $V/$lease/measured/$n ] || continue
     steps scenarios/validation/$n.yaml $V/$lease/measured/$n $V/$lease/steps/$n \
-      --profile h200 --set hardware.gpu=h200
+      --profile h200 --set hardware.gpu=h200 --host-speed $V/$lease/measured/$n
     posthoc scenarios/validation/$n.yaml $V/$lease/measured/$n $V/$lease/steps/$n \
       $V/$lease/posthoc/$n --profile h200 --set hardware.gpu=h200
   done
