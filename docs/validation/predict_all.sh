@@ -80,7 +80,7 @@ done
 steps() {  # SCENARIO MEASURED OUT [options of both sim run and sim steps]
   if [ -f "$2/steps.csv" ]; then
     local tmp
-    tmp=$(mktemp -d)
+    tmp=/tmp/sim-steps/${3//\//_}  # a fixed path: steps_check.json does not name it
     sim run "$1" "${@:4}" --step-log --out "$tmp" --quiet
     sim steps "$1" "$2" --out "$3" --predicted "$tmp" "${@:4}" > /dev/null
     rm -rf "$tmp"
@@ -94,7 +94,7 @@ steps() {  # SCENARIO MEASURED OUT [options of both sim run and sim steps]
 posthoc() {  # SCENARIO MEASURED STEPS_DIR OUT [sim run options]
   local f tmp
   f=$(python3 -c "import json,sys; print(json.load(open(sys.argv[1]))['host_time_factor_seen_by_engine'])" "$3/steps_check.json")
-  tmp=$(mktemp -d)
+  tmp=/tmp/sim-posthoc/${4//\//_}  # a fixed path: compare.json names it
   sim run "$1" --set hardware.host_time_factor="$f" "${@:5}" --out "$tmp" --quiet
   sim compare "$tmp" "$2" --out "$4" --no-plot > /dev/null
   rm -rf "$tmp"
