@@ -59,13 +59,39 @@ def engine_of_table(table: Path) -> str:
     return "transformers_cb" if "cb" in table.name else "hf_eager"
 
 
+def engine_seen_factor(path: Path, profile) -> dict:
+    """The host speed a live engine's own steps ran at (`sim steps`' steps_check.json), as a
+    run row. It is a factor against the profile the check used, so only that profile takes it."""
+    import json
+
+    from sim.errors import UserError
+
+    try:
+        check = json.loads(path.read_text())
+        factor, against = check["host_time_factor_seen_by_engine"], check["profile"]
+    except (OSError, ValueError, KeyError) as exc:
+        raise UserError(
+            f"--host-speed {path}: not a `sim steps` check with host-bound decode steps ({exc})"
+        ) from exc
+    if against != profile.name:
+        raise UserError(
+            f"--host-speed {path}: measured against profile '{against}', this run uses "
+            f"'{profile.name}' (rerun sim steps with --profile {profile.name})"
+        )
+    return {"table": str(path), "utc": "", "factor": float(factor)}
+
+
 def factor_from_tables(paths: list[Path], profile) -> tuple[float, list[dict]]:
     """The mean host_time_factor over every successful run of the given host tables (a file,
-    or a results directory holding hostspeed.csv) against `profile`, with the runs used."""
+    or a results directory holding hostspeed.csv) against `profile`, with the runs used; a
+    `sim steps` steps_check.json counts as one run (the speed the engine's steps saw)."""
     from sim.errors import UserError
 
     rows: list[dict] = []
     for p in paths:
+        if p.name == "steps_check.json":
+            rows.append(engine_seen_factor(p, profile))
+            continue
         table = p / "hostspeed.csv" if p.is_dir() else p
         if not table.exists():
             raise UserError(

@@ -61,8 +61,9 @@ def _overrides(requests: int | None, sets: tuple[str, ...]) -> dict:
 )
 @host_speed_option(
     "set hardware.host_time_factor from host runs measured on the serving machine: a "
-    "host table (hostspeed.csv, tphost.csv, tpcbhost.csv) or a `sim replay --hostspeed` "
-    "results directory; repeat to average several (e.g. before and after a replay)"
+    "host table (hostspeed.csv, tphost.csv, tpcbhost.csv), a `sim replay --hostspeed` "
+    "results directory, or a `sim steps` steps_check.json (the speed a live engine's own "
+    "steps ran at); repeat to average several (e.g. before and after a replay)"
 )
 @click.option(
     "--step-log",

@@ -127,3 +127,24 @@ def test_predicted_dir_without_a_step_log_is_refused(tmp_path):
     args = ["steps", "scenarios/validation/fixed500ms.yaml", str(LEASE_G / "fixed500ms")]
     res = CliRunner().invoke(main, [*args, "--predicted", str(tmp_path), "--out", str(tmp_path)])
     assert res.exit_code == 2 and "--step-log" in res.output
+
+
+def test_the_speed_an_engine_saw_predicts_the_next_run(tmp_path):
+    """`sim run --host-speed steps_check.json` takes the factor `sim steps` measured on a
+    live run (here lease G's fixed300ms), against the same profile only."""
+    s = _steps(tmp_path / "check", "fixed300ms")
+    check = tmp_path / "check" / "steps_check.json"
+    args = ["run", "scenarios/validation/fixed500ms.yaml", "--profile", "h200", "--requests", "5"]
+    res = CliRunner().invoke(
+        main, [*args, "--host-speed", str(check), "--out", str(tmp_path / "p"), "--quiet"]
+    )
+    assert res.exit_code == 0, res.output
+    summary = json.loads((tmp_path / "p" / "summary.json").read_text())
+    runs = summary["host_time_factor_runs"]
+    assert runs[0]["factor"] == pytest.approx(s["host_time_factor_seen_by_engine"])
+    res = CliRunner().invoke(
+        main,
+        ["run", "scenarios/validation/fixed500ms.yaml", "--profile", "h100-sxm"]
+        + ["--host-speed", str(check), "--out", str(tmp_path / "q"), "--quiet"],
+    )
+    assert res.exit_code == 2 and "measured against profile 'h200'" in res.output
