@@ -444,6 +444,8 @@ def _write(
         ].idle.deep_idle_w
     except UserError:
         deep_idle = None
+    log = getattr(engine, "step_log", None)  # the built-in CB engine's (steplog.StepLog)
+    logged = log is not None and log.attached and not math.isnan(t0)
     info = {
         "engine": engine_name,
         "endpoint": endpoint,
@@ -455,15 +457,14 @@ def _write(
         "send_lag_s": m.send_lag_stats(df),
         "token_times_file": "token_times.csv",
     }
-    if getattr(getattr(engine, "step_log", None), "attached", False):
-        info["steps_file"] = "steps.csv"  # the engine's own step log (calibrate/live/steplog.py)
+    if logged:
+        info["steps_file"] = "steps.csv"
     summary = m.summarize_measured(scen, df, samples, t_end, idle, engine.info(), info, deep_idle)
     tl = m.timeline(df, samples, t_end, scen.output.timeline_bin_s)
     write_results(out_dir, summary, df, tl)
     _write_token_times(out_dir, records)
     _write_energy_samples(out_dir, samples)
-    log = getattr(engine, "step_log", None)
-    if log is not None and log.attached and not math.isnan(t0):
+    if logged:
         from calibrate.live.steplog import write_steps
 
         write_steps(out_dir, log.since(t0 - LEAD_S), t0)  # the warm-up's steps come before
