@@ -25,6 +25,29 @@ class Share:
     phase: str
 
 
+class PlanCache:
+    """The attention shapes one engine process has run (its plan cache): a step at a shape it
+    has not run before pays the plan build (CostModel.miss_s). Kept only when the engine pays
+    for new shapes. Shared by the simulated replicas and `sim steps`, which costs live steps."""
+
+    def __init__(self, cost: CostModel) -> None:
+        self.cost = cost
+        self.on = bool(cost.miss_s)
+        self.seen: set[tuple[int, ...]] = set()
+        self.misses = 0
+
+    def miss(self, shape: tuple[int, ...]) -> bool:
+        """Whether a step at `shape` builds a plan (and remember the shape)."""
+        if not self.on or shape in self.seen:
+            return False
+        self.seen.add(shape)
+        self.misses += 1
+        return True
+
+    def step_miss(self, work: StepWork) -> bool:
+        return self.on and self.miss(self.cost.attn_shape(work))
+
+
 class Replica:
     def __init__(
         self,
@@ -41,20 +64,14 @@ class Replica:
         self.fast_forward = fast_forward
         self.ledger = Ledger(n_gpus=cost.tp, idle=cost.profile.idle)
         self.steps = 0
-        # attention shapes this replica's engine process has run (its plan cache); only kept
-        # when the engine pays for new shapes (CostModel.miss_s)
-        self.seen_shapes: set[tuple[int, ...]] = set()
-        self.shape_misses = 0
+        self.plans = PlanCache(cost)
         # when a list: every step as (start, end, prefill, n_decode, decode_ctx_sum, replica),
         # sim/steptable.py's rows, to set beside a live engine's step log
         self.step_log: list[tuple] | None = None
 
-    def _is_miss(self, shape: tuple[int, ...]) -> bool:
-        if shape in self.seen_shapes:
-            return False
-        self.seen_shapes.add(shape)
-        self.shape_misses += 1
-        return True
+    @property
+    def shape_misses(self) -> int:
+        return self.plans.misses
 
     def _attribute(self, energy: float, shares: Sequence[Share]) -> None:
         total = sum(s.tokens for s in shares)
@@ -67,7 +84,7 @@ class Replica:
 
     def step(self, work: StepWork, shares: Sequence[Share]) -> Generator:
         """Run one forward step; energy is shared by the requests in it, by tokens."""
-        miss = bool(self.cost.miss_s) and self._is_miss(self.cost.attn_shape(work))
+        miss = self.plans.step_miss(work)
         c = self.cost.step_cost(work, shape_miss=miss, cold=self.cold_start and self.steps == 0)
         start = self.env.now
         yield self.env.timeout(c.wall_s)
@@ -96,9 +113,9 @@ class Replica:
         if k > 2 and not seg.is_affine_over(k):
             k = 1 if not seg.is_affine_over(2) else max(2, k // 2)
         shapes: list[tuple[int, ...]] = []
-        if self.cost.miss_s:
+        if self.plans.on:
             shapes = self.cost.decode_shapes(n, ctx_sum0, k)
-            seen = self.seen_shapes
+            seen = self.plans.seen
             seg = MissingShapes(seg, [s not in seen for s in shapes], self.cost)
         start = self.env.now
         if server is not None:
@@ -118,7 +135,7 @@ class Replica:
             if server is not None:
                 server.in_segment = False
         for shape in shapes[:done]:
-            self._is_miss(shape)
+            self.plans.miss(shape)
         if done == 0:
             return 0
         energy = seg.energy(done)

@@ -25,6 +25,7 @@ from sim.cliopts import host_speed_option
 from sim.costmodel import CostModel, StepWork
 from sim.errors import UserError
 from sim.pngsave import save_figure
+from sim.replica import PlanCache
 from sim.steptable import STEPS_FILE, read_steps
 
 BIN_S = 10.0  # time bins of the ratio over the run
@@ -80,13 +81,11 @@ def load_steps(measured: Path) -> tuple[pd.DataFrame, str]:
 def cost_steps(steps: pd.DataFrame, cost: CostModel, cold_start: bool) -> pd.DataFrame:
     """Each step's predicted wall, GPU and host time, with the engine's attention-plan misses
     (a new attention shape) and a fresh process's first step charged as the simulator does."""
-    seen: set[tuple[int, ...]] = set()
+    plans = PlanCache(cost)
     out = []
     for i, s in enumerate(steps.itertuples()):
         work = StepWork(s.prefill, int(s.n_decode), int(s.decode_ctx_sum))
-        shape = cost.attn_shape(work)
-        miss = bool(cost.miss_s) and shape not in seen
-        seen.add(shape)
+        miss = plans.step_miss(work)
         c = cost.step_cost(work, shape_miss=miss, cold=cold_start and i == 0)
         out.append((c.wall_s, c.gpu_s, c.host_s, miss, work.tokens, work.n_seqs))
     cols = ["predicted_s", "gpu_s", "host_s", "shape_miss", "tokens", "seqs"]
