@@ -7,7 +7,7 @@ from pathlib import Path
 import pandas as pd
 
 from calibrate.fit import kernel_regimes, predict_kernel
-from sim.pngsave import save_figure
+from sim.pngsave import pyplot, save_figure
 from sim.profile import Profile
 
 
@@ -20,10 +20,7 @@ def _scatter(axes, dd: pd.DataFrame, profile: Profile, kc: str, key: str) -> Non
 
 
 def plot_fits(raw: pd.DataFrame, profile: Profile, out_dir: Path) -> list[Path]:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     out_dir.mkdir(parents=True, exist_ok=True)
     raw = raw[pd.to_numeric(raw["seconds"], errors="coerce") > 0]

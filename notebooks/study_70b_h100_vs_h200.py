@@ -27,7 +27,7 @@ import pandas as pd
 
 from sim.capacity import SECONDS_PER_DAY, Slo, optimize
 from sim.paths import REPO_ROOT
-from sim.pngsave import save_figure
+from sim.pngsave import pyplot, save_figure
 from sim.profile import GpuSpec, Profile, default_profile_name, load_profile, save_profile
 
 SCENARIO = REPO_ROOT / "scenarios" / "llama70b_tp4_fixed500ms.yaml"
@@ -127,10 +127,7 @@ def run(
 
 
 def plot(table: pd.DataFrame, png: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     ok = table[table.status == "ok"]
     variants = list(dict.fromkeys(table.variant))

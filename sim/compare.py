@@ -15,7 +15,8 @@ import numpy as np
 import pandas as pd
 
 from sim.errors import UserError
-from sim.pngsave import save_figure
+from sim.plots import step_bins
+from sim.pngsave import pyplot, save_figure
 
 OK = "ok"
 
@@ -218,10 +219,7 @@ def print_table(table: pd.DataFrame, meta: dict) -> None:
 def plot_overlay(pred: Path, meas: Path, out: Path, title: str) -> Path:
     """Power timelines (all GPUs summed), CDFs of latencies and per-request energy, and the
     TPOT error over the run, predicted vs measured."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     from sim.output import read_results
 
@@ -266,10 +264,7 @@ def _plot_tpot_error_by_time(ax, pr: pd.DataFrame, mr: pd.DataFrame) -> None:
     ax.scatter(j["decoded_at_s"], j["err_tpot_s"] * 100, s=8, alpha=0.5, label="request")
     b = tpot_error_by_time(pr, mr)
     b = b[b["requests"] >= DRIFT_MIN_REQUESTS]
-    if len(b):
-        x = [*b["bin_start_s"], b["bin_start_s"].iloc[-1] + DRIFT_BIN_S]  # close the last bin
-        y = [*(b["median_error"] * 100), b["median_error"].iloc[-1] * 100]
-        ax.step(x, y, where="post", color="k", label="bin median")
+    step_bins(ax, b["bin_start_s"], b["median_error"] * 100, DRIFT_BIN_S, "bin median")
     ax.axhline(0, color="grey", lw=0.6)
     ax.set_xlabel("time in the measured run (s)")
     ax.set_ylabel("TPOT error (%)")

@@ -6,22 +6,22 @@ from pathlib import Path
 
 import pandas as pd
 
-from sim.pngsave import save_figure
+from sim.pngsave import pyplot, save_figure
 
 
-def _plt():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
+def step_bins(ax, starts, values, bin_s: float, label: str) -> None:
+    """Per-bin values (e.g. medians over 10 s) as a step line, each bin drawn to its end,
+    the last one included."""
+    starts, values = list(starts), list(values)
+    if starts:
+        x = [*starts, starts[-1] + bin_s]
+        ax.step(x, [*values, values[-1]], where="post", color="k", label=label)
 
 
 def plot_results(
     out_dir: Path, summary: dict, requests: pd.DataFrame, timeline: pd.DataFrame
 ) -> list[Path]:
-    plt = _plt()
+    plt = pyplot()
     paths: list[Path] = []
     t = timeline["t_start_s"]
     title = f"{summary['scenario']} ({summary['model']} {summary['dtype']}, {summary['server']})"

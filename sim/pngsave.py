@@ -1,4 +1,4 @@
-"""Save matplotlib figures as compact PNGs.
+"""matplotlib figures: pyplot without a display, saved as compact PNGs.
 
 Plots are committed beside every validation run (docs/validation/), and the whole repository
 travels to the lent GPU machine under a 64 MiB limit; matplotlib's RGBA PNGs of line plots
@@ -8,20 +8,28 @@ matplotlib, so this adds no dependency.
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 
-def compact_png(path: Path) -> None:
-    """Rewrite a PNG in place as an optimised 256-colour palette image."""
-    from PIL import Image
+def pyplot():
+    """matplotlib.pyplot on the file-only Agg backend (no display on CI or GPU machines)."""
+    import matplotlib
 
-    with Image.open(path) as im:
-        q = im.convert("RGB").quantize(colors=256, method=Image.Quantize.MEDIANCUT)
-    q.save(path, "PNG", optimize=True)
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
 
 
 def save_figure(fig, path: Path, dpi: int = 110) -> Path:
-    """fig.savefig, then compact_png."""
-    fig.savefig(path, dpi=dpi)
-    compact_png(path)
+    """fig.savefig, rendered once in memory, written as an optimised 256-colour palette PNG."""
+    from PIL import Image
+
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=dpi)
+    buf.seek(0)
+    with Image.open(buf) as im:
+        q = im.convert("RGB").quantize(colors=256, method=Image.Quantize.MEDIANCUT)
+    q.save(path, "PNG", optimize=True)
     return path

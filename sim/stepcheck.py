@@ -24,7 +24,8 @@ import pandas as pd
 from sim.cliopts import host_speed_option
 from sim.costmodel import CostModel, StepWork
 from sim.errors import UserError
-from sim.pngsave import save_figure
+from sim.plots import step_bins
+from sim.pngsave import pyplot, save_figure
 from sim.replica import PlanCache
 from sim.steptable import STEPS_FILE, read_steps
 
@@ -220,10 +221,7 @@ def print_summary(summary: dict, title: str) -> None:
 
 def plot_steps(df: pd.DataFrame, out: Path, title: str) -> Path:
     """Measured against predicted step time, and the ratio over the run."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     fig, (a, b) = plt.subplots(1, 2, figsize=(13, 4.8))
     for kind, g in df.groupby("kind"):
@@ -237,10 +235,7 @@ def plot_steps(df: pd.DataFrame, out: Path, title: str) -> Path:
     a.set_yscale("log")
     a.legend()
     bins = by_time(df)
-    if len(bins):
-        x = [*bins["bin_start_s"], bins["bin_start_s"].iloc[-1] + BIN_S]  # close the last bin
-        y = [*bins["ratio_p50"], bins["ratio_p50"].iloc[-1]]
-        b.step(x, y, where="post", color="k", label="decode median")
+    step_bins(b, bins["bin_start_s"], bins["ratio_p50"], BIN_S, "decode median")
     b.axhline(1.0, color="grey", lw=0.6)
     b.set_xlabel("time in the measured run (s)")
     b.set_ylabel("measured / predicted step time")

@@ -27,7 +27,7 @@ from sim.grid import (
     run_parallel,
     run_point,
 )
-from sim.pngsave import save_figure
+from sim.pngsave import pyplot, save_figure
 
 __all__ = ["parse_sets", "run_point", "run_sweep", "plot_sweep", "sweep_cmd"]
 
@@ -146,10 +146,7 @@ def _swept(df: pd.DataFrame) -> list[str]:
 def plot_sweep(df: pd.DataFrame, metrics: list[str], out_png: Path) -> None:
     """One panel per metric against the first numeric swept key (else the first swept key),
     one line per combination of the other swept keys."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     missing = [m for m in metrics if m not in df.columns]
     if missing:
