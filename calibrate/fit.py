@@ -690,10 +690,14 @@ def fit_interconnect(raw_dir: Path, where: str) -> dict:
     return fits_to_profile_entries(fits, src)
 
 
+def _provenance(d: Path) -> dict:
+    """A raw dir's provenance.json (GPU name, driver, power limit, when), {} when absent."""
+    path = d / "provenance.json"
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
 def _where(d: Path) -> str:
-    prov = (
-        json.loads((d / "provenance.json").read_text()) if (d / "provenance.json").exists() else {}
-    )
+    prov = _provenance(d)
     return f"{prov.get('gpu_name', 'GPU')} (driver {prov.get('driver', '?')}), measured {prov.get('measured_utc', 'unknown date')} by sim calibrate"
 
 
@@ -774,12 +778,7 @@ def with_sibling_classes(
             if not (d / "microbench.csv").exists():
                 continue
             sib_raw = pd.read_csv(d / "microbench.csv")
-            sib_prov = d / "provenance.json"
-            plimit = (
-                json.loads(sib_prov.read_text()).get("power_limit_w", 700.0)
-                if sib_prov.exists()
-                else 700.0
-            )
+            plimit = _provenance(d).get("power_limit_w", 700.0)
             sib = fit_kernels(
                 sib_raw[sib_raw["kclass"] == kc], float(plimit), f"microbenchmarks on {_where(d)}"
             ).get(kc)
@@ -815,11 +814,7 @@ def fit_profile(
     raw_dir: Path, name: str, base: Profile, extra_dirs: tuple[Path, ...] = ()
 ) -> Profile:
     """Refit everything from the raw tables in raw_dir (microbench.csv, idle.csv, host.csv)."""
-    prov = (
-        json.loads((raw_dir / "provenance.json").read_text())
-        if (raw_dir / "provenance.json").exists()
-        else {}
-    )
+    prov = _provenance(raw_dir)
     where = _where(raw_dir)
     gpu = GpuSpec(
         name=prov.get("gpu_name", base.gpu.name),
