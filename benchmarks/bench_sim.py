@@ -11,9 +11,9 @@ import platform
 import time
 from pathlib import Path
 
-from sim.accounting import requests_frame, summarize, timeline_frame
-from sim.scenario import load_scenario
-from sim.simulation import simulate
+from llm_energy_sim.config.scenario import load_scenario
+from llm_energy_sim.results.accounting import requests_frame, summarize, timeline_frame
+from llm_energy_sim.simulation import simulate
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -22,10 +22,9 @@ SETUP = """\
 import matplotlib.pyplot as plt
 import pandas as pd
 
-from sim.paths import REPO_ROOT
-from sim.profile import default_profile_name, load_profile
+from llm_energy_sim.config.paths import SCENARIOS_DIR as SCENARIOS
+from llm_energy_sim.config.profile import default_profile_name, load_profile
 
-SCENARIOS = REPO_ROOT / "scenarios"
 PROFILE, PROFILE_PATH = load_profile(default_profile_name("h100-sxm"))
 pd.set_option("display.width", 160)
 print(f"profile: {PROFILE.name} ({PROFILE_PATH.name}); {PROFILE.description[:160]}")"""
@@ -52,7 +51,7 @@ at batch 1 on one H100 SXM and split each request into *prefill* (generate one t
   (memory-bound, the GPU idles between small kernels at ~120 W); `int8` **2-3x more** than
   `float32`; `int4` about equal to `float32` (as read in DESIGN.md from the figure).
 
-Here the same quantities come straight from the cost model (`sim.costmodel.CostModel` with the
+Here the same quantities come straight from the cost model (`llm_energy_sim.cost.costmodel.CostModel` with the
 HF-eager engine, batch 1): prefill energy of each prompt, and decode energy per token from the
 closed-form decode segment of each request, averaged over 200 requests of the paper's length
 distribution (prompts lognormal, mean ~1200, 200-4000 tokens; outputs 10-300). Runs in ~2 s.""",
@@ -62,10 +61,10 @@ distribution (prompts lognormal, mean ~1200, 200-4000 tokens; outputs 10-300). R
         "code",
         """import numpy as np
 
-from sim.costmodel import CostModel, StepWork
-from sim.modelcard import load_model_card
-from sim.scenario import load_scenario
-from sim.workload import generate_trace
+from llm_energy_sim.cost.costmodel import CostModel, StepWork
+from llm_energy_sim.config.modelcard import load_model_card
+from llm_energy_sim.config.scenario import load_scenario
+from llm_energy_sim.engine.workload import generate_trace
 
 MODELS = ["qwen2.5-0.5b", "qwen2.5-1.5b", "qwen2.5-3b", "qwen2.5-7b", "mistral-7b",
           "llama-3.1-8b", "qwen2.5-14b"]
@@ -214,10 +213,10 @@ the H100's 79.6 GiB. A batch size that does not fit is listed and left out of th
     ("code", SETUP),
     (
         "code",
-        """from sim.accounting import requests_frame
-from sim.errors import UserError
-from sim.scenario import load_scenario
-from sim.simulation import simulate
+        """from llm_energy_sim.results.accounting import requests_frame
+from llm_energy_sim.config.errors import UserError
+from llm_energy_sim.config.scenario import load_scenario
+from llm_energy_sim.simulation import simulate
 
 rows, misfits = [], {}
 for b in [1, 2, 4, 8, 16, 32, 64]:
@@ -319,9 +318,9 @@ runs); 70B runs with `hardware.gpus_per_replica: 4`. Three accountings per run:
     ("code", SETUP),
     (
         "code",
-        """from sim.accounting import requests_frame, summarize
-from sim.scenario import load_scenario
-from sim.simulation import simulate
+        """from llm_energy_sim.results.accounting import requests_frame, summarize
+from llm_energy_sim.config.scenario import load_scenario
+from llm_energy_sim.simulation import simulate
 
 CASES = {"sequential (HF generate)": "sequential.yaml", "TGI burst (128 every 30 s)": "burst.yaml",
          "TGI random U(50,500) ms": "random_uniform.yaml", "TGI fixed 50 ms": "fixed50ms.yaml",
@@ -453,7 +452,7 @@ decides both the per-request energy and how many GPUs are needed; and every GPU 
 service draws idle power all day (71 W deep idle = 1.7 kWh/day per GPU).
 
 Here the simulator sizes the fleet for the real rate, per dtype and serving setup, with
-`sim.capacity.optimize` (qMeter's case study 8.2: one replica's saturation rate under the
+`llm_energy_sim.analysis.capacity.optimize` (qMeter's case study 8.2: one replica's saturation rate under the
 SLOs by bisection, then ceil(rate / saturation) replicas, checked by simulating the fleet):
 Poisson arrivals at 10^6/86400 req/s, the paper's length distribution, SLOs **p90 TTFT <= 2 s**
 and **p90 TPOT <= 0.2 s** (qMeter's chat TPOT bound). kWh/day = Wh/request (total accounting,
@@ -463,7 +462,7 @@ traffic at the target rate); ~30 s in all on 2 cores.""",
     ("code", SETUP),
     (
         "code",
-        """from sim.capacity import Slo, optimize
+        """from llm_energy_sim.analysis.capacity import Slo, optimize
 
 PER_DAY = 1e6
 RATE = PER_DAY / 86400
@@ -517,9 +516,9 @@ with the simulator's per-request energies at those settings (256-request traces)
     ),
     (
         "code",
-        """from sim.accounting import requests_frame, summarize
-from sim.scenario import load_scenario
-from sim.simulation import simulate
+        """from llm_energy_sim.results.accounting import requests_frame, summarize
+from llm_energy_sim.config.scenario import load_scenario
+from llm_energy_sim.simulation import simulate
 
 
 def wh_per_request(path, overrides):

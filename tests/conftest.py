@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from sim.accounting import requests_frame, summarize
-from sim.scenario import load_scenario_dict
-from sim.simulation import simulate
+from llm_energy_sim.config.scenario import load_scenario_dict
+from llm_energy_sim.results.accounting import requests_frame, summarize
+from llm_energy_sim.simulation import simulate
 
 REPO = Path(__file__).resolve().parents[1]
 SCENARIOS = sorted((REPO / "scenarios").glob("*.yaml"))
@@ -85,7 +85,7 @@ max_position_embeddings: 512
 def torchrun2(tmp_path: Path):
     """Run `torchrun --standalone --nproc_per_node 2` on CPU (gloo) in tmp_path: either a
     driver script (written to drive.py, called with card.yaml, a tiny card every rank loads,
-    then `args`) or, with driver=None, `-m sim.cli` and `args`."""
+    then `args`) or, with driver=None, `-m llm_energy_sim.cli` and `args`."""
     import shutil
     import subprocess
     import sys
@@ -97,7 +97,7 @@ def torchrun2(tmp_path: Path):
 
     def run(driver: str | None, *args: str, timeout: int = 600) -> subprocess.CompletedProcess:
         if driver is None:
-            target = ["-m", "sim.cli"]
+            target = ["-m", "llm_energy_sim.cli.main"]
         else:
             (tmp_path / "card.yaml").write_text(TINY_TP_CARD)
             (tmp_path / "drive.py").write_text(textwrap.dedent(driver))
@@ -114,7 +114,7 @@ def _check_step_log(out, df, summary: dict) -> None:
     none from the warm-up."""
     import pandas as pd
 
-    from sim.steptable import parse_prefill
+    from llm_energy_sim.results.steptable import parse_prefill
 
     assert summary["measured"]["steps_file"] == "steps.csv"
     steps = pd.read_csv(out / "steps.csv")

@@ -11,7 +11,7 @@ pytestmark = pytest.mark.gpu
 
 
 def test_meter_counts_energy_and_reads_state():
-    from calibrate.meter import GpuMeter
+    from llm_energy_sim.meter.nvml import GpuMeter
 
     m = GpuMeter([0])
     e0 = m.energy_j()
@@ -26,9 +26,9 @@ def test_meter_counts_energy_and_reads_state():
 
 
 def test_grid_runner_on_gpu_with_energy(tmp_path):
-    from calibrate.grid import Point
-    from calibrate.meter import GpuMeter
-    from calibrate.runner import run_grid
+    from llm_energy_sim.calibrate.grid import Point
+    from llm_energy_sim.calibrate.runner import run_grid
+    from llm_energy_sim.meter.nvml import GpuMeter
 
     pts = [Point("linear", "bfloat16", m=m, n_in=4096, n_out=4096) for m in (1, 1024)]
     pts.append(Point("attn_decode", "bfloat16", batch=8, kv_len=2048))
@@ -46,8 +46,8 @@ def test_sim_calibrate_interconnect_stage_on_a_multi_gpu_node(tmp_path):
     import torch
     from click.testing import CliRunner
 
-    from calibrate.interconnect import fit_allreduce
-    from sim.cli import main
+    from llm_energy_sim.calibrate.interconnect import fit_allreduce
+    from llm_energy_sim.cli.main import main
 
     if torch.cuda.device_count() < 2:
         pytest.skip("needs a node with >= 2 GPUs")
@@ -80,7 +80,7 @@ def test_tp_host_bench_under_torchrun(tmp_path):
             "--nproc_per_node",
             str(n),
             "-m",
-            "calibrate.tphost",
+            "llm_energy_sim.calibrate.tphost",
             "--out",
             str(tmp_path),
         ],

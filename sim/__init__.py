@@ -1,3 +1,0 @@
-"""Calibrated discrete-event simulator of LLM serving energy and latency."""
-
-__version__ = "0.1.0"

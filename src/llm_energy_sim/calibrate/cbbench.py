@@ -1,0 +1,192 @@
+"""transformers continuous batching (the `transformers_cb` engine): step time and energy.
+
+The simulator's transformers_cb kind costs a step as max(GPU kernels, host) with its own host
+overhead (per step, per layer, per sequence); this measures the engine itself so that host
+term is fitted, not assumed. Same method as calibrate/hostbench.py, on the same Qwen2.5
+shapes (none is a validation or whole-model check model): per (shape, batch) `batch`
+requests of `prompt` random tokens are added at once to the engine's manager (FIFO,
+8192-token budget, 256-token blocks, EOS off) and waited for, repeated for >= 1 s with 1 new
+token (prefill) and >= 2.5 s with new_tokens + 1 (prefill + new_tokens decode steps). Decode
+per step = (long - short) / new_tokens for time and energy; the per-token timestamps the
+engine records give the median and spread of single steps. Rows go to a table with
+hostbench's columns, so llm_energy_sim.calibrate.fit reads both.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+
+from llm_energy_sim.calibrate.hostbench import FIELDS, run_row, timed
+from llm_energy_sim.calibrate.rawtable import append_row, done_keys
+from llm_energy_sim.config.modelcard import ModelCard
+from llm_energy_sim.meter.nvml import GpuMeter
+
+METHOD = "cb-v1"
+CB_CONFIG = {"block_size": 256, "max_batch_tokens": 8192, "scheduler_type": "fifo"}
+# the HF eager host-fit shapes (calibrate/hostbench.py), batch 1 to 32
+CB_FIT_SHAPES = (("qwen2.5-1.5b", 8), ("qwen2.5-3b", 36), ("qwen2.5-7b", 16), ("qwen2.5-1.5b", 28))
+CB_FIT_PLAN = [(m, L, "bfloat16", (1, 8, 32), "") for m, L in CB_FIT_SHAPES]
+
+
+def row_key(name: str, layers: int, dtype: str, batch: int, prompt: int, new: int, tag: str) -> str:
+    return f"cb|{name}|{layers}L|{dtype}|{batch}|{prompt}|{new}|{METHOD}{'|' + tag if tag else ''}"
+
+
+def start_cb_manager(model, device: str):
+    """The benchmark's manager (CB_CONFIG), started, once its batch processor exists. Under
+    tensor parallelism every rank calls this with its shard (the set-up is collective)."""
+    from transformers import ContinuousBatchingConfig
+
+    from llm_energy_sim.hf.build import start_manager
+
+    # on a GPU the cache is sized from free memory, as in the live runs; on CPU (tests) a
+    # small fixed cache, since sizing from host memory allocates gigabytes
+    config = ContinuousBatchingConfig(
+        **CB_CONFIG, **({} if device.startswith("cuda") else {"num_blocks": 32})
+    )
+    return start_manager(model, config, timeout_s=300)
+
+
+class CbBatches:
+    """A started manager; `run(prompts, n_new)` adds them at once and waits for all."""
+
+    def __init__(self, model, device: str) -> None:
+        self.manager = start_cb_manager(model, device)
+        self.n = 0
+        self.stamps: list[list[float]] = []
+
+    def run(self, prompts: list[list[int]], n_new: int) -> None:
+        ids = []
+        for p in prompts:
+            self.n += 1
+            rid = f"cb{self.n}"
+            self.manager.add_request(
+                p, request_id=rid, max_new_tokens=n_new, record_timestamps=True, eos_token_id=-1
+            )
+            ids.append(rid)
+        left = set(ids)
+        while left:
+            out = self.manager.get_result(timeout=120)
+            if out is None:
+                raise RuntimeError("transformers continuous batching gave no result in 120 s")
+            if out.request_id in left and out.is_finished():
+                left.discard(out.request_id)
+                if out.error:
+                    raise RuntimeError(f"request failed: {out.error}")
+                if n_new > 1:
+                    self.stamps.append(list(out.timestamps or []))
+
+    def stop(self) -> None:
+        self.manager.stop(block=True, timeout=60, hard_stop=True)
+
+
+def bench_batch(
+    eng: CbBatches,
+    card: ModelCard,
+    dtype: str,
+    batch: int,
+    prompt: int,
+    new_tokens: int,
+    min_s: tuple[float, float],
+    sync,
+    meter: GpuMeter | None,
+    t_build: float,
+    method: str,
+) -> dict:
+    """One raw row: `batch` random prompts at once through a started manager, short (1 new
+    token) and long (new_tokens + 1) runs each repeated for min_s, the single-step spread from
+    the engine's per-token timestamps (shared by the one-GPU and the TP benchmark)."""
+    import torch
+
+    gen = torch.Generator(device="cpu").manual_seed(batch)
+    prompts = torch.randint(1000, card.vocab_size, (batch, prompt), generator=gen).tolist()
+    pre = timed(meter, lambda: eng.run(prompts, 1), sync, min_s[0])
+    eng.stamps = []
+    full = timed(meter, lambda: eng.run(prompts, new_tokens + 1), sync, min_s[1])
+    steps = np.concatenate([np.diff(s[1:]) for s in eng.stamps if len(s) > 2])
+    return run_row(card, dtype, batch, prompt, new_tokens, pre, full, steps, t_build, meter, method)
+
+
+def measure_cb_model(
+    card: ModelCard,
+    dtype: str,
+    batches: tuple[int, ...],
+    prompt: int,
+    new_tokens: int,
+    meter: GpuMeter | None,
+    device: str = "cuda",
+    min_s: tuple[float, float] = (1.0, 2.5),
+) -> list[dict]:
+    """One model build and engine, measured at each batch size; a raw row per batch size.
+    min_s: the least time the short (prefill) and long runs are repeated for."""
+    import torch
+
+    from llm_energy_sim.hf.build import build_uncached
+
+    torch.manual_seed(0)
+    t_build = time.perf_counter()
+    model = build_uncached(card, dtype, device, 0, "sdpa")
+    t_build = time.perf_counter() - t_build
+    sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
+    eng = CbBatches(model, device)
+    rows = []
+    try:
+        for batch in batches:
+            bench = (card, dtype, batch, prompt, new_tokens)
+            rows.append(bench_batch(eng, *bench, min_s, sync, meter, t_build, METHOD))
+    finally:
+        eng.stop()
+        model = None  # free the GPU memory before the next build
+        if device.startswith("cuda"):
+            torch.cuda.empty_cache()
+    return rows
+
+
+def run_cb(
+    plan: list[tuple[str, int | None, str, tuple[int, ...], str]],
+    out_csv: Path,
+    meter: GpuMeter | None,
+    prompt: int = 256,
+    new_tokens: int = 32,
+    device: str = "cuda",
+    budget_s: float | None = None,
+    progress: bool = True,
+) -> int:
+    """plan: (card, layers or None, dtype, batch sizes, tag); rows appended as measured, a
+    rerun skips keys already in out_csv; a failing configuration is recorded and skipped."""
+    from tqdm import tqdm
+
+    from llm_energy_sim.config.modelcard import load_model_card
+
+    done = done_keys(out_csv)
+    start, n = time.monotonic(), 0
+    for name, layers, dtype, batches, tag in tqdm(
+        plan, desc="transformers CB runs", unit="model", disable=not progress
+    ):
+        card = load_model_card(name)
+        if layers:
+            card = card.model_copy(update={"num_hidden_layers": layers})
+        keys = {
+            b: row_key(name, card.num_hidden_layers, dtype, b, prompt, new_tokens, tag)
+            for b in batches
+        }
+        todo = tuple(b for b in batches if keys[b] not in done)
+        if not todo:
+            continue
+        if budget_s is not None and time.monotonic() - start > budget_s:
+            break
+        try:
+            rows = measure_cb_model(card, dtype, todo, prompt, new_tokens, meter, device)
+            for r in rows:
+                r["error"] = ""
+        except Exception as exc:  # e.g. out of memory: recorded, the run goes on
+            err = f"{type(exc).__name__}: {exc}"[:300]
+            rows = [{"model": name, "dtype": dtype, "batch": b, "error": err} for b in todo]
+        for r in rows:
+            key = keys[int(r["batch"])]
+            append_row(out_csv, {"key": key, "tag": tag, **{k: r.get(k, "") for k in FIELDS}})
+            n += 1
+    return n

@@ -1,0 +1,233 @@
+"""`sim plan`: capacity planning on simulated runs (logic in llm_energy_sim.analysis.capacity).
+
+sim plan saturation SCENARIO --slo-ttft-p90 S --slo-tpot-p90 S
+sim plan optimize SCENARIO --rate R --slo-ttft-p90 S --dtypes ... --tp 1,2,4,8 --replicas auto
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import click
+import pandas as pd
+
+from llm_energy_sim.analysis.capacity import SECONDS_PER_DAY, Slo, optimize, saturation
+from llm_energy_sim.analysis.grid import ScenarioRef, parse_axis
+from llm_energy_sim.config.errors import UserError
+
+__all__ = ["Slo", "optimize", "saturation", "plan_cmd"]
+
+
+@click.group("plan")
+def plan_cmd() -> None:
+    """Capacity planning: saturation rate under SLOs, energy-optimal configuration."""
+
+
+def _slo_options(f):
+    f = click.option("--slo-tpot-p90", type=float, help="p90 time per output token bound (s)")(f)
+    return click.option("--slo-ttft-p90", type=float, help="p90 time to first token bound (s)")(f)
+
+
+def _slo(ttft: float | None, tpot: float | None, required: bool) -> Slo:
+    for name, v in (("--slo-ttft-p90", ttft), ("--slo-tpot-p90", tpot)):
+        if v is not None and v <= 0:
+            raise UserError(f"{name} must be > 0")
+    if required and ttft is None and tpot is None:
+        raise UserError("give at least one SLO: --slo-ttft-p90 and/or --slo-tpot-p90")
+    return Slo(ttft, tpot)
+
+
+def _ints(text: str, what: str) -> list[int]:
+    try:
+        vals = [int(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise UserError(f"{what} '{text}': expected comma-separated integers") from None
+    if not vals or min(vals) < 1:
+        raise UserError(f"{what} '{text}': expected integers >= 1")
+    return vals
+
+
+def _print(df: pd.DataFrame, cols: list[str], title: str) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    t = Table(title=title, show_header=True, header_style="bold")
+    for c in cols:
+        t.add_column(c, overflow="fold")
+    for _, r in df.iterrows():
+        t.add_row(*(_fmt(r[c]) for c in cols))
+    Console(width=200).print(t)
+
+
+def _fmt(v: Any) -> str:
+    if v is None or (isinstance(v, float) and v != v):
+        return "-"
+    if isinstance(v, bool):
+        return "yes" if v else "no"
+    return f"{v:.4g}" if isinstance(v, float) else str(v)
+
+
+@plan_cmd.command("saturation")
+@click.argument("scenario", type=click.Path(path_type=Path))
+@_slo_options
+@click.option("--min-rate", type=float, default=0.05, show_default=True, help="req/s")
+@click.option("--max-rate", type=float, default=50.0, show_default=True, help="req/s")
+@click.option(
+    "--tolerance",
+    type=float,
+    default=0.01,
+    show_default=True,
+    help="relative precision of the rate",
+)
+@click.option(
+    "--requests",
+    type=int,
+    default=500,
+    show_default=True,
+    help="requests per simulated run (longer traces: sharper saturation)",
+)
+@click.option(
+    "--arrival", type=click.Choice(["poisson", "fixed"]), default="poisson", show_default=True
+)
+@click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help="override a field")
+@click.option("--out", type=click.Path(path_type=Path), help="CSV of every evaluated rate")
+def saturation_cmd(
+    scenario,
+    slo_ttft_p90,
+    slo_tpot_p90,
+    min_rate,
+    max_rate,
+    tolerance,
+    requests,
+    arrival,
+    sets,
+    out,
+) -> None:
+    """Highest request rate whose p90 TTFT/TPOT meet the SLOs (bisection, qMeter 8.1)."""
+    from llm_energy_sim.config.scenario import parse_override
+
+    slo = _slo(slo_ttft_p90, slo_tpot_p90, required=True)
+    ref = ScenarioRef.from_path(scenario)
+    overrides = dict(parse_override(s) for s in sets)
+    ref.load(overrides)
+    rate, rows = saturation(ref, slo, min_rate, max_rate, tolerance, arrival, requests, overrides)
+    df = pd.DataFrame(rows).sort_values("rate")
+    cols = [
+        "rate",
+        "slo_met",
+        "latency_s.ttft.p90",
+        "latency_s.tpot.p90",
+        "energy.per_request_wh",
+        "slo_violations",
+    ]
+    _print(df, cols, f"{ref.source}: {len(rows)} simulated runs of {requests} requests")
+    if out:
+        df.to_csv(out, index=False)
+    if rate >= max_rate:
+        click.echo(f"the SLOs still hold at --max-rate {max_rate:g} req/s: saturation is above")
+    else:
+        click.echo(f"saturation: {rate:.4g} req/s ({rate * SECONDS_PER_DAY:.3g} requests/day)")
+
+
+@plan_cmd.command("optimize")
+@click.argument("scenario", type=click.Path(path_type=Path))
+@click.option("--rate", type=float, help="target requests per second (Poisson)")
+@click.option("--per-day", type=float, help="target requests per day, instead of --rate")
+@_slo_options
+@click.option("--dtypes", default="bfloat16,float16,int8,int4", show_default=True)
+@click.option("--tp", default="1,2,4,8", show_default=True, help="tensor-parallel degrees")
+@click.option(
+    "--replicas",
+    default="auto",
+    show_default=True,
+    help="counts (1,2,4) or 'auto': ceil(rate / one replica's saturation rate)",
+)
+@click.option(
+    "--set",
+    "sets",
+    multiple=True,
+    metavar="KEY=V1,V2",
+    help="more swept settings, e.g. server.max_batch_prefill_tokens=4096,8192 "
+    "or hardware.gpu=h100-sxm,h200",
+)
+@click.option(
+    "--requests", type=int, default=500, show_default=True, help="requests per simulated run"
+)
+@click.option("--max-replicas", type=int, default=64, show_default=True)
+@click.option("--workers", type=int, default=2, show_default=True, help="local processes")
+@click.option("--dask", "dask_address", help="dask.distributed scheduler address")
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path),
+    help="CSV of the ranked table (default results/plan-<scenario>.csv)",
+)
+def optimize_cmd(
+    scenario,
+    rate,
+    per_day,
+    slo_ttft_p90,
+    slo_tpot_p90,
+    dtypes,
+    tp,
+    replicas,
+    sets,
+    requests,
+    max_replicas,
+    workers,
+    dask_address,
+    out,
+) -> None:
+    """Energy-optimal dtype x tensor parallel x replicas (x --set) for a rate under SLOs
+    (qMeter 8.2). Configurations that do not fit the GPU memory are listed, not fatal."""
+    if (rate is None) == (per_day is None):
+        raise UserError("give exactly one of --rate (req/s) and --per-day (requests/day)")
+    rate = rate if rate is not None else per_day / SECONDS_PER_DAY
+    slo = _slo(slo_ttft_p90, slo_tpot_p90, required=False)
+    reps = "auto" if replicas.strip() == "auto" else _ints(replicas, "--replicas")
+    ref = ScenarioRef.from_path(scenario)
+    axes = [parse_axis(s) for s in sets]
+    df = optimize(
+        ref,
+        rate,
+        slo,
+        [d.strip() for d in dtypes.split(",")],
+        _ints(tp, "--tp"),
+        reps,
+        requests,
+        axes,
+        workers,
+        dask_address,
+        max_replicas,
+    )
+    out = out or Path("results") / f"plan-{Path(scenario).stem}.csv"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    df.to_csv(out, index=False)
+    extra = [c for c in df.columns if "." in c]
+    cols = [
+        "rank",
+        "gpu",
+        "dtype",
+        "tp",
+        "replicas",
+        "gpus",
+        *extra,
+        "status",
+        "wh_per_request",
+        "kwh_per_day",
+        "ttft_p90_s",
+        "tpot_p90_s",
+        "note",
+    ]
+    _print(df, cols, f"{ref.source} at {rate:.4g} req/s ({rate * SECONDS_PER_DAY:.3g}/day)")
+    best = df[df.feasible]
+    if len(best):
+        b = best.iloc[0].to_dict()
+        click.echo(
+            f"best: {b['gpu']} {b['dtype']} TP{b['tp']} x {b['replicas']} replica(s) = "
+            f"{b['gpus']} GPUs, {b['wh_per_request']:.3g} Wh/request, "
+            f"{b['kwh_per_day']:.3g} kWh/day"
+        )
+    else:
+        click.echo("no configuration meets the SLOs at this rate")
+    click.echo(f"table: {out}")

@@ -1,0 +1,93 @@
+"""`sim run`: simulate a scenario and write its results directory."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import click
+
+from llm_energy_sim.cli.options import host_speed_option, load_with_host_speed, overrides
+from llm_energy_sim.config.errors import UserError
+
+
+@click.command("run")
+@click.argument("scenario", type=click.Path(path_type=Path))
+@click.option(
+    "--out",
+    "out_dir",
+    type=click.Path(path_type=Path),
+    help="results directory (default results/<name>)",
+)
+@click.option(
+    "--profile", help="profile name (src/llm_energy_sim/data/profiles/NAME.json) or JSON path"
+)
+@click.option("--requests", type=int, help="override workload.requests (e.g. a shortened run)")
+@click.option(
+    "--set",
+    "sets",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="override any scenario field, e.g. --set dtype=int8",
+)
+@click.option("--plot/--no-plot", default=False, help="also write PNG plots")
+@click.option(
+    "--grid-intensity", type=float, help="grid carbon intensity in gCO2/kWh, to report CO2"
+)
+@host_speed_option(
+    "set hardware.host_time_factor from host runs measured on the serving machine: a "
+    "host table (hostspeed.csv, tphost.csv, tpcbhost.csv), a `sim replay --hostspeed` "
+    "results directory, or a `sim steps` steps_check.json (the speed a live engine's own "
+    "steps ran at); repeat to average several (e.g. before and after a replay)"
+)
+@click.option(
+    "--step-log",
+    is_flag=True,
+    help="also write steps.csv: every simulated step's composition and times, in the format "
+    "of the live engine's step log (`sim steps ... --predicted DIR` sets them side by side)",
+)
+@click.option("--quiet", is_flag=True, help="no table, no progress bar")
+def run_cmd(
+    scenario: Path,
+    out_dir,
+    profile,
+    requests,
+    sets,
+    plot,
+    grid_intensity,
+    host_tables,
+    step_log,
+    quiet,
+) -> None:
+    """Simulate SCENARIO (a YAML file) and write a results directory."""
+    from llm_energy_sim.results.accounting import requests_frame, summarize, timeline_frame
+    from llm_energy_sim.results.output import print_summary, write_results
+    from llm_energy_sim.simulation import simulate
+
+    if requests is not None and requests <= 0:
+        raise UserError("--requests must be > 0")
+    scen, host_runs = load_with_host_speed(
+        scenario, overrides(requests, sets), host_tables, profile
+    )
+    t0 = time.perf_counter()
+    res = simulate(scen, profile_override=profile, progress=not quiet, step_log=step_log)
+    wall = time.perf_counter() - t0
+    df = requests_frame(res)
+    summary = summarize(res, df, grid_intensity)
+    summary["simulation_wall_s"] = wall
+    if host_runs is not None:
+        summary["host_time_factor_runs"] = host_runs  # the measured runs it averages
+    tl = timeline_frame(res)
+    out_dir = out_dir or Path("results") / scen.name
+    write_results(out_dir, summary, df, tl)
+    if step_log:
+        from llm_energy_sim.results.steptable import write_steps
+
+        write_steps(out_dir, sorted(row for r in res.replicas for row in r.step_log))
+    if plot:
+        from llm_energy_sim.results.plots import plot_results
+
+        plot_results(out_dir, summary, df, tl)
+    if not quiet:
+        print_summary(summary)
+        click.echo(f"simulated {len(df)} requests in {wall:.2f} s; results in {out_dir}")

@@ -1,0 +1,91 @@
+"""TODO docstring."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+from llm_energy_sim.analysis.stepcheck import (
+    compare_schedules,
+    cost_steps,
+    load_steps,
+    plot_steps,
+    print_summary,
+    summarize,
+    write_check,
+)
+from llm_energy_sim.cli.options import host_speed_option
+from llm_energy_sim.config.errors import UserError
+from llm_energy_sim.cost.costmodel import CostModel
+from llm_energy_sim.results.steptable import STEPS_FILE, read_steps
+
+
+@click.command("steps")
+@click.argument("scenario", type=click.Path(path_type=Path))
+@click.argument("measured", type=click.Path(path_type=Path))
+@click.option(
+    "--profile", help="profile name (src/llm_energy_sim/data/profiles/NAME.json) or JSON path"
+)
+@click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help="as for `sim run`")
+@host_speed_option("as for `sim run`; default: MEASURED's own hostspeed.csv when it has one")
+@click.option(
+    "--out", "out_dir", type=click.Path(path_type=Path), help="where to write (default: MEASURED)"
+)
+@click.option(
+    "--predicted",
+    type=click.Path(path_type=Path),
+    help="a `sim run --step-log` results dir of SCENARIO: also compare the schedules step by step",
+)
+@click.option("--plot/--no-plot", default=True, show_default=True, help="write steps_check.png")
+def steps_cmd(scenario, measured, profile, sets, host_tables, predicted, out_dir, plot) -> None:
+    """Cost every step of MEASURED (a `sim replay` of SCENARIO) with the cost model: the step
+    cost's error without the scheduler's, and the host speed the engine saw over the run."""
+    from llm_energy_sim.cli.options import load_with_host_speed, overrides
+    from llm_energy_sim.config.scenario import scenario_card
+    from llm_energy_sim.simulation import ENGINE_OF_KIND, profile_for
+
+    if not measured.is_dir():
+        raise UserError(f"{measured}: no such results directory")
+    ov = overrides(None, sets)
+    if not host_tables and "hardware.host_time_factor" not in ov:
+        own = measured / "hostspeed.csv"
+        host_tables = (measured,) if own.exists() else ()
+    scen, _ = load_with_host_speed(scenario, ov, host_tables, profile)
+    summary_file = measured / "summary.json"
+    if summary_file.exists():
+        ran = json.loads(summary_file.read_text()).get("scenario")
+        if ran and ran != scen.name:
+            raise UserError(
+                f"{measured} is a run of scenario '{ran}', not of {scenario} ('{scen.name}')"
+            )
+    steps, source = load_steps(measured)
+    if steps.empty:
+        raise UserError(f"{measured}: the run has no completed steps")
+    prof, _ = profile_for(scen, profile)
+    hw = scen.hardware
+    cost = CostModel(
+        scenario_card(scen),
+        scen.dtype,
+        prof,
+        ENGINE_OF_KIND[scen.server.kind],
+        hw.gpus_per_replica,
+        hw.host_time_factor,
+    )
+    df = cost_steps(steps, cost, bool(getattr(scen.server, "cold_start", False)))
+    summary = summarize(df, hw.host_time_factor, source)
+    summary["scenario"] = scen.name
+    summary["profile"] = prof.name
+    if predicted is not None:
+        if not (predicted / STEPS_FILE).exists():
+            raise UserError(
+                f"{predicted}: no {STEPS_FILE}; simulate with `sim run {scenario} --step-log`"
+            )
+        summary["schedule"] = compare_schedules(read_steps(predicted / STEPS_FILE), steps)
+    out_dir = out_dir or measured
+    write_check(df, summary, out_dir)
+    print_summary(summary, f"{scen.name}: live steps costed by the model")
+    if plot:
+        path = plot_steps(df, out_dir, f"{scen.name}: measured vs predicted step time")
+        click.echo(f"wrote {out_dir / 'steps_check.csv'}, {out_dir / 'steps_check.json'}, {path}")

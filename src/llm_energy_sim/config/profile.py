@@ -1,0 +1,253 @@
+"""Calibration profile: fitted cost- and power-model parameters of one GPU type + software stack.
+
+Written by `sim calibrate` (or the bootstrap builder), read by `sim run`. Every parameter
+group carries a `source` saying where its numbers come from.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from llm_energy_sim.config.dtypes import NF4_GEMV
+from llm_energy_sim.config.errors import UserError
+from llm_energy_sim.config.paths import PROFILES_DIR
+from llm_energy_sim.config.yamlio import validation_message
+
+SCHEMA_VERSION = 1
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class FitError(_Strict):
+    """Absolute percentage errors on points held out of the fit."""
+
+    n_points: int = 0
+    time_median_ape: float | None = None
+    time_p90_ape: float | None = None
+    energy_median_ape: float | None = None
+    energy_p90_ape: float | None = None
+
+
+class KernelFit(_Strict):
+    """t = max(F/peak_flops, B/bandwidth) + t0_s;  P = p_base_w + w_compute*u_c + w_memory*u_m.
+
+    u_c = F/(peak_flops*t) and u_m = B/(bandwidth*t) are the kernel's utilisations, so the
+    kernel's energy is p_base_w*t + w_compute*F/peak_flops + w_memory*B/bandwidth, clipped
+    at the GPU's power limit.
+    """
+
+    peak_flops: float = Field(gt=0)
+    bandwidth: float = Field(gt=0)
+    t0_s: float = Field(ge=0)
+    p_base_w: float = Field(ge=0)
+    w_compute: float = Field(ge=0)
+    w_memory: float = Field(ge=0)
+    fit_error: FitError | None = None
+    source: str
+
+
+class HostOverhead(_Strict):
+    """Host (framework) time per forward step: per_step_s + per_layer_s*L + per_sequence_s*n."""
+
+    per_step_s: float = Field(ge=0)
+    per_layer_s: float = Field(ge=0)
+    per_sequence_s: float = Field(ge=0)
+    # power of the GPU while it waits for this engine's host inside a step, when measured for
+    # the engine (transformers CB); None: the profile's idle.host_wait_w (fitted on HF eager)
+    wait_w: float | None = Field(default=None, gt=0)
+    # host time of one generate() call outside its forward steps (input and cache set-up,
+    # output assembly), serial with the GPU: charged once in each step that starts sequences
+    # (a prefill with no past). 0 for engines that admit requests into a running loop.
+    setup_s: float = Field(default=0.0, ge=0)
+    # multi-token (prefill) steps: the fraction of the shorter of GPU and host time that does
+    # not overlap with the other (bitsandbytes layers synchronise the host with the GPU):
+    # wall = max(gpu, host) + prefill_serial_fraction * min(gpu, host)
+    prefill_serial_fraction: float = Field(default=0.0, ge=0, le=1)
+    # per dtype: host time added to a step whose attention shape the engine's process has not
+    # run before (torch's cuDNN attention builds an execution plan per new shape; the GPU
+    # waits meanwhile). Measured fresh-vs-cached by `sim calibrate --stages shapemiss`;
+    # absent dtypes (and engines) have none.
+    attn_shape_miss_s: dict[str, float] = Field(default_factory=dict)
+    # ... plus this much per layer of the model (per dtype; the miss grows with the model)
+    attn_shape_miss_per_layer_s: dict[str, float] = Field(default_factory=dict)
+    # power per GPU while a miss's plan is built (measured with them); None: wait_w
+    attn_shape_miss_w: float | None = Field(default=None, gt=0)
+    # host time added to the first forward step of a fresh engine process (library handles,
+    # lazily loaded kernels; measured by `sim calibrate --stages coldstart`); 0: warmed up
+    cold_start_s: float = Field(default=0.0, ge=0)
+    fit_error: FitError | None = None
+    source: str
+
+
+class IdlePower(_Strict):
+    """Power when the GPU is not running kernels.
+
+    deep_idle_w: no work for a long time. active_idle_w: model loaded, idle for seconds.
+    host_wait_w: inside a step while the GPU waits for the host (launch-bound decode).
+    step_standby_fraction: inside a step the GPU stays partly in the power state of its
+    kernels, so a wait in a step whose kernels draw P_busy (their energy over their time) is
+    charged at host_wait_w + step_standby_fraction*(P_busy - host_wait_w); 0: host_wait_w flat.
+    After each step the GPU stays in a 'standby' state: its power in a gap of length t is
+    idle(t) + standby_fraction*(P_last - idle(t))*exp(-t/standby_tau_s), where idle(t) decays
+    from active_idle_w to deep_idle_w with time constant deep_decay_tau_s.
+    """
+
+    deep_idle_w: float = Field(gt=0)
+    active_idle_w: float = Field(gt=0)
+    host_wait_w: float = Field(gt=0)
+    step_standby_fraction: float = Field(default=0.0, ge=0, lt=1)
+    standby_fraction: float = Field(ge=0, le=1)
+    standby_tau_s: float = Field(gt=0)
+    deep_decay_tau_s: float = Field(gt=0)
+    source: str
+
+
+class Interconnect(_Strict):
+    """All-reduce of B bytes over g GPUs: alpha_s + 2(g-1)/g * B / bus_bandwidth, at power_w."""
+
+    alpha_s: float = Field(ge=0)
+    bus_bandwidth: float = Field(gt=0)
+    power_w: float = Field(gt=0)
+    fit_error: FitError | None = None
+    source: str
+
+
+class GpuSpec(_Strict):
+    name: str
+    memory_bytes: float = Field(gt=0)
+    power_limit_w: float = Field(gt=0)
+    source: str
+
+
+# a profile measured before a class existed costs it with its nearest measured class:
+# attn_packed (transformers CB's masked SDPA) with the flash prefill fit -- an optimistic
+# stand-in, since the masked kernel runs slower than flash attention
+CLASS_FALLBACK = {"attn_packed": "attn_prefill"}
+
+
+class Profile(_Strict):
+    schema_version: int = SCHEMA_VERSION
+    name: str
+    description: str = ""
+    gpu: GpuSpec
+    provenance: dict[str, Any] = Field(default_factory=dict)
+    kernels: dict[str, dict[str, KernelFit]]
+    host: dict[str, HostOverhead]
+    idle: IdlePower
+    interconnect: dict[str, Interconnect] = Field(
+        default_factory=dict, description="keyed by GPU count as a string ('2', '4', '8')"
+    )
+
+    def kernel(self, kclass: str, dtype: str) -> KernelFit:
+        """Fit of a kernel class in a dtype; a dtype missing for a non-linear class falls back
+        to bfloat16 (small kernels and attention run in the activation dtype); the NF4 GEMV
+        regime of one-row linears ('int4_gemv') falls back to the 'int4' fit where a profile
+        has none (profiles fitted before it was split off)."""
+        by_dtype = self.kernels.get(kclass)
+        if not by_dtype and kclass in CLASS_FALLBACK:
+            return self.kernel(CLASS_FALLBACK[kclass], dtype)
+        if not by_dtype:
+            raise UserError(f"profile '{self.name}': no kernel class '{kclass}'")
+        if dtype in by_dtype:
+            return by_dtype[dtype]
+        if dtype == NF4_GEMV:
+            return self.kernel(kclass, "int4")
+        if kclass != "linear":
+            for fallback in ("bfloat16", "float16"):
+                if fallback in by_dtype:
+                    return by_dtype[fallback]
+        raise UserError(
+            f"profile '{self.name}': kernel class '{kclass}' has no fit for dtype '{dtype}' "
+            f"(has: {', '.join(sorted(by_dtype))})"
+        )
+
+    def host_overhead(self, engine: str, dtype: str | None = None, tp: int = 1) -> HostOverhead:
+        """The engine's host overhead, measured for this dtype ('engine:dtype') when it was
+        (bitsandbytes launches extra kernels per linear), else the engine's general one;
+        under tensor parallelism the engine's entry measured at this TP degree ('_tp4'), else
+        its '_tp' entry (DTensor dispatch; the highest degree measured)."""
+        for key in (f"{engine}_tp{tp}", f"{engine}_tp") if tp > 1 else ():
+            if key in self.host:
+                return self.host[key]
+        if dtype is not None and f"{engine}:{dtype}" in self.host:
+            return self.host[f"{engine}:{dtype}"]
+        if engine not in self.host:
+            raise UserError(
+                f"profile '{self.name}': no host overhead for engine '{engine}' "
+                f"(has: {', '.join(sorted(self.host))})"
+            )
+        return self.host[engine]
+
+    def allreduce(self, n_gpus: int) -> Interconnect:
+        key = str(n_gpus)
+        if key in self.interconnect:
+            return self.interconnect[key]
+        if not self.interconnect:
+            raise UserError(f"profile '{self.name}': no interconnect model for {n_gpus} GPUs")
+        nearest = min(self.interconnect, key=lambda k: abs(int(k) - n_gpus))
+        return self.interconnect[nearest]
+
+
+# shipped profiles per hardware.gpu, best first: the fitted one, then the bootstrap
+DEFAULT_PROFILES_BY_GPU = {
+    "h100-sxm": ("h100-sxm", "h100-sxm-bootstrap"),
+    "h200": ("h200", "h200-derived"),
+}
+
+
+def default_profile_name(gpu: str) -> str:
+    for name in DEFAULT_PROFILES_BY_GPU.get(gpu, (gpu,)):
+        if (PROFILES_DIR / f"{name}.json").exists():
+            return name
+    names = sorted(p.stem for p in PROFILES_DIR.glob("*.json"))
+    raise UserError(
+        f"no shipped profile for gpu '{gpu}'; give --profile (shipped: {', '.join(names)})"
+    )
+
+
+def shipped_profile_names() -> list[str]:
+    """The default (best shipped) profile of each GPU kind, e.g. h100-sxm and h200."""
+    names = []
+    for gpu in DEFAULT_PROFILES_BY_GPU:
+        try:
+            names.append(default_profile_name(gpu))
+        except UserError:
+            continue
+    return names
+
+
+def resolve_profile_path(name_or_path: str) -> Path:
+    """A path to a JSON file, or the name of a shipped profile (src/llm_energy_sim/data/profiles/NAME.json)."""
+    candidate = Path(name_or_path)
+    if candidate.suffix == ".json" or candidate.exists():
+        return candidate
+    shipped = PROFILES_DIR / f"{name_or_path}.json"
+    if shipped.exists():
+        return shipped
+    names = sorted(p.stem for p in PROFILES_DIR.glob("*.json"))
+    raise UserError(f"no profile '{name_or_path}': give a JSON path or one of: {', '.join(names)}")
+
+
+def load_profile(name_or_path: str) -> tuple[Profile, Path]:
+    path = resolve_profile_path(name_or_path)
+    if not path.exists():
+        raise UserError(f"{path}: profile file not found")
+    try:
+        data = json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise UserError(f"{path}: not valid JSON: {exc}") from None
+    try:
+        return Profile(**data), path
+    except ValidationError as exc:
+        raise UserError(validation_message(path, exc)) from None
+
+
+def save_profile(profile: Profile, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(profile.model_dump(mode="json"), indent=2) + "\n")

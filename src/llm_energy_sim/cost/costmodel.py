@@ -1,0 +1,464 @@
+"""Roofline cost model of one forward step: GPU time, host time, wall time and energy.
+
+Each kernel group costs t = max(F/C, B/M) + count*t0 on the GPU and draws
+P = p_base + w_c*u_c + w_m*u_m (clipped at the power limit). The step's wall time is
+max(GPU time, host time): when the host (Python, kernel launches) is slower, the GPU waits
+at the profile's host-wait power. Under tensor parallelism every kernel is sharded over the
+tp GPUs of the replica, two all-reduces per layer are added, and all tp GPUs draw power.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from functools import lru_cache
+
+import numpy as np
+from scipy.special import digamma
+
+from llm_energy_sim.config.dtypes import DtypeInfo, dtype_info
+from llm_energy_sim.config.modelcard import ModelCard
+from llm_energy_sim.config.profile import HostOverhead, Profile
+from llm_energy_sim.cost.kernels import (
+    EngineShape,
+    KernelGroup,
+    attn_decode_kernel,
+    attn_packed_kernel,
+    attn_prefill_kernel,
+    eager_elementwise_kernel,
+    elementwise_kernel,
+    layer_elementwise_bytes,
+    layer_linears,
+    linear_kernel,
+)
+
+ENGINE_SHAPES: dict[str, EngineShape] = {
+    # HF transformers modeling code: separate q/k/v and gate/up projections, eager small ops
+    "hf_eager": EngineShape(
+        fused_qkv=False,
+        fused_gate_up=False,
+        elementwise_launches_per_layer=14,
+        eager_small_ops=True,
+    ),
+    # transformers continuous batching: the same eager layers, attention through paged|sdpa
+    "transformers_cb": EngineShape(
+        fused_qkv=False,
+        fused_gate_up=False,
+        elementwise_launches_per_layer=14,
+        packed_attention=True,
+        eager_small_ops=True,
+    ),
+    # TGI flash models: fused qkv and gate_up, fused norm+residual and rotary kernels
+    "tgi": EngineShape(fused_qkv=True, fused_gate_up=True, elementwise_launches_per_layer=5),
+}
+
+
+@dataclass(frozen=True)
+class StepWork:
+    """What one forward step computes.
+
+    prefill: (new_tokens, past_tokens) per sequence being prefilled in this step.
+    n_decode / decode_ctx_sum: sequences decoding one token, and the sum of their KV lengths
+    (each including the token being decoded).
+    """
+
+    prefill: tuple[tuple[int, int], ...] = ()
+    n_decode: int = 0
+    decode_ctx_sum: int = 0
+
+    @property
+    def tokens(self) -> int:
+        return sum(new for new, _ in self.prefill) + self.n_decode
+
+    @property
+    def n_seqs(self) -> int:
+        return len(self.prefill) + self.n_decode
+
+
+@dataclass(frozen=True)
+class StepCost:
+    wall_s: float
+    gpu_s: float
+    host_s: float
+    energy_j: float  # all GPUs of the replica, busy kernels + host wait
+    busy_energy_j: float
+    n_gpus: int
+
+    @property
+    def power_per_gpu_w(self) -> float:
+        return self.energy_j / self.wall_s / self.n_gpus if self.wall_s > 0 else 0.0
+
+
+@dataclass
+class _GroupCost:
+    time_s: float
+    energy_j: float
+
+
+@dataclass
+class CostModel:
+    """Costs steps of one model card in one dtype on one replica (tp GPUs) of a profile."""
+
+    card: ModelCard
+    dtype: str
+    profile: Profile
+    engine: str = "hf_eager"
+    tp: int = 1
+    host_time_factor: float = 1.0  # this machine's host time / the calibration host's
+    shape: EngineShape = field(init=False)
+    dt: DtypeInfo = field(init=False)
+    host: HostOverhead = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.dt = dtype_info(self.dtype)
+        self.shape = ENGINE_SHAPES[self.engine]
+        self.host = _scaled_host(
+            self.profile.host_overhead(self.engine, self.dtype, self.tp), self.host_time_factor
+        )
+        self.wait_w = self.host.wait_w or self.profile.idle.host_wait_w
+        self.miss_s = self.host.attn_shape_miss_s.get(
+            self.dtype, 0.0
+        ) + self.card.num_hidden_layers * self.host.attn_shape_miss_per_layer_s.get(self.dtype, 0.0)
+        self.miss_w = self.host.attn_shape_miss_w or self.wait_w
+        self.cold_s = self.host.cold_start_s
+        self.standby_k = self.profile.idle.step_standby_fraction
+        self._plimit = self.profile.gpu.power_limit_w
+        self._fits = {}
+        self._layer_const = lru_cache(maxsize=4096)(self._layer_const_uncached)
+
+    # ---- kernel costing -------------------------------------------------------------
+    def _fit(self, kclass: str, dtype: str):
+        key = (kclass, dtype)
+        if key not in self._fits:
+            self._fits[key] = self.profile.kernel(kclass, dtype)
+        return self._fits[key]
+
+    def group_cost(self, g: KernelGroup) -> _GroupCost:
+        fit = self._fit(g.kclass, g.dtype)
+        tc = g.flops / fit.peak_flops
+        tm = g.bytes / fit.bandwidth
+        t = max(tc, tm) + g.count * fit.t0_s
+        if t <= 0:
+            return _GroupCost(0.0, 0.0)
+        e = fit.p_base_w * t + fit.w_compute * tc + fit.w_memory * tm
+        return _GroupCost(t, min(e, self._plimit * t))
+
+    def _allreduce_cost(self, tokens: int) -> _GroupCost:
+        if self.tp <= 1 or tokens == 0:
+            return _GroupCost(0.0, 0.0)
+        ic = self.profile.allreduce(self.tp)
+        nbytes = tokens * self.card.hidden_size * self.dt.act_bytes
+        t = ic.alpha_s + 2.0 * (self.tp - 1) / self.tp * nbytes / ic.bus_bandwidth
+        return _GroupCost(t, ic.power_w * t)
+
+    def _layer_const_uncached(self, tokens: int, n_logits: int) -> tuple[float, float]:
+        """GPU time and per-GPU energy of everything whose cost depends only on the token count."""
+        c, L, dt = self.card, self.card.num_hidden_layers, self.dt
+        groups = list(layer_linears(c, tokens, dt, self.tp, self.shape))
+        if self.shape.eager_small_ops and "elementwise_eager" in self.profile.kernels:
+            # measured chain of the HF eager layer's small ops; a profile fitted before that
+            # microbenchmark existed keeps the generic elementwise estimate below
+            tp = self.tp
+            groups.append(
+                eager_elementwise_kernel(
+                    tokens,
+                    c.hidden_size,
+                    c.q_dim // tp,
+                    c.kv_dim // tp,
+                    c.intermediate_size // tp,
+                    dt,
+                )
+            )
+        else:
+            groups.append(
+                elementwise_kernel(
+                    layer_elementwise_bytes(c, tokens, dt, self.tp),
+                    dt,
+                    self.shape.elementwise_launches_per_layer,
+                )
+            )
+        t = e = 0.0
+        for g in groups:
+            gc = self.group_cost(g)
+            t += gc.time_s
+            e += gc.energy_j
+        ar = self._allreduce_cost(tokens)
+        t, e = L * (t + 2 * ar.time_s), L * (e + 2 * ar.energy_j)
+        # once per step: embedding gather, final norm, LM head on the sampled positions, sampling
+        once = [
+            elementwise_kernel(2.0 * tokens * c.hidden_size * dt.act_bytes, dt, 2),
+            linear_kernel(n_logits, c.hidden_size, math.ceil(c.vocab_size / self.tp), dt),
+            elementwise_kernel(3.0 * n_logits * c.vocab_size * 4, dt, 4),
+        ]
+        for g in once:
+            gc = self.group_cost(g)
+            t += gc.time_s
+            e += gc.energy_j
+        return t, e
+
+    def _attention(self, work: StepWork) -> tuple[float, float]:
+        c, L, dt, tp = self.card, self.card.num_hidden_layers, self.dt, self.tp
+        nh, nkv, d = c.num_attention_heads // tp, max(c.num_key_value_heads // tp, 1), c.d_head
+        if self.shape.packed_attention:
+            return self._packed_attention(work, L, nh, nkv, d)
+        t = e = 0.0
+        for new, past in work.prefill:
+            gc = self.group_cost(attn_prefill_kernel(new, past, nh, nkv, d, dt))
+            t += gc.time_s
+            e += gc.energy_j
+        if work.n_decode:
+            gc = self.group_cost(
+                attn_decode_kernel(work.decode_ctx_sum, work.n_decode, nh, nkv, d, dt)
+            )
+            t += gc.time_s
+            e += gc.energy_j
+        return L * t, L * e
+
+    def _packed_attention(
+        self, work: StepWork, layers: int, nh: int, nkv: int, d: int
+    ) -> tuple[float, float]:
+        """transformers CB: per layer one masked SDPA of all step tokens over all KV read
+        (every sequence's past + new tokens); per step the mask slice is refilled."""
+        q = work.tokens
+        kv = sum(new + past for new, past in work.prefill) + work.decode_ctx_sum
+        layer = self.group_cost(attn_packed_kernel(q, kv, nh, nkv, d, self.dt))
+        mask = self.group_cost(elementwise_kernel(float(q) * kv * self.dt.act_bytes, self.dt, 1))
+        return layers * layer.time_s + mask.time_s, layers * layer.energy_j + mask.energy_j
+
+    def host_s(self, n_seqs: int) -> float:
+        h = self.host
+        return (
+            h.per_step_s + h.per_layer_s * self.card.num_hidden_layers + h.per_sequence_s * n_seqs
+        )
+
+    def wait_power_w(self, gpu_s: float, busy_j: float) -> float:
+        """Per-GPU power while the GPU waits for the host inside a step whose kernels take
+        gpu_s and draw busy_j (all GPUs): host_wait + k*(P_busy - host_wait)."""
+        if self.standby_k == 0.0 or gpu_s <= 0:
+            return self.wait_w
+        p_busy = busy_j / (self.tp * gpu_s)
+        return self.wait_w + self.standby_k * (p_busy - self.wait_w)
+
+    def attn_shape(self, work: StepWork) -> tuple[int, ...]:
+        """The attention call's input shape in this step, the key of the engine's plan cache:
+        one packed call over all tokens and all KV read (transformers CB), else a padded
+        batch (HF generate: batch, query length, key length)."""
+        if self.shape.packed_attention:
+            kv = sum(new + past for new, past in work.prefill) + work.decode_ctx_sum
+            return (work.tokens, kv)
+        if work.prefill:
+            q = max(new for new, _ in work.prefill)
+            return (len(work.prefill), q, max(new + past for new, past in work.prefill))
+        return (work.n_decode, 1, -(-work.decode_ctx_sum // work.n_decode))
+
+    def decode_shapes(self, n_decode: int, ctx_sum0: int, k: int) -> list[tuple[int, ...]]:
+        """attn_shape of the k steps of a decode segment (context grows by n per step)."""
+        if self.shape.packed_attention:
+            return [(n_decode, ctx_sum0 + n_decode * j) for j in range(k)]
+        per_seq = -(-ctx_sum0 // n_decode)
+        return [(n_decode, 1, per_seq + j) for j in range(k)]
+
+    def step_cost(self, work: StepWork, shape_miss: bool = False, cold: bool = False) -> StepCost:
+        """Cost of one forward step (all GPUs of the replica).
+
+        Decode-only steps: wall = max(gpu, host). Steps with prefill work overlap host and GPU
+        less where the engine synchronises them (host.prefill_serial_fraction), and a step
+        that starts sequences also pays the engine's per-call set-up (host.setup_s), during
+        which the GPU waits."""
+        tokens = work.tokens
+        if tokens == 0:
+            return StepCost(0.0, 0.0, 0.0, 0.0, 0.0, self.tp)
+        n_logits = len(work.prefill) + work.n_decode
+        t_const, e_const = self._layer_const(tokens, n_logits)
+        t_attn, e_attn = self._attention(work)
+        gpu = t_const + t_attn
+        busy = e_const + e_attn
+        host = self.host_s(work.n_seqs)
+        wall = max(gpu, host)
+        if work.prefill:
+            h = self.host
+            wall += h.prefill_serial_fraction * min(gpu, host)
+            if h.setup_s and any(past == 0 for _, past in work.prefill):
+                wall += h.setup_s
+                host += h.setup_s
+        wait_e = self.wait_power_w(gpu, self.tp * busy) * (wall - gpu)
+        # host-only work serial with the step, the GPU drained and waiting: the attention plan
+        # built before the step's attention runs (a new shape), and a fresh process's one-time
+        # set-up before its first kernels
+        serial = (self.miss_s if shape_miss else 0.0) + (self.cold_s if cold else 0.0)
+        wall += serial
+        host += serial
+        wait_e += self.miss_w * serial
+        return StepCost(wall, gpu, host, self.tp * (busy + wait_e), self.tp * busy, self.tp)
+
+    # ---- decode segments in closed form ---------------------------------------------
+    def decode_segment(self, n_decode: int, ctx_sum0: int) -> DecodeSegment:
+        """Closed form for consecutive decode-only steps of a fixed batch of n_decode sequences.
+
+        Step j attends over ctx_sum0 + n*j tokens. GPU time and busy energy are affine in j
+        (the attention kernel's bound and the power clip are checked at both ends of any
+        range used, see DecodeSegment); host time is constant.
+        """
+        w0 = StepWork(n_decode=n_decode, decode_ctx_sum=ctx_sum0)
+        w1 = StepWork(n_decode=n_decode, decode_ctx_sum=ctx_sum0 + n_decode)
+        c0, c1 = self.step_cost(w0), self.step_cost(w1)
+        return DecodeSegment(
+            model=self,
+            n=n_decode,
+            ctx0=ctx_sum0,
+            gpu0=c0.gpu_s,
+            dgpu=c1.gpu_s - c0.gpu_s,
+            busy0=c0.busy_energy_j,
+            dbusy=c1.busy_energy_j - c0.busy_energy_j,
+            host=c0.host_s,
+            wait_w=self.wait_w * self.tp,
+            standby_k=self.standby_k,
+        )
+
+
+def _scaled_host(h: HostOverhead, f: float) -> HostOverhead:
+    """Every per-step host-side time of an engine entry times f (a faster or slower serving
+    CPU than the one calibrated); its powers and the serial fraction are unchanged, and so is
+    the one-time cold start, which did not follow the host's speed on the H200 leases (first
+    step 0.76 s on a lease with f = 1.58, 1.03 s with f = 0.99; docs/validation.md)."""
+    if f == 1.0:
+        return h
+    return h.model_copy(
+        update={
+            "per_step_s": h.per_step_s * f,
+            "per_layer_s": h.per_layer_s * f,
+            "per_sequence_s": h.per_sequence_s * f,
+            "setup_s": h.setup_s * f,
+            "attn_shape_miss_s": {k: v * f for k, v in h.attn_shape_miss_s.items()},
+            "attn_shape_miss_per_layer_s": {
+                k: v * f for k, v in h.attn_shape_miss_per_layer_s.items()
+            },
+        }
+    )
+
+
+def first_reaching(time_of, elapsed: float, k_max: int) -> int:
+    """Smallest k <= k_max with time_of(k) >= elapsed, for a non-decreasing time_of."""
+    lo, hi = 0, k_max
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if time_of(mid) >= elapsed:
+            hi = mid
+        else:
+            lo = mid + 1
+    return lo
+
+
+def _sum_affine(a: float, b: float, j0: int, j1: int) -> float:
+    """sum_{j=j0}^{j1-1} (a + b*j)."""
+    n = j1 - j0
+    if n <= 0:
+        return 0.0
+    return n * a + b * (j0 + j1 - 1) * n / 2.0
+
+
+def _sum_ratio(b0: float, db: float, g0: float, dg: float, n: int) -> float:
+    """sum_{j=0}^{n-1} (b0 + db*j) / (g0 + dg*j), g0 > 0, in O(1).
+
+    (b0 + db*j)/(g0 + dg*j) = db/dg + (b0 - db*g0/dg)/(g0 + dg*j); the sum of 1/(g0 + dg*j) is
+    a difference of digammas, or (for a tiny slope, where that difference cancels) a Taylor
+    series in x = dg/g0 with x*n < 1e-3, exact to about 1e-15."""
+    if n <= 0:
+        return 0.0
+    x = dg / g0
+    m = n - 1
+    if abs(x) * m < 1e-3:
+        # sum_j (b0 + db j) * (1/g0) * sum_p (-x j)^p, p <= 4; S[p] = sum_{j<n} j^p
+        S = (
+            float(n),
+            m * n / 2.0,
+            m * n * (2 * m + 1) / 6.0,
+            (m * n / 2.0) ** 2,
+            m * n * (2 * m + 1) * (3 * m * m + 3 * m - 1) / 30.0,
+        )
+        inv = sum((-x) ** p * S[p] for p in range(5))
+        inv_j = sum((-x) ** p * S[p + 1] for p in range(4))
+        return (b0 * inv + db * inv_j) / g0
+    if dg < 0:  # never met (attention time grows with context): sum directly
+        j = np.arange(n, dtype=float)
+        return float(np.sum((b0 + db * j) / (g0 + dg * j)))
+    a = g0 / dg
+    harm = (float(digamma(a + n)) - float(digamma(a))) / dg
+    return db / dg * n + (b0 - db * a) * harm
+
+
+@dataclass
+class DecodeSegment:
+    """Cumulative wall time and energy of the first k steps of a decode-only batch, O(1) each.
+
+    wall(j) = max(gpu0 + dgpu*j, host); energy(j) = busy0 + dbusy*j + p_wait(j)*(wall(j)-gpu(j))
+    with p_wait(j) = (1-k)*wait_w + k*busy(j)/gpu(j) (CostModel.wait_power_w, all GPUs); the
+    sum of busy(j)/gpu(j) has a closed form too (_sum_ratio).
+    """
+
+    model: CostModel
+    n: int
+    ctx0: int
+    gpu0: float
+    dgpu: float
+    busy0: float
+    dbusy: float
+    host: float
+    wait_w: float
+    standby_k: float = 0.0
+
+    def _split(self, k: int) -> int:
+        """Number of leading steps (of k) that are host-bound (gpu(j) < host)."""
+        if self.gpu0 >= self.host:
+            return 0
+        if self.dgpu <= 0:
+            return k
+        return min(k, max(0, math.ceil((self.host - self.gpu0) / self.dgpu)))
+
+    def time(self, k: int) -> float:
+        s = self._split(k)
+        return s * self.host + _sum_affine(self.gpu0, self.dgpu, s, k)
+
+    def energy(self, k: int) -> float:
+        s = self._split(k)
+        busy = _sum_affine(self.busy0, self.dbusy, 0, k)
+        idle_s = s * self.host - _sum_affine(self.gpu0, self.dgpu, 0, s)
+        if self.standby_k == 0.0:
+            return busy + self.wait_w * idle_s
+        k = self.standby_k
+        # sum over host-bound steps of busy(j)/gpu(j) * (host - gpu(j))
+        standby = self.host * _sum_ratio(
+            self.busy0, self.dbusy, self.gpu0, self.dgpu, s
+        ) - _sum_affine(self.busy0, self.dbusy, 0, s)
+        return busy + (1.0 - k) * self.wait_w * idle_s + k * standby
+
+    def is_affine_over(self, k: int) -> bool:
+        """True if the closed form is exact for k steps: compare with a direct costing of the
+        last step (the attention bound or the power clip could switch inside the range)."""
+        if k <= 2:
+            return True
+        last = self.model.step_cost(
+            StepWork(n_decode=self.n, decode_ctx_sum=self.ctx0 + self.n * (k - 1))
+        )
+        gpu_pred = self.gpu0 + self.dgpu * (k - 1)
+        busy_pred = self.busy0 + self.dbusy * (k - 1)
+        return math.isclose(last.gpu_s, gpu_pred, rel_tol=1e-9) and math.isclose(
+            last.busy_energy_j, busy_pred, rel_tol=1e-9
+        )
+
+    def steps_to_reach(self, elapsed: float, k_max: int) -> int:
+        """Smallest k <= k_max with time(k) >= elapsed (the step in progress at `elapsed`)."""
+        return first_reaching(self.time, elapsed, k_max)
+
+    def last_step_power_per_gpu(self, k: int) -> float:
+        """Power of step k-1 per GPU, used as the level the GPU leaves standby from."""
+        j = k - 1
+        gpu = self.gpu0 + self.dgpu * j
+        wall = max(gpu, self.host)
+        busy = self.busy0 + self.dbusy * j
+        p_wait = self.wait_w
+        if self.standby_k and gpu > 0:
+            p_wait = (1.0 - self.standby_k) * self.wait_w + self.standby_k * busy / gpu
+        e = busy + p_wait * (wall - gpu)
+        tp = self.model.tp
+        return e / wall / tp if wall > 0 else 0.0

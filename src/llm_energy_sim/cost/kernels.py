@@ -1,0 +1,180 @@
+"""FLOPs and bytes of the kernels in one forward step, per kernel class.
+
+Shared by the simulator (to cost a step) and by `calibrate/` (to fit the measured
+microbenchmarks with exactly the same formulas), so fit and use cannot drift apart.
+
+Kernel classes:
+  linear       GEMM/GEMV of m tokens through a weight (in x out); dtype = weight dtype, except
+               a bitsandbytes NF4 decoder projection of one token row, which runs bnb's own
+               GEMV-style kernel instead of dequantise-then-GEMM and has its own fit, dtype
+               "int4_gemv" (NF4_GEMV; Profile.kernel falls back to "int4" where it is absent)
+  attn_prefill causal attention of c new tokens over p cached + c new tokens
+  attn_decode  attention of one new token over a KV cache of s tokens
+  attn_packed  transformers continuous batching's `paged|sdpa` attention: every sequence's
+               KV gathered from the paged cache, GQA heads repeated, then ONE dense SDPA of
+               all the step's query tokens against all gathered keys under an additive
+               block-diagonal mask (transformers 5.17 integrations/sdpa_paged.py), so its
+               cost grows with (step tokens) x (all KV read), not per sequence
+  elementwise  norms, rotary, activation, residuals, embedding, sampling (memory bound)
+  allreduce    tensor-parallel all-reduce (costed by the interconnect model, not here)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+from llm_energy_sim.config.dtypes import NF4_GEMV, DtypeInfo
+from llm_energy_sim.config.modelcard import ModelCard
+
+KERNEL_CLASSES = ("linear", "attn_prefill", "attn_decode", "attn_packed", "elementwise")
+
+# bitsandbytes NF4 linears run in two regimes (microbench int4 rows of raw/h100-v2 and raw/h200):
+# one token row takes bnb's own small-M kernel, 34-45 us flat over the five measured shapes
+# (2-30 MB of weights); 16 and more rows mostly dequantise then GEMM (up to 129 us at 16 rows).
+# The one-row fit is kept under this dtype key of the "linear" class. Only m == 1 was measured
+# on that side, so only m <= NF4_GEMV_MAX_ROWS uses it (docs/calibration.md).
+# (NF4_GEMV itself, the profile key, is defined in config/dtypes.py)
+NF4_GEMV_MAX_ROWS = 1
+
+
+def linear_fit_dtype(m: int, dtype: str) -> str:
+    """The key of the linear fit an m-row linear of this weight dtype is costed with."""
+    return NF4_GEMV if dtype == "int4" and 0 < m <= NF4_GEMV_MAX_ROWS else dtype
+
+
+@dataclass(frozen=True)
+class KernelGroup:
+    """`count` identical kernel launches of one class; flops/bytes are totals over the group."""
+
+    kclass: str
+    dtype: str
+    flops: float
+    bytes: float
+    count: int
+
+
+def linear_kernel(m: int, n_in: int, n_out: int, dt: DtypeInfo, count: int = 1) -> KernelGroup:
+    """m tokens through an (n_in x n_out) weight: weights read once, activations in and out."""
+    flops = 2.0 * m * n_in * n_out
+    bytes_ = n_in * n_out * dt.weight_bytes + m * (n_in + n_out) * dt.act_bytes
+    return KernelGroup("linear", dt.name, count * flops, count * bytes_, count)
+
+
+def attn_prefill_kernel(
+    new: int, past: int, n_heads: int, n_kv: int, d: int, dt: DtypeInfo
+) -> KernelGroup:
+    """Causal attention (flash style): QK^T and PV over the visible context, Q/K/V/O traffic."""
+    visible = past * new + new * (new + 1) / 2.0  # sum over new tokens of context length
+    flops = 4.0 * n_heads * d * visible
+    bytes_ = (2 * new * n_heads * d) * dt.act_bytes + 2 * (past + new) * n_kv * d * dt.kv_bytes
+    return KernelGroup("attn_prefill", dt.act_dtype, flops, bytes_, 1)
+
+
+def attn_decode_kernel(
+    ctx_sum: float, n_seqs: int, n_heads: int, n_kv: int, d: int, dt: DtypeInfo
+) -> KernelGroup:
+    """Decode attention of n_seqs sequences whose KV lengths sum to ctx_sum (one launch)."""
+    flops = 4.0 * n_heads * d * ctx_sum
+    bytes_ = 2.0 * n_kv * d * ctx_sum * dt.kv_bytes + 2 * n_seqs * n_heads * d * dt.act_bytes
+    return KernelGroup("attn_decode", dt.act_dtype, flops, bytes_, 1)
+
+
+def attn_packed_kernel(
+    q_total: int, kv_total: int, n_heads: int, n_kv: int, d: int, dt: DtypeInfo
+) -> KernelGroup:
+    """One layer of transformers CB `paged|sdpa`: index_select of K and V (read + write
+    kv_total x n_kv x d each), repeat_kv to n_heads (read n_kv, write n_heads; without GQA
+    the transposed view is made contiguous, the same traffic), then a dense
+    masked SDPA of q_total queries over kv_total keys: QK^T and PV over the full rectangle
+    (the mask zeroes, it does not skip), reading K, V, the model-dtype mask, Q, writing O."""
+    kvb, ab = dt.kv_bytes, dt.act_bytes
+    gather = 2 * 2 * kv_total * n_kv * d * kvb
+    repeat = 2 * kv_total * (n_kv + n_heads) * d * ab  # or .contiguous() of the transpose
+    sdpa = (
+        2 * kv_total * n_heads * d * ab + q_total * kv_total * ab + 2 * q_total * n_heads * d * ab
+    )
+    flops = 4.0 * n_heads * d * float(q_total) * float(kv_total)
+    return KernelGroup("attn_packed", dt.act_dtype, flops, float(gather + repeat + sdpa), 1)
+
+
+def elementwise_kernel(nbytes: float, dt: DtypeInfo, count: int) -> KernelGroup:
+    return KernelGroup("elementwise", dt.act_dtype, 0.0, nbytes, count)
+
+
+def eager_elementwise_bytes(m: int, h: int, q: int, kv: int, i: int, act_bytes: int) -> float:
+    """Bytes the unfused small ops of one HF eager Llama/Qwen layer move for m tokens (each op
+    reads its inputs and writes its output; transformers 5.17 modeling code):
+    two RMSNorms computed in float32 (upcast, pow, mean, times rsqrt, downcast, times weight;
+    no casts in float32), rotary on q and k (neg and cat of rotate_half, two products, a sum),
+    q made contiguous for SDPA and the output transposed back, SiLU(gate) * up, two residual
+    adds, K and V written into the cache. Measured by the 'elementwise_eager' microbenchmark
+    (calibrate/microbench.py), which runs these ops."""
+    a = act_bytes
+    casts = 0 if a == 4 else (a + 4) + (4 + a)
+    norm = h * (casts + 8 + 4 + 8 + 2 * a)
+    per_token = (
+        2 * norm
+        + 10 * a * (q + kv)  # rotary: neg (half), cat, x*cos, rot*sin, add
+        + 4 * a * q  # q.contiguous(), attention output transpose(1, 2).contiguous()
+        + 5 * a * i  # silu(gate), * up
+        + 6 * a * h  # two residual adds
+        + 4 * a * kv  # K and V into the cache
+    )
+    return float(m) * per_token
+
+
+def eager_elementwise_kernel(m: int, h: int, q: int, kv: int, i: int, dt: DtypeInfo) -> KernelGroup:
+    """One layer's unfused small ops as one group: its fit's t0 is the whole chain's launch
+    cost (about 34 kernels), so count is 1."""
+    nbytes = eager_elementwise_bytes(m, h, q, kv, i, dt.act_bytes)
+    return KernelGroup("elementwise_eager", dt.act_dtype, 0.0, nbytes, 1)
+
+
+@dataclass(frozen=True)
+class EngineShape:
+    """How an engine lays a layer out in kernels (fused projections, launches per layer)."""
+
+    fused_qkv: bool = False
+    fused_gate_up: bool = False
+    elementwise_launches_per_layer: int = 14  # HF eager Llama layer: norms, rotary, act, adds
+    packed_attention: bool = False  # one masked SDPA over the whole batch (attn_packed)
+    # HF eager layer: unfused float32 norms, rotary, SiLU * up (priced as elementwise_eager)
+    eager_small_ops: bool = False
+
+
+def layer_linears(card: ModelCard, m: int, dt: DtypeInfo, tp: int, shape: EngineShape):
+    """The projections of one layer for m tokens, sharded over tp GPUs (Megatron style).
+    NF4 projections of one token row are keyed to the GEMV fit (NF4_GEMV); the LM head is not
+    (bitsandbytes quantisation as measured, calibrate/hostbench.py, leaves it in 16 bit)."""
+    h, i = card.hidden_size, card.intermediate_size
+    q, kv = card.q_dim // tp, card.kv_dim // tp
+    groups = []
+    if shape.fused_qkv:
+        groups.append(linear_kernel(m, h, q + 2 * kv, dt))
+    else:
+        groups.append(linear_kernel(m, h, q, dt))
+        groups.append(linear_kernel(m, h, kv, dt, count=2))
+    groups.append(linear_kernel(m, card.q_dim // tp, h, dt))
+    if shape.fused_gate_up:
+        groups.append(linear_kernel(m, h, 2 * i // tp, dt))
+    else:
+        groups.append(linear_kernel(m, h, i // tp, dt, count=2))
+    groups.append(linear_kernel(m, i // tp, h, dt))
+    kd = linear_fit_dtype(m, dt.name)
+    if kd != dt.name:
+        groups = [replace(g, dtype=kd) for g in groups]
+    return groups
+
+
+def layer_elementwise_bytes(card: ModelCard, m: int, dt: DtypeInfo, tp: int) -> float:
+    """Bytes moved by one layer's small kernels for m tokens (each reads and writes its tensor)."""
+    h, i = card.hidden_size, card.intermediate_size // tp
+    q, kv = card.q_dim // tp, card.kv_dim // tp
+    per_token = (
+        2 * 2 * h  # two RMSNorms, read + write
+        + 2 * (q + kv)  # rotary on q and k
+        + 3 * i  # SiLU(gate) * up
+        + 2 * 3 * h  # two residual adds (read a, read b, write)
+        + 2 * kv  # writing K and V into the cache
+    )
+    return float(m) * per_token * dt.act_bytes

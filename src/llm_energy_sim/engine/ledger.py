@@ -1,0 +1,83 @@
+"""Energy ledger of one replica: busy intervals as they happen, idle gaps filled in at the end."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from llm_energy_sim.config.profile import IdlePower
+from llm_energy_sim.cost.idle import gap_energy_per_gpu
+
+
+@dataclass
+class Ledger:
+    """Busy intervals of a replica (all its GPUs), recorded in time order."""
+
+    n_gpus: int
+    idle: IdlePower
+    starts: list[float] = field(default_factory=list)
+    ends: list[float] = field(default_factory=list)
+    energy: list[float] = field(default_factory=list)  # all GPUs
+    batch: list[int] = field(default_factory=list)
+    p_last: list[float] = field(default_factory=list)  # per-GPU power of the interval's last step
+    queue_t: list[float] = field(default_factory=list)
+    queue_len: list[int] = field(default_factory=list)
+
+    def add_busy(
+        self, start: float, end: float, energy_j: float, batch: int, p_last: float
+    ) -> None:
+        self.starts.append(start)
+        self.ends.append(end)
+        self.energy.append(energy_j)
+        self.batch.append(batch)
+        self.p_last.append(p_last)
+
+    def note_queue(self, t: float, length: int) -> None:
+        self.queue_t.append(t)
+        self.queue_len.append(length)
+
+    def arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        return (
+            np.asarray(self.starts, float),
+            np.asarray(self.ends, float),
+            np.asarray(self.energy, float),
+            np.asarray(self.batch, float),
+            np.asarray(self.p_last, float),
+        )
+
+    def gaps(self, t_end: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(gap start, gap length, power of the step before) for every idle gap in [0, t_end]."""
+        s, e, _, _, p = self.arrays()
+        g_start = np.concatenate([[0.0], e])
+        g_end = np.concatenate([s, [max(t_end, e[-1] if len(e) else 0.0)]])
+        p_before = np.concatenate([[self.idle.active_idle_w], p])
+        return g_start, np.maximum(g_end - g_start, 0.0), p_before
+
+    def busy_energy(self) -> float:
+        return float(np.sum(self.energy))
+
+    def idle_energy(self, t_end: float) -> float:
+        _, length, p_before = self.gaps(t_end)
+        return float(np.sum(gap_energy_per_gpu(self.idle, p_before, length))) * self.n_gpus
+
+    def cumulative_energy(self, t: np.ndarray, t_end: float) -> np.ndarray:
+        """Energy (all GPUs) drawn in [0, t] for each t: exact for gaps, linear within busy spans."""
+        s, e, en, _, _ = self.arrays()
+        g_start, g_len, p_before = self.gaps(t_end)
+        gap_e = gap_energy_per_gpu(self.idle, p_before, g_len) * self.n_gpus
+        # cumulative energy at the start of each gap k (gap k precedes busy interval k)
+        cum_gap_start = np.concatenate([[0.0], np.cumsum(gap_e[:-1] + en)])
+        t = np.asarray(t, float)
+        k = np.searchsorted(g_start, t, side="right") - 1  # gap k (and busy k-1 before it)
+        k = np.clip(k, 0, len(g_start) - 1)
+        into_gap = np.clip(t - g_start[k], 0.0, g_len[k])
+        out = cum_gap_start[k] + gap_energy_per_gpu(self.idle, p_before[k], into_gap) * self.n_gpus
+        # inside busy interval k (after gap k): linear share of its energy
+        has_busy = k < len(s)
+        kb = np.minimum(k, max(len(s) - 1, 0))
+        if len(s):
+            dur = np.maximum(e[kb] - s[kb], 1e-300)
+            frac = np.clip((t - s[kb]) / dur, 0.0, 1.0)
+            out = out + np.where(has_busy & (t > s[kb]), frac * en[kb], 0.0)
+        return out

@@ -1,0 +1,124 @@
+"""Request traces: the same scenario and seed always give the same requests, bit for bit."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from llm_energy_sim.config.errors import UserError
+from llm_energy_sim.config.scenario import (
+    BurstArrival,
+    EmpiricalLength,
+    FixedArrival,
+    FixedLength,
+    LognormalLength,
+    PoissonArrival,
+    TraceArrival,
+    UniformArrival,
+    UniformLength,
+    Workload,
+)
+
+
+@dataclass(frozen=True)
+class Trace:
+    """Arrival times (s, sorted) and token counts of every request, indexed by request id."""
+
+    arrival_s: np.ndarray
+    prompt_tokens: np.ndarray
+    output_tokens: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.arrival_s)
+
+    def to_frame(self) -> pd.DataFrame:
+        return pd.DataFrame(
+            {
+                "request_id": np.arange(len(self)),
+                "arrival_s": self.arrival_s,
+                "prompt_tokens": self.prompt_tokens,
+                "output_tokens": self.output_tokens,
+            }
+        )
+
+
+def _read_csv(path: str, what: str) -> pd.DataFrame:
+    p = Path(path)
+    if not p.exists():
+        raise UserError(f"{what}: file not found: {path}")
+    try:
+        return pd.read_csv(p)
+    except Exception as exc:  # pandas raises many kinds
+        raise UserError(f"{path}: cannot read CSV: {exc}") from None
+
+
+def _lengths(dist, n: int, rng: np.random.Generator, what: str) -> np.ndarray:
+    if isinstance(dist, FixedLength):
+        return np.full(n, dist.value, dtype=np.int64)
+    if isinstance(dist, UniformLength):
+        return rng.integers(dist.min, dist.max + 1, size=n, dtype=np.int64)
+    if isinstance(dist, LognormalLength):
+        # choose mu so that the (unclipped) mean is dist.mean
+        mu = np.log(dist.mean) - dist.sigma**2 / 2.0
+        draw = rng.lognormal(mu, dist.sigma, size=n)
+        return np.clip(np.rint(draw), dist.min, dist.max).astype(np.int64)
+    if isinstance(dist, EmpiricalLength):
+        df = _read_csv(dist.path, what)
+        if dist.column not in df.columns:
+            raise UserError(
+                f"{dist.path}: no column '{dist.column}' (has: {', '.join(df.columns)})"
+            )
+        values = df[dist.column].to_numpy(dtype=np.int64)
+        if len(values) == 0 or (values <= 0).any():
+            raise UserError(f"{dist.path}: column '{dist.column}' must hold positive token counts")
+        return rng.choice(values, size=n, replace=True)
+    raise TypeError(dist)
+
+
+def _gaps_to_arrivals(gaps: np.ndarray) -> np.ndarray:
+    """First request at t=0, the rest after cumulative gaps."""
+    return np.concatenate([[0.0], np.cumsum(gaps[1:])]) if len(gaps) else gaps
+
+
+def generate_trace(workload: Workload, seed: int) -> Trace:
+    """Draw arrivals first, then prompt lengths, then output lengths, from one PCG64 stream."""
+    rng = np.random.Generator(np.random.PCG64(seed))
+    n = workload.requests
+    arr = workload.arrival
+    if isinstance(arr, TraceArrival):
+        df = _read_csv(arr.path, "workload.arrival.path")
+        need = ["arrival_s", "prompt_tokens", "output_tokens"]
+        missing = [c for c in need if c not in df.columns]
+        if missing:
+            raise UserError(
+                f"{arr.path}: missing column(s) {', '.join(missing)} (need {', '.join(need)})"
+            )
+        df = df.sort_values("arrival_s", kind="stable").head(n)
+        if (
+            (df["prompt_tokens"] <= 0).any()
+            or (df["output_tokens"] <= 0).any()
+            or (df["arrival_s"] < 0).any()
+        ):
+            raise UserError(f"{arr.path}: token counts must be > 0 and arrival_s >= 0")
+        return Trace(
+            df["arrival_s"].to_numpy(dtype=float),
+            df["prompt_tokens"].to_numpy(dtype=np.int64),
+            df["output_tokens"].to_numpy(dtype=np.int64),
+        )
+    if isinstance(arr, FixedArrival):
+        arrivals = np.arange(n, dtype=float) * arr.interval_ms / 1000.0
+    elif isinstance(arr, UniformArrival):
+        arrivals = _gaps_to_arrivals(rng.uniform(arr.low_ms, arr.high_ms, size=n) / 1000.0)
+    elif isinstance(arr, PoissonArrival):
+        arrivals = _gaps_to_arrivals(rng.exponential(1.0 / arr.rate, size=n))
+    elif isinstance(arr, BurstArrival):
+        size = arr.size or n
+        arrivals = (np.arange(n) // size).astype(float) * arr.gap_ms / 1000.0
+    else:
+        raise TypeError(arr)
+    prompts = _lengths(workload.prompt_tokens, n, rng, "workload.prompt_tokens.path")
+    outputs = _lengths(workload.output_tokens, n, rng, "workload.output_tokens.path")
+    return Trace(arrivals, prompts, outputs)

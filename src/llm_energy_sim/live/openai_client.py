@@ -1,0 +1,133 @@
+"""Client of `/v1/completions` with streaming, for any OpenAI-compatible server (TGI, vLLM,
+`transformers serve`).
+
+max_tokens = the trace's output tokens; `ignore_eos: true` and `min_tokens` are sent as extra
+fields (vLLM honours them; servers that do not know them ignore them, and the recorded
+generated_tokens / finish_reason show where a request stopped early). The prompt is text of
+about the trace's prompt length; `stream_options.include_usage` asks for the server's own token
+counts, recorded when it sends them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import time
+
+from llm_energy_sim.live.base import ERROR, OK, REJECTED_429, RequestRecord
+from llm_energy_sim.live.sse import error_text, sse_events
+from llm_energy_sim.live.tgi_client import prompt_text
+
+
+class OpenAiClient:
+    name = "openai"
+
+    def __init__(
+        self, endpoint: str, model: str | None = None, connect_timeout_s: float = 10.0
+    ) -> None:
+        base = endpoint.rstrip("/")
+        self.base = base if base.endswith("/v1") else base + "/v1"
+        self.model = model
+        self.send_eos_fields = (
+            True  # ignore_eos / min_tokens, until the server says it rejects them
+        )
+        self.connect_timeout_s = connect_timeout_s
+        self.t0 = 0.0
+        self.client = None
+
+    def start(self) -> None:
+        import httpx
+
+        if self.model is None:
+            r = httpx.get(self.base + "/models", timeout=self.connect_timeout_s)
+            r.raise_for_status()
+            models = r.json().get("data", [])
+            if not models:
+                from llm_energy_sim.config.errors import UserError
+
+                raise UserError(f"{self.base}/models lists no model: give --model-name")
+            self.model = models[0]["id"]
+        limits = httpx.Limits(max_connections=None, max_keepalive_connections=None)
+        self.client = httpx.AsyncClient(
+            timeout=httpx.Timeout(None, connect=self.connect_timeout_s), limits=limits
+        )
+
+    def payload(self, rec: RequestRecord) -> dict:
+        return {
+            "model": self.model,
+            "prompt": prompt_text(rec.prompt_tokens),
+            "max_tokens": rec.output_tokens,
+            **(
+                {"min_tokens": rec.output_tokens, "ignore_eos": True}
+                if self.send_eos_fields
+                else {}
+            ),
+            "temperature": 0.0,
+            "stream": True,
+            "stream_options": {"include_usage": True},
+        }
+
+    async def submit(self, rec: RequestRecord, prompt_ids: list[int]) -> None:
+        rec.send_s = time.perf_counter() - self.t0
+        async with self.client.stream(
+            "POST", self.base + "/completions", json=self.payload(rec)
+        ) as resp:
+            if resp.status_code != 200:
+                body = await resp.aread()
+                text = error_text(body)
+                if (
+                    resp.status_code in (400, 422)
+                    and self.send_eos_fields
+                    and ("ignore_eos" in text or "min_tokens" in text)
+                ):
+                    # a server that refuses unknown fields (transformers serve): drop them for the
+                    # rest of the run, say so in summary.json, and send this request again
+                    self.send_eos_fields = False
+                    return await self.submit(rec, prompt_ids)
+                rec.status = REJECTED_429 if resp.status_code == 429 else ERROR
+                rec.error = f"HTTP {resp.status_code}: {text}"
+                rec.finish_s = time.perf_counter() - self.t0
+                return
+            times: list[float] = []
+            async for _event, data in sse_events(resp):
+                now = time.perf_counter() - self.t0
+                if data.strip() == "[DONE]":
+                    break
+                msg = json.loads(data)
+                if "error" in msg:
+                    rec.status, rec.error = ERROR, error_text(data)
+                    rec.finish_s = now
+                    rec.generated_tokens = len(times)
+                    return
+                for choice in msg.get("choices") or []:
+                    if choice.get("text"):
+                        times.append(now)
+                    if choice.get("finish_reason"):
+                        rec.extra["finish_reason"] = choice["finish_reason"]
+                usage = msg.get("usage")
+                if usage:
+                    rec.extra["server_prompt_tokens"] = usage.get("prompt_tokens")
+                    rec.extra["server_completion_tokens"] = usage.get("completion_tokens")
+        rec.finish_s = time.perf_counter() - self.t0
+        if times:
+            rec.first_token_s = times[0]
+        done = rec.extra.get("server_completion_tokens")
+        rec.generated_tokens = int(done) if done else len(times)
+        rec.extra["token_times"] = times
+        rec.status = OK
+
+    def stop(self) -> None:
+        if self.client is not None:
+            import asyncio
+
+            with contextlib.suppress(RuntimeError):
+                asyncio.run(self.client.aclose())
+            self.client = None
+
+    def info(self) -> dict:
+        return {
+            "engine": "OpenAI-compatible /v1/completions",
+            "url": self.base,
+            "model": self.model,
+            "ignore_eos_sent": self.send_eos_fields,
+        }

@@ -1,0 +1,105 @@
+"""Client of Text Generation Inference's `/generate_stream` (SSE), as TGI's OpenAPI documents it.
+
+Request: {"inputs": text, "parameters": {"max_new_tokens": n, "details": true,
+"decoder_input_details": false, "do_sample": false, "stop": []}}. Each event's data is a
+StreamResponse: {"index", "token": {"id", "text", "logprob", "special"}, "generated_text"
+(last event only), "details": {"finish_reason", "generated_tokens", ...} (last event only)};
+an error arrives as {"error": ..., "error_type": ...}. TGI's HTTP API has no parameter that
+ignores EOS (the router sends ignore_eos_token=false), so a request may stop before
+max_new_tokens: its generated_tokens and finish_reason say so. 429 (queue full) and error
+events are recorded, never retried.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import time
+
+from llm_energy_sim.live.base import ERROR, OK, REJECTED_429, RequestRecord
+from llm_energy_sim.live.sse import error_text, sse_events
+
+WORD = " the"  # one token per repetition for Llama-3-style BPE vocabularies
+
+
+def prompt_text(n_tokens: int) -> str:
+    """A prompt of about n_tokens tokens (TGI takes text, not token ids)."""
+    return WORD * n_tokens
+
+
+class TgiClient:
+    name = "tgi"
+
+    def __init__(self, endpoint: str, connect_timeout_s: float = 10.0) -> None:
+        self.url = endpoint.rstrip("/") + "/generate_stream"
+        self.connect_timeout_s = connect_timeout_s
+        self.t0 = 0.0
+        self.client = None
+
+    def start(self) -> None:
+        import httpx
+
+        limits = httpx.Limits(max_connections=None, max_keepalive_connections=None)
+        self.client = httpx.AsyncClient(
+            timeout=httpx.Timeout(None, connect=self.connect_timeout_s), limits=limits
+        )
+
+    def payload(self, rec: RequestRecord) -> dict:
+        return {
+            "inputs": prompt_text(rec.prompt_tokens),
+            "parameters": {
+                "max_new_tokens": rec.output_tokens,
+                "details": True,
+                "decoder_input_details": False,
+                "do_sample": False,
+                "stop": [],
+            },
+        }
+
+    async def submit(self, rec: RequestRecord, prompt_ids: list[int]) -> None:
+        rec.send_s = time.perf_counter() - self.t0
+        async with self.client.stream("POST", self.url, json=self.payload(rec)) as resp:
+            if resp.status_code != 200:
+                body = await resp.aread()
+                rec.status = REJECTED_429 if resp.status_code == 429 else ERROR
+                rec.error = f"HTTP {resp.status_code}: {error_text(body)}"
+                rec.finish_s = time.perf_counter() - self.t0
+                return
+            times: list[float] = []
+            async for _event, data in sse_events(resp):
+                now = time.perf_counter() - self.t0
+                msg = json.loads(data)
+                if "error" in msg:
+                    rec.status, rec.error = (
+                        ERROR,
+                        f"{msg.get('error_type', 'error')}: {msg['error']}",
+                    )
+                    rec.finish_s = now
+                    rec.generated_tokens = len(times)
+                    return
+                if msg.get("token") is not None:
+                    times.append(now)
+                details = msg.get("details")
+                if details:
+                    rec.extra["finish_reason"] = details.get("finish_reason")
+                    if details.get("input_length") is not None:
+                        rec.extra["server_prompt_tokens"] = details["input_length"]
+                    rec.generated_tokens = int(details.get("generated_tokens", len(times)))
+        rec.finish_s = time.perf_counter() - self.t0
+        if times:
+            rec.first_token_s = times[0]
+        if not rec.generated_tokens:
+            rec.generated_tokens = len(times)
+        rec.extra["token_times"] = times
+        rec.status = OK
+
+    def stop(self) -> None:
+        if self.client is not None:
+            import asyncio
+
+            with contextlib.suppress(RuntimeError):
+                asyncio.run(self.client.aclose())
+            self.client = None
+
+    def info(self) -> dict:
+        return {"engine": "TGI /generate_stream", "url": self.url}

@@ -1,0 +1,237 @@
+"""Energy accounting and latency metrics from a finished simulation.
+
+total      : every GPU of every replica over [0, t_end], idle included (what a meter sees)
+per request: total / completed (the reference paper's 'mean energy per request')
+attributed : each step's energy shared by its requests by tokens (prefill, decode), plus an
+             equal share of the idle energy per completed request, so the parts add up to
+             the total
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from llm_energy_sim.engine.request import OK
+from llm_energy_sim.simulation import SimResult
+
+J_PER_WH = 3600.0
+
+
+def requests_frame(res: SimResult) -> pd.DataFrame:
+    rs = res.requests
+    df = pd.DataFrame(
+        {
+            "request_id": [r.id for r in rs],
+            "replica": [r.replica for r in rs],
+            "status": [r.status for r in rs],
+            "arrival_s": [r.arrival for r in rs],
+            "start_s": [r.t_start for r in rs],
+            "first_token_s": [r.t_first for r in rs],
+            "finish_s": [r.t_finish for r in rs],
+            "prompt_tokens": [r.prompt for r in rs],
+            "computed_prompt_tokens": [r.computed_prompt for r in rs],
+            "output_tokens": [r.output for r in rs],
+            "generated_tokens": [r.generated for r in rs],
+            "energy_prefill_j": [r.e_prefill for r in rs],
+            "energy_decode_j": [r.e_decode for r in rs],
+        }
+    )
+    ok = df["status"] == OK
+    idle_j = total_idle_energy(res)
+    n_ok = int(ok.sum())
+    df["energy_idle_share_j"] = np.where(ok, idle_j / n_ok if n_ok else 0.0, 0.0)
+    df["energy_j"] = df["energy_prefill_j"] + df["energy_decode_j"] + df["energy_idle_share_j"]
+    df["ttft_s"] = df["first_token_s"] - df["arrival_s"]
+    df["e2e_s"] = df["finish_s"] - df["arrival_s"]
+    df["tpot_s"] = np.where(
+        df["generated_tokens"] > 1,
+        (df["finish_s"] - df["first_token_s"]) / (df["generated_tokens"] - 1).clip(lower=1),
+        np.nan,
+    )
+    df.loc[~ok, ["ttft_s", "e2e_s", "tpot_s"]] = np.nan
+    return df
+
+
+def total_idle_energy(res: SimResult) -> float:
+    return sum(r.ledger.idle_energy(res.t_end) for r in res.replicas)
+
+
+def total_busy_energy(res: SimResult) -> float:
+    return sum(r.ledger.busy_energy() for r in res.replicas)
+
+
+def _pct(series: pd.Series, q: float) -> float | None:
+    s = series.dropna()
+    return float(np.percentile(s, q)) if len(s) else None
+
+
+def latency_stats(series: pd.Series) -> dict:
+    s = series.dropna()
+    return {
+        "mean": float(s.mean()) if len(s) else None,
+        "p50": _pct(s, 50),
+        "p90": _pct(s, 90),
+        "p99": _pct(s, 99),
+    }
+
+
+def summarize(res: SimResult, df: pd.DataFrame, grid_g_per_kwh: float | None = None) -> dict:
+    scen = res.scenario
+    ok = df[df["status"] == OK]
+    n_gpus = scen.hardware.replicas * scen.hardware.gpus_per_replica
+    busy = total_busy_energy(res)
+    idle = total_idle_energy(res)
+    total = busy + idle
+    e_prefill = float(df["energy_prefill_j"].sum())
+    e_decode = float(df["energy_decode_j"].sum())
+    makespan = res.t_end
+    floor = res.profile.idle.deep_idle_w * n_gpus * makespan
+    n_ok = len(ok)
+    prompt_eff = int(ok["prompt_tokens"].sum())
+    prompt_comp = int(ok["computed_prompt_tokens"].sum())
+    out_tokens = int(ok["generated_tokens"].sum())
+    batch_sizes = (
+        np.concatenate([np.asarray(r.ledger.batch, float) for r in res.replicas])
+        if res.replicas
+        else np.array([])
+    )
+    durations = np.concatenate(
+        [
+            np.asarray(r.ledger.ends, float) - np.asarray(r.ledger.starts, float)
+            for r in res.replicas
+        ]
+    )
+    mean_batch = float(np.average(batch_sizes, weights=durations)) if durations.sum() > 0 else 0.0
+    summary = {
+        "scenario": scen.name,
+        "model": scen.model,
+        "dtype": scen.dtype,
+        "server": scen.server.kind,
+        "gpus": n_gpus,
+        "tensor_parallel": scen.hardware.gpus_per_replica,
+        "host_time_factor": scen.hardware.host_time_factor,
+        "replicas": scen.hardware.replicas,
+        "profile": res.profile.name,
+        "profile_path": str(res.profile_path),
+        "seed": scen.seed,
+        "server_limits": res.server_info,
+        "requests": {
+            "total": len(df),
+            "completed": n_ok,
+            "rejected_429": int((df["status"] == "rejected_429").sum()),
+            "rejected_422": int((df["status"] == "rejected_422").sum()),
+            "unfinished": int((df["status"] == "unfinished").sum()),
+        },
+        "makespan_s": makespan,
+        "throughput": {
+            "requests_per_s": n_ok / makespan if makespan > 0 else None,
+            "output_tokens_per_s": out_tokens / makespan if makespan > 0 else None,
+        },
+        "energy": {
+            "total_j": total,
+            "total_wh": total / J_PER_WH,
+            "busy_j": busy,
+            "idle_j": idle,
+            "prefill_j": e_prefill,
+            "decode_j": e_decode,
+            "deep_idle_floor_j": floor,
+            "idle_fraction": idle / total if total > 0 else None,
+            "per_request_wh": total / n_ok / J_PER_WH if n_ok else None,
+            "per_request_active_wh": (e_prefill + e_decode) / n_ok / J_PER_WH if n_ok else None,
+            "per_request_idle_share_wh": idle / n_ok / J_PER_WH if n_ok else None,
+            "per_input_token_effective_j": e_prefill / prompt_eff if prompt_eff else None,
+            "per_input_token_computed_j": e_prefill / prompt_comp if prompt_comp else None,
+            "per_output_token_j": e_decode / out_tokens if out_tokens else None,
+            "mean_power_per_gpu_w": total / makespan / n_gpus if makespan > 0 else None,
+        },
+        "latency_s": {
+            "ttft": latency_stats(ok["ttft_s"]),
+            "tpot": latency_stats(ok["tpot_s"]),
+            "e2e": latency_stats(ok["e2e_s"]),
+        },
+        "tokens": {
+            "prompt_effective": prompt_eff,
+            "prompt_computed": prompt_comp,
+            "output": out_tokens,
+        },
+        "batch": {
+            "mean_size_when_busy": mean_batch,
+            "max_size": float(batch_sizes.max()) if len(batch_sizes) else 0.0,
+        },
+        "steps": sum(r.steps for r in res.replicas),
+    }
+    if grid_g_per_kwh is not None:
+        summary["energy"]["co2_g"] = total / 3.6e6 * grid_g_per_kwh
+        summary["energy"]["co2_g_per_request"] = summary["energy"]["co2_g"] / n_ok if n_ok else None
+    return summary
+
+
+def timeline_frame(res: SimResult, bin_s: float | None = None) -> pd.DataFrame:
+    """Per time bin: mean power of each GPU (W), busy fraction, mean batch size, queue length."""
+    t_end = res.t_end
+    if bin_s is None:
+        bin_s = res.scenario.output.timeline_bin_s or max(t_end / 2000.0, 0.01)
+    # bins of bin_s, the last one cut at t_end so the bins integrate to the total exactly
+    edges = np.arange(0.0, t_end, bin_s)
+    edges = edges[edges < t_end - 1e-9 * bin_s]
+    edges = np.append(edges, t_end) if t_end > 0 else np.array([0.0, bin_s])
+    out = {"t_start_s": edges[:-1], "t_end_s": edges[1:]}
+    width = np.diff(edges)
+    for rep in res.replicas:
+        led = rep.ledger
+        cum = led.cumulative_energy(edges, t_end)
+        power = np.diff(cum) / width / led.n_gpus
+        for g in range(led.n_gpus):
+            out[f"power_w_r{rep.index}g{g}"] = power
+        s, e, _, b, _ = led.arrays()
+        busy_time = _overlap_sum(s, e, np.ones_like(s), edges)
+        batch_time = _overlap_sum(s, e, b, edges)
+        out[f"busy_frac_r{rep.index}"] = busy_time / width
+        out[f"batch_r{rep.index}"] = np.where(
+            busy_time > 0, batch_time / np.maximum(busy_time, 1e-300), 0.0
+        )
+        out[f"queue_r{rep.index}"] = _step_mean(
+            np.asarray(led.queue_t), np.asarray(led.queue_len, float), edges
+        )
+    df = pd.DataFrame(out)
+    power_cols = [c for c in df.columns if c.startswith("power_w_")]
+    df["power_total_w"] = df[power_cols].sum(axis=1)
+    return df
+
+
+def _overlap_sum(s: np.ndarray, e: np.ndarray, w: np.ndarray, edges: np.ndarray) -> np.ndarray:
+    """For each bin, sum over intervals of weight * overlap time (cumulative-integral trick)."""
+    if len(s) == 0:
+        return np.zeros(len(edges) - 1)
+    t = np.concatenate([s, e])
+    dw = np.concatenate([w, -w])
+    order = np.argsort(t, kind="stable")
+    t, dw = t[order], dw[order]
+    rate = np.cumsum(dw)  # weight active after each breakpoint
+    integral = np.concatenate([[0.0], np.cumsum(rate[:-1] * np.diff(t))])
+
+    def at(x):
+        k = np.searchsorted(t, x, side="right") - 1
+        base = np.where(k >= 0, integral[np.clip(k, 0, None)], 0.0)
+        r = np.where(k >= 0, rate[np.clip(k, 0, None)], 0.0)
+        return base + r * (x - np.where(k >= 0, t[np.clip(k, 0, None)], x))
+
+    return np.diff(at(edges))
+
+
+def _step_mean(t: np.ndarray, v: np.ndarray, edges: np.ndarray) -> np.ndarray:
+    """Time-average of a step function (value v[i] from t[i] on, 0 before) over each bin."""
+    if len(t) == 0:
+        return np.zeros(len(edges) - 1)
+    dv = np.diff(np.concatenate([[0.0], v]))
+    tt = np.concatenate([t, [edges[-1]]])
+    level = np.cumsum(dv)
+    integral = np.concatenate([[0.0], np.cumsum(level * np.diff(tt))])
+
+    def at(x):
+        k = np.searchsorted(t, x, side="right") - 1
+        kk = np.clip(k, 0, None)
+        return np.where(k >= 0, integral[kk] + level[kk] * (x - t[kk]), 0.0)
+
+    return np.diff(at(edges)) / np.diff(edges)

@@ -1,0 +1,103 @@
+"""Results directory: summary.json, requests.csv, timeline.csv (+ PNG plots) and a terminal table."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pandas as pd
+from rich.console import Console
+from rich.table import Table
+
+REQUESTS_FILE = "requests.csv"
+TIMELINE_FILE = "timeline.csv"
+SUMMARY_FILE = "summary.json"
+
+
+def _clean(obj):
+    if isinstance(obj, dict):
+        return {k: _clean(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_clean(v) for v in obj]
+    if isinstance(obj, float) and (math.isnan(obj) or math.isinf(obj)):
+        return None
+    return obj
+
+
+def write_results(
+    out_dir: Path, summary: dict, requests: pd.DataFrame, timeline: pd.DataFrame
+) -> None:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    requests.to_csv(out_dir / REQUESTS_FILE, index=False)
+    # nine significant digits: 0.1 ms at a day's run time, far below any bin; the timelines
+    # are the bulk of the committed validation results, and half their size with full digits
+    timeline.to_csv(out_dir / TIMELINE_FILE, index=False, float_format="%.9g")
+    (out_dir / SUMMARY_FILE).write_text(json.dumps(_clean(summary), indent=2) + "\n")
+
+
+def read_results(out_dir: Path) -> tuple[dict, pd.DataFrame, pd.DataFrame]:
+    from llm_energy_sim.config.errors import UserError
+
+    for f in (SUMMARY_FILE, REQUESTS_FILE, TIMELINE_FILE):
+        if not (out_dir / f).exists():
+            raise UserError(f"{out_dir}: not a results directory (missing {f})")
+    summary = json.loads((out_dir / SUMMARY_FILE).read_text())
+    return summary, pd.read_csv(out_dir / REQUESTS_FILE), pd.read_csv(out_dir / TIMELINE_FILE)
+
+
+def _fmt(v, unit: str = "", scale: float = 1.0, digits: int = 3) -> str:
+    if v is None:
+        return "-"
+    return f"{v * scale:.{digits}g}{unit}"
+
+
+def print_summary(summary: dict, console: Console | None = None) -> None:
+    console = console or Console()
+    e, lat, req = summary["energy"], summary["latency_s"], summary["requests"]
+    t = Table(
+        title=f"{summary['scenario']}: {summary['model']} {summary['dtype']} on {summary['server']}, "
+        f"{summary['gpus']} GPU(s)",
+        show_header=True,
+        header_style="bold",
+    )
+    t.add_column("metric")
+    t.add_column("value", justify="right")
+    t.add_row("requests completed / total", f"{req['completed']} / {req['total']}")
+    if req["rejected_429"] or req["rejected_422"]:
+        t.add_row(
+            "rejected (429 queue full / 422 too long)",
+            f"{req['rejected_429']} / {req['rejected_422']}",
+        )
+    t.add_row("makespan", _fmt(summary["makespan_s"], " s", digits=4))
+    t.add_row("energy per request (total, idle incl.)", _fmt(e["per_request_wh"], " Wh", digits=4))
+    t.add_row(
+        "  active (prefill+decode) / idle share",
+        f"{_fmt(e['per_request_active_wh'], ' Wh')} / {_fmt(e['per_request_idle_share_wh'], ' Wh')}",
+    )
+    t.add_row("total energy", _fmt(e["total_wh"], " Wh", digits=4))
+    t.add_row("idle fraction of energy", _fmt(e["idle_fraction"], " %", 100, 3))
+    t.add_row(
+        "deep-idle floor (all GPUs x makespan)", _fmt(e["deep_idle_floor_j"], " Wh", 1 / 3600, 4)
+    )
+    t.add_row("mean power per GPU", _fmt(e["mean_power_per_gpu_w"], " W", digits=4))
+    t.add_row(
+        "energy / input token (effective | computed)",
+        f"{_fmt(e['per_input_token_effective_j'], ' J')} | {_fmt(e['per_input_token_computed_j'], ' J')}",
+    )
+    t.add_row("energy / output token", _fmt(e["per_output_token_j"], " J"))
+    for name in ("ttft", "tpot", "e2e"):
+        s = lat[name]
+        t.add_row(
+            f"{name.upper()} p50 / p90 / p99",
+            f"{_fmt(s['p50'], ' s')} / {_fmt(s['p90'], ' s')} / {_fmt(s['p99'], ' s')}",
+        )
+    t.add_row(
+        "throughput",
+        f"{_fmt(summary['throughput']['requests_per_s'], ' req/s')}, {_fmt(summary['throughput']['output_tokens_per_s'], ' tok/s')}",
+    )
+    t.add_row("mean batch size (busy)", _fmt(summary["batch"]["mean_size_when_busy"], digits=3))
+    if "co2_g" in e:
+        t.add_row("CO2", f"{_fmt(e['co2_g'], ' g')} ({_fmt(e['co2_g_per_request'], ' g/request')})")
+    console.print(t)
+    console.print(f"profile: {summary['profile']} ({summary['profile_path']})")

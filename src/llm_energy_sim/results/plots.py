@@ -1,0 +1,87 @@
+"""PNG plots of a results directory: power timeline, batch/queue, per-request energy."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from llm_energy_sim.results.pngsave import pyplot, save_figure
+
+
+def step_bins(ax, starts, values, bin_s: float, label: str) -> None:
+    """Per-bin values (e.g. medians over 10 s) as a step line, each bin drawn to its end,
+    the last one included."""
+    starts, values = list(starts), list(values)
+    if starts:
+        x = [*starts, starts[-1] + bin_s]
+        ax.step(x, [*values, values[-1]], where="post", color="k", label=label)
+
+
+def plot_results(
+    out_dir: Path, summary: dict, requests: pd.DataFrame, timeline: pd.DataFrame
+) -> list[Path]:
+    plt = pyplot()
+    paths: list[Path] = []
+    t = timeline["t_start_s"]
+    title = f"{summary['scenario']} ({summary['model']} {summary['dtype']}, {summary['server']})"
+
+    fig, ax = plt.subplots(figsize=(10, 4))
+    for c in [c for c in timeline.columns if c.startswith("power_w_")][:8]:
+        ax.plot(t, timeline[c], lw=0.8, label=c.replace("power_w_", ""))
+    floor = (
+        summary["energy"]["deep_idle_floor_j"] / max(summary["makespan_s"], 1e-9) / summary["gpus"]
+    )
+    ax.axhline(floor, color="gray", ls="--", lw=0.8, label="deep idle")
+    ax.set_xlabel("time (s)")
+    ax.set_ylabel("power per GPU (W)")
+    ax.set_title(f"GPU power: {title}")
+    ax.legend(loc="upper right", fontsize=7)
+    fig.tight_layout()
+    paths.append(out_dir / "power.png")
+    save_figure(fig, paths[-1], dpi=120)
+    plt.close(fig)
+
+    fig, ax = plt.subplots(figsize=(10, 4))
+    for c in [c for c in timeline.columns if c.startswith("batch_r")][:4]:
+        ax.plot(t, timeline[c], lw=0.8, label=f"batch {c[6:]}")
+    for c in [c for c in timeline.columns if c.startswith("queue_r")][:4]:
+        ax.plot(t, timeline[c], lw=0.8, ls="--", label=f"queue {c[6:]}")
+    ax.set_xlabel("time (s)")
+    ax.set_ylabel("requests")
+    ax.set_title(f"Batch size (while busy) and queue length: {title}")
+    ax.legend(loc="upper right", fontsize=7)
+    fig.tight_layout()
+    paths.append(out_dir / "batch_queue.png")
+    save_figure(fig, paths[-1], dpi=120)
+    plt.close(fig)
+
+    ok = requests[requests["status"] == "ok"]
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    if len(ok):
+        axes[0].hist(
+            ok["energy_j"] / 3600.0,
+            bins=50,
+            color="tab:blue",
+            alpha=0.8,
+            label="total (idle share incl.)",
+        )
+        axes[0].hist(
+            (ok["energy_prefill_j"] + ok["energy_decode_j"]) / 3600.0,
+            bins=50,
+            color="tab:orange",
+            alpha=0.6,
+            label="active",
+        )
+        axes[1].scatter(ok["output_tokens"], ok["energy_j"] / 3600.0, s=3, alpha=0.5)
+    axes[0].set_xlabel("energy per request (Wh)")
+    axes[0].set_ylabel("requests")
+    axes[0].legend(fontsize=7)
+    axes[1].set_xlabel("output tokens")
+    axes[1].set_ylabel("energy per request (Wh)")
+    fig.suptitle(f"Per-request energy: {title}")
+    fig.tight_layout()
+    paths.append(out_dir / "request_energy.png")
+    save_figure(fig, paths[-1], dpi=120)
+    plt.close(fig)
+    return paths

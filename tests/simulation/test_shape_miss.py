@@ -1,0 +1,163 @@
+"""Attention shape misses: fit on the recorded H100 table, and the simulator's accounting."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from conftest import run, scenario
+
+from llm_energy_sim.calibrate.fit import MISS_MIN_S, fit_shape_misses
+from llm_energy_sim.config.modelcard import load_model_card
+from llm_energy_sim.config.profile import load_profile
+from llm_energy_sim.cost.costmodel import CostModel, StepWork
+
+RAW = (
+    Path(__file__).resolve().parents[2]
+    / "measurements"
+    / "calibration"
+    / "h100-v2"
+    / "shapemiss.csv"
+)
+
+
+def test_fit_reproduces_the_shipped_profile():
+    """The committed table refits to the committed H100 profile's miss terms."""
+    fits = fit_shape_misses(pd.read_csv(RAW))
+    prof, _ = load_profile("h100-sxm")
+    for engine in ("hf_eager", "transformers_cb"):
+        per_dtype, per_layer, power = fits[engine]
+        assert prof.host[engine].attn_shape_miss_s == pytest.approx(per_dtype)
+        assert prof.host[engine].attn_shape_miss_per_layer_s == pytest.approx(per_layer)
+        assert prof.host[engine].attn_shape_miss_w == pytest.approx(power)
+        # bf16/fp16 attention runs on cuDNN (a plan per shape); float32 does not
+        miss_8b = {d: per_dtype[d] + 32 * per_layer[d] for d in per_dtype}
+        assert miss_8b["bfloat16"] > 0.02 and miss_8b["float16"] > 0.02
+        assert miss_8b["float32"] == 0.0
+        # the GPU waits during the build: between deep idle and a busy step's power
+        assert prof.idle.deep_idle_w < power < 300
+
+
+def test_noise_below_threshold_is_no_miss():
+    raw = pd.DataFrame(
+        {
+            "engine": ["hf_eager"] * 2,
+            "layers": [8, 8],
+            "dtype": ["float32", "bfloat16"],
+            "miss_s": [MISS_MIN_S / 2, 0.04],
+            "cached_step_s": [0.01, 0.01],
+            "fresh_step_s": [0.01 + MISS_MIN_S / 2, 0.05],
+            "cached_power_w": [200.0, 150.0],
+            "fresh_power_w": [200.0, 132.0],
+            "error": [None, None],
+        }
+    )
+    per_dtype, per_layer, power = fit_shape_misses(raw)["hf_eager"]
+    assert per_dtype == {"float32": 0.0, "bfloat16": 0.04}
+    assert per_layer == {"float32": 0.0, "bfloat16": 0.0}
+    # (132*0.05 - 150*0.01) / 0.04 from the bf16 row only
+    assert power == pytest.approx((132 * 0.05 - 150 * 0.01) / 0.04)
+
+
+def test_attention_shape_keys():
+    prof, _ = load_profile("h100-sxm")
+    card = load_model_card("llama-3.1-8b")
+    cb = CostModel(card, "bfloat16", prof, engine="transformers_cb")
+    hf = CostModel(card, "bfloat16", prof, engine="hf_eager")
+    w = StepWork(prefill=((300, 0),), n_decode=3, decode_ctx_sum=900)
+    assert cb.attn_shape(w) == (303, 1200)  # one packed call: all tokens x all KV read
+    assert hf.attn_shape(StepWork(prefill=((300, 0),) * 2)) == (2, 300, 300)
+    assert hf.attn_shape(StepWork(n_decode=2, decode_ctx_sum=1000)) == (2, 1, 500)
+    assert cb.decode_shapes(3, 900, 3) == [(3, 900), (3, 903), (3, 906)]
+    assert hf.decode_shapes(1, 500, 2) == [(1, 1, 500), (1, 1, 501)]
+
+
+def test_a_miss_adds_its_time_and_energy():
+    prof, _ = load_profile("h100-sxm")
+    cm = CostModel(load_model_card("llama-3.1-8b"), "bfloat16", prof, engine="transformers_cb")
+    w = StepWork(n_decode=4, decode_ctx_sum=2000)
+    hit, miss = cm.step_cost(w), cm.step_cost(w, shape_miss=True)
+    assert miss.wall_s - hit.wall_s == pytest.approx(cm.miss_s)
+    assert miss.energy_j - hit.energy_j == pytest.approx(cm.miss_w * cm.miss_s)
+    assert miss.busy_energy_j == hit.busy_energy_j
+
+
+def _two_identical(fast: bool, dtype: str = "bfloat16"):
+    """Two identical requests far apart, served one at a time: the second meets only
+    attention shapes the first already ran."""
+    wl = {
+        "requests": 2,
+        "arrival": {"kind": "fixed", "interval_ms": 60000},
+        "prompt_tokens": {"kind": "fixed", "value": 400},
+        "output_tokens": {"kind": "fixed", "value": 50},
+    }
+    return run(scenario(server={"kind": "sequential"}, workload=wl, dtype=dtype, fast_forward=fast))
+
+
+@pytest.mark.parametrize("fast", [True, False], ids=["fast-forward", "step-by-step"])
+def test_second_identical_request_pays_no_misses(fast):
+    res, df, _ = _two_identical(fast)
+    cm = res.replicas[0].cost
+    e2e = (df["finish_s"] - df["start_s"]).to_numpy()
+    # the prefill and the 49 decode steps of the first request were all new shapes
+    assert e2e[0] - e2e[1] == pytest.approx(50 * cm.miss_s, rel=1e-9)
+    assert res.replicas[0].shape_misses == 50
+
+
+def test_fast_path_equals_step_path_with_misses():
+    _, fast, sf = _two_identical(True)
+    _, step, ss = _two_identical(False)
+    for col in ("finish_s", "energy_j"):
+        np.testing.assert_allclose(fast[col], step[col], rtol=1e-9)
+    assert sf["energy"]["total_j"] == pytest.approx(ss["energy"]["total_j"], rel=1e-9)
+
+
+def test_float32_has_no_misses():
+    res, df, _ = _two_identical(True, dtype="float32")
+    e2e = (df["finish_s"] - df["start_s"]).to_numpy()
+    assert res.replicas[0].cost.miss_s == 0.0
+    assert e2e[0] == pytest.approx(e2e[1], rel=1e-9)
+
+
+def test_miss_grows_with_layers_where_measured_so():
+    """Three layer counts: a least-squares line; the Llama-3.1-8B rows (held out) are
+    predicted within 25%."""
+    fits = fit_shape_misses(pd.read_csv(RAW))
+    check = pd.read_csv(RAW.with_name("shapemiss-check-llama8b.csv"))
+    for _, row in check.iterrows():
+        per_step, per_layer, _ = fits[row["engine"]]
+        pred = per_step[row["dtype"]] + row["layers"] * per_layer[row["dtype"]]
+        assert pred == pytest.approx(row["miss_s"], rel=0.25), row["engine"]
+
+
+def test_cold_start_fit_and_first_step():
+    """The committed cold-start table refits to the profile; a replica of a fresh engine
+    process pays it once, on its first step; a warmed-up one (the default) never."""
+    from llm_energy_sim.calibrate.fit import with_cold_start
+
+    prof, _ = load_profile("h100-sxm")
+    raw = pd.read_csv(RAW.with_name("coldstart.csv"))
+    hosts = with_cold_start(prof.host, raw, "test")
+    for engine in ("hf_eager", "transformers_cb", "hf_eager_tp"):
+        assert hosts[engine].cold_start_s == pytest.approx(prof.host[engine].cold_start_s)
+        assert 0.3 < prof.host[engine].cold_start_s < 5  # seconds, as measured
+    assert prof.host["tgi"].cold_start_s == 0.0  # TGI warms up before it serves
+    wl = {
+        "requests": 3,
+        "arrival": {"kind": "fixed", "interval_ms": 5000},
+        "prompt_tokens": {"kind": "fixed", "value": 300},
+        "output_tokens": {"kind": "fixed", "value": 5},
+    }
+    cold = run(scenario(server={"kind": "sequential", "cold_start": True}, workload=wl))
+    warm = run(scenario(server={"kind": "sequential"}, workload=wl))
+    ttft_cold = cold[1]["ttft_s"].to_numpy()
+    ttft_warm = warm[1]["ttft_s"].to_numpy()
+    cm = cold[0].replicas[0].cost
+    assert ttft_cold[0] - ttft_warm[0] == pytest.approx(cm.cold_s, rel=1e-9)
+    np.testing.assert_allclose(ttft_cold[1:], ttft_warm[1:], rtol=1e-12)
+    # energy: the set-up is charged to the first request's prefill at the measured waiting
+    # power (the run's total grows less: the warm run idles through that time instead)
+    de = cold[1]["energy_prefill_j"].iloc[0] - warm[1]["energy_prefill_j"].iloc[0]
+    assert de == pytest.approx(cm.miss_w * cm.cold_s, rel=1e-9)
