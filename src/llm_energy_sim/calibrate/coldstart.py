@@ -33,9 +33,9 @@ def _once(engine: str, name: str, layers: int, dtype: str, device: str) -> dict:
     """In this (fresh) process: build, then time the first and the second identical request."""
     import torch
 
-    from llm_energy_sim.calibrate.hostbench import BUILD_DTYPE
     from llm_energy_sim.config.modelcard import load_model_card
     from llm_energy_sim.hf.build import build_uncached
+    from llm_energy_sim.hf.quantize import BUILD_DTYPE
 
     card = load_model_card(name).model_copy(update={"num_hidden_layers": layers})
     model = build_uncached(card, BUILD_DTYPE[dtype], device, 0, "sdpa")

@@ -27,66 +27,14 @@ import numpy as np
 from llm_energy_sim.calibrate.rawtable import RUN_FIELDS, STATE_FIELDS, append_row, done_keys
 from llm_energy_sim.config.modelcard import ModelCard
 from llm_energy_sim.hf import greedy
+from llm_energy_sim.hf.quantize import BUILD_DTYPE, quantize_linears
 from llm_energy_sim.meter.nvml import GpuMeter
 
 METHOD = "v2"
-BUILD_DTYPE = {
-    "float32": "float32",
-    "bfloat16": "bfloat16",
-    "float16": "float16",
-    "int8": "float16",  # LLM.int8 runs fp16 activations
-    "int4": "bfloat16",  # NF4 with bf16 compute
-}
 
 
-def _bnb_layer(child, dtype: str):
-    """The bitsandbytes replacement of one nn.Linear, quantised from its weights on its device."""
-    import bitsandbytes as bnb
-    import torch
-
-    w = child.weight.data
-    with torch.device("meta"):  # no CPU init of a throw-away fp32 weight
-        if dtype == "int8":
-            new = bnb.nn.Linear8bitLt(
-                child.in_features,
-                child.out_features,
-                bias=child.bias is not None,
-                has_fp16_weights=False,
-                threshold=6.0,
-            )
-        else:
-            new = bnb.nn.Linear4bit(
-                child.in_features,
-                child.out_features,
-                bias=child.bias is not None,
-                compute_dtype=torch.bfloat16,
-                quant_type="nf4",
-            )
-    if dtype == "int8":
-        param = bnb.nn.Int8Params(w, requires_grad=False, has_fp16_weights=False)
-        new.weight = param._quantize(w.device)  # row-wise int8 codes + fp32 scales
-    else:
-        param = bnb.nn.Params4bit(w, requires_grad=False, quant_type="nf4", module=new)
-        new.weight = param.to(w.device)  # NF4 codes + double-quantised absmax
-    if child.bias is not None:
-        new.bias = torch.nn.Parameter(child.bias.data.clone(), requires_grad=False)
-    return new
 
 
-def quantize_linears(model, dtype: str) -> int:
-    """Swap every decoder nn.Linear (not the LM head) for LLM.int8 or NF4; returns the count."""
-    import torch
-
-    n = 0
-    for _name, mod in list(model.model.named_modules()):
-        for child_name, child in list(mod.named_children()):
-            if isinstance(child, torch.nn.Linear):
-                setattr(mod, child_name, _bnb_layer(child, dtype))
-                n += 1
-                del child
-    if torch.cuda.is_available():
-        torch.cuda.empty_cache()
-    return n
 
 
 def step_clock():

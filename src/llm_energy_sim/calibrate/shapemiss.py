@@ -121,8 +121,8 @@ def measure_engine(
     """One model build; cached and fresh runs of one engine (hf_eager or transformers_cb)."""
     import torch
 
-    from llm_energy_sim.calibrate.hostbench import BUILD_DTYPE, quantize_linears
     from llm_energy_sim.hf.build import build_uncached
+    from llm_energy_sim.hf.quantize import BUILD_DTYPE, quantize_linears
 
     cuda = device.startswith("cuda")
     sync = torch.cuda.synchronize if cuda else (lambda: None)

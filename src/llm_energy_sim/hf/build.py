@@ -13,6 +13,7 @@ import time
 from typing import Any
 
 from llm_energy_sim.config.modelcard import ModelCard
+from llm_energy_sim.hf.quantize import BUILD_DTYPE, QUANTIZED, quantize_linears
 
 # transformers model_type of each architecture a card may name
 MODEL_TYPES = {
@@ -53,12 +54,19 @@ MODEL_CACHE: dict[tuple, Any] = {}
 
 
 def build_model(card: ModelCard, dtype: str, device: str, seed: int = 0, attn: str = "sdpa"):
-    """Random-weight model on `device`, initialised there directly (fast for 8B on a GPU).
-    Built once per process and card/dtype/device, so several scenarios replay on one model."""
+    """Random-weight model on `device`, initialised there directly (fast for 8B on a GPU);
+    int8 / int4 are built in their activation dtype and their linears quantised with
+    bitsandbytes (hf/quantize.py). Built once per process and card/dtype/device, so several
+    scenarios replay on one model."""
     key = (card.model_dump_json(), dtype, device, seed, attn)
     if key not in MODEL_CACHE:
         MODEL_CACHE.clear()  # one model on the device at a time
-        MODEL_CACHE[key] = build_uncached(card, dtype, device, seed, attn)
+        if dtype in QUANTIZED:
+            model = build_uncached(card, BUILD_DTYPE[dtype], device, seed, attn)
+            quantize_linears(model, dtype)
+        else:
+            model = build_uncached(card, dtype, device, seed, attn)
+        MODEL_CACHE[key] = model
     return MODEL_CACHE[key]
 
 
@@ -69,7 +77,8 @@ def build_uncached(card: ModelCard, dtype: str, device: str, seed: int, attn: st
     if dtype not in TORCH_DTYPES:
         from llm_energy_sim.config.errors import UserError
 
-        raise UserError(f"the transformers engine runs {', '.join(TORCH_DTYPES)}; not {dtype}")
+        runs = ", ".join([*TORCH_DTYPES, *QUANTIZED])
+        raise UserError(f"the transformers engines run {runs}; not {dtype}")
     torch.manual_seed(seed)
     cfg = hf_config(card, dtype)
     with torch.device(device):
