@@ -2,8 +2,8 @@
 
 The first step after a model is built pays one-time set-up that no later step pays (cuBLAS and
 cuDNN handles, lazily loaded kernels, the first attention plan, the CB manager's first batch).
-A live replay of the transformers engines starts cold, so its first request carries it (about
-2 s on the lent H100 in the validation runs); TGI warms up before it serves. Measured in a
+A fresh process of the transformers engines carries it on its first request (0.57-2.19 s
+on an H100, measurements/calibration/h100-v2/coldstart.csv); TGI warms up before it serves. Measured in a
 fresh subprocess per engine and dtype, on a host-fit shape: the first request (2 new
 tokens) against the same request again; cold_s = first - second.
 

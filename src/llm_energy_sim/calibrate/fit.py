@@ -151,7 +151,7 @@ def _with_base_power(fit: KernelFit, own: KernelFit, ok: pd.DataFrame, dt: str) 
 
 def _rows_measured(d: pd.DataFrame) -> str:
     """'; rows measured FIRST..LAST' (UTC) where a class's rows came later than the table's
-    first pass (the grid grew: a new class was appended in a later session)."""
+    first pass (a class appended to the table after the grid's first run)."""
     if "utc" not in d:
         return ""
     utc = d["utc"].dropna().astype(str)

@@ -25,16 +25,16 @@ ACT_DTYPES = ("float32", "bfloat16", "float16")
 LINEAR_SHAPES = ((4096, 14336), (14336, 4096), (4096, 4096), (896, 4864), (8192, 7168))
 LINEAR_TOKENS = (1, 16, 128, 1024, 4096)
 QUICK_TOKENS = (1, 128, 2048)
-# second pass (2026-11-22 13:2x UTC): more attention shapes, between the first pass's
+# more attention shapes, between the base grid's
 EXTRA_PREFILL = ((1, 256), (1, 1024), (1, 4096), (2, 512), (8, 256), (2, 2048))
 EXTRA_DECODE = ((2, 1024), (4, 512), (16, 1024), (32, 512), (32, 4096), (16, 8192))
-# transformers CB's packed masked attention (added 2026-11-22, second session): (step tokens,
+# transformers CB's packed masked attention (transformers 5.17 sdpa_paged): (step tokens,
 # KV read) from decode-only steps (few queries over long gathered KV) to full 8192-token
 # prefill chunks over a warm cache; the last three with Qwen2.5-0.5B's heads (14/2 x 64)
 PACKED = ((1, 512), (8, 4096), (32, 32768), (64, 38400), (128, 131072), (512, 512))
 PACKED += ((2048, 2048), (8192, 8192), (8192, 40960), (2048, 67584), (300, 120000))
 PACKED_SMALL_HEADS = ((16, 16384), (1024, 1024), (4096, 36864))
-# HF eager layers' unfused small ops (added 2026-11-30, fifth session): (hidden, intermediate,
+# HF eager layers' unfused small ops (kernels.eager_elementwise_bytes): (hidden, intermediate,
 # query heads, KV heads, head dim) of Qwen2.5-7B and Llama-3.1-8B, token counts as a step has
 EAGER_SHAPES = ((3584, 18944, 28, 4, 128), (4096, 14336, 32, 8, 128))
 EAGER_TOKENS = (1, 16, 256, 1024, 4096, 8192)
@@ -143,7 +143,7 @@ def eager_points(dt: str, quick: bool = False) -> list[Point]:
 
 
 def tp_shard_points(dtypes: tuple[str, ...]) -> list[Point]:
-    """The per-GPU kernels of a tensor-parallel 70B layer (issue 5): sharded projections and
+    """The per-GPU kernels of a tensor-parallel 70B layer: sharded projections and
     attention with 64/tp query and 8/tp KV heads."""
     pts = [
         Point("linear", dt, m=m, n_in=i, n_out=o)

@@ -279,7 +279,7 @@ HOST_FIT_PLAN = [(m, L, "bfloat16", (1, 8), "") for m, L in HOST_FIT_SHAPES] + [
 CHECK_MODELS = ("qwen2.5-0.5b", "mistral-7b", "llama-3.1-8b", "qwen2.5-14b")
 CHECK_DTYPES = ("float32", "bfloat16", "float16", "int8", "int4")
 CHECK_PLAN = [(m, None, d, (1,), "") for m in CHECK_MODELS for d in CHECK_DTYPES]
-# the same runs again at the end of the session: how much does host time drift within it?
+# the same runs again at the end of a calibration: how much host time drifts within one call
 REPEAT_PLAN = [
     ("llama-3.1-8b", None, "bfloat16", (1,), "repeat"),
     ("qwen2.5-1.5b", 28, "bfloat16", (1,), "repeat"),

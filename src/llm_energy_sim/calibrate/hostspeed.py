@@ -1,8 +1,9 @@
 """How fast this machine's host is against the host a profile was calibrated on.
 
 Host-bound engines (HF eager, transformers CB, DTensor tensor parallelism) run at the speed of
-the CPU that launches their kernels, and the lent machines' hosts differ by 1.5-1.9x between
-leases (docs/calibration.md). This stage measures one host-fit run, HF generate on the
+the CPU that launches their kernels, and the same cloud's machines differ by up to 1.9x: the
+same transformers CB step took 29.2 ms on one single-H200 machine and 54.5 ms on another
+(measurements/calibration/h200-b/shapemiss-check-wide.csv, shapemiss-check-batch.csv). This stage measures one host-fit run, HF generate on the
 Qwen2.5-1.5B shape cut to 8 layers (bf16, batch 1, prompt 512, 32 new tokens: calibrate/
 hostbench.py's method, about 10 s), and divides its decode time per token by what a profile
 predicts for that run. The ratio is the scenario's `hardware.host_time_factor` for this
@@ -114,7 +115,7 @@ def factor_from_tables(paths: list[Path], profile) -> tuple[float, list[dict]]:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """`python -m llm_energy_sim.calibrate.hostspeed TABLE.csv [PROFILE]`: the host_time_factor of the lease
+    """`python -m llm_energy_sim.calibrate.hostspeed TABLE.csv [PROFILE]`: the host_time_factor of the machine
     that measured a host table (hostspeed.csv, host.csv, or under TP tphost.csv / tpcbhost.csv,
     whose engine is read from the name), per run and their mean, against PROFILE (default h200)."""
     import sys

@@ -127,7 +127,7 @@ def run_spread(passes: pd.DataFrame, col: str) -> pd.DataFrame:
 
 def check_passes(raw_dirs: list[Path]) -> pd.DataFrame:
     """Every successful pass of the check configurations in raw_dirs, one row each, labelled
-    `pass_id` = raw dir name : tag (the same GPU kind measured in several sessions)."""
+    `pass_id` = raw dir name : tag (several raw dirs of the same GPU kind)."""
     frames = []
     for d in raw_dirs:
         wm = pd.read_csv(d / "wholemodel.csv")
@@ -182,8 +182,8 @@ def main(
 ) -> None:
     """Tables, whole-model check and plots of a profile against its raw tables. The run-to-run
     spread and the order reproducibility come from the passes of raw_dir and spread_dirs (the
-    H100 check: raw/h100-v2 measured each configuration once, the first calibration's raw/h100
-    twice more)."""
+    H100 check: measurements/calibration/h100-v2 holds one pass of each configuration,
+    measurements/calibration/h100 two more)."""
     from llm_energy_sim.calibrate.plots import plot_fits
 
     prof, _ = load_profile(profile_path)

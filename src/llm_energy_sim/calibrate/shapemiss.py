@@ -2,8 +2,8 @@
 
 On Hopper, torch's scaled_dot_product_attention dispatches bf16/fp16 to cuDNN, which builds
 and caches an execution plan per input shape; the first call at a new (batch, query, key)
-shape took ~70-80 ms on the lent H100 against ~0.2 ms once cached (docs/validation.md, the
-step probe). Serving meets new shapes all the time (every decode step of HF generate has a
+shape took 42-80 ms (median 59 ms) on an H100 against 0.05-0.12 ms once cached
+(measurements/calibration/h100-v2/sdpa_first_calls.csv). Serving meets new shapes all the time (every decode step of HF generate has a
 new KV length until that length was seen; transformers CB packs all sequences into one
 attention whose KV length is their sum), while the host benchmarks repeat identical calls and
 so measure cached steps only. This stage measures the difference per engine and dtype, on a

@@ -204,7 +204,7 @@ def calibrate_cmd(
     wanted = set(dtypes.split(","))
     if "host" in stages:
         plan = [(*e[:4], tag) for e in HOST_FIT_PLAN if e[2] in wanted]
-        # a repeated pass runs in reverse order, so drift within the session averages out
+        # a repeated pass runs in reverse order, so drift within one call averages out
         run_models(plan[::-1] if tag else plan, out_dir / "host.csv", meter, budget_s=left())
     if "cbhost" in stages:
         from llm_energy_sim.calibrate.cbbench import CB_FIT_PLAN, run_cb
