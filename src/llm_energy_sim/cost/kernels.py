@@ -28,7 +28,8 @@ from llm_energy_sim.config.modelcard import ModelCard
 
 KERNEL_CLASSES = ("linear", "attn_prefill", "attn_decode", "attn_packed", "elementwise")
 
-# bitsandbytes NF4 linears run in two regimes (microbench int4 rows of raw/h100-v2 and raw/h200):
+# bitsandbytes NF4 linears run in two regimes (int4 rows of measurements/calibration/h100-v2
+# and h200 microbench.csv):
 # one token row takes bnb's own small-M kernel, 34-45 us flat over the five measured shapes
 # (2-30 MB of weights); 16 and more rows mostly dequantise then GEMM (up to 129 us at 16 rows).
 # The one-row fit is kept under this dtype key of the "linear" class. Only m == 1 was measured

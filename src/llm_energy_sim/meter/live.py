@@ -3,7 +3,7 @@
 The meter itself belongs to calibration (meter/nvml.py); this module only adapts its
 readings to llm_energy_sim.results.measured.EnergySamples (times relative to the replay's t0). Until that module
 exists, a stopgap polls NVML's total-energy counter (mJ, updated ~every 100 ms on the H100,
-the reading DESIGN.md prescribes) in its own thread; it is stopped on every exit path by
+the reading docs/replay.md describes) in its own thread; it is stopped on every exit path by
 the caller's `finally`.
 """
 

@@ -2,7 +2,8 @@
 
 The H100's total-energy counter (mJ) updates about every 100 ms, so every measured point
 repeats its kernel for a window of at least 1 s; `nvmlDeviceGetPowerUsage` is a 1 s moving
-average, so instant power (NVML_FI_DEV_POWER_INSTANT) is used for timelines (DESIGN.md).
+average (it lagged the counter by 7% over a 6.8 s GEMM), so instant power
+(NVML_FI_DEV_POWER_INSTANT) is used for timelines (docs/replay.md, "The meter").
 Without NVML (a CPU machine) the meter reports timing only.
 """
 

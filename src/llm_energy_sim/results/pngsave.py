@@ -1,8 +1,7 @@
 """matplotlib figures: pyplot without a display, saved as compact PNGs.
 
-Plots are committed beside every validation run (docs/validation/), and the whole repository
-travels to the lent GPU machine under a 64 MiB limit; matplotlib's RGBA PNGs of line plots
-shrink by about 60% as 256-colour palette images with no visible change. Pillow comes with
+matplotlib's RGBA PNGs of line plots shrink by about 60% as 256-colour palette images with
+no visible change, which keeps results directories (and a repository that carries some) small. Pillow comes with
 matplotlib, so this adds no dependency.
 """
 
