@@ -91,6 +91,9 @@ class HostProbe:
         self._proc.start()
         return self
 
+    def alive(self) -> bool:
+        return self._proc.is_alive()
+
     def __exit__(self, *exc) -> None:
         self._stop.set()
         self._proc.join(timeout=10)
