@@ -65,7 +65,7 @@ def test_lognormal_clipped_with_requested_mean():
 def test_trace_and_empirical_files(tmp_path):
     trace = tmp_path / "trace.csv"
     trace.write_text("arrival_s,prompt_tokens,output_tokens\n0.0,100,5\n0.7,50,9\n0.2,10,1\n")
-    t = generate_trace(Workload(requests=10, arrival={"kind": "trace", "path": str(trace)}), 0)
+    t = generate_trace(Workload(requests=3, arrival={"kind": "trace", "path": str(trace)}), 0)
     assert list(t.arrival_s) == [0.0, 0.2, 0.7]
     assert list(t.prompt_tokens) == [100, 10, 50]
     emp = tmp_path / "lengths.csv"
@@ -93,3 +93,31 @@ def test_same_seed_same_trace_bit_for_bit(arrival):
     assert a.output_tokens.tobytes() == b.output_tokens.tobytes()
     c = generate_trace(wl(arrival), 43)
     assert a.arrival_s.tobytes() != c.arrival_s.tobytes()
+
+
+def test_a_trace_shorter_than_the_requests_asked_is_an_error(tmp_path):
+    trace = tmp_path / "trace.csv"
+    trace.write_text("arrival_s,prompt_tokens,output_tokens\n0.0,100,5\n0.7,50,9\n")
+    wl2 = Workload(requests=10, arrival={"kind": "trace", "path": str(trace)})
+    with pytest.raises(UserError, match="holds 2 requests but workload.requests is 10"):
+        generate_trace(wl2, 0)
+    first = generate_trace(Workload(requests=1, arrival={"kind": "trace", "path": str(trace)}), 0)
+    assert list(first.prompt_tokens) == [100]
+
+
+@pytest.mark.parametrize(
+    "row, what",
+    [
+        ("0.5,nan,5", "prompt_tokens"),
+        ("0.5,12.5,5", "prompt_tokens"),
+        ("0.5,12,x", "output_tokens"),
+        ("nan,12,5", "arrival_s"),
+        ("-1,12,5", "arrival_s"),
+        ("0.5,0,5", "prompt_tokens"),
+    ],
+)
+def test_trace_values_are_checked_with_their_row(tmp_path, row, what):
+    trace = tmp_path / "trace.csv"
+    trace.write_text(f"arrival_s,prompt_tokens,output_tokens\n0.0,100,5\n{row}\n")
+    with pytest.raises(UserError, match=f"row 3, column '{what}'"):
+        generate_trace(Workload(requests=2, arrival={"kind": "trace", "path": str(trace)}), 0)

@@ -55,6 +55,21 @@ def _read_csv(path: str, what: str) -> pd.DataFrame:
         raise UserError(f"{path}: cannot read CSV: {exc}") from None
 
 
+def _column(df: pd.DataFrame, col: str, path: str, whole: bool, low: float) -> np.ndarray:
+    """A trace column as floats: numeric, finite, >= low, and whole numbers where counts."""
+    values = pd.to_numeric(df[col], errors="coerce").to_numpy(dtype=float)
+    bad = ~np.isfinite(values) | (values < low)
+    if whole:
+        bad |= values != np.round(values)
+    if bad.any():
+        row = int(np.argmax(bad))
+        kind = f"whole numbers >= {low:g}" if whole else f"finite numbers >= {low:g}"
+        raise UserError(
+            f"{path}: row {row + 2}, column '{col}': {df[col].iloc[row]!r}; must be {kind}"
+        )
+    return values
+
+
 def _lengths(dist, n: int, rng: np.random.Generator, what: str) -> np.ndarray:
     if isinstance(dist, FixedLength):
         return np.full(n, dist.value, dtype=np.int64)
@@ -96,18 +111,16 @@ def generate_trace(workload: Workload, seed: int) -> Trace:
             raise UserError(
                 f"{arr.path}: missing column(s) {', '.join(missing)} (need {', '.join(need)})"
             )
-        df = df.sort_values("arrival_s", kind="stable").head(n)
-        if (
-            (df["prompt_tokens"] <= 0).any()
-            or (df["output_tokens"] <= 0).any()
-            or (df["arrival_s"] < 0).any()
-        ):
-            raise UserError(f"{arr.path}: token counts must be > 0 and arrival_s >= 0")
-        return Trace(
-            df["arrival_s"].to_numpy(dtype=float),
-            df["prompt_tokens"].to_numpy(dtype=np.int64),
-            df["output_tokens"].to_numpy(dtype=np.int64),
-        )
+        if len(df) < n:
+            raise UserError(
+                f"{arr.path}: the trace holds {len(df)} requests but workload.requests is {n}; "
+                f"ask for at most {len(df)} (workload.requests or --requests)"
+            )
+        arrival = _column(df, "arrival_s", arr.path, whole=False, low=0.0)
+        prompt = _column(df, "prompt_tokens", arr.path, whole=True, low=1.0)
+        output = _column(df, "output_tokens", arr.path, whole=True, low=1.0)
+        order = np.argsort(arrival, kind="stable")[:n]
+        return Trace(arrival[order], prompt[order].astype(np.int64), output[order].astype(np.int64))
     if isinstance(arr, FixedArrival):
         arrivals = np.arange(n, dtype=float) * arr.interval_ms / 1000.0
     elif isinstance(arr, UniformArrival):
