@@ -77,7 +77,9 @@ def fit_standby(p_idle: float, p_busy: float) -> tuple[float, float]:
     return float(r10 / shape(0.010, tau)), float(tau)
 
 
-MEASURED_INTERCONNECT = Path(__file__).parent / "profiles" / "interconnect-h200x4.json"
+MEASURED_INTERCONNECT = (
+    Path(__file__).resolve().parents[1] / "measurements" / "calibration" / "interconnect-h200x4.json"
+)
 
 
 def measured_interconnect() -> dict[str, Interconnect]:
