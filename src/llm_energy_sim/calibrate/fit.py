@@ -1,7 +1,8 @@
 """Fit the profile from raw tables: kernel rooflines and power, idle/standby, host overhead.
 
-Every class holds out every 5th point (by key order) from its fit and reports the median and
-p90 absolute percentage error of time and energy on those held-out points.
+Every class holds out about one point in five (chosen by a hash of the point's key) from its
+fit and reports the median and p90 absolute percentage error of time and energy on those
+held-out points.
 """
 
 from __future__ import annotations
@@ -43,8 +44,8 @@ def _time(p: np.ndarray, F: np.ndarray, B: np.ndarray) -> np.ndarray:
 
 def fit_kernel_class(d: pd.DataFrame, plimit: float, source: str) -> KernelFit:
     d = d.sort_values("key").reset_index(drop=True)
-    # hold out ~1 point in 5 by a hash of its key: every 5th point of the sorted keys was
-    # always the same (smallest) projection shape, which the fit then never saw
+    # hold out ~1 point in 5 by a hash of its key (every 5th point of the sorted keys would
+    # always be the same, smallest projection shape, which the fit would then never see)
     held = (
         d["key"].map(lambda k: zlib.crc32(str(k).encode()) % 5 == 0).to_numpy()
         if len(d) >= 5
