@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import shutil
 from pathlib import Path
 
 import pandas as pd
 import pytest
 from click.testing import CliRunner
+from conftest import REFIT_REL, assert_same_host_predictions, assert_same_kernel_predictions
 
 from llm_energy_sim.calibrate.fit import fit_kernels
 from llm_energy_sim.calibrate.grid import Point, build_grid
@@ -34,26 +34,30 @@ def test_refit_of_committed_tables_reproduces_shipped_profile(tmp_path):
     ]
     r = CliRunner().invoke(main, ["calibrate", "--fit-only", str(work), *with_dirs])
     assert r.exit_code == 0, r.output
-    new = json.loads((work / "h100-sxm.json").read_text())
+    refit, _ = load_profile(str(work / "h100-sxm.json"))
+    new = refit.model_dump(mode="json")
     shipped, _ = load_profile("h100-sxm")
     ship = shipped.model_dump(mode="json")
-    for kc, by in ship["kernels"].items():
+    points = pd.concat(
+        [pd.read_csv(d / "microbench.csv") for d in (RAW, RAW_ROOT / "h200") if d.exists()]
+    )
+    plimit = shipped.gpu.power_limit_w
+    for kc, by in shipped.kernels.items():
+        at = points[points["kclass"] == kc]
         for dt, fit in by.items():
-            for k in ("peak_flops", "bandwidth", "t0_s", "p_base_w", "w_compute", "w_memory"):
-                assert new["kernels"][kc][dt][k] == pytest.approx(fit[k], rel=1e-6), (kc, dt, k)
+            assert_same_kernel_predictions(
+                refit.kernels[kc][dt], fit, at["flops"], at["bytes"], plimit, (kc, dt)
+            )
     assert new["idle"]["deep_idle_w"] == pytest.approx(ship["idle"]["deep_idle_w"])
     assert new["kernels"]["elementwise_eager"]["bfloat16"]["source"].startswith("derived")
     tp_engines = ("hf_eager_tp", "hf_eager_tp2", "hf_eager_tp4", "transformers_cb_tp2")
+    shapes = [(layers, batch) for layers in (4, 8, 16, 28, 36, 80) for batch in (1, 8, 64)]
     for engine in ("hf_eager", "transformers_cb", *tp_engines):
-        for k in ("per_step_s", "per_layer_s", "per_sequence_s", "wait_w"):
-            want = ship["host"][engine][k]
-            assert new["host"][engine][k] == (
-                None if want is None else pytest.approx(want, rel=1e-6)
-            ), (engine, k)
+        assert_same_host_predictions(refit.host[engine], shipped.host[engine], shapes, engine)
         for k in ("attn_shape_miss_s", "attn_shape_miss_per_layer_s", "cold_start_s"):
             assert new["host"][engine][k] == pytest.approx(ship["host"][engine][k]), (engine, k)
     assert new["interconnect"]["2"]["alpha_s"] == pytest.approx(
-        ship["interconnect"]["2"]["alpha_s"], rel=1e-6
+        ship["interconnect"]["2"]["alpha_s"], rel=REFIT_REL
     )
 
 
@@ -83,6 +87,7 @@ def test_shipped_profile_is_measured_and_default():
 def test_microbench_runner_on_cpu_torch(tmp_path):
     pytest.importorskip("torch")
     from llm_energy_sim.calibrate.runner import run_grid
+    from llm_energy_sim.meter.monitor import EnergyMonitor
 
     pts = [Point("linear", "float32", m=m, n_in=128, n_out=256) for m in (1, 16, 256, 1024)]
     pts += [
@@ -108,8 +113,9 @@ def test_microbench_runner_on_cpu_torch(tmp_path):
         for m in (1, 1024, 2048, 4096)
     ]
     out = tmp_path / "microbench.csv"
-    assert run_grid(pts, out, device="cpu", window_s=0.03, progress=False) == len(pts)
-    assert run_grid(pts, out, device="cpu", window_s=0.03, progress=False) == 0  # resumed: all done
+    cpu = EnergyMonitor.timing_only()
+    assert run_grid(pts, out, cpu, device="cpu", window_s=0.03, progress=False) == len(pts)
+    assert run_grid(pts, out, cpu, device="cpu", window_s=0.03, progress=False) == 0  # resumed
     df = pd.read_csv(out)
     assert (df.seconds > 0).all() and df.energy_j.isna().all()  # CPU: timing only
     fits = fit_kernels(df, 700.0, "cpu test")

@@ -15,4 +15,4 @@ PY
 if [ -s /tmp/need.txt ]; then
   python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site $(cat /tmp/need.txt) || exit 1
 fi
-export PYTHONPATH=/tmp/site:$PWD
+export PYTHONPATH=/tmp/site:$PWD/src:$PWD
