@@ -119,7 +119,8 @@ def test_replay_records_the_live_host_speed_and_compare_reports_it(tiny_models, 
     assert hs["profile"] == "h100-sxm" and len(pd.read_csv(meas / "hostspeed.csv")) == 2
     r = CliRunner().invoke(main, ["run", path, *scen_args, "--out", str(pred), "--quiet"])
     assert r.exit_code == 0, r.output
-    r = CliRunner().invoke(main, ["compare", str(pred), str(meas), "--no-plot"])
+    cmp = ["compare", str(pred), str(meas), "--out", str(tmp_path / "cmp"), "--no-plot"]
+    r = CliRunner().invoke(main, cmp)
     assert r.exit_code == 0, r.output
     assert f"host_time_factor {f:.2f} against h100-sxm" in r.output
 

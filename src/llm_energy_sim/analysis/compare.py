@@ -16,8 +16,9 @@ import pandas as pd
 from llm_energy_sim.config.errors import UserError
 from llm_energy_sim.results.plots import step_bins
 from llm_energy_sim.results.pngsave import pyplot, save_figure
+from llm_energy_sim.results.schema import RequestStatus
 
-OK = "ok"
+OK = RequestStatus.OK
 
 
 def _ok(df: pd.DataFrame) -> pd.DataFrame:

@@ -25,7 +25,9 @@ from llm_energy_sim.cost.costmodel import CostModel, StepWork
 from llm_energy_sim.engine.replica import PlanCache
 from llm_energy_sim.results.plots import step_bins
 from llm_energy_sim.results.pngsave import pyplot, save_figure
-from llm_energy_sim.results.steptable import STEPS_FILE, read_steps
+from llm_energy_sim.results.schema import RequestStatus
+from llm_energy_sim.results.steptable import STEPS_STEM, read_steps
+from llm_energy_sim.results.tables import has_table, read_table, table_path
 
 BIN_S = 10.0  # time bins of the ratio over the run
 MIN_STEPS_PER_BIN = 20
@@ -33,7 +35,7 @@ PREFILL, DECODE = "prefill", "decode"
 
 
 def steps_from_log(path: Path) -> pd.DataFrame:
-    """steps.csv of a continuous batching run."""
+    """The step log of a continuous batching run (its results dir, or steps.csv itself)."""
     return read_steps(path)[["start_s", "end_s", "prefill", "n_decode", "decode_ctx_sum"]]
 
 
@@ -42,7 +44,7 @@ def steps_from_tokens(requests: pd.DataFrame, tokens: pd.DataFrame) -> pd.DataFr
     and one decode per later token (previous token to this one, KV = prompt + k)."""
     rows = []
     by_req = {rid: g["t_s"].to_numpy() for rid, g in tokens.groupby("request_id")}
-    for r in requests[requests["status"] == "ok"].itertuples():
+    for r in requests[requests["status"] == RequestStatus.OK].itertuples():
         t = np.sort(by_req.get(r.request_id, np.array([])))
         if not len(t) or math.isnan(r.start_s):
             continue
@@ -55,18 +57,16 @@ def steps_from_tokens(requests: pd.DataFrame, tokens: pd.DataFrame) -> pd.DataFr
 
 
 def load_steps(measured: Path) -> tuple[pd.DataFrame, str]:
-    """The live run's steps and where they came from."""
-    log = measured / STEPS_FILE
-    if log.exists():
-        return steps_from_log(log), "steps.csv (engine step log)"
-    tok = measured / "token_times.csv"
-    req = measured / "requests.csv"
-    if not (tok.exists() and req.exists()):
+    """The live run's steps and where they came from (tables as CSV or Parquet)."""
+    if has_table(measured, STEPS_STEM):
+        source = f"{table_path(measured, STEPS_STEM).name} (engine step log)"
+        return steps_from_log(measured), source
+    if not (has_table(measured, "token_times") and has_table(measured, "requests")):
         raise UserError(
             f"{measured}: no steps.csv (step log of `sim replay --engine transformers`) and no "
             "token_times.csv + requests.csv to rebuild steps from"
         )
-    requests = pd.read_csv(req)
+    requests = read_table(measured, "requests")
     batched = requests.dropna(subset=["start_s", "finish_s"]).sort_values("start_s")
     if (batched["start_s"].to_numpy()[1:] < batched["finish_s"].to_numpy()[:-1] - 1e-6).any():
         raise UserError(
@@ -74,7 +74,8 @@ def load_steps(measured: Path) -> tuple[pd.DataFrame, str]:
             "from token times only for one-request-at-a-time runs (replay a batching engine "
             "again to get its step log)"
         )
-    return steps_from_tokens(requests, pd.read_csv(tok)), "token_times.csv (one request at a time)"
+    tokens = read_table(measured, "token_times")
+    return steps_from_tokens(requests, tokens), "token_times.csv (one request at a time)"
 
 
 def cost_steps(steps: pd.DataFrame, cost: CostModel, cold_start: bool) -> pd.DataFrame:

@@ -87,20 +87,21 @@ def factor_from_tables(paths: list[Path], profile) -> tuple[float, list[dict]]:
     or a results directory holding hostspeed.csv) against `profile`, with the runs used; a
     `sim steps` steps_check.json counts as one run (the speed the engine's steps saw)."""
     from llm_energy_sim.config.errors import UserError
+    from llm_energy_sim.results.tables import read_table, table_path
 
     rows: list[dict] = []
     for p in paths:
         if p.name == "steps_check.json":
             rows.append(engine_seen_factor(p, profile))
             continue
-        table = p / "hostspeed.csv" if p.is_dir() else p
+        table = (table_path(p, "hostspeed") or p / "hostspeed.csv") if p.is_dir() else p
         if not table.exists():
             raise UserError(
                 f"--host-speed {p}: no such file (a host table CSV, or a results "
                 "directory with a hostspeed.csv)"
             )
         try:
-            runs = pd.read_csv(table)
+            runs = read_table(p, "hostspeed") if p.is_dir() else pd.read_csv(table)
             f = host_time_factor(runs, profile, engine_of_table(table))
         except (KeyError, ValueError, pd.errors.ParserError) as exc:
             msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__

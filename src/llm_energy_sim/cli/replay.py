@@ -122,19 +122,22 @@ def replay_cmd(
     """
     from llm_energy_sim.cli.options import overrides
     from llm_energy_sim.config.scenario import load_scenario
+    from llm_energy_sim.results.output import SUMMARY_FILE
+    from llm_energy_sim.results.provenance import provenance
+    from llm_energy_sim.results.staging import check_replaceable
 
     if requests is not None and requests <= 0:
         raise UserError("--requests must be > 0")
     # every scenario is checked before the first run, so a bad one costs no GPU time
     scens = [load_scenario(s, overrides(requests, sets)) for s in scenarios]
+    for scen in scens:
+        check_replaceable(_results_dir(out_dir, scen, len(scens)), SUMMARY_FILE)
     builtin = engine_name in ("transformers", "transformers-generate")
     before_csv = None
     if hostspeed and builtin and _world_size() == 1:
         before_csv = _host_pass_before(device, meter)
     for i, (scenario, scen) in enumerate(zip(scenarios, scens, strict=True)):
-        target = out_dir
-        if out_dir is not None and len(scenarios) > 1:
-            target = out_dir / scen.name
+        target = _results_dir(out_dir, scen, len(scens))
         if builtin and i > 0 and getattr(scen.server, "cold_start", False):
             click.echo(
                 f"warning: {scenario} sets server.cold_start: true, but this process's engine "
@@ -153,6 +156,7 @@ def replay_cmd(
             gpus,
             plot,
             quiet,
+            provenance("sim replay", scenario, sets, requests),
         )
         if not ok:
             click.echo("interrupted: the remaining scenarios are skipped")
@@ -161,6 +165,14 @@ def replay_cmd(
             # the pass after this scenario is the one before the next: each is bracketed
             record_host_speed(ok, scen, device, meter, before_csv=before_csv)
             before_csv = _as_next_before(ok / "hostspeed.csv")
+
+
+def _results_dir(out_dir: Path | None, scen, n_scenarios: int) -> Path:
+    """Where a scenario's replay goes: --out, a subdirectory of it per scenario when there
+    are several, or results/<name>-measured."""
+    if out_dir is None:
+        return Path("results") / f"{scen.name}-measured"
+    return out_dir / scen.name if n_scenarios > 1 else out_dir
 
 
 def _host_pass_before(device: str, meter_on: bool) -> Path:
@@ -224,7 +236,17 @@ def record_host_speed(
     scenario's profile, each pass, and the mean against every shipped profile; hostspeed.csv
     (both passes) beside it. `sim replay --hostspeed` calls it after every replay, so each
     one is bracketed by the passes just before and just after it."""
-    import json
+    from llm_energy_sim.results.output import SUMMARY_FILE
+    from llm_energy_sim.results.staging import staged_dir
+
+    # the results dir is amended whole: a copy gets hostspeed.csv and the new summary.json,
+    # then replaces it, so a failed or killed pass leaves the replay's results as they were
+    with staged_dir(out_dir, SUMMARY_FILE, keep=True) as tmp:
+        return _record_host_speed(tmp, out_dir, scen, device, meter_on, shape, before_csv)
+
+
+def _record_host_speed(tmp, out_dir, scen, device, meter_on, shape, before_csv) -> float:
+    """record_host_speed's work, in `tmp` (the copy of out_dir being amended)."""
     import shutil
 
     import pandas as pd
@@ -235,8 +257,9 @@ def record_host_speed(
         load_profile,
         shipped_profile_names,
     )
+    from llm_energy_sim.results.output import read_summary, write_summary
 
-    csv = out_dir / "hostspeed.csv"
+    csv = tmp / "hostspeed.csv"
     if before_csv is not None and before_csv.exists():
         shutil.copy(before_csv, csv)
     measure_host_pass(csv, device, meter_on, "after", shape)
@@ -257,9 +280,8 @@ def record_host_speed(
     passes = {
         str(t).split("-")[0]: float(v) for t, v in zip(f.tag, f.host_time_factor, strict=True)
     }
-    path = out_dir / "summary.json"
-    summary = json.loads(path.read_text())
-    summary["host_speed"] = {
+    summary = read_summary(tmp)
+    summary.host_speed = {
         "host_time_factor": factor,
         "profile": name,
         "passes": passes,
@@ -270,7 +292,7 @@ def record_host_speed(
         "method": "calibrate/hostspeed.py just before and just after the replay (mean of "
         "the passes), hostspeed.csv",
     }
-    path.write_text(json.dumps(summary, indent=2) + "\n")
+    write_summary(tmp, summary)
     each = ", ".join(f"{k} {v:.2f}" for k, v in passes.items())
     click.echo(f"{out_dir}: host_time_factor {factor:.2f} against profile {name} ({each})")
     return factor
@@ -324,9 +346,10 @@ def _replay_one(
     gpus,
     plot,
     quiet,
+    prov,
 ) -> Path | bool:
     """One scenario against the live engine; its results dir when it completed, True on a
-    follower rank (rank 0 writes), False when interrupted."""
+    follower rank (rank 0 writes), False when interrupted. `prov`: the summary's provenance."""
     from llm_energy_sim.config.scenario import scenario_card
     from llm_energy_sim.engine.workload import generate_trace
     from llm_energy_sim.live.base import RequestRecord
@@ -334,7 +357,6 @@ def _replay_one(
 
     card = scenario_card(scen)
     trace = generate_trace(scen.workload, scen.seed)
-    out_dir = out_dir or Path("results") / f"{scen.name}-measured"
     records = [
         RequestRecord(i, float(a), int(p), int(o))
         for i, (a, p, o) in enumerate(
@@ -404,6 +426,7 @@ def _replay_one(
         started_at,
         completed,
         plot,
+        prov,
     )
     if not quiet:
         from llm_energy_sim.results.output import print_summary, read_results
@@ -427,13 +450,17 @@ def _write(
     started_at,
     completed,
     plot,
+    prov,
 ):
-    """Build the frames from whatever was measured and write them (also after an interrupt)."""
+    """Build the frames from whatever was measured and write them (also after an interrupt):
+    the results dir is written whole (results/staging.py), raw files included, so a rerun
+    leaves nothing of the previous run."""
     import numpy as np
 
     from llm_energy_sim.config.profile import default_profile_name, load_profile
     from llm_energy_sim.results import measured as m
-    from llm_energy_sim.results.output import write_results
+    from llm_energy_sim.results.output import SUMMARY_FILE, write_results
+    from llm_energy_sim.results.staging import staged_dir
 
     df = m.base_requests_frame(records)
     finishes = df["finish_s"].dropna()
@@ -464,19 +491,22 @@ def _write(
     }
     if logged:
         info["steps_file"] = "steps.csv"
-    summary = m.summarize_measured(scen, df, samples, t_end, idle, engine.info(), info, deep_idle)
+    summary = m.summarize_measured(
+        scen, df, samples, t_end, idle, engine.info(), info, deep_idle, prov
+    )
     tl = m.timeline(df, samples, t_end, scen.output.timeline_bin_s)
-    write_results(out_dir, summary, df, tl)
-    _write_token_times(out_dir, records)
-    _write_energy_samples(out_dir, samples)
-    if logged:
-        from llm_energy_sim.live.steplog import write_steps
+    with staged_dir(out_dir, SUMMARY_FILE) as tmp:
+        write_results(tmp, summary, df, tl)
+        _write_token_times(tmp, records)
+        _write_energy_samples(tmp, samples)
+        if logged:
+            from llm_energy_sim.live.steplog import write_steps
 
-        write_steps(out_dir, log.since(t0 - LEAD_S), t0)  # the warm-up's steps come before
-    if plot:
-        from llm_energy_sim.results.plots import plot_results
+            write_steps(tmp, log.since(t0 - LEAD_S), t0)  # the warm-up's steps come before
+        if plot:
+            from llm_energy_sim.results.plots import plot_results
 
-        plot_results(out_dir, summary, df, tl)
+            plot_results(tmp, summary.to_dict(), df, tl)
 
 
 def _write_token_times(out_dir: Path, records) -> None:

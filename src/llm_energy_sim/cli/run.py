@@ -59,9 +59,14 @@ def run_cmd(
     step_log,
     quiet,
 ) -> None:
-    """Simulate SCENARIO (a YAML file) and write a results directory."""
-    from llm_energy_sim.results.accounting import requests_frame, summarize, timeline_frame
-    from llm_energy_sim.results.output import print_summary, write_results
+    """Simulate SCENARIO (a YAML file) and write a results directory.
+
+    The directory is written whole: a rerun into it replaces every file of the previous
+    run (plots included), and an interrupted run leaves the previous one as it was."""
+    from llm_energy_sim.results.accounting import build_summary, requests_frame, timeline_frame
+    from llm_energy_sim.results.output import SUMMARY_FILE, print_summary, write_results
+    from llm_energy_sim.results.provenance import provenance
+    from llm_energy_sim.results.staging import check_replaceable, staged_dir
     from llm_energy_sim.simulation import simulate
 
     if requests is not None and requests <= 0:
@@ -69,25 +74,29 @@ def run_cmd(
     scen, host_runs = load_with_host_speed(
         scenario, overrides(requests, sets), host_tables, profile
     )
+    out_dir = out_dir or Path("results") / scen.name
+    check_replaceable(out_dir, SUMMARY_FILE)  # before the simulation, not after
     t0 = time.perf_counter()
     res = simulate(scen, profile_override=profile, progress=not quiet, step_log=step_log)
     wall = time.perf_counter() - t0
     df = requests_frame(res)
-    summary = summarize(res, df, grid_intensity)
-    summary["simulation_wall_s"] = wall
+    summary = build_summary(
+        res, df, grid_intensity, provenance("sim run", scenario, sets, requests)
+    )
+    summary.simulation_wall_s = wall
     if host_runs is not None:
-        summary["host_time_factor_runs"] = host_runs  # the measured runs it averages
+        summary.host_time_factor_runs = host_runs  # the measured runs it averages
     tl = timeline_frame(res)
-    out_dir = out_dir or Path("results") / scen.name
-    write_results(out_dir, summary, df, tl)
-    if step_log:
-        from llm_energy_sim.results.steptable import write_steps
+    with staged_dir(out_dir, SUMMARY_FILE) as tmp:
+        write_results(tmp, summary, df, tl)
+        if step_log:
+            from llm_energy_sim.results.steptable import write_steps
 
-        write_steps(out_dir, sorted(row for r in res.replicas for row in r.step_log))
-    if plot:
-        from llm_energy_sim.results.plots import plot_results
+            write_steps(tmp, sorted(row for r in res.replicas for row in r.step_log))
+        if plot:
+            from llm_energy_sim.results.plots import plot_results
 
-        plot_results(out_dir, summary, df, tl)
+            plot_results(tmp, summary.to_dict(), df, tl)
     if not quiet:
-        print_summary(summary)
+        print_summary(summary.to_dict())
         click.echo(f"simulated {len(df)} requests in {wall:.2f} s; results in {out_dir}")

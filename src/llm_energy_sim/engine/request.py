@@ -4,11 +4,36 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from enum import Enum
 
-OK = "ok"
-REJECTED_QUEUE_FULL = "rejected_429"
-REJECTED_TOO_LONG = "rejected_422"
-UNFINISHED = "unfinished"
+
+class RequestStatus(str, Enum):
+    """A request's outcome: the `status` column of requests.csv, in `sim run` and `sim replay`.
+
+    The one set of status values; members are plain strings (``RequestStatus.OK == "ok"``,
+    ``str(RequestStatus.OK) == "ok"``). ERROR and TIMEOUT happen only in live runs.
+    """
+
+    OK = "ok"
+    REJECTED_QUEUE_FULL = "rejected_429"  # the server's queue was full (HTTP 429)
+    REJECTED_TOO_LONG = "rejected_422"  # prompt + output exceed the server's limit (HTTP 422)
+    UNFINISHED = "unfinished"  # the run ended before the request did
+    ERROR = "error"  # a live engine or server answered with an error
+    TIMEOUT = "timeout"  # a live request got no answer in time
+
+    def __str__(self) -> str:
+        return self.value
+
+    def __format__(self, spec: str) -> str:
+        return format(self.value, spec)
+
+
+OK = RequestStatus.OK
+REJECTED_QUEUE_FULL = RequestStatus.REJECTED_QUEUE_FULL
+REJECTED_TOO_LONG = RequestStatus.REJECTED_TOO_LONG
+UNFINISHED = RequestStatus.UNFINISHED
+ERROR = RequestStatus.ERROR
+TIMEOUT = RequestStatus.TIMEOUT
 
 
 @dataclass(slots=True, eq=False)
@@ -18,7 +43,7 @@ class Request:
     prompt: int
     output: int
     replica: int = -1
-    status: str = UNFINISHED
+    status: RequestStatus = UNFINISHED
     t_start: float = math.nan  # first forward step that touched it
     t_first: float = math.nan  # first output token produced
     t_finish: float = math.nan

@@ -6,11 +6,14 @@ import math
 from dataclasses import dataclass, field
 from typing import Protocol
 
-OK = "ok"
-ERROR = "error"
-TIMEOUT = "timeout"
-REJECTED_429 = "rejected_429"  # same spelling as the simulator's queue-full status
-UNFINISHED = "unfinished"  # the run ended (Ctrl-C) before the request did
+from llm_energy_sim.engine.request import RequestStatus
+
+# the status values of the simulator's requests (engine/request.py: RequestStatus)
+OK = RequestStatus.OK
+ERROR = RequestStatus.ERROR
+TIMEOUT = RequestStatus.TIMEOUT
+REJECTED_429 = RequestStatus.REJECTED_QUEUE_FULL
+UNFINISHED = RequestStatus.UNFINISHED  # the run ended (Ctrl-C) before the request did
 
 
 @dataclass(slots=True)
@@ -26,7 +29,7 @@ class RequestRecord:
     first_token_s: float = math.nan
     finish_s: float = math.nan
     generated_tokens: int = 0
-    status: str = UNFINISHED
+    status: RequestStatus = UNFINISHED
     error: str = ""
     extra: dict = field(default_factory=dict)
 

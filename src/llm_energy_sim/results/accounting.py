@@ -12,19 +12,19 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from llm_energy_sim.engine.request import OK
+from llm_energy_sim.results.metrics import add_latencies, idle_shares, summary_blocks
+from llm_energy_sim.results.schema import Batch, Provenance, Summary
 from llm_energy_sim.simulation import SimResult
-
-J_PER_WH = 3600.0
 
 
 def requests_frame(res: SimResult) -> pd.DataFrame:
+    """requests.csv of a simulated run: one row per request (results.schema.RequestRow)."""
     rs = res.requests
     df = pd.DataFrame(
         {
             "request_id": [r.id for r in rs],
             "replica": [r.replica for r in rs],
-            "status": [r.status for r in rs],
+            "status": [str(r.status) for r in rs],
             "arrival_s": [r.arrival for r in rs],
             "start_s": [r.t_start for r in rs],
             "first_token_s": [r.t_first for r in rs],
@@ -37,19 +37,9 @@ def requests_frame(res: SimResult) -> pd.DataFrame:
             "energy_decode_j": [r.e_decode for r in rs],
         }
     )
-    ok = df["status"] == OK
-    idle_j = total_idle_energy(res)
-    n_ok = int(ok.sum())
-    df["energy_idle_share_j"] = np.where(ok, idle_j / n_ok if n_ok else 0.0, 0.0)
+    df["energy_idle_share_j"] = idle_shares(df["status"], total_idle_energy(res))
     df["energy_j"] = df["energy_prefill_j"] + df["energy_decode_j"] + df["energy_idle_share_j"]
-    df["ttft_s"] = df["first_token_s"] - df["arrival_s"]
-    df["e2e_s"] = df["finish_s"] - df["arrival_s"]
-    df["tpot_s"] = np.where(
-        df["generated_tokens"] > 1,
-        (df["finish_s"] - df["first_token_s"]) / (df["generated_tokens"] - 1).clip(lower=1),
-        np.nan,
-    )
-    df.loc[~ok, ["ttft_s", "e2e_s", "tpot_s"]] = np.nan
+    add_latencies(df)
     return df
 
 
@@ -61,36 +51,8 @@ def total_busy_energy(res: SimResult) -> float:
     return sum(r.ledger.busy_energy() for r in res.replicas)
 
 
-def _pct(series: pd.Series, q: float) -> float | None:
-    s = series.dropna()
-    return float(np.percentile(s, q)) if len(s) else None
-
-
-def latency_stats(series: pd.Series) -> dict:
-    s = series.dropna()
-    return {
-        "mean": float(s.mean()) if len(s) else None,
-        "p50": _pct(s, 50),
-        "p90": _pct(s, 90),
-        "p99": _pct(s, 99),
-    }
-
-
-def summarize(res: SimResult, df: pd.DataFrame, grid_g_per_kwh: float | None = None) -> dict:
-    scen = res.scenario
-    ok = df[df["status"] == OK]
-    n_gpus = scen.hardware.replicas * scen.hardware.gpus_per_replica
-    busy = total_busy_energy(res)
-    idle = total_idle_energy(res)
-    total = busy + idle
-    e_prefill = float(df["energy_prefill_j"].sum())
-    e_decode = float(df["energy_decode_j"].sum())
-    makespan = res.t_end
-    floor = res.profile.idle.deep_idle_w * n_gpus * makespan
-    n_ok = len(ok)
-    prompt_eff = int(ok["prompt_tokens"].sum())
-    prompt_comp = int(ok["computed_prompt_tokens"].sum())
-    out_tokens = int(ok["generated_tokens"].sum())
+def _batch(res: SimResult) -> Batch:
+    """Mean batch size over the busy time (steps weighted by duration) and the largest."""
     batch_sizes = (
         np.concatenate([np.asarray(r.ledger.batch, float) for r in res.replicas])
         if res.replicas
@@ -103,68 +65,63 @@ def summarize(res: SimResult, df: pd.DataFrame, grid_g_per_kwh: float | None = N
         ]
     )
     mean_batch = float(np.average(batch_sizes, weights=durations)) if durations.sum() > 0 else 0.0
-    summary = {
-        "scenario": scen.name,
-        "model": scen.model,
-        "dtype": scen.dtype,
-        "server": scen.server.kind,
-        "gpus": n_gpus,
-        "tensor_parallel": scen.hardware.gpus_per_replica,
-        "host_time_factor": scen.hardware.host_time_factor,
-        "replicas": scen.hardware.replicas,
-        "profile": res.profile.name,
-        "profile_path": str(res.profile_path),
-        "seed": scen.seed,
-        "server_limits": res.server_info,
-        "requests": {
-            "total": len(df),
-            "completed": n_ok,
-            "rejected_429": int((df["status"] == "rejected_429").sum()),
-            "rejected_422": int((df["status"] == "rejected_422").sum()),
-            "unfinished": int((df["status"] == "unfinished").sum()),
-        },
-        "makespan_s": makespan,
-        "throughput": {
-            "requests_per_s": n_ok / makespan if makespan > 0 else None,
-            "output_tokens_per_s": out_tokens / makespan if makespan > 0 else None,
-        },
-        "energy": {
-            "total_j": total,
-            "total_wh": total / J_PER_WH,
-            "busy_j": busy,
-            "idle_j": idle,
-            "prefill_j": e_prefill,
-            "decode_j": e_decode,
-            "deep_idle_floor_j": floor,
-            "idle_fraction": idle / total if total > 0 else None,
-            "per_request_wh": total / n_ok / J_PER_WH if n_ok else None,
-            "per_request_active_wh": (e_prefill + e_decode) / n_ok / J_PER_WH if n_ok else None,
-            "per_request_idle_share_wh": idle / n_ok / J_PER_WH if n_ok else None,
-            "per_input_token_effective_j": e_prefill / prompt_eff if prompt_eff else None,
-            "per_input_token_computed_j": e_prefill / prompt_comp if prompt_comp else None,
-            "per_output_token_j": e_decode / out_tokens if out_tokens else None,
-            "mean_power_per_gpu_w": total / makespan / n_gpus if makespan > 0 else None,
-        },
-        "latency_s": {
-            "ttft": latency_stats(ok["ttft_s"]),
-            "tpot": latency_stats(ok["tpot_s"]),
-            "e2e": latency_stats(ok["e2e_s"]),
-        },
-        "tokens": {
-            "prompt_effective": prompt_eff,
-            "prompt_computed": prompt_comp,
-            "output": out_tokens,
-        },
-        "batch": {
-            "mean_size_when_busy": mean_batch,
-            "max_size": float(batch_sizes.max()) if len(batch_sizes) else 0.0,
-        },
-        "steps": sum(r.steps for r in res.replicas),
-    }
+    return Batch(
+        mean_size_when_busy=mean_batch,
+        max_size=float(batch_sizes.max()) if len(batch_sizes) else 0.0,
+    )
+
+
+def build_summary(
+    res: SimResult,
+    df: pd.DataFrame,
+    grid_g_per_kwh: float | None = None,
+    provenance: Provenance | None = None,
+) -> Summary:
+    """summary.json of a simulated run; CO2 figures with a grid intensity (gCO2/kWh)."""
+    scen = res.scenario
+    n_gpus = scen.hardware.replicas * scen.hardware.gpus_per_replica
+    busy = total_busy_energy(res)
+    idle = total_idle_energy(res)
+    total = busy + idle
+    makespan = res.t_end
+    summary = Summary(
+        scenario=scen.name,
+        model=scen.model,
+        dtype=scen.dtype,
+        server=scen.server.kind,
+        gpus=n_gpus,
+        tensor_parallel=scen.hardware.gpus_per_replica,
+        host_time_factor=scen.hardware.host_time_factor,
+        replicas=scen.hardware.replicas,
+        profile=res.profile.name,
+        profile_path=str(res.profile_path),
+        seed=scen.seed,
+        server_limits=res.server_info,
+        **summary_blocks(
+            df,
+            makespan_s=makespan,
+            n_gpus=n_gpus,
+            total_j=total,
+            busy_j=busy,
+            idle_j=idle,
+            deep_idle_floor_j=res.profile.idle.deep_idle_w * n_gpus * makespan,
+            batch=_batch(res),
+            live=False,
+        ),
+        steps=sum(r.steps for r in res.replicas),
+    )
     if grid_g_per_kwh is not None:
-        summary["energy"]["co2_g"] = total / 3.6e6 * grid_g_per_kwh
-        summary["energy"]["co2_g_per_request"] = summary["energy"]["co2_g"] / n_ok if n_ok else None
+        e, n_ok = summary.energy, summary.requests.completed
+        e.co2_g = total / 3.6e6 * grid_g_per_kwh
+        e.co2_g_per_request = e.co2_g / n_ok if n_ok else None
+    if provenance is not None:
+        summary.provenance = provenance
     return summary
+
+
+def summarize(res: SimResult, df: pd.DataFrame, grid_g_per_kwh: float | None = None) -> dict:
+    """build_summary as the summary.json object (what sweeps and grids flatten)."""
+    return build_summary(res, df, grid_g_per_kwh).to_dict()
 
 
 def timeline_frame(res: SimResult, bin_s: float | None = None) -> pd.DataFrame:

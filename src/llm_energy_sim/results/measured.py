@@ -11,15 +11,15 @@ shares a step by tokens, so the two per-request splits differ by construction; t
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
-from llm_energy_sim.results.accounting import J_PER_WH, latency_stats
+from llm_energy_sim.results.metrics import add_latencies, idle_shares, summary_blocks
+from llm_energy_sim.results.schema import Batch, Energy, Provenance, Summary
 
-OK = "ok"
+ATTRIBUTION = "time share: energy of each moment split equally by the requests being served"
 
 
 @dataclass(frozen=True)
@@ -53,7 +53,7 @@ def base_requests_frame(records: list) -> pd.DataFrame:
         {
             "request_id": [r.request_id for r in records],
             "replica": 0,
-            "status": [r.status for r in records],
+            "status": [str(r.status) for r in records],
             "arrival_s": [r.arrival_s for r in records],
             "send_s": [r.send_s for r in records],
             "start_s": [r.start_s for r in records],
@@ -66,15 +66,7 @@ def base_requests_frame(records: list) -> pd.DataFrame:
             "error": [r.error for r in records],
         }
     )
-    ok = df["status"] == OK
-    df["ttft_s"] = df["first_token_s"] - df["arrival_s"]
-    df["e2e_s"] = df["finish_s"] - df["arrival_s"]
-    df["tpot_s"] = np.where(
-        df["generated_tokens"] > 1,
-        (df["finish_s"] - df["first_token_s"]) / (df["generated_tokens"] - 1).clip(lower=1),
-        np.nan,
-    )
-    df.loc[~ok, ["ttft_s", "e2e_s", "tpot_s"]] = np.nan
+    add_latencies(df)
     return df
 
 
@@ -110,9 +102,7 @@ def attribute_energy(
         return out, float("nan")
     out["energy_prefill_j"] = (in_pre * share[None, :]).sum(axis=1)
     out["energy_decode_j"] = (in_dec * share[None, :]).sum(axis=1)
-    ok = out["status"] == OK
-    n_ok = int(ok.sum())
-    out["energy_idle_share_j"] = np.where(ok, idle / n_ok if n_ok else 0.0, 0.0)
+    out["energy_idle_share_j"] = idle_shares(out["status"], idle)
     out["energy_j"] = out["energy_prefill_j"] + out["energy_decode_j"] + out["energy_idle_share_j"]
     return out, idle
 
@@ -181,80 +171,50 @@ def summarize_measured(
     engine_info: dict,
     measured_info: dict,
     deep_idle_w: float | None,
-) -> dict:
-    """summary.json with the simulator's keys; what a meter cannot see is None."""
-    ok = df[df["status"] == OK]
-    n_ok = len(ok)
+    provenance: Provenance | None = None,
+) -> Summary:
+    """summary.json of a live run, the simulator's Summary; what a meter cannot see is None."""
     total = float(energy.cumulative(np.array([t_end])).sum()) if t_end > 0 else 0.0
     n_gpus = energy.n_gpus
-    out_tokens = int(ok["generated_tokens"].sum())
-    prompt = int(ok["prompt_tokens"].sum())
-    e_pre, e_dec = float(df["energy_prefill_j"].sum()), float(df["energy_decode_j"].sum())
     t, served, _, _ = _in_flight(df, t_end)
     dur = np.diff(np.concatenate([t, [t_end]]))
     busy = served > 0
     mean_batch = float(np.average(served[busy], weights=dur[busy])) if dur[busy].sum() > 0 else 0.0
-    status_counts = df["status"].value_counts().to_dict()
-    summary = {
-        "scenario": scen.name,
-        "model": scen.model,
-        "dtype": scen.dtype,
-        "server": scen.server.kind,
-        "gpus": n_gpus,
-        "tensor_parallel": scen.hardware.gpus_per_replica,
-        "replicas": scen.hardware.replicas,
-        "profile": None,
-        "profile_path": None,
-        "seed": scen.seed,
-        "server_limits": engine_info,
-        "requests": {
-            "total": len(df),
-            "completed": n_ok,
-            "rejected_429": int(status_counts.get("rejected_429", 0)),
-            "rejected_422": int(status_counts.get("rejected_422", 0)),
-            "unfinished": int(status_counts.get("unfinished", 0)),
-            "errors": int(status_counts.get("error", 0)),
-            "timeouts": int(status_counts.get("timeout", 0)),
-        },
-        "makespan_s": t_end,
-        "throughput": {
-            "requests_per_s": n_ok / t_end if t_end > 0 else None,
-            "output_tokens_per_s": out_tokens / t_end if t_end > 0 else None,
-        },
-        "energy": {
-            "total_j": total,
-            "total_wh": total / J_PER_WH,
-            "busy_j": total - idle_j,
-            "idle_j": idle_j,
-            "prefill_j": e_pre,
-            "decode_j": e_dec,
-            "deep_idle_floor_j": deep_idle_w * n_gpus * t_end if deep_idle_w else None,
-            "idle_fraction": idle_j / total if total > 0 else None,
-            "per_request_wh": total / n_ok / J_PER_WH if n_ok else None,
-            "per_request_active_wh": (e_pre + e_dec) / n_ok / J_PER_WH if n_ok else None,
-            "per_request_idle_share_wh": idle_j / n_ok / J_PER_WH if n_ok else None,
-            "per_input_token_effective_j": e_pre / prompt if prompt else None,
-            "per_input_token_computed_j": e_pre / prompt if prompt else None,
-            "per_output_token_j": e_dec / out_tokens if out_tokens else None,
-            "mean_power_per_gpu_w": total / t_end / n_gpus if t_end > 0 and n_gpus else None,
-            "attribution": "time share: energy of each moment split equally by the requests being served",
-        },
-        "latency_s": {
-            "ttft": latency_stats(ok["ttft_s"]),
-            "tpot": latency_stats(ok["tpot_s"]),
-            "e2e": latency_stats(ok["e2e_s"]),
-        },
-        "tokens": {"prompt_effective": prompt, "prompt_computed": prompt, "output": out_tokens},
-        "batch": {
-            "mean_size_when_busy": mean_batch,
-            "max_size": float(served.max()) if len(served) else 0.0,
-        },
-        "steps": None,
-        "measured": measured_info,
-    }
+    summary = Summary(
+        scenario=scen.name,
+        model=scen.model,
+        dtype=scen.dtype,
+        server=scen.server.kind,
+        gpus=n_gpus,
+        tensor_parallel=scen.hardware.gpus_per_replica,
+        replicas=scen.hardware.replicas,
+        profile=None,
+        profile_path=None,
+        seed=scen.seed,
+        server_limits=engine_info,
+        **summary_blocks(
+            df,
+            makespan_s=t_end,
+            n_gpus=n_gpus,
+            total_j=total,
+            busy_j=total - idle_j,
+            idle_j=idle_j,
+            deep_idle_floor_j=deep_idle_w * n_gpus * t_end if deep_idle_w else None,
+            batch=Batch(
+                mean_size_when_busy=mean_batch,
+                max_size=float(served.max()) if len(served) else 0.0,
+            ),
+            live=True,
+            attribution=ATTRIBUTION,
+        ),
+        steps=None,
+        measured=measured_info,
+    )
     if n_gpus == 0:  # not metered: no energy figure at all rather than zeros
-        summary["gpus"] = scen.hardware.gpus_per_replica * scen.hardware.replicas
-        summary["energy"] = {k: None for k in summary["energy"]}
+        summary.gpus = scen.hardware.gpus_per_replica * scen.hardware.replicas
+        summary.energy = Energy.unknown(attribution=None)
+    if provenance is not None:
+        summary.provenance = provenance
     return summary
 
 
@@ -264,7 +224,3 @@ def send_lag_stats(df: pd.DataFrame) -> dict:
     if not len(lag):
         return {"p50": None, "max": None}
     return {"p50": float(np.median(lag)), "max": float(lag.max())}
-
-
-def finite_or_none(x: float) -> float | None:
-    return None if x is None or (isinstance(x, float) and math.isnan(x)) else x

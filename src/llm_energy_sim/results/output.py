@@ -1,49 +1,76 @@
-"""Results directory: summary.json, requests.csv, timeline.csv (+ PNG plots) and a terminal table."""
+"""Results directory: summary.json, requests.csv, timeline.csv (+ PNG plots) and a terminal table.
+
+`sim run` and `sim replay` write the directory whole (results/staging.py: `staged_dir`, the
+marker being summary.json); readers take it from any `sim run` / `sim replay` directory,
+tables as CSV or Parquet (results/tables.py).
+"""
 
 from __future__ import annotations
 
 import json
-import math
+import os
 from pathlib import Path
 
 import pandas as pd
+from pydantic import ValidationError
 from rich.console import Console
 from rich.table import Table
+
+from llm_energy_sim.config.errors import UserError
+from llm_energy_sim.results.schema import Summary, check_requests
+from llm_energy_sim.results.tables import read_table
 
 REQUESTS_FILE = "requests.csv"
 TIMELINE_FILE = "timeline.csv"
 SUMMARY_FILE = "summary.json"
 
 
-def _clean(obj):
-    if isinstance(obj, dict):
-        return {k: _clean(v) for k, v in obj.items()}
-    if isinstance(obj, list | tuple):
-        return [_clean(v) for v in obj]
-    if isinstance(obj, float) and (math.isnan(obj) or math.isinf(obj)):
-        return None
-    return obj
+def write_summary(out_dir: Path, summary: Summary) -> Path:
+    """out_dir/summary.json from the model (written to a temporary file, then renamed)."""
+    path = out_dir / SUMMARY_FILE
+    tmp = path.with_name(f".{SUMMARY_FILE}.tmp")
+    tmp.write_text(json.dumps(summary.to_dict(), indent=2) + "\n")
+    os.replace(tmp, path)
+    return path
 
 
 def write_results(
-    out_dir: Path, summary: dict, requests: pd.DataFrame, timeline: pd.DataFrame
+    out_dir: Path, summary: Summary, requests: pd.DataFrame, timeline: pd.DataFrame
 ) -> None:
+    """summary.json, requests.csv and timeline.csv into out_dir (the directory `staged_dir`
+    yields). The requests frame must match the schema's request row (a live row for a
+    `sim replay` summary)."""
+    check_requests(requests, live=summary.measured is not None)
     out_dir.mkdir(parents=True, exist_ok=True)
     requests.to_csv(out_dir / REQUESTS_FILE, index=False)
     # nine significant digits: 0.1 ms at a day's run time, far below any bin; the timelines
     # are the bulk of the committed validation results, and half their size with full digits
     timeline.to_csv(out_dir / TIMELINE_FILE, index=False, float_format="%.9g")
-    (out_dir / SUMMARY_FILE).write_text(json.dumps(_clean(summary), indent=2) + "\n")
+    write_summary(out_dir, summary)
+
+
+def read_summary(out_dir: Path) -> Summary:
+    """The Summary of a results directory; UserError (one line) when it has no valid
+    summary.json."""
+    path = out_dir / SUMMARY_FILE
+    if not path.is_file():
+        raise UserError(f"{out_dir}: not a results directory (no {SUMMARY_FILE})")
+    try:
+        return Summary.model_validate(json.loads(path.read_text()))
+    except (OSError, ValueError) as exc:
+        if isinstance(exc, ValidationError):
+            first = exc.errors()[0]
+            where = ".".join(str(p) for p in first["loc"])
+            raise UserError(f"{path}: not a results summary ({where}: {first['msg']})") from exc
+        raise UserError(f"{path}: unreadable ({exc})") from exc
 
 
 def read_results(out_dir: Path) -> tuple[dict, pd.DataFrame, pd.DataFrame]:
-    from llm_energy_sim.config.errors import UserError
-
-    for f in (SUMMARY_FILE, REQUESTS_FILE, TIMELINE_FILE):
-        if not (out_dir / f).exists():
-            raise UserError(f"{out_dir}: not a results directory (missing {f})")
-    summary = json.loads((out_dir / SUMMARY_FILE).read_text())
-    return summary, pd.read_csv(out_dir / REQUESTS_FILE), pd.read_csv(out_dir / TIMELINE_FILE)
+    """(summary.json as a dict, requests, timeline) of a results directory; tables from
+    Parquet or CSV. UserError (one line) without summary.json or a table."""
+    out_dir = Path(out_dir)
+    summary = read_summary(out_dir).to_dict()
+    return summary, read_table(out_dir, "requests"), read_table(out_dir, "timeline")
 
 
 def _fmt(v, unit: str = "", scale: float = 1.0, digits: int = 3) -> str:

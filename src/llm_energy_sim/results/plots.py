@@ -7,6 +7,7 @@ from pathlib import Path
 import pandas as pd
 
 from llm_energy_sim.results.pngsave import pyplot, save_figure
+from llm_energy_sim.results.schema import RequestStatus
 
 
 def step_bins(ax, starts, values, bin_s: float, label: str) -> None:
@@ -56,7 +57,7 @@ def plot_results(
     save_figure(fig, paths[-1], dpi=120)
     plt.close(fig)
 
-    ok = requests[requests["status"] == "ok"]
+    ok = requests[requests["status"] == RequestStatus.OK]
     fig, axes = plt.subplots(1, 2, figsize=(11, 4))
     if len(ok):
         axes[0].hist(

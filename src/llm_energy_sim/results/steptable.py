@@ -15,7 +15,10 @@ from pathlib import Path
 
 import pandas as pd
 
-STEPS_FILE = "steps.csv"
+from llm_energy_sim.results.tables import read_table
+
+STEPS_STEM = "steps"
+STEPS_FILE = f"{STEPS_STEM}.csv"
 COLUMNS = ("start_s", "end_s", "n_prefill", "prefill", "n_decode", "decode_ctx_sum", "replica")
 Prefill = tuple[tuple[int, int], ...]
 
@@ -53,13 +56,25 @@ def write_steps(out_dir: Path, rows: Iterable[tuple[float, float, Prefill, int, 
 
 
 def read_steps(path: Path) -> pd.DataFrame:
-    """steps.csv with `prefill` parsed to (new, past) tuples and `replica` filled in."""
+    """The step log of a results directory (steps.parquet or steps.csv) or of a step-log
+    file, with `prefill` parsed to (new, past) tuples and `replica` filled in."""
+    from pyarrow import ArrowException
+
     from llm_energy_sim.config.errors import UserError
 
+    path = Path(path)
     try:
-        df = pd.read_csv(path, dtype={"prefill": str}, keep_default_na=False)
-    except (pd.errors.ParserError, UnicodeDecodeError) as exc:
+        csv_options = {"dtype": {"prefill": str}, "keep_default_na": False}
+        if path.is_dir():
+            df = read_table(path, STEPS_STEM, **csv_options)
+        elif path.suffix == ".parquet":
+            df = pd.read_parquet(path)
+        else:
+            df = pd.read_csv(path, **csv_options)
+    except (pd.errors.ParserError, UnicodeDecodeError, ArrowException) as exc:
         raise UserError(f"{path}: not a step log ({exc})") from exc
+    except FileNotFoundError as exc:
+        raise UserError(f"{path}: no such step log") from exc
     need = {"start_s", "end_s", "prefill", "n_decode", "decode_ctx_sum"}
     if missing := need - set(df.columns):
         raise UserError(f"{path}: not a step log (missing columns {sorted(missing)})")

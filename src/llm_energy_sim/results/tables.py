@@ -28,8 +28,9 @@ def has_table(directory: Path, stem: str) -> bool:
     return table_path(directory, stem) is not None
 
 
-def read_table(directory: Path, stem: str) -> pd.DataFrame:
-    """``directory/stem.parquet`` if present else ``directory/stem.csv`` as a DataFrame.
+def read_table(directory: Path, stem: str, **csv_options) -> pd.DataFrame:
+    """``directory/stem.parquet`` if present else ``directory/stem.csv`` as a DataFrame
+    (`csv_options` go to pandas.read_csv; Parquet keeps its own dtypes).
 
     Raises UserError (one line, naming the directory and the stem) when neither exists.
     """
@@ -38,4 +39,4 @@ def read_table(directory: Path, stem: str) -> pd.DataFrame:
         raise UserError(f"{directory}: no {stem}.parquet or {stem}.csv")
     if path.suffix == ".parquet":
         return pd.read_parquet(path)
-    return pd.read_csv(path)
+    return pd.read_csv(path, **csv_options)

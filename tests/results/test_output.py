@@ -1,0 +1,71 @@
+"""results.output readers: a directory without summary.json is refused on one line; tables
+are read from Parquet as from CSV."""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import pytest
+from conftest import scenario
+
+from llm_energy_sim.config.errors import UserError
+from llm_energy_sim.results.accounting import build_summary, requests_frame, timeline_frame
+from llm_energy_sim.results.output import read_results, read_summary, write_results
+from llm_energy_sim.simulation import simulate
+
+
+def _one_line(err) -> str:
+    msg = str(err.value)
+    assert "\n" not in msg
+    return msg
+
+
+def test_dir_without_summary_is_refused(tmp_path):
+    pd.DataFrame({"request_id": [0]}).to_csv(tmp_path / "requests.csv", index=False)
+    with pytest.raises(UserError) as err:
+        read_results(tmp_path)
+    assert "summary.json" in _one_line(err) and str(tmp_path) in str(err.value)
+
+
+def test_bad_summary_is_refused(tmp_path):
+    (tmp_path / "summary.json").write_text(json.dumps({"scenario": "x"}))
+    with pytest.raises(UserError) as err:
+        read_summary(tmp_path)
+    assert "not a results summary" in _one_line(err)
+    (tmp_path / "summary.json").write_text("{")
+    with pytest.raises(UserError) as err:
+        read_summary(tmp_path)
+    _one_line(err)
+
+
+@pytest.fixture(scope="module")
+def written(tmp_path_factory):
+    res = simulate(scenario(workload={**scenario().workload.model_dump(), "requests": 20}))
+    df = requests_frame(res)
+    out = tmp_path_factory.mktemp("res")
+    write_results(out, build_summary(res, df), df, timeline_frame(res))
+    return out
+
+
+def test_missing_table_is_refused(written, tmp_path):
+    d = tmp_path / "copy"
+    d.mkdir()
+    (d / "summary.json").write_text((written / "summary.json").read_text())
+    (d / "requests.csv").write_text((written / "requests.csv").read_text())
+    with pytest.raises(UserError) as err:
+        read_results(d)
+    assert "timeline" in _one_line(err)
+
+
+def test_parquet_tables_read_like_csv(written, tmp_path):
+    s_csv, r_csv, t_csv = read_results(written)
+    d = tmp_path / "pq"
+    d.mkdir()
+    (d / "summary.json").write_text((written / "summary.json").read_text())
+    r_csv.to_parquet(d / "requests.parquet", index=False)
+    t_csv.to_parquet(d / "timeline.parquet", index=False)
+    s, r, t = read_results(d)
+    assert s == s_csv == json.loads((written / "summary.json").read_text())
+    pd.testing.assert_frame_equal(r, r_csv)
+    pd.testing.assert_frame_equal(t, t_csv)
