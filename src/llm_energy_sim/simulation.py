@@ -10,17 +10,14 @@ import simpy
 from llm_energy_sim.config.modelcard import ModelCard
 from llm_energy_sim.config.profile import Profile, default_profile_name, load_profile
 from llm_energy_sim.config.scenario import Scenario, scenario_card
+from llm_energy_sim.config.servers import server_kind
 from llm_energy_sim.cost.costmodel import CostModel
 from llm_energy_sim.engine.replica import Replica
 from llm_energy_sim.engine.request import Request
 from llm_energy_sim.engine.workload import Trace, generate_trace
 from llm_energy_sim.servers.balancer import Balancer
 from llm_energy_sim.servers.base import Server
-from llm_energy_sim.servers.memory import MemoryCheck
-from llm_energy_sim.servers.sequential import SequentialServer
-from llm_energy_sim.servers.static import StaticServer
-from llm_energy_sim.servers.tgi import TgiServer
-from llm_energy_sim.servers.tgi_limits import tgi_limits
+from llm_energy_sim.servers.registry import build_server
 
 
 @dataclass
@@ -42,46 +39,6 @@ def profile_for(scen: Scenario, override: str | None = None) -> tuple[Profile, P
     return load_profile(name)
 
 
-def _make_server(scen: Scenario, env, replica: Replica, card: ModelCard, profile: Profile):
-    kind = scen.server.kind
-    if kind == "sequential":
-        return SequentialServer(
-            env, replica, scen.server, MemoryCheck.for_replica(scen, card, profile)
-        ), {}
-    if kind == "static":
-        memory = MemoryCheck.for_replica(scen, card, profile, hint=", a smaller server.batch_size")
-        return StaticServer(env, replica, scen.server, memory), {}
-    if kind == "tgi":
-        s = scen.server
-        lim = tgi_limits(
-            card,
-            scen.dtype,
-            scen.hardware.gpus_per_replica,
-            profile.gpu.memory_bytes,
-            s.cuda_memory_fraction,
-            s.max_batch_prefill_tokens,
-            s.max_batch_total_tokens,
-        )
-        return TgiServer(env, replica, s, lim), {
-            "max_batch_prefill_tokens": lim.max_batch_prefill_tokens,
-            "max_batch_total_tokens": lim.kv_capacity_tokens,
-            "max_total_tokens": lim.max_total_tokens,
-        }
-    if kind == "transformers-cb":
-        from llm_energy_sim.servers.transformers_cb import make_transformers_cb
-
-        return make_transformers_cb(env, replica, scen, card, profile)
-    raise ValueError(kind)
-
-
-ENGINE_OF_KIND = {
-    "sequential": "hf_eager",
-    "static": "hf_eager",
-    "tgi": "tgi",
-    "transformers-cb": "transformers_cb",
-}
-
-
 def simulate(
     scen: Scenario,
     profile_override: str | None = None,
@@ -94,7 +51,7 @@ def simulate(
     card = scenario_card(scen)
     trace = generate_trace(scen.workload, scen.seed)
     env = simpy.Environment()
-    engine = ENGINE_OF_KIND[scen.server.kind]
+    engine = server_kind(scen.server.kind).cost_engine
     replicas, servers = [], []
     info: dict = {}
     for i in range(scen.hardware.replicas):
@@ -105,7 +62,7 @@ def simulate(
         rep = Replica(env, i, cost, scen.fast_forward, getattr(scen.server, "cold_start", False))
         if step_log:
             rep.step_log = []
-        srv, info = _make_server(scen, env, rep, card, profile)
+        srv, info = build_server(env, rep, scen, card, profile)
         replicas.append(rep)
         servers.append(srv)
     balancer = Balancer(servers, scen.hardware.balancer)

@@ -167,7 +167,7 @@ def test_optimize_over_listed_replica_counts_via_the_sim_plan_names(tmp_path):
         path,
         rate=2.0,
         slo=plan.Slo(ttft_p90_s=5.0),
-        dtypes=["bfloat16", "float32"],
+        dtypes=["bfloat16", "float16"],
         tps=[1],
         replicas=[1, 2],
         requests=30,
@@ -175,8 +175,8 @@ def test_optimize_over_listed_replica_counts_via_the_sim_plan_names(tmp_path):
     assert sorted(zip(df.dtype, df.replicas, strict=True)) == [
         ("bfloat16", 1),
         ("bfloat16", 2),
-        ("float32", 1),
-        ("float32", 2),
+        ("float16", 1),
+        ("float16", 2),
     ]
     feas = df[df.feasible]
     assert len(feas) >= 2

@@ -72,17 +72,17 @@ def test_bad_axes_are_user_errors(bad):
 # ---- running ----------------------------------------------------------------------------------
 def test_rows_hold_the_same_numbers_as_a_direct_run(scen, tmp_path):
     df = run_sweep(
-        scen, parse_sets(["dtype=bfloat16,float32"]), tmp_path / "t.csv", workers=2, progress=False
+        scen, parse_sets(["dtype=bfloat16,int8"]), tmp_path / "t.csv", workers=2, progress=False
     )
-    for dtype in ("bfloat16", "float32"):
+    for dtype in ("bfloat16", "int8"):
         res = simulate(load_scenario(scen, {"dtype": dtype}))
         direct = summarize(res, requests_frame(res))
         row = df[df["set.dtype"] == dtype].iloc[0]
         assert row["energy.total_j"] == pytest.approx(direct["energy"]["total_j"], rel=1e-12)
         assert row["latency_s.ttft.p90"] == pytest.approx(direct["latency_s"]["ttft"]["p90"])
-    # and the physics shows through: float32 prefill costs more than bfloat16
+    # and the physics shows through: bitsandbytes int8 prefill costs more than bfloat16
     by = df.set_index("set.dtype")
-    assert by.loc["float32", "energy.prefill_j"] > by.loc["bfloat16", "energy.prefill_j"]
+    assert by.loc["int8", "energy.prefill_j"] > by.loc["bfloat16", "energy.prefill_j"]
 
 
 def test_requests_option_shortens_every_run(scen, tmp_path):

@@ -131,11 +131,11 @@ def test_set_override_changes_the_run(tmp_path: Path):
     good = tmp_path / "g.yaml"
     good.write_text(yaml.safe_dump(GOOD))
     outs = {}
-    for dt in ("bfloat16", "float32"):
+    for dt in ("bfloat16", "int8"):
         r = CliRunner().invoke(
             main, ["run", str(good), "--set", f"dtype={dt}", "--out", str(tmp_path / dt), "--quiet"]
         )
         assert r.exit_code == 0, r.output
         outs[dt] = json.loads((tmp_path / dt / "summary.json").read_text())
-    assert outs["float32"]["dtype"] == "float32"
-    assert outs["float32"]["energy"]["prefill_j"] > outs["bfloat16"]["energy"]["prefill_j"]
+    assert outs["int8"]["dtype"] == "int8"
+    assert outs["int8"]["energy"]["prefill_j"] > outs["bfloat16"]["energy"]["prefill_j"]

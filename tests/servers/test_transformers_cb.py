@@ -7,8 +7,9 @@ import pytest
 from conftest import run, scenario
 
 from llm_energy_sim.config.modelcard import load_model_card
-from llm_energy_sim.config.scenario import TransformersCbServer
-from llm_energy_sim.servers.transformers_cb import _State, transformers_cb_limits
+from llm_energy_sim.config.servers import TransformersCbServer
+from llm_energy_sim.servers.kvpool import LazyBlockPool
+from llm_energy_sim.servers.transformers_cb_limits import transformers_cb_limits
 
 COLUMNS = [
     "start_s",
@@ -50,11 +51,11 @@ IDS = ["burst", "fixed50", "uniform", "prefill-first-512", "tiny-cache", "tiny-c
 @pytest.mark.parametrize("server,arrival", CASES, ids=IDS)
 def test_invariants(server, arrival):
     res, df, summary = run(_cb(server, arrival))
-    srv = res.servers[0]
+    srv = res.servers[0].scheduler
     lim = srv.limits
     assert srv.max_step_tokens <= lim.max_batch_tokens
-    assert 0 <= srv.min_free_blocks <= lim.num_blocks
-    assert srv.free_blocks == lim.num_blocks  # every block came back
+    assert 0 <= srv.pool.min_free_blocks <= lim.num_blocks
+    assert srv.pool.free_blocks == lim.num_blocks  # every block came back
     assert not srv.active and not srv.queue
     assert (df["status"] == "ok").all()
     assert (df["generated_tokens"] == df["output_tokens"]).all()
@@ -70,7 +71,7 @@ def test_invariants(server, arrival):
 
 def test_tiny_cache_soft_resets_and_recomputes():
     res, df, _ = run(_cb({"num_blocks": 12}, {"kind": "burst"}))
-    assert res.servers[0].evictions > 0
+    assert res.servers[0].scheduler.evictions > 0
     assert (df["computed_prompt_tokens"] > df["prompt_tokens"]).any()
 
 
@@ -123,13 +124,13 @@ def test_default_limits_follow_free_memory():
 
 def test_lazy_allocation_formula():
     """scheduler.py _allocate_blocks_if_needed: ((n - free + 1) // block_size) + 1 blocks."""
-    st = _State(req=None, tokens=600, max_new=10, remaining_prefill=600)  # type: ignore[arg-type]
-    assert st.blocks_to_allocate(600, 256) == (600 + 1) // 256 + 1 == 3
-    st.blocks, st.position = 3, 600
-    assert st.blocks_to_allocate(1, 256) == 0  # 168 free slots
-    assert st.decode_allocations(168, 256) == 0
-    assert st.decode_allocations(169, 256) == 1
-    assert st.decode_allocations(168 + 256 + 1, 256) == 2
+    pool = LazyBlockPool(10, 256)
+    assert pool.to_allocate("r", 0, 600) == (600 + 1) // 256 + 1 == 3
+    pool.allocate("r", 3)
+    assert pool.to_allocate("r", 600, 1) == 0  # 168 free slots
+    assert pool.decode_allocations("r", 600, 168) == 0
+    assert pool.decode_allocations("r", 600, 169) == 1
+    assert pool.decode_allocations("r", 600, 168 + 256 + 1) == 2
 
 
 def test_packed_attention_kernel_is_the_engines_dense_masked_sdpa():

@@ -1,5 +1,4 @@
-"""`sim steps SCENARIO MEASURED`: cost a live run's own steps with the cost model
-(analysis/stepcheck.py), into a directory of its own (default results/steps-<scenario>)."""
+"""TODO docstring."""
 
 from __future__ import annotations
 
@@ -20,8 +19,7 @@ from llm_energy_sim.analysis.stepcheck import (
 from llm_energy_sim.cli.options import host_speed_option
 from llm_energy_sim.config.errors import UserError
 from llm_energy_sim.cost.costmodel import CostModel
-from llm_energy_sim.results.steptable import STEPS_FILE, STEPS_STEM, read_steps
-from llm_energy_sim.results.tables import has_table
+from llm_energy_sim.results.steptable import STEPS_FILE, read_steps
 
 
 @click.command("steps")
@@ -33,10 +31,7 @@ from llm_energy_sim.results.tables import has_table
 @click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help="as for `sim run`")
 @host_speed_option("as for `sim run`; default: MEASURED's own hostspeed.csv when it has one")
 @click.option(
-    "--out",
-    "out_dir",
-    type=click.Path(path_type=Path),
-    help="where to write (default results/steps-<scenario>)",
+    "--out", "out_dir", type=click.Path(path_type=Path), help="where to write (default: MEASURED)"
 )
 @click.option(
     "--predicted",
@@ -49,13 +44,15 @@ def steps_cmd(scenario, measured, profile, sets, host_tables, predicted, out_dir
     cost's error without the scheduler's, and the host speed the engine saw over the run."""
     from llm_energy_sim.cli.options import load_with_host_speed, overrides
     from llm_energy_sim.config.scenario import scenario_card
-    from llm_energy_sim.simulation import ENGINE_OF_KIND, profile_for
+    from llm_energy_sim.config.servers import server_kind
+    from llm_energy_sim.simulation import profile_for
 
     if not measured.is_dir():
         raise UserError(f"{measured}: no such results directory")
     ov = overrides(None, sets)
     if not host_tables and "hardware.host_time_factor" not in ov:
-        host_tables = (measured,) if has_table(measured, "hostspeed") else ()
+        own = measured / "hostspeed.csv"
+        host_tables = (measured,) if own.exists() else ()
     scen, _ = load_with_host_speed(scenario, ov, host_tables, profile)
     summary_file = measured / "summary.json"
     if summary_file.exists():
@@ -73,7 +70,7 @@ def steps_cmd(scenario, measured, profile, sets, host_tables, predicted, out_dir
         scenario_card(scen),
         scen.dtype,
         prof,
-        ENGINE_OF_KIND[scen.server.kind],
+        server_kind(scen.server.kind).cost_engine,
         hw.gpus_per_replica,
         hw.host_time_factor,
     )
@@ -82,12 +79,12 @@ def steps_cmd(scenario, measured, profile, sets, host_tables, predicted, out_dir
     summary["scenario"] = scen.name
     summary["profile"] = prof.name
     if predicted is not None:
-        if not has_table(predicted, STEPS_STEM):
+        if not (predicted / STEPS_FILE).exists():
             raise UserError(
                 f"{predicted}: no {STEPS_FILE}; simulate with `sim run {scenario} --step-log`"
             )
-        summary["schedule"] = compare_schedules(read_steps(predicted), steps)
-    out_dir = out_dir or Path("results") / f"steps-{scen.name}"
+        summary["schedule"] = compare_schedules(read_steps(predicted / STEPS_FILE), steps)
+    out_dir = out_dir or measured
     write_check(df, summary, out_dir)
     print_summary(summary, f"{scen.name}: live steps costed by the model")
     if plot:

@@ -13,6 +13,7 @@ from llm_energy_sim.config.dtypes import DtypeName
 from llm_energy_sim.config.errors import UserError
 from llm_energy_sim.config.modelcard import ModelCard, load_model_card
 from llm_energy_sim.config.paths import shipped_scenario
+from llm_energy_sim.config.servers import server_kind, settings_union
 from llm_energy_sim.config.yamlio import read_yaml, validation_message
 
 
@@ -131,67 +132,8 @@ class Workload(_Strict):
         return self
 
 
-# ---- servers -------------------------------------------------------------------------------
-class _TransformersProcess(_Strict):
-    """The engines that run in a transformers process started for the run (not TGI, which
-    warms up before it serves)."""
-
-    cold_start: bool = Field(
-        default=False,
-        description="a fresh engine process: its first step pays the measured one-time set-up "
-        "(profile host cold_start_s); false: warmed up, like a long-running server",
-    )
-
-
-class SequentialServer(_TransformersProcess):
-    """HF transformers generate(), one request at a time (the reference paper's naive baseline)."""
-
-    kind: Literal["sequential"]
-
-
-class StaticServer(_TransformersProcess):
-    """HF static batching: batches of batch_size, prompts left-padded to the longest."""
-
-    kind: Literal["static"]
-    batch_size: int = Field(gt=0)
-    max_wait_ms: float | None = Field(
-        default=None, ge=0, description="start a partial batch after the oldest waited this long"
-    )
-
-
-class TgiServer(_Strict):
-    """Text Generation Inference v3.3 router; defaults are TGI's own (launcher/src/main.rs)."""
-
-    kind: Literal["tgi"]
-    max_concurrent_requests: int = Field(default=128, gt=0)
-    max_batch_prefill_tokens: int | None = Field(
-        default=None, gt=0, description="default: TGI's formula"
-    )
-    max_batch_total_tokens: int | None = Field(
-        default=None, gt=0, description="default: KV capacity"
-    )
-    max_batch_size: int | None = Field(default=None, gt=0)
-    waiting_served_ratio: float = Field(default=0.3, ge=0)
-    max_waiting_tokens: int = Field(default=20, gt=0)
-    chunked_prefill: bool = True
-    block_size: int = Field(default=1, gt=0, description="flashinfer (TGI 3.x default) uses 1")
-    cuda_memory_fraction: float = Field(default=1.0, gt=0, le=1)
-
-
-class TransformersCbServer(_TransformersProcess):
-    """transformers' continuous batching manager (the built-in live engine)."""
-
-    kind: Literal["transformers-cb"]
-    max_batch_tokens: int | None = Field(default=None, gt=0)
-    scheduler: Literal["fifo", "prefill_first"] = "fifo"
-    block_size: int = Field(default=256, gt=0)
-    num_blocks: int | None = Field(default=None, gt=0)
-
-
-Server = Annotated[
-    SequentialServer | StaticServer | TgiServer | TransformersCbServer,
-    Field(discriminator="kind"),
-]
+# ---- servers: one schema per kind, from the registry (config/servers.py) ------------------
+Server = settings_union()
 
 
 class Hardware(_Strict):
@@ -266,10 +208,28 @@ def load_scenario_dict(
         if dist is not None and hasattr(dist, "path") and not Path(dist.path).is_absolute():
             dist.path = str((base / dist.path).resolve())
     try:
-        load_model_card(scen.model)
+        card = load_model_card(scen.model)
     except UserError as exc:
         raise UserError(f"{source}: field 'model': {exc}") from None
+    server_kind(scen.server.kind).check_dtype(scen.dtype, source)
+    check_tensor_parallel(card, scen.hardware.gpus_per_replica, source)
     return scen
+
+
+def check_tensor_parallel(card: ModelCard, tp: int, source: str = "scenario") -> None:
+    """Tensor parallelism shards attention by heads, so tp must divide the card's attention
+    and KV heads (transformers' tp_plan, which the live TP engines load with, splits both
+    evenly: hf/distributed.py check_shardable). One-line UserError naming the field."""
+    bad = [
+        f"{field} ({n})"
+        for field in ("num_attention_heads", "num_key_value_heads")
+        if (n := getattr(card, field)) % tp
+    ]
+    if bad:
+        raise UserError(
+            f"{source}: field 'hardware.gpus_per_replica': tensor parallel over {tp} GPUs needs "
+            f"the heads divisible by {tp}, but {card.name} has {' and '.join(bad)}"
+        )
 
 
 def resolve_scenario_path(path: str | Path) -> Path:

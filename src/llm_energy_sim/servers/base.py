@@ -1,63 +1,171 @@
-"""What every simulated server shares: a FIFO queue, a wake-up event, request bookkeeping."""
+"""A server = a scheduler (the kind's policy, no SimPy) driven by one SimPy process.
+
+A server kind is a Scheduler subclass in its own module, named by its registry entry
+(config/servers.py); servers/registry.py resolves it. The hooks a subclass provides:
+
+- `build(scenario, card, profile) -> (scheduler, info)` (classmethod): derive the engine's
+  limits (KV capacity, budgets, the memory check) for one replica; `info` is reported in the
+  run's summary. The default passes the settings alone.
+- `admit(req) -> bool`: accept an arriving request, or refuse it with its status set.
+- `plan_step(now) -> StepPlan | None`: what the next step runs; None when there is nothing
+  to run until an arrival (or `wake_after`). It may change the scheduler's own state (take
+  requests from the queue, allocate KV blocks, evict), never time.
+- `commit(plan, steps, now)`: apply a step that ran (`steps` of a decode run) at time `now`:
+  tokens, first-token times, completions (`finish`), freed blocks.
+- optional: `wake_after(now)` (a timeout to plan again without an arrival), `idle()`,
+  `load()` (what a least-loaded balancer sees), `should_interrupt(queue_was_empty)`, and the
+  class flag `cuts_decode_runs` (an arrival may end a decode run at the step in progress).
+
+Server owns time: it queues arrivals, sleeps, runs each plan on the replica and commits it.
+"""
 
 from __future__ import annotations
 
+import math
 from collections import deque
-from collections.abc import Generator
+from collections.abc import Callable, Generator
+from typing import ClassVar
 
 import simpy
 
 from llm_energy_sim.engine.replica import Replica
 from llm_energy_sim.engine.request import OK, Request
+from llm_energy_sim.servers.plan import StepPlan
 
 
-class Server:
-    """Base class: subclasses implement `run()` (a SimPy process) and may override `admit`."""
+class Scheduler:
+    """The policy of one server kind: a FIFO queue of admitted requests, no SimPy."""
 
-    #: host-overhead engine of the profile this server's steps use
-    engine = "hf_eager"
+    #: an arrival may cut one of this scheduler's decode runs short (it re-plans then)
+    cuts_decode_runs: ClassVar[bool] = False
 
-    def __init__(self, env: simpy.Environment, replica: Replica, settings) -> None:
-        self.env = env
-        self.replica = replica
+    def __init__(self, settings) -> None:
         self.settings = settings
         self.queue: deque[Request] = deque()
         self.running: list[Request] = []
         self.closed = False  # no more arrivals will come
-        self.in_segment = False
-        self._wake: simpy.Event | None = None
-        self.process = env.process(self.run())
+        self.in_flight = 0  # admitted and not finished
+        self.queue_log: Callable[[float, int], None] | None = None  # (time, queue length)
+
+    @classmethod
+    def build(cls, scenario, card, profile) -> tuple[Scheduler, dict]:
+        """The scheduler of one replica of `scenario` and what it resolved (summary info)."""
+        return cls(scenario.server), {}
 
     # ---- arrivals ----------------------------------------------------------------------
     def admit(self, req: Request) -> bool:
-        """Validate/accept a request on arrival; return False if rejected (status set)."""
+        """Accept a request on arrival; False (with req.status set) refuses it."""
         return True
 
-    def submit(self, req: Request) -> None:
+    def enqueue(self, req: Request, now: float) -> bool:
+        """Admit and queue an arriving request; False if refused."""
         if not self.admit(req):
-            req.t_finish = self.env.now
-            return
-        was_empty = not self.queue
+            return False
+        self.in_flight += 1
         self.queue.append(req)
-        self.replica.ledger.note_queue(self.env.now, len(self.queue))
-        if self._wake is not None and not self._wake.triggered:
-            self._wake.succeed()
-        elif self.in_segment and self.should_interrupt(was_empty):
-            self.in_segment = False
-            self.process.interrupt("arrival")
+        self.note_queue(now)
+        return True
 
     def should_interrupt(self, queue_was_empty: bool) -> bool:
+        """Whether an arrival ends a decode run in progress (see cuts_decode_runs)."""
         return queue_was_empty
 
-    def close(self) -> None:
-        self.closed = True
-        if self._wake is not None and not self._wake.triggered:
-            self._wake.succeed()
+    # ---- the policy ----------------------------------------------------------------------
+    def plan_step(self, now: float) -> StepPlan | None:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def commit(self, plan: StepPlan, steps: int, now: float) -> None:  # pragma: no cover
+        raise NotImplementedError
+
+    def wake_after(self, now: float) -> float | None:
+        """Seconds after which to plan again even if nothing arrives (None: wait for one)."""
+        return None
+
+    def idle(self) -> bool:
+        """Nothing queued or in service."""
+        return not self.queue and not self.running
 
     def load(self) -> int:
         return len(self.queue) + len(self.running)
 
-    # ---- helpers for run() ---------------------------------------------------------------
+    # ---- helpers ---------------------------------------------------------------------------
+    def note_queue(self, now: float) -> None:
+        if self.queue_log is not None:
+            self.queue_log(now, len(self.queue))
+
+    def pop(self, now: float) -> Request:
+        req = self.queue.popleft()
+        self.note_queue(now)
+        return req
+
+    def finish(self, req: Request, now: float) -> None:
+        req.t_finish = now
+        req.status = OK
+        self.in_flight -= 1
+
+
+class Server:
+    """The SimPy process of one replica: arrivals in, the scheduler's plans run on the replica."""
+
+    def __init__(self, env: simpy.Environment, replica: Replica, scheduler: Scheduler) -> None:
+        self.env = env
+        self.replica = replica
+        self.scheduler = scheduler
+        scheduler.queue_log = replica.ledger.note_queue
+        self.in_segment = False  # a decode run that an arrival may interrupt is in progress
+        self._wake: simpy.Event | None = None
+        self.process = env.process(self.run())
+
+    # ---- arrivals ----------------------------------------------------------------------
+    def submit(self, req: Request) -> None:
+        s = self.scheduler
+        was_empty = not s.queue
+        if not s.enqueue(req, self.env.now):
+            req.t_finish = self.env.now
+            return
+        if self._wake is not None and not self._wake.triggered:
+            self._wake.succeed()
+        elif self.in_segment and s.should_interrupt(was_empty):
+            self.in_segment = False
+            self.process.interrupt("arrival")
+
+    def close(self) -> None:
+        self.scheduler.closed = True
+        if self._wake is not None and not self._wake.triggered:
+            self._wake.succeed()
+
+    def load(self) -> int:
+        return self.scheduler.load()
+
+    # ---- the process -------------------------------------------------------------------------
+    def run(self) -> Generator:
+        s = self.scheduler
+        while True:
+            plan = s.plan_step(self.env.now)
+            if plan is None:
+                if s.closed and s.idle():
+                    return
+                yield from self.wait(s.wake_after(self.env.now))
+                continue
+            steps = yield from self.execute(plan)
+            s.commit(plan, steps, self.env.now)
+
+    def execute(self, plan: StepPlan) -> Generator[simpy.Event, None, int]:
+        """Run the plan on the replica; the steps done (a decode run may stop early)."""
+        for r in plan.admitted:
+            if math.isnan(r.t_start):
+                r.t_start = self.env.now
+        if plan.decode_steps:
+            cut = self if self.scheduler.cuts_decode_runs else None
+            work = plan.work
+            return (
+                yield from self.replica.decode_run(
+                    [d.req for d in plan.decode], plan.decode_steps, work.decode_ctx_sum, cut
+                )
+            )
+        yield from self.replica.step(plan.work, plan.shares)
+        return 1
+
     def wait(self, timeout: float | None = None) -> Generator:
         """Sleep until an arrival (or close, or the timeout)."""
         self._wake = self.env.event()
@@ -66,16 +174,3 @@ class Server:
         else:
             yield self._wake | self.env.timeout(timeout)
         self._wake = None
-
-    def pop(self) -> Request:
-        req = self.queue.popleft()
-        self.replica.ledger.note_queue(self.env.now, len(self.queue))
-        return req
-
-    def finish(self, req: Request) -> None:
-        req.t_finish = self.env.now
-        req.status = OK
-
-    def run(self) -> Generator:  # pragma: no cover - abstract
-        raise NotImplementedError
-        yield

@@ -2,46 +2,46 @@
 
 from __future__ import annotations
 
-from collections.abc import Generator
-
-from llm_energy_sim.cost.costmodel import StepWork
-from llm_energy_sim.engine.replica import PREFILL, Share
-from llm_energy_sim.servers.base import Server
+from llm_energy_sim.servers.base import Scheduler
 from llm_energy_sim.servers.memory import MemoryCheck
+from llm_energy_sim.servers.plan import Chunk, Decode, StepPlan
 
 
-class SequentialServer(Server):
-    engine = "hf_eager"
+class SequentialScheduler(Scheduler):
+    """The oldest request is prefilled, then decoded to its end; then the next one."""
 
-    def __init__(self, env, replica, settings, memory: MemoryCheck | None = None) -> None:
-        self.memory = memory  # None: no memory check (unit tests of the scheduling alone)
+    def __init__(self, settings, memory: MemoryCheck | None = None) -> None:
+        super().__init__(settings)
+        self.memory = memory  # None: no memory check (tests of the scheduling alone)
         if memory is not None:
             memory.check(0)
-        super().__init__(env, replica, settings)
 
-    def run(self) -> Generator:
-        while True:
-            if not self.queue:
-                if self.closed:
-                    return
-                yield from self.wait()
-                continue
-            req = self.pop()
-            if self.memory is not None:
-                self.memory.check(
-                    req.prompt + req.output,
-                    f"request {req.id}: {req.prompt} prompt + {req.output} output tokens",
-                )
-            self.running = [req]
-            req.t_start = self.env.now
-            req.computed_prompt = req.prompt
-            yield from self.replica.step(
-                StepWork(prefill=((req.prompt, 0),)), [Share(req, req.prompt, PREFILL)]
+    @classmethod
+    def build(cls, scenario, card, profile) -> tuple[SequentialScheduler, dict]:
+        return cls(scenario.server, MemoryCheck.for_replica(scenario, card, profile)), {}
+
+    def plan_step(self, now: float) -> StepPlan | None:
+        if self.running:
+            req = self.running[0]
+            return StepPlan(decode=(Decode(req, req.kv_len),), decode_steps=req.remaining)
+        if not self.queue:
+            return None
+        req = self.pop(now)
+        if self.memory is not None:
+            self.memory.check(
+                req.prompt + req.output,
+                f"request {req.id}: {req.prompt} prompt + {req.output} output tokens",
             )
+        self.running = [req]
+        req.computed_prompt = req.prompt
+        return StepPlan(prefill=(Chunk(req, req.prompt, 0),), admitted=(req,))
+
+    def commit(self, plan: StepPlan, steps: int, now: float) -> None:
+        req = self.running[0]
+        if not plan.decode_steps:  # the prompt is in: its first token came with it
             req.prefilled = req.prompt
             req.generated = 1
-            req.t_first = self.env.now
-            while req.remaining > 0:
-                yield from self.replica.decode_run([req], req.remaining, req.kv_len)
-            self.finish(req)
+            req.t_first = now
+        if req.remaining <= 0:
+            self.finish(req, now)
             self.running = []

@@ -3,72 +3,86 @@ sequences leave the decode batch (the reference paper's batching study)."""
 
 from __future__ import annotations
 
-from collections.abc import Generator
-
-from llm_energy_sim.cost.costmodel import StepWork
-from llm_energy_sim.engine.replica import PREFILL, Share
-from llm_energy_sim.servers.base import Server
+from llm_energy_sim.engine.request import Request
+from llm_energy_sim.servers.base import Scheduler
 from llm_energy_sim.servers.memory import MemoryCheck
+from llm_energy_sim.servers.plan import Chunk, Decode, StepPlan
 
 
-class StaticServer(Server):
-    engine = "hf_eager"
+class StaticScheduler(Scheduler):
+    """A batch of batch_size (or, after max_wait_ms, fewer) is prefilled padded, then decoded
+    until its last sequence ends; only then does the next batch start."""
 
-    def __init__(self, env, replica, settings, memory: MemoryCheck | None = None) -> None:
-        self.memory = memory  # None: no memory check (unit tests of the scheduling alone)
+    def __init__(self, settings, memory: MemoryCheck | None = None) -> None:
+        super().__init__(settings)
+        self.memory = memory  # None: no memory check (tests of the scheduling alone)
         if memory is not None:
             memory.check(0)
-        super().__init__(env, replica, settings)
+        self.active: list[Request] = []  # the batch's sequences still decoding
+        self.padded = 0  # the batch's padded prompt length
+        self.steps = 0  # tokens generated so far, the same for every sequence of the batch
+
+    @classmethod
+    def build(cls, scenario, card, profile) -> tuple[StaticScheduler, dict]:
+        hint = ", a smaller server.batch_size"
+        return cls(scenario.server, MemoryCheck.for_replica(scenario, card, profile, hint)), {}
 
     def _batch_ready(self) -> bool:
         return len(self.queue) >= self.settings.batch_size or (self.closed and bool(self.queue))
 
-    def run(self) -> Generator:
-        b = self.settings.batch_size
-        max_wait = self.settings.max_wait_ms
-        while True:
-            if not self._batch_ready():
-                if self.closed and not self.queue:
-                    return
-                if max_wait is None or not self.queue:
-                    yield from self.wait()
-                    continue
-                # a partial batch starts once the oldest request has waited max_wait_ms
-                left = self.queue[0].arrival + max_wait / 1000.0 - self.env.now
-                if left > 1e-9:
-                    yield from self.wait(left)
-                    continue
-            batch = [self.pop() for _ in range(min(b, len(self.queue)))]
-            self.running = list(batch)
-            padded = max(r.prompt for r in batch)
-            if self.memory is not None:
-                longest = max(r.output for r in batch)
-                self.memory.check(
-                    len(batch) * (padded + longest),
-                    f"a batch of {len(batch)} x ({padded} padded prompt + {longest} output) tokens",
-                )
-            for r in batch:
-                r.t_start = self.env.now
-                r.computed_prompt = padded
-            yield from self.replica.step(
-                StepWork(prefill=tuple((padded, 0) for _ in batch)),
-                [Share(r, padded, PREFILL) for r in batch],
+    def _left_to_wait(self, now: float) -> float:
+        """Until the oldest request has waited max_wait_ms (then a partial batch starts)."""
+        return self.queue[0].arrival + self.settings.max_wait_ms / 1000.0 - now
+
+    def wake_after(self, now: float) -> float | None:
+        if self.settings.max_wait_ms is None or not self.queue:
+            return None
+        return self._left_to_wait(now)
+
+    def plan_step(self, now: float) -> StepPlan | None:
+        if self.active:
+            # left padding: every sequence attends over the padded prompt + its tokens
+            return StepPlan(
+                decode=tuple(Decode(r, self.padded + self.steps) for r in self.active),
+                decode_steps=min(r.remaining for r in self.active),
             )
+        if not self._batch_ready():
+            if self.settings.max_wait_ms is None or not self.queue:
+                return None
+            if self._left_to_wait(now) > 1e-9:
+                return None
+        b = self.settings.batch_size
+        batch = [self.pop(now) for _ in range(min(b, len(self.queue)))]
+        self.running = list(batch)
+        self.padded = max(r.prompt for r in batch)
+        if self.memory is not None:
+            longest = max(r.output for r in batch)
+            self.memory.check(
+                len(batch) * (self.padded + longest),
+                f"a batch of {len(batch)} x ({self.padded} padded prompt + {longest} output) tokens",
+            )
+        for r in batch:
+            r.computed_prompt = self.padded
+        return StepPlan(
+            prefill=tuple(Chunk(r, self.padded, 0) for r in batch), admitted=tuple(batch)
+        )
+
+    def commit(self, plan: StepPlan, steps: int, now: float) -> None:
+        if not plan.decode_steps:  # the batch's prefill: every sequence has its first token
+            batch = self.running
             for r in batch:
                 r.prefilled = r.prompt
                 r.generated = 1
-                r.t_first = self.env.now
-            active = [r for r in batch if r.remaining > 0]
+                r.t_first = now
+            self.active = [r for r in batch if r.remaining > 0]
             for r in batch:
                 if r.remaining == 0:
-                    self.finish(r)
-            steps = 1  # generated tokens so far, identical for every sequence of the batch
-            while active:
-                k = min(r.remaining for r in active)
-                # left padding: every sequence attends over the padded prompt + its tokens
-                done = yield from self.replica.decode_run(active, k, len(active) * (padded + steps))
-                steps += done
-                for r in [r for r in active if r.remaining == 0]:
-                    self.finish(r)
-                active = [r for r in active if r.remaining > 0]
+                    self.finish(r, now)
+            self.steps = 1
+        else:
+            self.steps += steps
+            for r in [r for r in self.active if r.remaining == 0]:
+                self.finish(r, now)
+            self.active = [r for r in self.active if r.remaining > 0]
+        if not self.active:
             self.running = []

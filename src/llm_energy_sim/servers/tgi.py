@@ -1,9 +1,13 @@
-"""Text Generation Inference v3.3 router semantics (backends/v3/src/{backend,queue}.rs).
+"""Text Generation Inference v3.3 router semantics (router/src/infer/mod.rs,
+backends/v3/src/{backend,queue}.rs).
 
+- `max_concurrent_requests` permits (a semaphore taken on arrival, held until the response
+  ends): every request in flight holds one, queued, being prefilled or decoding; beyond that
+  429. The permit is taken before validation, so a full server answers 429 even to a request
+  that validation would refuse;
+- requests longer than max_total_tokens / max_input_tokens are refused (422);
 - strict FIFO queue; a request reserves blocks for prompt + max_new_tokens - 1 at admission
   (no preemption) and frees them when it finishes;
-- `max_concurrent_requests` in flight (queued + running), beyond that 429;
-- requests longer than max_total_tokens / max_input_tokens are refused (422);
 - chunked prefill (flash models): each loop iteration first tries to take queued requests
   into a forward that also decodes the running batch, with a prefill budget of
   max_batch_prefill_tokens - current_tokens; the last admitted prompt is cut to the budget
@@ -16,33 +20,55 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Generator
 
-from llm_energy_sim.cost.costmodel import StepWork
-from llm_energy_sim.engine.replica import DECODE, PREFILL, Share
 from llm_energy_sim.engine.request import REJECTED_QUEUE_FULL, REJECTED_TOO_LONG, Request
-from llm_energy_sim.servers.base import Server
-from llm_energy_sim.servers.tgi_limits import TgiLimits, blocks_for
+from llm_energy_sim.servers.base import Scheduler
+from llm_energy_sim.servers.kvpool import BlockPool
+from llm_energy_sim.servers.plan import Chunk, Decode, StepPlan
+from llm_energy_sim.servers.tgi_limits import TgiLimits, tgi_limits
 
 
-class TgiServer(Server):
-    engine = "tgi"
+class TgiScheduler(Scheduler):
+    """backend.rs batching_task as steps: an iteration of its loop is a prefill of a new
+    batch (mixed with the running batch's decodes when chunking), then a decode of the batch
+    (a closed-form decode run while every request decodes and none could join)."""
 
-    def __init__(self, env, replica, settings, limits: TgiLimits) -> None:
+    cuts_decode_runs = True
+
+    def __init__(self, settings, limits: TgiLimits) -> None:
+        super().__init__(settings)
         self.limits = limits
-        self.total_blocks = limits.kv_capacity_tokens // settings.block_size
-        self.free_blocks = self.total_blocks
+        self.pool = BlockPool.of_tokens(limits.kv_capacity_tokens, settings.block_size)
         self.waiting_tokens = 1
-        super().__init__(env, replica, settings)
+        self.mid_iteration = False  # the iteration's new batch ran; its decode comes next
+
+    @classmethod
+    def build(cls, scenario, card, profile) -> tuple[TgiScheduler, dict]:
+        s = scenario.server
+        lim = tgi_limits(
+            card,
+            scenario.dtype,
+            scenario.hardware.gpus_per_replica,
+            profile.gpu.memory_bytes,
+            s.cuda_memory_fraction,
+            s.max_batch_prefill_tokens,
+            s.max_batch_total_tokens,
+        )
+        info = {
+            "max_batch_prefill_tokens": lim.max_batch_prefill_tokens,
+            "max_batch_total_tokens": lim.kv_capacity_tokens,
+            "max_total_tokens": lim.max_total_tokens,
+        }
+        return cls(s, lim), info
 
     # ---- admission ---------------------------------------------------------------------
     def admit(self, req: Request) -> bool:
+        if self.in_flight >= self.settings.max_concurrent_requests:
+            req.status = REJECTED_QUEUE_FULL
+            return False
         lim = self.limits
         if req.prompt > lim.max_input_tokens or req.prompt + req.output > lim.max_total_tokens:
             req.status = REJECTED_TOO_LONG
-            return False
-        if len(self.queue) + len(self.running) >= self.settings.max_concurrent_requests:
-            req.status = REJECTED_QUEUE_FULL
             return False
         return True
 
@@ -51,8 +77,12 @@ class TgiServer(Server):
         # chunking the queue length also feeds min_size, so any arrival may matter.
         return queue_was_empty or not self.settings.chunked_prefill
 
+    def _reserve(self, req: Request) -> int:
+        """Blocks a request reserves at admission: prompt + max_new_tokens - 1 tokens."""
+        return self.pool.blocks_for(req.prompt + req.output - 1)
+
     def _next_batch(
-        self, min_size: int | None, max_size: int | None, budget: int
+        self, now: float, min_size: int | None, max_size: int | None, budget: int
     ) -> list[tuple[Request, int]]:
         """queue.rs State::next_batch with a block allocator (no prefix-cache hits)."""
         s = self.settings
@@ -60,12 +90,12 @@ class TgiServer(Server):
             return []
         if max_size is not None and max_size == 0:
             return []
-        budget = math.ceil(budget / s.block_size) * s.block_size
+        budget = self.pool.round_up(budget)
         picked: list[tuple[Request, int]] = []
         prefill_tokens = 0
         for req in list(self.queue):
-            blocks = blocks_for(req.prompt + req.output - 1, s.block_size)
-            if blocks > self.free_blocks:
+            blocks = self._reserve(req)
+            if not self.pool.can_allocate(blocks):
                 break
             if prefill_tokens + req.prompt > budget:
                 if s.chunked_prefill:
@@ -81,60 +111,90 @@ class TgiServer(Server):
                 break
         if min_size is not None and len(picked) < min_size:
             for req, _ in reversed(picked):  # put back in order, release their blocks
-                self.free_blocks += req.kv_blocks
-                req.kv_blocks = 0
+                self.pool.free(req)
                 self.queue.appendleft(req)
             return []
-        self.replica.ledger.note_queue(self.env.now, len(self.queue))
+        self.note_queue(now)
         return picked
 
     def _take(self, req: Request, blocks: int) -> None:
         self.queue.popleft()
-        req.kv_blocks = blocks
-        self.free_blocks -= blocks
+        self.pool.allocate(req, blocks)
 
-    # ---- forwards ----------------------------------------------------------------------
-    def _forward(self, new: list[tuple[Request, int]], with_running: bool) -> Generator:
+    # ---- plans -------------------------------------------------------------------------
+    def _forward(self, new: list[tuple[Request, int]], with_running: bool) -> StepPlan:
         """One forward: prefill chunks of `new`, plus (if with_running) the running batch's
         decodes and prefill continuations."""
-        prefill: list[tuple[int, int]] = []
-        shares: list[Share] = []
-        n_dec = ctx = 0
-        chunks: list[tuple[Request, int]] = []
+        decode: list[Decode] = []
+        chunks: list[Chunk] = []
         if with_running:
             for r in self.running:
                 if r.decoding:
-                    n_dec += 1
-                    ctx += r.kv_len
-                    shares.append(Share(r, 1, DECODE))
+                    decode.append(Decode(r, r.kv_len))
                 else:
-                    chunks.append((r, r.next_chunk))
+                    chunks.append(Chunk(r, r.next_chunk, r.prefilled))
         for r, c in new:
-            r.t_start = self.env.now
             r.computed_prompt = r.prompt
-            chunks.append((r, c))
-        for r, c in chunks:
-            prefill.append((c, r.prefilled))
-            shares.append(Share(r, c, PREFILL))
-        yield from self.replica.step(StepWork(tuple(prefill), n_dec, ctx), shares)
-        if with_running:
-            for r in self.running:
-                if r.decoding:
-                    r.generated += 1
-        for r, c in chunks:
-            r.prefilled += c
+            chunks.append(Chunk(r, c, r.prefilled))
+        return StepPlan(tuple(chunks), tuple(decode), admitted=tuple(r for r, _ in new))
+
+    def plan_step(self, now: float) -> StepPlan | None:
+        s, lim = self.settings, self.limits
+        if not self.mid_iteration:
+            if not self.running:
+                if not self.queue:
+                    return None
+                new = self._next_batch(now, None, s.max_batch_size, lim.max_batch_prefill_tokens)
+                if not new:  # head cannot be served even on an empty GPU
+                    return None
+                return self._forward(new, with_running=False)
+            if s.chunked_prefill:
+                min_size, max_size = None, None
+                budget = max(lim.max_batch_prefill_tokens - self._current_tokens(), 0)
+            else:
+                min_size = (
+                    None
+                    if self.waiting_tokens >= s.max_waiting_tokens
+                    else math.floor(len(self.running) * s.waiting_served_ratio)
+                )
+                max_size = (
+                    None if s.max_batch_size is None else s.max_batch_size - len(self.running)
+                )
+                budget = lim.max_batch_prefill_tokens
+            new = self._next_batch(now, min_size, max_size, budget) if self.queue else []
+            if new:
+                self.mid_iteration = True
+                return self._forward(new, with_running=s.chunked_prefill)
+        # the iteration's decode of the running batch
+        self.mid_iteration = False
+        if not self.running:
+            return self.plan_step(now)
+        if all(r.decoding for r in self.running):
+            k = min(min(r.remaining for r in self.running), self._steps_until_admissible())
+            return StepPlan(decode=tuple(Decode(r, r.kv_len) for r in self.running), decode_steps=k)
+        return self._forward([], with_running=True)
+
+    def commit(self, plan: StepPlan, steps: int, now: float) -> None:
+        self.waiting_tokens = 1 if plan.admitted else self.waiting_tokens + steps
+        if plan.decode_steps:  # the replica's decode run counted the generated tokens
+            self._retire(now)
+            return
+        for d in plan.decode:
+            d.req.generated += 1
+        for c in plan.prefill:
+            r = c.req
+            r.prefilled += c.tokens
             if r.prefilled >= r.prompt:
                 r.generated = 1
-                r.t_first = self.env.now
-        self.running.extend(r for r, _ in new)
-        self._retire()
+                r.t_first = now
+        self.running.extend(plan.admitted)
+        self._retire(now)
         self._plan_chunks()
 
-    def _retire(self) -> None:
+    def _retire(self, now: float) -> None:
         for r in [r for r in self.running if r.decoding and r.remaining <= 0]:
-            self.free_blocks += r.kv_blocks
-            r.kv_blocks = 0
-            self.finish(r)
+            self.pool.free(r)
+            self.finish(r, now)
         self.running = [r for r in self.running if not (r.decoding and r.remaining <= 0)]
 
     def _plan_chunks(self) -> None:
@@ -159,9 +219,9 @@ class TgiServer(Server):
         s = self.settings
         if not self.queue:
             return math.inf
-        head = self.queue[0]
-        if blocks_for(head.prompt + head.output - 1, s.block_size) > self.free_blocks:
+        if not self.pool.can_allocate(self._reserve(self.queue[0])):
             return math.inf  # waits for a completion, which ends the run anyway
+        head = self.queue[0]
         if s.chunked_prefill:
             return (
                 1 if self.limits.max_batch_prefill_tokens - self._current_tokens() > 0 else math.inf
@@ -173,49 +233,3 @@ class TgiServer(Server):
         if len(self.queue) >= math.floor(len(self.running) * s.waiting_served_ratio):
             return 1
         return max(s.max_waiting_tokens - self.waiting_tokens, 1)
-
-    # ---- the batching task ---------------------------------------------------------------
-    def run(self) -> Generator:
-        s, lim = self.settings, self.limits
-        while True:
-            if not self.running:
-                if not self.queue:
-                    if self.closed:
-                        return
-                    yield from self.wait()
-                    continue
-                new = self._next_batch(None, s.max_batch_size, lim.max_batch_prefill_tokens)
-                if not new:  # head cannot be served even on an empty GPU
-                    yield from self.wait()
-                    continue
-                yield from self._forward(new, with_running=False)
-                self.waiting_tokens = 1
-                continue
-            if s.chunked_prefill:
-                min_size, max_size = None, None
-                budget = max(lim.max_batch_prefill_tokens - self._current_tokens(), 0)
-            else:
-                min_size = (
-                    None
-                    if self.waiting_tokens >= s.max_waiting_tokens
-                    else math.floor(len(self.running) * s.waiting_served_ratio)
-                )
-                max_size = (
-                    None if s.max_batch_size is None else s.max_batch_size - len(self.running)
-                )
-                budget = lim.max_batch_prefill_tokens
-            new = self._next_batch(min_size, max_size, budget) if self.queue else []
-            if new:
-                yield from self._forward(new, with_running=s.chunked_prefill)
-                self.waiting_tokens = 1
-            if not self.running:
-                continue
-            if all(r.decoding for r in self.running):
-                k = min(min(r.remaining for r in self.running), self._steps_until_admissible())
-                ctx = sum(r.kv_len for r in self.running)
-                done = yield from self.replica.decode_run(self.running, k, ctx, server=self)
-                self.waiting_tokens += done
-                self._retire()
-            else:
-                yield from self._forward([], with_running=True)
-                self.waiting_tokens += 1

@@ -8,7 +8,6 @@ prefill of max_batch_prefill_tokens).
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 from llm_energy_sim.config.dtypes import dtype_info
@@ -102,7 +101,3 @@ def tgi_limits(
         max_total_tokens=max_total,
         max_input_tokens=max_total - 1,
     )
-
-
-def blocks_for(tokens: int, block_size: int) -> int:
-    return math.ceil(tokens / block_size)

@@ -1,0 +1,171 @@
+"""Server kinds, each declared once: its settings schema, scheduler, cost-model engine, live
+engine and the dtypes it runs.
+
+A scenario's `server` field is the discriminated union of the settings schemas below
+(`settings_union`); servers/registry.py resolves an entry's scheduler class, the simulation
+dispatches through it, and cost/costmodel.py's ENGINE_SHAPES is keyed by `cost_engine`.
+Adding a kind: a settings schema and an entry here, and one scheduler module in servers/
+(docs/extending.md).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Annotated, Literal, Union
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from llm_energy_sim.config.dtypes import DTYPES
+from llm_energy_sim.config.errors import UserError
+
+
+class ServerSettings(BaseModel):
+    """Settings of one server kind; subclasses fix `kind` to their entry's name (a Literal)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    kind: str
+
+
+# ---- settings schemas ----------------------------------------------------------------------
+class TransformersProcess(ServerSettings):
+    """The engines that run in a transformers process started for the run (not TGI, which
+    warms up before it serves)."""
+
+    cold_start: bool = Field(
+        default=False,
+        description="a fresh engine process: its first step pays the measured one-time set-up "
+        "(profile host cold_start_s); false: warmed up, like a long-running server",
+    )
+
+
+class SequentialServer(TransformersProcess):
+    """HF transformers generate(), one request at a time (the reference paper's naive baseline)."""
+
+    kind: Literal["sequential"]
+
+
+class StaticServer(TransformersProcess):
+    """HF static batching: batches of batch_size, prompts left-padded to the longest."""
+
+    kind: Literal["static"]
+    batch_size: int = Field(gt=0)
+    max_wait_ms: float | None = Field(
+        default=None, ge=0, description="start a partial batch after the oldest waited this long"
+    )
+
+
+class TgiServer(ServerSettings):
+    """Text Generation Inference v3.3 router; defaults are TGI's own (launcher/src/main.rs)."""
+
+    kind: Literal["tgi"]
+    max_concurrent_requests: int = Field(default=128, gt=0)
+    max_batch_prefill_tokens: int | None = Field(
+        default=None, gt=0, description="default: TGI's formula"
+    )
+    max_batch_total_tokens: int | None = Field(
+        default=None, gt=0, description="default: KV capacity"
+    )
+    max_batch_size: int | None = Field(default=None, gt=0)
+    waiting_served_ratio: float = Field(default=0.3, ge=0)
+    max_waiting_tokens: int = Field(default=20, gt=0)
+    chunked_prefill: bool = True
+    block_size: int = Field(default=1, gt=0, description="flashinfer (TGI 3.x default) uses 1")
+    cuda_memory_fraction: float = Field(default=1.0, gt=0, le=1)
+
+
+class TransformersCbServer(TransformersProcess):
+    """transformers' continuous batching manager (the built-in live engine)."""
+
+    kind: Literal["transformers-cb"]
+    max_batch_tokens: int | None = Field(default=None, gt=0)
+    scheduler: Literal["fifo", "prefill_first"] = "fifo"
+    block_size: int = Field(default=256, gt=0)
+    num_blocks: int | None = Field(default=None, gt=0)
+
+
+# ---- the registry ----------------------------------------------------------------------------
+@dataclass(frozen=True)
+class ServerKind:
+    """One server kind.
+
+    name: the `server.kind` of a scenario. settings: its schema. scheduler: "module:Class" of
+    its servers.base.Scheduler subclass (resolved by servers/registry.py, so this layer
+    imports nothing above it). cost_engine: the cost model's engine (an ENGINE_SHAPES key and
+    the profile's host-overhead entry). dtypes: those the engine runs (a scenario with another
+    is refused at load). live_engine: the `sim replay --engine` that runs this kind, None if
+    none does.
+    """
+
+    name: str
+    settings: type[ServerSettings]
+    scheduler: str
+    cost_engine: str
+    dtypes: tuple[str, ...]
+    live_engine: str | None = None
+
+    def check_dtype(self, dtype: str, source: str = "scenario") -> None:
+        """One-line UserError naming the field when this kind's engine does not run `dtype`."""
+        if dtype not in self.dtypes:
+            raise UserError(
+                f"{source}: field 'dtype': server kind '{self.name}' does not run {dtype}; "
+                f"it runs {', '.join(self.dtypes)}"
+            )
+
+
+# HF generate() (sequential, static): every dtype the simulator costs for it (16/32-bit,
+# bitsandbytes int8/NF4, fp8 linears). TGI: `--dtype float16|bfloat16` or `--quantize
+# bitsandbytes|bitsandbytes-nf4|fp8` (launcher/src/main.rs, enums Dtype and Quantization); no
+# float32. transformers CB: the 16/32-bit dtypes its live engine builds (hf/build.py).
+SERVER_KINDS: dict[str, ServerKind] = {
+    k.name: k
+    for k in (
+        ServerKind(
+            name="sequential",
+            settings=SequentialServer,
+            scheduler="llm_energy_sim.servers.sequential:SequentialScheduler",
+            cost_engine="hf_eager",
+            dtypes=DTYPES,
+            live_engine="transformers-generate",
+        ),
+        ServerKind(
+            name="static",
+            settings=StaticServer,
+            scheduler="llm_energy_sim.servers.static:StaticScheduler",
+            cost_engine="hf_eager",
+            dtypes=DTYPES,
+        ),
+        ServerKind(
+            name="tgi",
+            settings=TgiServer,
+            scheduler="llm_energy_sim.servers.tgi:TgiScheduler",
+            cost_engine="tgi",
+            dtypes=("bfloat16", "float16", "int8", "int4", "fp8"),
+            live_engine="tgi",
+        ),
+        ServerKind(
+            name="transformers-cb",
+            settings=TransformersCbServer,
+            scheduler="llm_energy_sim.servers.transformers_cb:TransformersCbScheduler",
+            cost_engine="transformers_cb",
+            dtypes=("bfloat16", "float16", "float32"),
+            live_engine="transformers",
+        ),
+    )
+}
+
+
+def server_kind(name: str) -> ServerKind:
+    """The registry entry of a server kind (UserError listing the kinds if there is none)."""
+    try:
+        return SERVER_KINDS[name]
+    except KeyError:
+        raise UserError(
+            f"unknown server kind '{name}' (kinds: {', '.join(SERVER_KINDS)})"
+        ) from None
+
+
+def settings_union():
+    """The `server` field's type: every kind's settings, discriminated by `kind`."""
+    schemas = tuple(k.settings for k in SERVER_KINDS.values())
+    return Annotated[Union[schemas], Field(discriminator="kind")]  # noqa: UP007

@@ -1,0 +1,75 @@
+"""One scheduler step as data: what a forward runs and what the scheduler did to get there.
+
+A scheduler's `plan_step` returns a StepPlan (as vLLM v1's Scheduler.schedule() returns a
+SchedulerOutput); the SimPy server executes it on the replica and hands it back to the
+scheduler's `commit` (vLLM's update_from_output). `work` is the StepWork the cost model
+prices and the step log records (results/steptable.py's prefill, n_decode, decode_ctx_sum).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from llm_energy_sim.cost.costmodel import StepWork
+from llm_energy_sim.engine.replica import DECODE, PREFILL, Share
+from llm_energy_sim.engine.request import Request
+
+
+@dataclass(frozen=True, slots=True)
+class Chunk:
+    """`tokens` prompt tokens of `req` computed in the step (padding included) over `past`
+    tokens already in its KV cache."""
+
+    req: Request
+    tokens: int
+    past: int
+
+
+@dataclass(frozen=True, slots=True)
+class Decode:
+    """One token of `req` decoded over `kv_len` tokens of KV (the decoded one included)."""
+
+    req: Request
+    kv_len: int
+
+
+@dataclass(frozen=True, slots=True)
+class StepPlan:
+    """One step of a scheduler.
+
+    prefill, decode: the step's sequences. admitted: requests that left the queue for this
+    step (their first step stamps t_start). evicted: requests put back in the queue to make
+    room (their KV blocks freed). decode_steps: 0 for one forward (Replica.step); k >= 1 for
+    the decodes alone repeated for up to k steps in closed form (Replica.decode_run, which an
+    arrival may cut short when the scheduler lets it).
+    """
+
+    prefill: tuple[Chunk, ...] = ()
+    decode: tuple[Decode, ...] = ()
+    admitted: tuple[Request, ...] = ()
+    evicted: tuple[Request, ...] = ()
+    decode_steps: int = 0
+
+    def __post_init__(self) -> None:
+        if self.decode_steps and (self.prefill or not self.decode):
+            raise ValueError("a decode run holds decodes only")
+
+    @property
+    def work(self) -> StepWork:
+        """What the (first) step computes, as the cost model and the step log take it."""
+        return StepWork(
+            tuple((c.tokens, c.past) for c in self.prefill),
+            len(self.decode),
+            sum(d.kv_len for d in self.decode),
+        )
+
+    @property
+    def shares(self) -> list[Share]:
+        """Each request's tokens of the step, by which its energy is attributed."""
+        return [Share(d.req, 1, DECODE) for d in self.decode] + [
+            Share(c.req, c.tokens, PREFILL) for c in self.prefill
+        ]
+
+    @property
+    def requests(self) -> list[Request]:
+        return [d.req for d in self.decode] + [c.req for c in self.prefill]
