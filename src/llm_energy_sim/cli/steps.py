@@ -1,4 +1,5 @@
-"""TODO docstring."""
+"""`sim steps SCENARIO MEASURED`: cost a live run's own steps with the cost model
+(analysis/stepcheck.py), into a directory of its own (default results/steps-<scenario>)."""
 
 from __future__ import annotations
 
@@ -19,7 +20,8 @@ from llm_energy_sim.analysis.stepcheck import (
 from llm_energy_sim.cli.options import host_speed_option
 from llm_energy_sim.config.errors import UserError
 from llm_energy_sim.cost.costmodel import CostModel
-from llm_energy_sim.results.steptable import STEPS_FILE, read_steps
+from llm_energy_sim.results.steptable import STEPS_FILE, STEPS_STEM, read_steps
+from llm_energy_sim.results.tables import has_table
 
 
 @click.command("steps")
@@ -31,7 +33,10 @@ from llm_energy_sim.results.steptable import STEPS_FILE, read_steps
 @click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help="as for `sim run`")
 @host_speed_option("as for `sim run`; default: MEASURED's own hostspeed.csv when it has one")
 @click.option(
-    "--out", "out_dir", type=click.Path(path_type=Path), help="where to write (default: MEASURED)"
+    "--out",
+    "out_dir",
+    type=click.Path(path_type=Path),
+    help="where to write (default results/steps-<scenario>)",
 )
 @click.option(
     "--predicted",
@@ -51,8 +56,7 @@ def steps_cmd(scenario, measured, profile, sets, host_tables, predicted, out_dir
         raise UserError(f"{measured}: no such results directory")
     ov = overrides(None, sets)
     if not host_tables and "hardware.host_time_factor" not in ov:
-        own = measured / "hostspeed.csv"
-        host_tables = (measured,) if own.exists() else ()
+        host_tables = (measured,) if has_table(measured, "hostspeed") else ()
     scen, _ = load_with_host_speed(scenario, ov, host_tables, profile)
     summary_file = measured / "summary.json"
     if summary_file.exists():
@@ -79,12 +83,12 @@ def steps_cmd(scenario, measured, profile, sets, host_tables, predicted, out_dir
     summary["scenario"] = scen.name
     summary["profile"] = prof.name
     if predicted is not None:
-        if not (predicted / STEPS_FILE).exists():
+        if not has_table(predicted, STEPS_STEM):
             raise UserError(
                 f"{predicted}: no {STEPS_FILE}; simulate with `sim run {scenario} --step-log`"
             )
-        summary["schedule"] = compare_schedules(read_steps(predicted / STEPS_FILE), steps)
-    out_dir = out_dir or measured
+        summary["schedule"] = compare_schedules(read_steps(predicted), steps)
+    out_dir = out_dir or Path("results") / f"steps-{scen.name}"
     write_check(df, summary, out_dir)
     print_summary(summary, f"{scen.name}: live steps costed by the model")
     if plot:
