@@ -194,6 +194,7 @@ class Summary(Record):
     host_speed: dict[str, Any] | None = None  # sim replay --hostspeed
     provenance: Provenance | None = None  # absent in results written before it existed
 
+
 def _finite(obj):
     if isinstance(obj, dict):
         return {k: _finite(v) for k, v in obj.items()}
