@@ -120,8 +120,8 @@ def tpot_error_by_time(pr: pd.DataFrame, mr: pd.DataFrame, bin_s: float = DRIFT_
     first token and finish, in bins of bin_s). The prediction already accounts for what else
     ran beside each request, so an error that moves with time points at the live machine's
     speed changing during the run: host-bound engines run at their CPU's speed, which on
-    the lent cloud machines moved from 0.97 to 1.47 times the calibration host's within one
-    six-minute call (docs/validation.md)."""
+    one H200 cloud machine moved from 0.97 to 1.47 times the calibration host's within six
+    minutes (the host passes of measurements/live/h200-d/*/summary.json; docs/host-speed.md)."""
     j = _decoded_at(pr, mr).dropna(subset=["err_tpot_s"])
     j = j.assign(bin_start_s=np.floor(j["decoded_at_s"] / bin_s) * bin_s)
     g = j.groupby("bin_start_s")["err_tpot_s"]

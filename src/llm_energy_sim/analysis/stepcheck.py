@@ -3,8 +3,8 @@
 `sim compare` says how far a prediction is from a live run; this says why. It takes the
 engine's own steps (what each computed, how long it took) and costs exactly those steps, so
 scheduling is taken out: what is left is the step cost's error. Over time, the ratio of
-host-bound decode steps is the host speed the engine's thread saw, which on the lent VMs moves
-by up to 1.9x within minutes (docs/validation.md).
+host-bound decode steps is the host speed the engine's thread saw, which on cloud machines
+moves by up to 1.9x within minutes (docs/host-speed.md).
 
 Steps come from the continuous batching engine's step log (steps.csv, live/steplog.py)
 or, for the one-request-at-a-time HF generate engine, from its per-token times

@@ -319,8 +319,9 @@ class CostModel:
 def _scaled_host(h: HostOverhead, f: float) -> HostOverhead:
     """Every per-step host-side time of an engine entry times f (a faster or slower serving
     CPU than the one calibrated); its powers and the serial fraction are unchanged, and so is
-    the one-time cold start, which did not follow the host's speed on the H200 leases (first
-    step 0.76 s on a lease with f = 1.58, 1.03 s with f = 0.99; docs/validation.md)."""
+    the one-time cold start, which did not follow the host's speed: a fresh engine's first
+    tokens came 0.76 s after the start on the H200 with the slowest host (f = 1.58), 1.03 s
+    on one with f = 0.99 (measurements/live/h200-b/burst, h200-c/burst; docs/host-speed.md)."""
     if f == 1.0:
         return h
     return h.model_copy(

@@ -126,8 +126,8 @@ def start_manager(model, config, timeout_s: float = 600.0):
 
 # The warm-up, like TGI's at launch: prefill a full step's token budget. One short request is
 # not enough: on a fresh H200 process a 32-token warm-up left the first full step of a burst
-# 0.67 s slower than predicted (docs/validation.md, lease F); the first large step pays for
-# itself (allocator growth, GEMM and attention plans for the large shapes).
+# at 1.07 s against 0.40 s predicted warm (measurements/live/h200-f/burst_warm); the first
+# large step pays for itself (allocator growth, GEMM and attention plans for the large shapes).
 WARM_UP_PROMPT = 512
 
 

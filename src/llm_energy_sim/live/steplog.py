@@ -2,8 +2,8 @@
 computed, read from transformers' scheduler in the engine's thread.
 
 Why: a latency error of a live run mixes two causes, a scheduler model that batches
-differently and a step cost that differs (the lent VM's host speed moves by up to 1.9x within
-minutes, docs/validation.md). With every step's composition and wall time, `sim steps` costs
+differently and a step cost that differs (a cloud machine's host speed moves by up to 1.9x
+within minutes, docs/host-speed.md). With every step's composition and wall time, `sim steps` costs
 the very same steps with the cost model, so the two causes separate, and the ratio over time
 is the host speed as the engine's own thread saw it (a separate probe process did not follow
 it). Logging reads Python attributes only (no device sync): a few microseconds per step.
