@@ -1,4 +1,4 @@
-"""Build the bootstrap H100 SXM profile from the measured facts in DESIGN.md and datasheets.
+"""Build the bootstrap H100 SXM profile from measured facts (docs/cost-model.md) and datasheets.
 
 This profile exists only until a fitted one from `sim calibrate` is shipped; every number
 below says where it comes from. Run `python -m tools.bootstrap` to regenerate the JSON.
@@ -19,10 +19,10 @@ from llm_energy_sim.config.profile import (
     save_profile,
 )
 
-FACTS = "DESIGN.md 'Measured facts from the H100 SXM used here'"
-POWER_FACTS = "DESIGN.md 'Power physics worth knowing' (second session of probes)"
+FACTS = "docs/cost-model.md 'Measured facts the bootstrap profile and the physics rest on'"
+POWER_FACTS = "its power rows"
 
-# --- measured on the lent H100 (DESIGN.md) ---
+# --- measured on an H100 SXM, 2026-11-22 (docs/cost-model.md) ---
 BF16_GEMM_FLOPS = 680e12  # bf16 GEMM 8192^3, 697 W
 BF16_GEMM_W = 697.0
 FP32_GEMM_FLOPS = 51.6e12  # no TF32, 679 W
@@ -192,7 +192,7 @@ def build() -> Profile:
     standby_fraction, standby_tau = fit_standby(ACTIVE_IDLE_W, GEMM_BACK_TO_BACK_W)
     return Profile(
         name="h100-sxm-bootstrap",
-        description="Bootstrap H100 SXM profile from DESIGN.md measured facts and the datasheet; replaced by a fitted profile once `sim calibrate` has run.",
+        description="Bootstrap H100 SXM profile from the measured facts in docs/cost-model.md and the datasheet; replaced by a fitted profile once `sim calibrate` has run.",
         gpu=GpuSpec(
             name="NVIDIA H100 80GB HBM3",
             memory_bytes=80e9,
