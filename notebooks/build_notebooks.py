@@ -49,7 +49,7 @@ at batch 1 on one H100 SXM and split each request into *prefill* (generate one t
   for Qwen-0.5B/1.5B, sometimes a slight increase for `float16`/`bfloat16`;
 * (b) decode: energy per token **largely invariant** across `float32`/`float16`/`bfloat16`
   (memory-bound, the GPU idles between small kernels at ~120 W); `int8` **2-3x more** than
-  `float32`; `int4` about equal to `float32` (as read in DESIGN.md from the figure).
+  `float32`; `int4` about equal to `float32` (as read from the paper's Figure 1).
 
 Here the same quantities come straight from the cost model (`llm_energy_sim.cost.costmodel.CostModel` with the
 HF-eager engine, batch 1): prefill energy of each prompt, and decode energy per token from the
@@ -125,7 +125,7 @@ ratios.round(2)""",
         """### Why the cost model disagrees where it does
 
 * Prefill `float32`: the profile's `float32` linear fit comes from GEMMs measured without TF32
-  (51.6 TFLOP/s vs ~680 for `bfloat16`, DESIGN.md), so a compute-bound `float32` prefill takes
+  (51.6 TFLOP/s vs ~680 for `bfloat16`, docs/cost-model.md), so a compute-bound `float32` prefill takes
   ~13x longer at similar power. The paper's "up to 4x" would need `float32` matmuls running at
   roughly 3x that rate (TF32 enabled somewhere in its stack) or a large fixed cost per request
   that the cost model does not have; the small models' "no gain" likewise needs a fixed cost.
