@@ -3,8 +3,9 @@
 The page is generated from `Scenario.model_json_schema()` alone: every model the schema
 reaches (nested models, each arm of a discriminated union such as each server kind) gets a
 section with its fields' types, allowed values, defaults and descriptions, in the order the
-schema first reaches them. Nothing is listed by hand, so a new field, server kind or arrival
-kind appears on the next run. tests/tools/test_scenario_reference.py checks the committed page
+schema first reaches them, and the server kinds' registry (config/servers.py) adds what each
+kind's engine runs. Nothing is listed by hand, so a new field, server kind or arrival kind
+appears on the next run. tests/tools/test_scenario_reference.py checks the committed page
 equals this output.
 
     python tools/gen_scenario_reference.py            # rewrite docs/scenario.md
@@ -218,8 +219,34 @@ class Reference:
                 f"## Example: `{EXAMPLE}`\n\n```yaml\n{example.read_text().rstrip()}\n```\n\n"
             )
         parts.append("## Contents\n\n" + toc + "\n\n")
+        parts.append(_server_kinds())
         parts.append("\n".join(self.render_section(s) for s in self.sections.values()))
         return "".join(parts)
+
+
+def _server_kinds() -> str:
+    """The server kinds' registry (config/servers.py) as a table, when the package has one:
+    what each kind's engine runs, which the schema alone does not say."""
+    try:
+        from llm_energy_sim.config.servers import SERVER_KINDS
+    except ImportError:
+        return ""
+    rows = [
+        "## Server kinds\n",
+        "Each `server.kind` is one registry entry (`llm_energy_sim.config.servers.SERVER_KINDS`);",
+        "a scenario whose dtype its engine does not run is refused at load. Semantics of each",
+        "kind: [servers.md](servers.md).\n",
+        "| `server.kind` | settings | cost-model engine | dtypes | `sim replay --engine` |",
+        "| --- | --- | --- | --- | --- |",
+    ]
+    for k in SERVER_KINDS.values():
+        name = k.settings.__name__
+        rows.append(
+            f"| `{k.name}` | [{name}](#{_anchor(name)}) | `{k.cost_engine}` | "
+            + ", ".join(f"`{d}`" for d in k.dtypes)
+            + f" | {f'`{k.live_engine}`' if k.live_engine else '-'} |"
+        )
+    return "\n".join(rows) + "\n\n"
 
 
 def _bounds(t: dict[str, Any]) -> str:
