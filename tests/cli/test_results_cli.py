@@ -117,3 +117,32 @@ def test_steps_default_out_is_its_own(tmp_path, monkeypatch):
     out = tmp_path / "results" / "steps-val-fixed500ms"
     assert sorted(p.name for p in out.iterdir()) == ["steps_check.csv", "steps_check.json"]
     assert _listing(LIVE_RUN) == before
+
+
+def test_replay_records_provenance_and_reruns_clean(tiny_models, tmp_path):
+    """A live replay (HF generate on CPU, tiny random model, no meter) writes its raw files
+    with the results, records its provenance, and a rerun replaces the whole directory."""
+    pytest.importorskip("torch")
+    pytest.importorskip("transformers")
+    out = tmp_path / "meas"
+    args = ["replay", SCEN.replace("fixed500ms", "sequential"), "--engine", "transformers"]
+    args += ["--device", "cpu", "--no-meter", "--requests", "2", "--set", "model=tiny-llama"]
+    args += ["--set", "dtype=float32", "--out", str(out), "--quiet"]
+    r = CliRunner().invoke(main, [*args, "--plot"])
+    assert r.exit_code == 0, r.output
+    assert (out / "power.png").exists()
+    r = CliRunner().invoke(main, args)
+    assert r.exit_code == 0, r.output
+    assert sorted(p.name for p in out.iterdir()) == [
+        "energy_samples.csv",
+        "requests.csv",
+        "summary.json",
+        "timeline.csv",
+        "token_times.csv",
+    ]
+    s = json.loads((out / "summary.json").read_text())
+    p = s["provenance"]
+    assert p["command"] == "sim replay" and p["scenario_path"].endswith("sequential.yaml")
+    assert p["overrides"] == {"set": ["model=tiny-llama", "dtype=float32"], "requests": 2}
+    assert s["measured"]["completed"] is True and s["requests"]["completed"] == 2
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["meas", "models"]

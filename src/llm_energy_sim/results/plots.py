@@ -30,10 +30,10 @@ def plot_results(
     fig, ax = plt.subplots(figsize=(10, 4))
     for c in [c for c in timeline.columns if c.startswith("power_w_")][:8]:
         ax.plot(t, timeline[c], lw=0.8, label=c.replace("power_w_", ""))
-    floor = (
-        summary["energy"]["deep_idle_floor_j"] / max(summary["makespan_s"], 1e-9) / summary["gpus"]
-    )
-    ax.axhline(floor, color="gray", ls="--", lw=0.8, label="deep idle")
+    floor_j = summary["energy"]["deep_idle_floor_j"]  # None: unknown (a live run, no meter)
+    if floor_j is not None:
+        floor = floor_j / max(summary["makespan_s"], 1e-9) / summary["gpus"]
+        ax.axhline(floor, color="gray", ls="--", lw=0.8, label="deep idle")
     ax.set_xlabel("time (s)")
     ax.set_ylabel("power per GPU (W)")
     ax.set_title(f"GPU power: {title}")
@@ -57,7 +57,8 @@ def plot_results(
     save_figure(fig, paths[-1], dpi=120)
     plt.close(fig)
 
-    ok = requests[requests["status"] == RequestStatus.OK]
+    # completed requests with a known energy (a live run without a meter has none)
+    ok = requests[(requests["status"] == RequestStatus.OK) & requests["energy_j"].notna()]
     fig, axes = plt.subplots(1, 2, figsize=(11, 4))
     if len(ok):
         axes[0].hist(
