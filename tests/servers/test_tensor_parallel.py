@@ -86,3 +86,28 @@ def test_more_gpus_shorten_a_70b_step(profile):
         for tp in (1, 2, 4, 8)
     ]
     assert t[0] > t[1] > t[2] > t[3]
+
+
+@pytest.mark.parametrize(
+    "model,tp,bad",
+    [
+        ("llama-3.1-8b", 3, "num_attention_heads (32) and num_key_value_heads (8)"),
+        ("llama-3.1-8b", 16, "num_key_value_heads (8)"),
+        ("qwen2.5-0.5b", 4, "num_attention_heads (14) and num_key_value_heads (2)"),
+        ("qwen2.5-7b", 8, "num_attention_heads (28) and num_key_value_heads (4)"),
+    ],
+)
+def test_tp_must_divide_the_heads(model, tp, bad):
+    from llm_energy_sim.config.errors import UserError
+
+    with pytest.raises(UserError) as e:
+        scenario(model=model, hardware={"gpus_per_replica": tp})
+    assert str(e.value) == (
+        f"<test>: field 'hardware.gpus_per_replica': tensor parallel over {tp} GPUs needs the "
+        f"heads divisible by {tp}, but {model} has {bad}"
+    )
+
+
+@pytest.mark.parametrize("model,tp", [("llama-3.1-8b", 8), ("llama-3.1-70b", 8), ("qwen2.5-7b", 4)])
+def test_tp_dividing_the_heads_loads(model, tp):
+    assert scenario(model=model, hardware={"gpus_per_replica": tp}).hardware.gpus_per_replica == tp

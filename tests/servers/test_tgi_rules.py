@@ -6,7 +6,10 @@ import numpy as np
 from conftest import run, scenario
 
 from llm_energy_sim.config.modelcard import load_model_card
-from llm_energy_sim.servers.tgi_limits import _launcher_flop, tgi_limits
+from llm_energy_sim.config.servers import TgiServer
+from llm_energy_sim.engine.request import OK, REJECTED_QUEUE_FULL, Request
+from llm_energy_sim.servers.tgi import TgiScheduler
+from llm_energy_sim.servers.tgi_limits import TgiLimits, _launcher_flop, tgi_limits
 
 
 def _wl(n, arrival, prompt=(200, 3000), out=(10, 300)):
@@ -103,3 +106,53 @@ def test_default_prefill_budget_follows_launcher_formula():
     assert lim.max_batch_prefill_tokens > 4096
     assert lim.kv_capacity_tokens > 100_000  # ~55 GB free for a 16 GB model at 128 KiB/token
     assert lim.max_total_tokens == min(lim.kv_capacity_tokens, card.max_position_embeddings)
+
+
+# ---- max_concurrent_requests: every request in flight holds a permit ----------------------------
+LIMITS = TgiLimits(
+    max_batch_prefill_tokens=4096,
+    kv_capacity_tokens=100_000,
+    max_total_tokens=8192,
+    max_input_tokens=8191,
+)
+
+
+def test_requests_being_prefilled_count_against_the_limit():
+    """The router's semaphore is taken on arrival and held until the response ends, so two
+    requests taken into a prefill forward still hold both permits of a limit of 2."""
+    tgi = TgiScheduler(TgiServer(kind="tgi", max_concurrent_requests=2), LIMITS)
+    a, b, c = (Request(i, 0.0, 100, 3) for i in range(3))
+    assert tgi.enqueue(a, 0.0) and tgi.enqueue(b, 0.0)
+    plan = tgi.plan_step(0.0)
+    assert [ch.req for ch in plan.prefill] == [a, b] and plan.admitted == (a, b)
+    assert not tgi.queue and not tgi.running  # neither queued nor running: being prefilled
+    assert not tgi.enqueue(c, 0.01) and c.status == REJECTED_QUEUE_FULL
+    tgi.commit(plan, 1, 0.02)
+    run_ = tgi.plan_step(0.02)  # both decode their last 2 tokens in one closed-form run
+    assert run_.decode_steps == 2 and [d.req for d in run_.decode] == [a, b]
+    tgi.commit(run_, 2, 0.05)
+    assert a.status == b.status == OK and tgi.in_flight == 0
+    d = Request(3, 0.06, 100, 3)
+    assert tgi.enqueue(d, 0.06)  # the permits came back
+
+
+def test_a_full_server_answers_429_before_validating_length():
+    """router/src/infer/mod.rs generate_stream: the permit first, then validation (422)."""
+    tgi = TgiScheduler(TgiServer(kind="tgi", max_concurrent_requests=1), LIMITS)
+    assert tgi.enqueue(Request(0, 0.0, 100, 3), 0.0)
+    too_long = Request(1, 0.0, 9000, 3)
+    assert not tgi.enqueue(too_long, 0.0) and too_long.status == REJECTED_QUEUE_FULL
+
+
+def test_in_flight_never_exceeds_max_concurrent_requests():
+    """50 req/s of 1200-token prompts overload one 8B replica: at most 128 requests are ever
+    between arrival and finish (missing those in a prefill forward, it let 166 in)."""
+    _, df, summ = run(scenario(workload=_wl(400, {"kind": "fixed", "interval_ms": 20})))
+    ok = df[df.status == "ok"]
+    events = sorted(
+        [(t, 1) for t in ok.arrival_s] + [(t, -1) for t in ok.finish_s],
+        key=lambda e: (e[0], e[1]),  # a finish frees its permit before an arrival at that instant
+    )
+    in_flight = np.cumsum([d for _, d in events])
+    assert in_flight.max() == 128
+    assert summ["requests"]["rejected_429"] > 0

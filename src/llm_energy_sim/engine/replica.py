@@ -99,7 +99,8 @@ class Replica:
     def decode_run(
         self, reqs: Sequence[Request], k: int, ctx_sum0: int, server=None
     ) -> Generator[simpy.Event, None, int]:
-        """Decode `reqs` (one token each per step) for up to k steps; returns steps done.
+        """Decode `reqs` (one token each per step) for up to k steps; returns steps done (the
+        caller counts the tokens).
 
         With fast_forward the k steps are one event, costed in closed form; if `server` is
         given, an arrival may interrupt it, and the run stops at the end of the step in
@@ -141,7 +142,6 @@ class Replica:
         energy = seg.energy(done)
         for r in reqs:
             r.e_decode += energy / n
-            r.generated += done
         self.ledger.add_busy(start, self.env.now, energy, n, seg.last_step_power_per_gpu(done))
         self.steps += done
         if self.step_log is not None:  # the segment's steps one by one (KV grows by n a step)

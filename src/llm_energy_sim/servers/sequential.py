@@ -38,7 +38,9 @@ class SequentialScheduler(Scheduler):
 
     def commit(self, plan: StepPlan, steps: int, now: float) -> None:
         req = self.running[0]
-        if not plan.decode_steps:  # the prompt is in: its first token came with it
+        if plan.decode_steps:
+            req.generated += steps
+        else:  # the prompt is in: its first token came with it
             req.prefilled = req.prompt
             req.generated = 1
             req.t_first = now

@@ -20,7 +20,7 @@ class StaticScheduler(Scheduler):
             memory.check(0)
         self.active: list[Request] = []  # the batch's sequences still decoding
         self.padded = 0  # the batch's padded prompt length
-        self.steps = 0  # tokens generated so far, the same for every sequence of the batch
+        self.generated = 0  # tokens generated so far, the same for every sequence of the batch
 
     @classmethod
     def build(cls, scenario, card, profile) -> tuple[StaticScheduler, dict]:
@@ -43,7 +43,7 @@ class StaticScheduler(Scheduler):
         if self.active:
             # left padding: every sequence attends over the padded prompt + its tokens
             return StepPlan(
-                decode=tuple(Decode(r, self.padded + self.steps) for r in self.active),
+                decode=tuple(Decode(r, self.padded + self.generated) for r in self.active),
                 decode_steps=min(r.remaining for r in self.active),
             )
         if not self._batch_ready():
@@ -78,9 +78,11 @@ class StaticScheduler(Scheduler):
             for r in batch:
                 if r.remaining == 0:
                     self.finish(r, now)
-            self.steps = 1
+            self.generated = 1
         else:
-            self.steps += steps
+            self.generated += steps
+            for r in self.active:
+                r.generated += steps
             for r in [r for r in self.active if r.remaining == 0]:
                 self.finish(r, now)
             self.active = [r for r in self.active if r.remaining > 0]

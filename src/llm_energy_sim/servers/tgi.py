@@ -176,11 +176,11 @@ class TgiScheduler(Scheduler):
 
     def commit(self, plan: StepPlan, steps: int, now: float) -> None:
         self.waiting_tokens = 1 if plan.admitted else self.waiting_tokens + steps
-        if plan.decode_steps:  # the replica's decode run counted the generated tokens
+        for d in plan.decode:
+            d.req.generated += steps
+        if plan.decode_steps:
             self._retire(now)
             return
-        for d in plan.decode:
-            d.req.generated += 1
         for c in plan.prefill:
             r = c.req
             r.prefilled += c.tokens

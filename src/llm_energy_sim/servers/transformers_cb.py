@@ -249,12 +249,13 @@ class TransformersCbScheduler(Scheduler):
                 self._complete(st, now)
 
     def _commit_decode_run(self, plan: StepPlan, steps: int, now: float) -> None:
-        """The run's lazy allocations, booked at its end (the replica counted the tokens)."""
+        """The run's tokens and lazy allocations, booked at its end."""
         states = [self.states[d.req.id] for d in plan.decode]
         for s in states:
             self.pool.allocate(s, self.pool.decode_allocations(s, s.position, steps))
             s.position += steps
             s.new_tokens += steps
+            s.req.generated += steps
         for s in states:
             if s.new_tokens >= s.max_new:
                 self._complete(s, now)
