@@ -4,6 +4,7 @@ import pytest
 
 from llm_energy_sim.calibrate.cbbench import CB_FIT_PLAN, measure_cb_model
 from llm_energy_sim.config.modelcard import load_model_card
+from llm_energy_sim.meter.monitor import EnergyMonitor
 
 
 def test_cb_fit_shapes_are_not_validation_or_check_models():
@@ -26,7 +27,8 @@ def test_cb_bench_on_cpu_tiny_model():
             "vocab_size": 2048,
         }
     )
-    rows = measure_cb_model(card, "float32", (1, 4), 16, 4, None, "cpu", min_s=(0.05, 0.1))
+    cpu = EnergyMonitor.timing_only()
+    rows = measure_cb_model(card, "float32", (1, 4), 16, 4, cpu, "cpu", min_s=(0.05, 0.1))
     assert [r["batch"] for r in rows] == [1, 4]
     for r in rows:
         assert r["prefill_s"] > 0 and r["step_median_s"] > 0

@@ -71,13 +71,14 @@ def test_hostspeed_stage_on_cpu(tiny_models, tmp_path: Path):
     pytest.importorskip("torch")
     pytest.importorskip("transformers")
     from llm_energy_sim.calibrate.hostspeed import measure_host_speed
+    from llm_energy_sim.meter.monitor import EnergyMonitor
 
     out = tmp_path / "hostspeed.csv"
     shape = ("tiny-llama", 2, "float32", (1,))
-    assert measure_host_speed(out, None, device="cpu", shape=shape) == 1
+    assert measure_host_speed(out, EnergyMonitor.timing_only(), device="cpu", shape=shape) == 1
     df = pd.read_csv(out)
     assert (df["decode_s_per_token"] > 0).all() and df["error"].isna().all()
-    assert measure_host_speed(out, None, device="cpu", shape=shape) == 0
+    assert measure_host_speed(out, EnergyMonitor.timing_only(), device="cpu", shape=shape) == 0
 
 
 def test_replay_records_the_live_host_speed_and_compare_reports_it(tiny_models, tmp_path: Path):

@@ -16,6 +16,9 @@ from llm_energy_sim.calibrate.coldstart import run_coldstart  # noqa: E402
 from llm_energy_sim.calibrate.fit import fit_shape_misses  # noqa: E402
 from llm_energy_sim.calibrate.shapemiss import FIELDS, run_shapemiss  # noqa: E402
 from llm_energy_sim.config.modelcard import load_model_card  # noqa: E402
+from llm_energy_sim.meter.monitor import EnergyMonitor  # noqa: E402
+
+CPU = EnergyMonitor.timing_only()  # no NVML here: windows carry time only
 
 
 @pytest.fixture
@@ -25,7 +28,7 @@ def tiny(tiny_models):
 
 def test_shapemiss_rows_on_cpu(tiny, tmp_path: Path):
     out = tmp_path / "shapemiss.csv"
-    n = run_shapemiss(out, None, ("float32",), card=tiny, device="cpu", progress=False)
+    n = run_shapemiss(out, CPU, ("float32",), card=tiny, device="cpu", progress=False)
     assert n == 2  # HF generate and transformers CB
     df = pd.read_csv(out)
     assert set(df["engine"]) == {"hf_eager", "transformers_cb"}
@@ -36,7 +39,7 @@ def test_shapemiss_rows_on_cpu(tiny, tmp_path: Path):
     assert sorted(df["fresh_steps"]) == [72, 288]
     assert set(fit_shape_misses(df)) == {"hf_eager", "transformers_cb"}
     # resumable: a rerun measures nothing
-    assert run_shapemiss(out, None, ("float32",), card=tiny, device="cpu", progress=False) == 0
+    assert run_shapemiss(out, CPU, ("float32",), card=tiny, device="cpu", progress=False) == 0
 
 
 def test_coldstart_fresh_processes_on_cpu(tiny, tmp_path: Path):
@@ -54,6 +57,6 @@ def test_cb_miss_at_another_batch_on_cpu(tiny):
     step: every fresh decode step of the B requests is counted."""
     from llm_energy_sim.calibrate.shapemiss import NEW_TOKENS, measure_engine
 
-    row = measure_engine("transformers_cb", tiny, "float32", None, device="cpu", cb_batch=2)
+    row = measure_engine("transformers_cb", tiny, "float32", CPU, device="cpu", cb_batch=2)
     assert row["batch"] == 2 and row["fresh_steps"] == 3 * 2 * NEW_TOKENS
     assert row["cached_step_s"] > 0 and row["fresh_step_s"] > 0

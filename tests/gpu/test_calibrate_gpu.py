@@ -1,4 +1,5 @@
-"""On the GPU (pytest -m gpu): the NVML meter and the microbenchmark runner, metered."""
+"""On the GPU (pytest -m gpu): the NVML wrapper, the energy monitor and sampler, and the
+microbenchmark runner, metered."""
 
 from __future__ import annotations
 
@@ -10,30 +11,62 @@ import pytest
 pytestmark = pytest.mark.gpu
 
 
-def test_meter_counts_energy_and_reads_state():
-    from llm_energy_sim.meter.nvml import GpuMeter
+def test_nvml_wrapper_reads_counters_power_and_state():
+    from llm_energy_sim.meter.nvml import Nvml
 
-    m = GpuMeter([0])
-    e0 = m.energy_j()
+    nvml = Nvml([0])
+    e0 = nvml.energy_j()
     time.sleep(0.5)
-    de = float((m.energy_j() - e0).sum())
+    de = float((nvml.energy_j() - e0).sum())
     assert 0.5 * 30 < de < 0.5 * 800  # between a deep idle floor and the power limit
-    p = float(m.power_w()[0])
+    p = float(nvml.power_w()[0])
     assert 30 < p < 1000
-    st = m.state()
+    st = nvml.state()
     assert st["sm_clock_mhz"] > 0 and st["throttle_reasons"].startswith("0x")
-    assert "NVIDIA" in m.info()["gpu_name"]
+    assert "NVIDIA" in nvml.info()["gpu_name"] and "NVIDIA" in nvml.names()[0]
+    nvml.close()
+
+
+def test_monitor_windows_meter_the_gpu():
+    """Named windows through NVML: nested windows, per-GPU joules, power between the idle
+    floor and the limit; an unknown index is a one-line UserError."""
+    from llm_energy_sim.config.errors import UserError
+    from llm_energy_sim.meter.monitor import EnergyMonitor
+
+    mon = EnergyMonitor([0])
+    mon.begin_window("outer")
+    with mon.window("inner") as w:
+        time.sleep(1.0)
+    outer = mon.end_window("outer")
+    inner = w.measurement
+    assert inner.energy_j.shape == (1,) and inner.total_j == pytest.approx(inner.energy_j[0])
+    assert outer.time_s >= inner.time_s >= 1.0
+    assert outer.total_j >= inner.total_j > 0
+    assert 30 < inner.mean_power_w < 1000
+    assert mon.state()["sm_clock_mhz"] > 0
+    with pytest.raises(UserError):
+        EnergyMonitor([1000])
+
+
+def test_sampler_samples_the_counter_over_time():
+    from llm_energy_sim.meter.sampler import start_meter
+
+    s = start_meter([0])
+    time.sleep(0.5)
+    samples = s.stop(float("nan"))
+    assert samples.gpu_names[0].startswith("0:") and len(samples.t_s) >= 2
+    assert (samples.energy_j[-1] > samples.energy_j[0]).all()
 
 
 def test_grid_runner_on_gpu_with_energy(tmp_path):
     from llm_energy_sim.calibrate.grid import Point
     from llm_energy_sim.calibrate.runner import run_grid
-    from llm_energy_sim.meter.nvml import GpuMeter
+    from llm_energy_sim.meter.monitor import EnergyMonitor
 
     pts = [Point("linear", "bfloat16", m=m, n_in=4096, n_out=4096) for m in (1, 1024)]
     pts.append(Point("attn_decode", "bfloat16", batch=8, kv_len=2048))
     out = tmp_path / "microbench.csv"
-    assert run_grid(pts, out, meter=GpuMeter([0]), window_s=1.0, progress=False) == 3
+    assert run_grid(pts, out, EnergyMonitor([0]), window_s=1.0, progress=False) == 3
     df = pd.read_csv(out)
     assert (df.seconds > 0).all() and (df.energy_j > 0).all()
     assert (df.window_s >= 0.9).all()  # the counter updates every ~100 ms: >= 1 s windows

@@ -19,11 +19,11 @@ from pathlib import Path
 from llm_energy_sim.calibrate.rawtable import append_row
 from llm_energy_sim.calibrate.shapemiss import FIELDS, measure_engine, row_key, run_shapemiss
 from llm_energy_sim.config.modelcard import load_model_card
-from llm_energy_sim.meter.nvml import GpuMeter
+from llm_energy_sim.meter.monitor import EnergyMonitor
 
 
 def main(out: str, *names: str) -> None:
-    meter = GpuMeter([0])
+    monitor = EnergyMonitor([0])
     cb_batch = None
     if names and names[0] == "--cb-batch":
         cb_batch, names = int(names[1]), names[2:]
@@ -33,9 +33,9 @@ def main(out: str, *names: str) -> None:
         if layers:
             card = card.model_copy(update={"num_hidden_layers": int(layers)})
         if cb_batch is None:
-            run_shapemiss(Path(out) / "shapemiss-check.csv", meter, ("bfloat16",), card=card)
+            run_shapemiss(Path(out) / "shapemiss-check.csv", monitor, ("bfloat16",), card=card)
             continue
-        row = measure_engine("transformers_cb", card, "bfloat16", meter, cb_batch=cb_batch)
+        row = measure_engine("transformers_cb", card, "bfloat16", monitor, cb_batch=cb_batch)
         key = row_key("transformers_cb", card.name, card.num_hidden_layers, "bfloat16", cb_batch)
         append_row(
             Path(out) / "shapemiss-check.csv",

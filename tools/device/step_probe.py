@@ -87,7 +87,7 @@ def run_direct(cond: str, poll: bool) -> None:
 
     from llm_energy_sim.calibrate.cbbench import CbBatches
     from llm_energy_sim.hf.build import MODEL_CACHE
-    from llm_energy_sim.meter.live import start_meter
+    from llm_energy_sim.meter.sampler import start_meter
 
     model = next(iter(MODEL_CACHE.values()))
     eng = CbBatches(model, DEVICE[0])
@@ -279,7 +279,7 @@ def run_generate(cond: str, poll: bool, tokens: list) -> None:
 
     from llm_energy_sim.hf import greedy
     from llm_energy_sim.hf.build import MODEL_CACHE, FirstTokenStamp
-    from llm_energy_sim.meter.live import start_meter
+    from llm_energy_sim.meter.sampler import start_meter
 
     model = next(iter(MODEL_CACHE.values()))
     model.set_attn_implementation("sdpa")  # continuous batching switched it to paged|sdpa

@@ -22,7 +22,7 @@ import numpy as np
 from llm_energy_sim.calibrate.hostbench import FIELDS, run_row, timed
 from llm_energy_sim.calibrate.rawtable import append_row, done_keys
 from llm_energy_sim.config.modelcard import ModelCard
-from llm_energy_sim.meter.nvml import GpuMeter
+from llm_energy_sim.meter.monitor import EnergyMonitor
 
 METHOD = "cb-v1"
 CB_CONFIG = {"block_size": 256, "max_batch_tokens": 8192, "scheduler_type": "fifo"}
@@ -92,7 +92,7 @@ def bench_batch(
     new_tokens: int,
     min_s: tuple[float, float],
     sync,
-    meter: GpuMeter | None,
+    monitor: EnergyMonitor,
     t_build: float,
     method: str,
 ) -> dict:
@@ -103,11 +103,13 @@ def bench_batch(
 
     gen = torch.Generator(device="cpu").manual_seed(batch)
     prompts = torch.randint(1000, card.vocab_size, (batch, prompt), generator=gen).tolist()
-    pre = timed(meter, lambda: eng.run(prompts, 1), sync, min_s[0])
+    pre = timed(monitor, lambda: eng.run(prompts, 1), sync, min_s[0])
     eng.stamps = []
-    full = timed(meter, lambda: eng.run(prompts, new_tokens + 1), sync, min_s[1])
+    full = timed(monitor, lambda: eng.run(prompts, new_tokens + 1), sync, min_s[1])
     steps = np.concatenate([np.diff(s[1:]) for s in eng.stamps if len(s) > 2])
-    return run_row(card, dtype, batch, prompt, new_tokens, pre, full, steps, t_build, meter, method)
+    return run_row(
+        card, dtype, batch, prompt, new_tokens, pre, full, steps, t_build, monitor, method
+    )
 
 
 def measure_cb_model(
@@ -116,7 +118,7 @@ def measure_cb_model(
     batches: tuple[int, ...],
     prompt: int,
     new_tokens: int,
-    meter: GpuMeter | None,
+    monitor: EnergyMonitor,
     device: str = "cuda",
     min_s: tuple[float, float] = (1.0, 2.5),
 ) -> list[dict]:
@@ -136,7 +138,7 @@ def measure_cb_model(
     try:
         for batch in batches:
             bench = (card, dtype, batch, prompt, new_tokens)
-            rows.append(bench_batch(eng, *bench, min_s, sync, meter, t_build, METHOD))
+            rows.append(bench_batch(eng, *bench, min_s, sync, monitor, t_build, METHOD))
     finally:
         eng.stop()
         model = None  # free the GPU memory before the next build
@@ -148,7 +150,7 @@ def measure_cb_model(
 def run_cb(
     plan: list[tuple[str, int | None, str, tuple[int, ...], str]],
     out_csv: Path,
-    meter: GpuMeter | None,
+    monitor: EnergyMonitor,
     prompt: int = 256,
     new_tokens: int = 32,
     device: str = "cuda",
@@ -179,7 +181,7 @@ def run_cb(
         if budget_s is not None and time.monotonic() - start > budget_s:
             break
         try:
-            rows = measure_cb_model(card, dtype, todo, prompt, new_tokens, meter, device)
+            rows = measure_cb_model(card, dtype, todo, prompt, new_tokens, monitor, device)
             for r in rows:
                 r["error"] = ""
         except Exception as exc:  # e.g. out of memory: recorded, the run goes on

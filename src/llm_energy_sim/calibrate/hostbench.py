@@ -28,13 +28,9 @@ from llm_energy_sim.calibrate.rawtable import RUN_FIELDS, STATE_FIELDS, append_r
 from llm_energy_sim.config.modelcard import ModelCard
 from llm_energy_sim.hf import greedy
 from llm_energy_sim.hf.quantize import BUILD_DTYPE, quantize_linears
-from llm_energy_sim.meter.nvml import GpuMeter
+from llm_energy_sim.meter.monitor import EnergyMonitor
 
 METHOD = "v2"
-
-
-
-
 
 
 def step_clock():
@@ -65,23 +61,25 @@ def _steal_jiffies() -> int | None:
 
 
 def timed(
-    meter: GpuMeter | None, fn: Callable[[], None], sync: Callable[[], None], min_s: float
+    monitor: EnergyMonitor, fn: Callable[[], None], sync: Callable[[], None], min_s: float
 ) -> dict:
-    """Repeat fn (at least twice) for >= min_s: wall, CPU and stolen time, energy per call."""
+    """Repeat fn (at least twice) for >= min_s in one window after a warm-up call: wall, CPU
+    and stolen time, and energy (all metered GPUs; None timing only), per call."""
     fn()
     sync()
-    e0 = meter.energy_j() if meter else None
     s0, c0 = _steal_jiffies(), time.process_time()
-    t0, n = time.perf_counter(), 0
-    while n < 2 or time.perf_counter() - t0 < min_s:
-        fn()
-        sync()
-        n += 1
-    el = time.perf_counter() - t0
+    n = 0
+    with monitor.window("timed") as w:
+        t0 = time.perf_counter()
+        while n < 2 or time.perf_counter() - t0 < min_s:
+            fn()
+            sync()
+            n += 1
+    m = w.measurement
     s1 = _steal_jiffies()
     return {
-        "s": el / n,
-        "j": float((meter.energy_j() - e0).sum()) / n if meter else None,
+        "s": m.time_s / n,
+        "j": m.total_j / n if m.total_j is not None else None,
         "n": n,
         "cpu_s": (time.process_time() - c0) / n,
         "steal_s": (s1 - s0) / 100.0 / n if s0 is not None and s1 is not None else None,
@@ -94,7 +92,7 @@ def measure_model(
     batches: tuple[int, ...],
     prompt: int,
     new_tokens: int,
-    meter: GpuMeter | None,
+    monitor: EnergyMonitor,
     device: str = "cuda",
 ) -> list[dict]:
     """One model build, measured at each batch size; a raw row per batch size."""
@@ -113,10 +111,10 @@ def measure_model(
     for batch in batches:
         gen = torch.Generator(device="cpu").manual_seed(0)
         x = torch.randint(1000, card.vocab_size, (batch, prompt), generator=gen).to(device)
-        pre = timed(meter, lambda x=x: greedy.generate(model, x, 1), sync, 1.0)
+        pre = timed(monitor, lambda x=x: greedy.generate(model, x, 1), sync, 1.0)
         clock = step_clock()
         full = timed(
-            meter,
+            monitor,
             lambda x=x, c=clock: greedy.generate(model, x, new_tokens + 1, stopping_criteria=c),
             sync,
             2.5,
@@ -124,7 +122,7 @@ def measure_model(
         steps = _decode_steps(clock.stamps, new_tokens + 1)
         rows.append(
             run_row(
-                card, dtype, batch, prompt, new_tokens, pre, full, steps, t_build, meter, METHOD
+                card, dtype, batch, prompt, new_tokens, pre, full, steps, t_build, monitor, METHOD
             )
         )
     model = None  # free the GPU memory before the next build
@@ -143,7 +141,7 @@ def run_row(
     full: dict,
     steps: np.ndarray,
     t_build: float,
-    meter: GpuMeter | None,
+    monitor: EnergyMonitor,
     method: str,
 ) -> dict:
     """One raw row from a short (prefill) and a long (prefill + new_tokens) timed run: decode
@@ -175,8 +173,7 @@ def run_row(
         "build_s": t_build,
         "method": method,
     }
-    if meter:
-        row.update(meter.state())
+    row.update(monitor.state())
     row["utc"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
     return row
 
@@ -199,7 +196,7 @@ def row_key(name: str, layers: int, dtype: str, batch: int, prompt: int, new: in
 def run_models(
     plan: list[tuple[str, int | None, str, tuple[int, ...], str]],
     out_csv: Path,
-    meter: GpuMeter | None,
+    monitor: EnergyMonitor,
     prompt: int = 512,
     new_tokens: int = 32,
     device: str = "cuda",
@@ -230,7 +227,7 @@ def run_models(
         if budget_s is not None and time.monotonic() - start > budget_s:
             break
         try:
-            rows = measure_model(card, dtype, todo, prompt, new_tokens, meter, device)
+            rows = measure_model(card, dtype, todo, prompt, new_tokens, monitor, device)
             for r in rows:
                 r["error"] = ""
         except Exception as exc:  # e.g. out of memory: recorded, the run goes on

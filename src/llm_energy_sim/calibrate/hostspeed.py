@@ -16,18 +16,18 @@ from pathlib import Path
 
 import pandas as pd
 
-from llm_energy_sim.meter.nvml import GpuMeter
+from llm_energy_sim.meter.monitor import EnergyMonitor
 
 SHAPE = ("qwen2.5-1.5b", 8, "bfloat16", (1,))
 
 
 def measure_host_speed(
-    out_csv: Path, meter: GpuMeter | None, tag: str = "", device: str = "cuda", shape=SHAPE
+    out_csv: Path, monitor: EnergyMonitor, tag: str = "", device: str = "cuda", shape=SHAPE
 ) -> int:
     """Append the host-fit run to out_csv (hostbench columns); returns the rows written."""
     from llm_energy_sim.calibrate.hostbench import run_models
 
-    return run_models([(*shape, tag)], out_csv, meter, device=device, progress=False)
+    return run_models([(*shape, tag)], out_csv, monitor, device=device, progress=False)
 
 
 def host_time_factor(runs: pd.DataFrame, profile, engine: str = "hf_eager") -> pd.DataFrame:

@@ -12,13 +12,19 @@ import time
 from pathlib import Path
 
 from llm_energy_sim.calibrate.rawtable import append_row
-from llm_energy_sim.meter.nvml import GpuMeter
+from llm_energy_sim.meter.monitor import EnergyMonitor, Measurement
 
 
-def _mean_power(meter: GpuMeter, seconds: float) -> float:
-    e0, t0 = meter.energy_j(), time.perf_counter()
-    time.sleep(seconds)
-    return float((meter.energy_j() - e0).sum() / (time.perf_counter() - t0))
+def _mean_power(monitor: EnergyMonitor, seconds: float) -> float:
+    """Power of all metered GPUs over `seconds` of sleep."""
+    with monitor.window("idle") as w:
+        time.sleep(seconds)
+    return _power(w.measurement)
+
+
+def _power(m: Measurement) -> float:
+    """Total power of the metered GPUs over a window (W); the monitor must meter a GPU."""
+    return float(m.total_j / m.time_s)
 
 
 def _gemm_burst(seconds: float) -> None:
@@ -32,32 +38,33 @@ def _gemm_burst(seconds: float) -> None:
         torch.cuda.synchronize()
 
 
-def _duty(meter: GpuMeter, on_s: float, off_s: float, total_s: float) -> tuple[float, float]:
+def _duty(monitor: EnergyMonitor, on_s: float, off_s: float, total_s: float) -> tuple[float, float]:
     import torch
 
     a = torch.randn(8192, 8192, device="cuda", dtype=torch.bfloat16)
-    e0, t0 = meter.energy_j(), time.perf_counter()
     busy = 0.0
-    while time.perf_counter() - t0 < total_s:
-        ts = time.perf_counter()
-        while time.perf_counter() - ts < on_s:
-            a @ a
-            torch.cuda.synchronize()
-        busy += time.perf_counter() - ts
-        time.sleep(off_s)
-    el = time.perf_counter() - t0
-    return float((meter.energy_j() - e0).sum() / el), busy / el
+    with monitor.window("duty") as w:
+        t0 = time.perf_counter()
+        while time.perf_counter() - t0 < total_s:
+            ts = time.perf_counter()
+            while time.perf_counter() - ts < on_s:
+                a @ a
+                torch.cuda.synchronize()
+            busy += time.perf_counter() - ts
+            time.sleep(off_s)
+    m = w.measurement
+    return _power(m), busy / m.time_s
 
 
-def measure_idle(out_csv: Path, decay_s: float = 25.0) -> None:
-    """Rows: state, seconds since burst end (decay), power W. Must run before torch touches CUDA."""
-    meter = GpuMeter([0])
+def measure_idle(out_csv: Path, monitor: EnergyMonitor, decay_s: float = 25.0) -> None:
+    """Rows: state, seconds since burst end (decay), power W of the metered GPUs. Must run
+    before torch touches CUDA (the deep-idle reading is of a process without a context)."""
     append_row(
         out_csv,
         {
             "state": "deep_idle_no_context",
             "t_s": "",
-            "power_w": _mean_power(meter, 4.0),
+            "power_w": _mean_power(monitor, 4.0),
             "duty": "",
         },
     )
@@ -69,24 +76,27 @@ def measure_idle(out_csv: Path, decay_s: float = 25.0) -> None:
     torch.cuda.synchronize()
     append_row(
         out_csv,
-        {"state": "active_idle_context", "t_s": "", "power_w": _mean_power(meter, 4.0), "duty": ""},
+        {
+            "state": "active_idle_context",
+            "t_s": "",
+            "power_w": _mean_power(monitor, 4.0),
+            "duty": "",
+        },
     )
     _gemm_burst(3.0)
     t0 = time.perf_counter()
     while (t := time.perf_counter() - t0) < decay_s:
-        e0 = meter.energy_j()
-        time.sleep(0.25)
         append_row(
             out_csv,
             {
                 "state": "decay_after_gemm",
                 "t_s": t + 0.125,
-                "power_w": float((meter.energy_j() - e0).sum() / 0.25),
+                "power_w": _mean_power(monitor, 0.25),
                 "duty": "",
             },
         )
     for on, off in ((0.010, 0.010), (0.100, 0.100)):
-        p, duty = _duty(meter, on, off, 4.0)
+        p, duty = _duty(monitor, on, off, 4.0)
         append_row(
             out_csv,
             {
@@ -96,8 +106,10 @@ def measure_idle(out_csv: Path, decay_s: float = 25.0) -> None:
                 "duty": duty,
             },
         )
-    e0, t0 = meter.energy_j(), time.perf_counter()
-    _gemm_burst(3.0)
-    p = float((meter.energy_j() - e0).sum() / (time.perf_counter() - t0))
-    append_row(out_csv, {"state": "gemm_back_to_back", "t_s": "", "power_w": p, "duty": 1.0})
+    with monitor.window("burst") as w:
+        _gemm_burst(3.0)
+    append_row(
+        out_csv,
+        {"state": "gemm_back_to_back", "t_s": "", "power_w": _power(w.measurement), "duty": 1.0},
+    )
     del keep

@@ -21,6 +21,8 @@ from pathlib import Path
 
 import numpy as np
 
+from llm_energy_sim.meter.monitor import EnergyMonitor
+
 # NVLink multicast stays off: it can take a shared host's GPUs out of service (device docs)
 SAFE_ENV = {
     "NCCL_NVLS_ENABLE": "0",
@@ -49,23 +51,6 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-class _NvmlEnergy:
-    """Total-energy counters (mJ) of all GPUs, read together (updates ~every 100 ms on H100)."""
-
-    def __init__(self, n: int) -> None:
-        import pynvml
-
-        pynvml.nvmlInit()
-        self._nvml = pynvml
-        self.handles = [pynvml.nvmlDeviceGetHandleByIndex(i) for i in range(n)]
-
-    def read_j(self) -> np.ndarray:
-        return (
-            np.array([self._nvml.nvmlDeviceGetTotalEnergyConsumption(h) for h in self.handles])
-            / 1000.0
-        )
-
-
 def _worker(
     rank: int,
     world: int,
@@ -89,7 +74,8 @@ def _worker(
     if cuda:
         torch.cuda.set_device(device)
     sync = torch.cuda.synchronize if cuda else (lambda: None)
-    meter = _NvmlEnergy(world) if (cuda and rank == 0) else None
+    # rank 0 meters every GPU of the node, busy or idle; the others time only
+    monitor = EnergyMonitor(list(range(world)) if cuda and rank == 0 else [])
     handles = {g: dist.new_group(list(range(g))) for g in groups}  # every rank creates every group
     rows = []
     for g in groups:
@@ -112,15 +98,14 @@ def _worker(
             iters = int(min(max(window_s / max(float(probe[0]), 1e-7), 5), 200_000))
             for rep in range(repeats):
                 dist.barrier()
-                e0 = meter.read_j() if meter else None
-                t0 = time.perf_counter()
-                if member:
-                    for _ in range(iters):
-                        dist.all_reduce(x, group=handles[g])
-                sync()
-                elapsed = time.perf_counter() - t0
+                with monitor.window("allreduce") as w:
+                    if member:
+                        for _ in range(iters):
+                            dist.all_reduce(x, group=handles[g])
+                    sync()
+                m = w.measurement
                 took = torch.tensor(
-                    [elapsed if member else 0.0], dtype=torch.float64, device=device
+                    [m.time_s if member else 0.0], dtype=torch.float64, device=device
                 )
                 dist.all_reduce(took, op=dist.ReduceOp.MAX)
                 if rank == 0:
@@ -134,9 +119,8 @@ def _worker(
                         "repeat": rep,
                         "seconds_per_call": t / iters,
                     }
-                    if meter:
-                        e = meter.read_j() - e0
-                        eg, ei = float(e[:g].sum()), float(e[g:].sum())
+                    if m.energy_j is not None:
+                        eg, ei = float(m.energy_j[:g].sum()), float(m.energy_j[g:].sum())
                         row.update(
                             energy_j_group=eg,
                             energy_j_idle_gpus=ei,

@@ -27,7 +27,7 @@ import numpy as np
 
 from llm_energy_sim.calibrate.rawtable import RUN_FIELDS, STATE_FIELDS, append_row, done_keys
 from llm_energy_sim.config.modelcard import ModelCard
-from llm_energy_sim.meter.nvml import GpuMeter
+from llm_energy_sim.meter.monitor import EnergyMonitor, Measurement
 
 METHOD = "miss-v1"
 FIELDS = (
@@ -59,20 +59,14 @@ def row_key(engine: str, name: str, layers: int, dtype: str, batch: int) -> str:
     return f"{engine}|{name}|{layers}L|{dtype}|{batch}|{PROMPT}|{NEW_TOKENS}|{METHOD}"
 
 
-class Energy:
-    """fn's result, wall time and energy (J, all metered GPUs) of a block of runs."""
-
-    def __init__(self, meter: GpuMeter | None, sync) -> None:
-        self.meter, self.sync = meter, sync
-
-    def __call__(self, fn):
-        self.sync()
-        e0 = self.meter.energy_j() if self.meter else None
-        t0 = time.perf_counter()
+def metered_block(monitor: EnergyMonitor, sync, fn):
+    """fn's result and the Measurement (wall time, energy of all metered GPUs) of running it,
+    the device synchronised at both ends."""
+    sync()
+    with monitor.window("block") as w:
         result = fn()
-        self.sync()
-        dt = time.perf_counter() - t0
-        return result, dt, (float((self.meter.energy_j() - e0).sum()) if self.meter else None)
+        sync()
+    return result, w.measurement
 
 
 def _generate_runs(model, vocab: int, device: str, prompts: list[int], sync):
@@ -114,7 +108,7 @@ def measure_engine(
     engine: str,
     card: ModelCard,
     dtype: str,
-    meter: GpuMeter | None,
+    monitor: EnergyMonitor,
     device: str = "cuda",
     cb_batch: int = CB_BATCH,
 ) -> dict:
@@ -130,7 +124,6 @@ def measure_engine(
     model = build_uncached(card, BUILD_DTYPE[dtype], device, 0, "sdpa")
     if dtype in ("int8", "int4"):
         quantize_linears(model, dtype)
-    timed = Energy(meter, sync)
     used = iter(range(PROMPT + 7, PROMPT + 7000, 53))  # a new length for every fresh request
     try:
         if engine == "hf_eager":
@@ -153,8 +146,8 @@ def measure_engine(
 
         try:
             run(same[:2])  # warm: the third identical run meets only cached shapes
-            (c_first, c_steps), t_c, e_c = timed(lambda: run(same[2:]))
-            (f_first, f_steps), t_f, e_f = timed(lambda: run(fresh))
+            (c_first, c_steps), m_c = metered_block(monitor, sync, lambda: run(same[2:]))
+            (f_first, f_steps), m_f = metered_block(monitor, sync, lambda: run(fresh))
         finally:
             if engine != "hf_eager":
                 cb.stop()
@@ -166,9 +159,9 @@ def measure_engine(
     return miss_row(
         **run,
         new_tokens=NEW_TOKENS,
-        cached=(c_steps, t_c, e_c),
-        fresh=(f_steps, t_f, e_f),
-        meter=meter,
+        cached=(c_steps, m_c),
+        fresh=(f_steps, m_f),
+        monitor=monitor,
         method=METHOD,
         firsts=(c_first, f_first),
     )
@@ -181,18 +174,17 @@ def miss_row(
     batch: int,
     prompt: int,
     new_tokens: int,
-    cached: tuple,
-    fresh: tuple,
-    meter: GpuMeter | None,
+    cached: tuple[list[float], Measurement],
+    fresh: tuple[list[float], Measurement],
+    monitor: EnergyMonitor,
     method: str,
     firsts: tuple | None = None,
 ) -> dict:
-    """One shapemiss.csv row from the cached and fresh runs, each (step times, run seconds,
-    run energy of all metered GPUs or None): medians, the miss, power per GPU; the one-GPU and
-    both TP benchmarks write it."""
-    (c_steps, t_c, e_c), (f_steps, t_f, e_f) = cached, fresh
+    """One shapemiss.csv row from the cached and fresh runs, each (step times, the run's
+    Measurement): medians, the miss, mean power per metered GPU; the one-GPU and both TP
+    benchmarks write it."""
+    (c_steps, m_c), (f_steps, m_f) = cached, fresh
     c_med, f_med = float(np.median(c_steps)), float(np.median(f_steps))
-    n_gpu = len(meter.handles) if meter else 1
     return {
         "engine": engine,
         "model": card.name,
@@ -206,18 +198,22 @@ def miss_row(
         "cached_first_s": "" if firsts is None else float(np.median(firsts[0])),
         "fresh_first_s": "" if firsts is None else float(np.median(firsts[1])),
         "miss_s": f_med - c_med,
-        "cached_power_w": "" if e_c is None else e_c / t_c / n_gpu,
-        "fresh_power_w": "" if e_f is None else e_f / t_f / n_gpu,
+        "cached_power_w": _blank(m_c.mean_power_w),
+        "fresh_power_w": _blank(m_f.mean_power_w),
         "fresh_steps": len(f_steps),
         "method": method,
         "utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        **(meter.state() if meter else {}),
+        **monitor.state(),
     }
+
+
+def _blank(x: float | None) -> float | str:
+    return "" if x is None else x
 
 
 def run_shapemiss(
     out_csv: Path,
-    meter: GpuMeter | None,
+    monitor: EnergyMonitor,
     dtypes: tuple[str, ...] = GENERATE_DTYPES,
     card: ModelCard | None = None,
     device: str = "cuda",
@@ -239,7 +235,7 @@ def run_shapemiss(
         if key in done:
             continue
         try:
-            row = measure_engine(engine, card, dtype, meter, device)
+            row = measure_engine(engine, card, dtype, monitor, device)
             row["error"] = ""
         except Exception as exc:  # e.g. a dtype the engine cannot run: recorded, go on
             row = {"engine": engine, "model": card.name, "dtype": dtype, "batch": batch}

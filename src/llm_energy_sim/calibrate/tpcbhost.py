@@ -29,6 +29,7 @@ from pathlib import Path
 from llm_energy_sim.calibrate.hostbench import FIELDS
 from llm_energy_sim.calibrate.rawtable import append_row, done_keys
 from llm_energy_sim.calibrate.tphost import TP_FIT_SHAPES, run_cli
+from llm_energy_sim.meter.monitor import EnergyMonitor
 
 METHOD = "tpcb-v1"
 ENGINE = "transformers_cb_tp"
@@ -74,7 +75,7 @@ def measure(
     from llm_energy_sim.calibrate.tphost import each_tp_shape, start_tp_bench
     from llm_energy_sim.hf.distributed import follow_manager, rank
 
-    device, tp, _sync, meter = start_tp_bench()
+    device, tp, _sync, monitor = start_tp_bench()
     done = done_keys(out_csv) if rank() == 0 else set()
     miss_done = done_keys(misses_csv) if rank() == 0 and misses_csv is not None else set()
     if rank() == 0:
@@ -85,7 +86,7 @@ def measure(
             f" = {len(shapes) * per_model} planned CB runs (at most; done keys skipped)",
             flush=True,
         )
-    run = _Run(dtype, prompt, new_tokens, min_s, meter, device, out_csv, misses_csv, miss_prompt)
+    run = _Run(dtype, prompt, new_tokens, min_s, monitor, device, out_csv, misses_csv, miss_prompt)
 
     def todo_of(card):
         """(batch sizes left, misses left) for this shape, or None when nothing is."""
@@ -117,7 +118,7 @@ class _Run:
     prompt: int
     new_tokens: int
     min_s: tuple[float, float]
-    meter: object
+    monitor: EnergyMonitor
     device: str
     out_csv: Path
     misses_csv: Path | None
@@ -130,7 +131,7 @@ def _drive(model, card, tp: int, batches, misses: bool, t_build: float, run: _Ru
 
     from llm_energy_sim.calibrate.cbbench import CbBatches, bench_batch
 
-    dtype, prompt, new_tokens, meter = run.dtype, run.prompt, run.new_tokens, run.meter
+    dtype, prompt, new_tokens, monitor = run.dtype, run.prompt, run.new_tokens, run.monitor
     sync = torch.cuda.synchronize if run.device.startswith("cuda") else (lambda: None)
     eng = CbBatches(model, run.device)
     n = 0
@@ -139,7 +140,7 @@ def _drive(model, card, tp: int, batches, misses: bool, t_build: float, run: _Ru
             raise RuntimeError("rank 0's continuous batching manager is not the TP driver")
         for batch in batches:
             bench = (card, dtype, batch, prompt, new_tokens)
-            row = bench_batch(eng, *bench, run.min_s, sync, meter, t_build, METHOD)
+            row = bench_batch(eng, *bench, run.min_s, sync, monitor, t_build, METHOD)
             row["error"] = ""
             key = row_key(card.name, card.num_hidden_layers, dtype, tp, batch, prompt, new_tokens)
             append_row(
@@ -150,7 +151,7 @@ def _drive(model, card, tp: int, batches, misses: bool, t_build: float, run: _Ru
         if misses:
             append_row(
                 run.misses_csv,
-                _fresh_vs_cached(eng, card, dtype, tp, meter, sync, run.miss_prompt),
+                _fresh_vs_cached(eng, card, dtype, tp, monitor, sync, run.miss_prompt),
             )
     finally:
         manager = eng.manager
@@ -166,32 +167,37 @@ def _fresh_sets(prompt: int) -> list[list[int]]:
     return [[prompt + 7 + 53 * next(_FRESH) for _ in range(CB_BATCH)] for _ in range(3)]
 
 
-def _fresh_vs_cached(eng, card, dtype, tp, meter, sync, miss_prompt) -> dict:
+def _fresh_vs_cached(eng, card, dtype, tp, monitor, sync, miss_prompt) -> dict:
     """shapemiss.measure_engine's CB runs through the TP driver: the same CB_BATCH requests
     three times (the third meets only cached shapes) against three sets of fresh lengths."""
 
-    from llm_energy_sim.calibrate.shapemiss import CB_BATCH, PROMPT, Energy, cb_runs, miss_row
+    from llm_energy_sim.calibrate.shapemiss import (
+        CB_BATCH,
+        PROMPT,
+        cb_runs,
+        metered_block,
+        miss_row,
+    )
     from llm_energy_sim.calibrate.shapemiss import FIELDS as MISS_FIELDS
     from llm_energy_sim.calibrate.shapemiss import NEW_TOKENS as MISS_NEW
 
     p = PROMPT if miss_prompt is None else miss_prompt
     same = [[p + i for i in range(CB_BATCH)]] * 3
     fresh = _fresh_sets(p)
-    timed = Energy(meter, sync)
 
     def run(ps):
         return cb_runs(eng, card.vocab_size, ps)
 
     run(same[:2])
-    (c_first, c_steps), t_c, e_c = timed(lambda: run(same[2:]))
-    (f_first, f_steps), t_f, e_f = timed(lambda: run(fresh))
+    (c_first, c_steps), m_c = metered_block(monitor, sync, lambda: run(same[2:]))
+    (f_first, f_steps), m_f = metered_block(monitor, sync, lambda: run(fresh))
     bench = dict(card=card, dtype=dtype, batch=CB_BATCH, prompt=p, new_tokens=MISS_NEW)
     row = miss_row(
         ENGINE,
         **bench,
-        cached=(c_steps, t_c, e_c),
-        fresh=(f_steps, t_f, e_f),
-        meter=meter,
+        cached=(c_steps, m_c),
+        fresh=(f_steps, m_f),
+        monitor=monitor,
         method=f"{METHOD}-miss",
         firsts=(c_first, f_first),
     )

@@ -24,6 +24,7 @@ from pathlib import Path
 
 from llm_energy_sim.calibrate.hostbench import FIELDS
 from llm_energy_sim.calibrate.rawtable import append_row, done_keys
+from llm_energy_sim.meter.monitor import EnergyMonitor
 
 METHOD = "tp-v1"
 TP_FIT_SHAPES = (("qwen2.5-7b", 4), ("qwen2.5-7b", 16))
@@ -35,22 +36,22 @@ def _key(name: str, layers: int, dtype: str, tp: int, prompt: int, new: int) -> 
     return f"tp{tp}|{name}|{layers}L|{dtype}|1|{prompt}|{new}|{METHOD}"
 
 
-def timed(fn, sync, n: int, meter) -> tuple[float, float | None]:
-    """Mean wall time and energy (all metered GPUs) per call over n calls after a warm-up."""
+def timed(fn, sync, n: int, monitor: EnergyMonitor) -> tuple[float, float | None]:
+    """Mean wall time and energy (all metered GPUs; None timing only) per call over n calls
+    after a warm-up."""
     fn()
     sync()
-    e0 = meter.energy_j() if meter else None
-    t0 = time.perf_counter()
-    for _ in range(n):
-        fn()
-    sync()
-    s = (time.perf_counter() - t0) / n
-    return s, (float((meter.energy_j() - e0).sum()) / n if meter else None)
+    with monitor.window("timed") as w:
+        for _ in range(n):
+            fn()
+        sync()
+    m = w.measurement
+    return m.time_s / n, (m.total_j / n if m.total_j is not None else None)
 
 
 def start_tp_bench():
     """Join the torchrun job (one process per GPU, gloo on CPU); (device, TP degree, sync,
-    meter): rank 0 meters every GPU of the node, the others none."""
+    monitor): rank 0 meters every GPU of the node, the others (and CPU runs) time only."""
     import torch
 
     from llm_energy_sim.hf.distributed import init_distributed, local_device, rank, world_size
@@ -58,12 +59,10 @@ def start_tp_bench():
     init_distributed()
     device = local_device()
     cuda = device.startswith("cuda")
-    meter = None
+    monitor = EnergyMonitor.timing_only()
     if rank() == 0 and cuda:
-        from llm_energy_sim.meter.nvml import GpuMeter
-
-        meter = GpuMeter(list(range(torch.cuda.device_count())))
-    return device, world_size(), (torch.cuda.synchronize if cuda else (lambda: None)), meter
+        monitor = EnergyMonitor(list(range(torch.cuda.device_count())))
+    return device, world_size(), (torch.cuda.synchronize if cuda else (lambda: None)), monitor
 
 
 def each_tp_shape(shapes, dtype: str, model_root: Path, device: str, card_loader, todo_of, run):
@@ -113,7 +112,7 @@ def measure(
     shape misses under TP (calibrate/shapemiss.py's method and columns, engine hf_eager_tp)."""
     from llm_energy_sim.hf.distributed import greedy_generate, rank
 
-    device, tp, sync, meter = start_tp_bench()
+    device, tp, sync, monitor = start_tp_bench()
     done = done_keys(out_csv) if rank() == 0 else set()
 
     def todo_of(card) -> bool:
@@ -125,8 +124,8 @@ def measure(
         ids = list(range(1000, 1000 + prompt))
         short = partial(greedy_generate, model, ids, 1, device)
         long = partial(greedy_generate, model, ids, new_tokens + 1, device)
-        pre_s, pre_j = timed(short, sync, repeats[0], meter)
-        full_s, full_j = timed(long, sync, repeats[1], meter)
+        pre_s, pre_j = timed(short, sync, repeats[0], monitor)
+        full_s, full_j = timed(long, sync, repeats[1], monitor)
         if rank() == 0:
             row = {
                 "model": card.name,
@@ -143,7 +142,7 @@ def measure(
                 "repeats_generate": repeats[1],
                 "method": METHOD,
                 "utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-                **(meter.state() if meter else {}),
+                **monitor.state(),
             }
             key = _key(card.name, layers, dtype, tp, prompt, new_tokens)
             append_row(
@@ -152,7 +151,9 @@ def measure(
             )
             n += 1
         if misses_csv is not None:
-            row = _fresh_vs_cached(model, card, dtype, tp, prompt, new_tokens, device, sync, meter)
+            row = _fresh_vs_cached(
+                model, card, dtype, tp, prompt, new_tokens, device, sync, monitor
+            )
             if rank() == 0:
                 append_row(misses_csv, row)
         return n
@@ -163,42 +164,38 @@ def measure(
 _FRESH = [0]  # models measured so far in this process
 
 
-def _fresh_vs_cached(model, card, dtype, tp, prompt, new_tokens, device, sync, meter) -> dict:
+def _fresh_vs_cached(model, card, dtype, tp, prompt, new_tokens, device, sync, monitor) -> dict:
     """Decode steps at shapes already run (the prompt measured above) against prompt lengths
     no call used before; every rank runs the same calls. One row (rank 0's use)."""
     import numpy as np
 
     from llm_energy_sim.calibrate.shapemiss import FIELDS as MISS_FIELDS
-    from llm_energy_sim.calibrate.shapemiss import miss_row
+    from llm_energy_sim.calibrate.shapemiss import metered_block, miss_row
     from llm_energy_sim.hf.build import FirstTokenStamp
     from llm_energy_sim.hf.distributed import greedy_generate
 
-    def steps(lengths: list[int]) -> tuple[list[float], float, float | None]:
+    def steps(lengths: list[int]) -> list[float]:
         out: list[float] = []
-        sync()
-        e0 = meter.energy_j() if meter else None
-        t0 = time.perf_counter()
         for n in lengths:
             stamp = FirstTokenStamp()
             greedy_generate(model, list(range(1000, 1000 + n)), new_tokens + 1, device, stamp)
             sync()
             out.extend(np.diff(stamp.times))
-        dt = time.perf_counter() - t0
-        e = float((meter.energy_j() - e0).sum()) if meter else None
-        return out, dt, e
+        return out
 
-    cached, t_c, e_c = steps([prompt])
+    cached = metered_block(monitor, sync, lambda: steps([prompt]))
     # lengths no earlier call of this process used: shapes of the same width share plans
     # across layer counts, so each model gets its own lengths
     _FRESH[0] += 1
-    fresh, t_f, e_f = steps([prompt + 7 + 53 * i + 211 * _FRESH[0] for i in range(3)])
+    fresh_lengths = [prompt + 7 + 53 * i + 211 * _FRESH[0] for i in range(3)]
+    fresh = metered_block(monitor, sync, lambda: steps(fresh_lengths))
     bench = dict(card=card, dtype=dtype, batch=1, prompt=prompt, new_tokens=new_tokens)
     row = miss_row(
         "hf_eager_tp",
         **bench,
-        cached=(cached, t_c, e_c),
-        fresh=(fresh, t_f, e_f),
-        meter=meter,
+        cached=cached,
+        fresh=fresh,
+        monitor=monitor,
         method=f"{METHOD}-miss",
     )
     key = f"tp{tp}|hf_eager_tp|{card.name}|{card.num_hidden_layers}L|{dtype}|{METHOD}"

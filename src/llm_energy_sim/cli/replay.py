@@ -212,14 +212,11 @@ def _world_size() -> int:
 def measure_host_pass(csv: Path, device: str, meter_on: bool, when: str, shape=None) -> None:
     """One host-fit run (calibrate/hostspeed.py: a one-GPU HF generate) appended to csv."""
     from llm_energy_sim.calibrate.hostspeed import SHAPE, measure_host_speed
+    from llm_energy_sim.meter.monitor import EnergyMonitor
 
-    meter = None
-    if meter_on and device.startswith("cuda"):
-        from llm_energy_sim.meter.nvml import GpuMeter
-
-        meter = GpuMeter([0])
+    gpus = [0] if meter_on and device.startswith("cuda") else []  # none: timing only
     tag = f"{when}-{int(time.time())}"
-    measure_host_speed(csv, meter, tag=tag, device=device, shape=shape or SHAPE)
+    measure_host_speed(csv, EnergyMonitor(gpus), tag=tag, device=device, shape=shape or SHAPE)
 
 
 def record_host_speed(
@@ -395,7 +392,7 @@ def _replay_one(
             engine.start()
             engine.warm_up()
         if meter:
-            from llm_energy_sim.meter.live import start_meter
+            from llm_energy_sim.meter.sampler import start_meter
 
             power = start_meter(gpu_ids)
         if not warm:
