@@ -32,7 +32,9 @@ def test_refit_of_committed_tables_reproduces_shipped_profile(tmp_path):
         *("--with", str(RAW_ROOT / "h200x2-cb")),
         *("--with", str(RAW_ROOT / "h200")),
     ]
-    r = CliRunner().invoke(main, ["calibrate", "--fit-only", str(work), *with_dirs])
+    r = CliRunner().invoke(
+        main, ["calibrate", "--fit-only", str(work), "--out", str(work), *with_dirs]
+    )
     assert r.exit_code == 0, r.output
     refit, _ = load_profile(str(work / "h100-sxm.json"))
     new = refit.model_dump(mode="json")
@@ -153,3 +155,19 @@ def test_calibrate_without_gpu_is_one_line_exit_2(tmp_path):
     r = CliRunner().invoke(main, ["calibrate", "--out", str(tmp_path)])
     assert r.exit_code == 2
     assert "NVML" in r.output and "Traceback" not in r.output
+
+
+def test_a_refit_writes_to_its_out_and_never_over_the_raw_or_shipped_files(tmp_path):
+    raw = tmp_path / "raw"
+    shutil.copytree(RAW, raw)
+    before = {p.name: p.read_bytes() for p in raw.iterdir() if p.is_file()}
+    out = tmp_path / "refit"
+    r = CliRunner().invoke(main, ["calibrate", "--fit-only", str(raw), "--out", str(out)])
+    assert r.exit_code == 0, r.output
+    assert (out / "h100-sxm.json").exists()
+    assert {p.name: p.read_bytes() for p in raw.iterdir() if p.is_file()} == before
+    from llm_energy_sim.config.paths import PROFILES_DIR
+
+    r = CliRunner().invoke(main, ["calibrate", "--fit-only", str(raw), "--out", str(PROFILES_DIR)])
+    assert r.exit_code == 2
+    assert "shipped profiles are not overwritten" in r.output

@@ -111,18 +111,22 @@ def measure(
         if not stage.before_cuda:
             run_stage(stage, ctx)
     if ctx.path("microbench.csv").exists():
-        echo(f"fitted profile: {refit(out_dir, name)}")
+        echo(f"fitted profile: {refit(out_dir, name, out_dir)}")
 
 
-def refit(raw_dir: Path, name: str, with_dirs: tuple[Path, ...] = ()) -> Path:
+def refit(raw_dir: Path, name: str, out_dir: Path, with_dirs: tuple[Path, ...] = ()) -> Path:
     """Fit the profile `name` from the raw tables in raw_dir (and tphost / allreduce /
-    shapemiss tables of with_dirs, other nodes); writes and returns raw_dir/NAME.json."""
+    shapemiss tables of with_dirs, other nodes); writes and returns out_dir/NAME.json. The raw
+    tables' folder and the shipped profiles are never written: a refit goes elsewhere."""
     from llm_energy_sim.calibrate.fit import fit_profile
+    from llm_energy_sim.config.paths import PROFILES_DIR
     from llm_energy_sim.config.profile import load_profile, save_profile
 
     if not (raw_dir / "microbench.csv").exists():
         raise UserError(f"{raw_dir}: no microbench.csv to fit")
+    out = out_dir / f"{name}.json"
+    if out.resolve().parent == PROFILES_DIR.resolve():
+        raise UserError(f"--out {out_dir}: the shipped profiles are not overwritten; give another")
     base, _ = load_profile(BASE_PROFILE)
-    out = raw_dir / f"{name}.json"
     save_profile(fit_profile(raw_dir, name, base, tuple(with_dirs)), out)
     return out

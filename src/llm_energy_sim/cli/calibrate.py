@@ -20,7 +20,8 @@ from llm_energy_sim.calibrate.stages import STAGE_NAMES
     type=click.Path(path_type=Path),
     default=Path("calibration"),
     show_default=True,
-    help="raw tables and the fitted profile go here (rerun to resume)",
+    help="raw tables and the fitted profile go here (rerun to resume); with --fit-only, the "
+    "refitted profile only",
 )
 @click.option("--dtypes", default="float32,bfloat16,float16,int8,int4,fp8", show_default=True)
 @click.option("--models", help="override the whole-model check models (comma separated cards)")
@@ -37,7 +38,7 @@ from llm_energy_sim.calibrate.stages import STAGE_NAMES
     "--fit-only",
     "fit_only",
     type=click.Path(path_type=Path),
-    help="refit the raw tables in this directory (CPU is fine)",
+    help="refit the raw tables in this directory (CPU is fine); the profile goes to --out",
 )
 @click.option(
     "--tag",
@@ -60,7 +61,7 @@ def calibrate_cmd(
     from llm_energy_sim.calibrate.stages import select
 
     if fit_only:
-        click.echo(f"wrote {session.refit(Path(fit_only), name, tuple(with_dirs))}")
+        click.echo(f"wrote {session.refit(Path(fit_only), name, out_dir, tuple(with_dirs))}")
         return
     session.measure(
         out_dir,
