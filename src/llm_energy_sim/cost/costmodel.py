@@ -32,6 +32,7 @@ from llm_energy_sim.cost.kernels import (
     linear_kernel,
 )
 
+# keyed by a server kind's cost_engine (its registry entry in config/servers.py)
 ENGINE_SHAPES: dict[str, EngineShape] = {
     # HF transformers modeling code: separate q/k/v and gate/up projections, eager small ops
     "hf_eager": EngineShape(

@@ -11,7 +11,8 @@ A server kind is a Scheduler subclass in its own module, named by its registry e
   to run until an arrival (or `wake_after`). It may change the scheduler's own state (take
   requests from the queue, allocate KV blocks, evict), never time.
 - `commit(plan, steps, now)`: apply a step that ran (`steps` of a decode run) at time `now`:
-  tokens, first-token times, completions (`finish`), freed blocks.
+  tokens (a decode run's too: the replica books only time and energy), first-token times,
+  completions (`finish`), freed blocks.
 - optional: `wake_after(now)` (a timeout to plan again without an arrival), `idle()`,
   `load()` (what a least-loaded balancer sees), `should_interrupt(queue_was_empty)`, and the
   class flag `cuts_decode_runs` (an arrival may end a decode run at the step in progress).
