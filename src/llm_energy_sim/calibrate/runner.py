@@ -1,7 +1,7 @@
 """Run the microbenchmark grid, appending one raw row per point (skips points already there).
 
 A point is its kernel repeated for a metered window of at least 1 s in all (the H100's
-total-energy counter updates about every 100 ms: DESIGN.md), split into >= 3 timed parts
+total-energy counter updates about every 100 ms: docs/replay.md, "The meter"), split into >= 3 timed parts
 whose spread is recorded.
 """
 

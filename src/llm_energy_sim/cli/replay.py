@@ -176,9 +176,9 @@ def _results_dir(out_dir: Path | None, scen, n_scenarios: int) -> Path:
 
 
 def _host_pass_before(device: str, meter_on: bool) -> Path:
-    """The host-fit run before the first replay (into a temporary hostspeed.csv): the lease's
-    host drifts (0.97 -> 1.47 over six minutes of one H200 lease), so every replay is
-    bracketed by the run before it and the run after it."""
+    """The host-fit run before the first replay (into a temporary hostspeed.csv): a machine's
+    host drifts (0.97 -> 1.47 in six minutes on one H200, measurements/live/h200-d), so every
+    replay is bracketed by the run before it and the run after it."""
     import tempfile
 
     csv = Path(tempfile.mkdtemp(prefix="hostspeed-")) / "hostspeed.csv"
@@ -228,7 +228,7 @@ def record_host_speed(
     before_csv: Path | None = None,
 ) -> float:
     """Measure the host-fit run after the replay in out_dir (so it does not warm its engine)
-    and, with the run before it when there is one (before_csv), write the lease's
+    and, with the run before it when there is one (before_csv), write this machine's
     host_time_factor to its summary.json ('host_speed'): the mean of the passes against the
     scenario's profile, each pass, and the mean against every shipped profile; hostspeed.csv
     (both passes) beside it. `sim replay --hostspeed` calls it after every replay, so each

@@ -1,7 +1,7 @@
 """The one NVML wrapper: GPUs by index, their names, energy counters, instant power, clocks.
 
 Every reading of a GPU in the package goes through `Nvml`; no other module imports pynvml.
-What the readings are (DESIGN.md, NVML pitfalls): energy is the total-energy counter
+What the readings are (docs/replay.md, "The meter"): energy is the total-energy counter
 (`nvmlDeviceGetTotalEnergyConsumption`, mJ, updated about every 100 ms on the H100, so a
 metered window lasts >= 1 s); `nvmlDeviceGetPowerUsage` is a 1 s moving average, so instant
 power reads the NVML_FI_DEV_POWER_INSTANT field and falls back to the average only where the

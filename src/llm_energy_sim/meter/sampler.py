@@ -3,7 +3,7 @@
 A replay attributes energy to requests and to intervals (results/measured.py), so it needs
 the cumulative counters over time rather than one window (meter/monitor.py). The sampler
 reads through the NVML wrapper (meter/nvml.py) every POLL_S, faster than the counter's
-~100 ms updates (DESIGN.md), from construction until stop(); the caller stops it on every
+~100 ms updates (docs/replay.md, "The meter"), from construction until stop(); the caller stops it on every
 exit path (its `finally`).
 """
 
