@@ -78,7 +78,10 @@ def fit_standby(p_idle: float, p_busy: float) -> tuple[float, float]:
 
 
 MEASURED_INTERCONNECT = (
-    Path(__file__).resolve().parents[1] / "measurements" / "calibration" / "interconnect-h200x4.json"
+    Path(__file__).resolve().parents[1]
+    / "measurements"
+    / "calibration"
+    / "interconnect-h200x4.json"
 )
 
 
@@ -235,7 +238,9 @@ def build() -> Profile:
 
 
 def main() -> None:
-    out = Path(__file__).parent / "profiles" / "h100-sxm-bootstrap.json"
+    from llm_energy_sim.config.paths import PROFILES_DIR
+
+    out = PROFILES_DIR / "h100-sxm-bootstrap.json"
     save_profile(build(), out)
     print(f"wrote {out}")
 

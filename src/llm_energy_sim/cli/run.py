@@ -32,7 +32,9 @@ from llm_energy_sim.config.errors import UserError
 )
 @click.option("--plot/--no-plot", default=False, help="also write PNG plots")
 @click.option(
-    "--grid-intensity", type=float, help="grid carbon intensity in gCO2/kWh, to report CO2"
+    "--grid-intensity",
+    type=click.FloatRange(min=0),
+    help="grid carbon intensity in gCO2/kWh (>= 0), to report CO2",
 )
 @host_speed_option(
     "set hardware.host_time_factor from host runs measured on the serving machine: a "

@@ -8,6 +8,8 @@ bitsandbytes and torch are imported inside the functions.
 
 from __future__ import annotations
 
+from llm_energy_sim.config.errors import UserError
+
 #: the dtypes this module quantizes to
 QUANTIZED = ("int8", "int4")
 
@@ -57,6 +59,13 @@ def bnb_linear(child, dtype: str):
 def quantize_linears(model, dtype: str) -> int:
     """Swap every decoder nn.Linear (not the LM head) for LLM.int8 or NF4; returns the count."""
     import torch
+
+    try:
+        import bitsandbytes  # noqa: F401
+    except ImportError:
+        raise UserError(
+            f"dtype {dtype} needs bitsandbytes (pip install 'llm-energy-sim[gpu]')"
+        ) from None
 
     n = 0
     for _name, mod in list(model.model.named_modules()):
