@@ -1,4 +1,5 @@
-"""sim compare on the committed validation results (docs/validation/)."""
+"""sim compare on the committed live runs (measurements/live/) against predictions kept as
+fixtures (tests/data/predicted/, README there)."""
 
 from __future__ import annotations
 
@@ -11,9 +12,11 @@ from click.testing import CliRunner
 from llm_energy_sim.analysis.compare import compare_dirs
 from llm_energy_sim.cli.main import main
 from llm_energy_sim.config.errors import UserError
+from llm_energy_sim.results.tables import read_table
 
-DOCS = Path(__file__).resolve().parents[2] / "docs" / "validation"
-PRED, MEAS = DOCS / "predicted-bootstrap" / "fixed500ms", DOCS / "measured" / "fixed500ms"
+LIVE = Path(__file__).resolve().parents[2] / "measurements" / "live"
+PREDICTED = Path(__file__).resolve().parents[1] / "data" / "predicted"
+PRED, MEAS = PREDICTED / "bootstrap-fixed500ms", LIVE / "h100" / "fixed500ms"
 
 
 def test_error_table_on_committed_results(tmp_path):
@@ -33,16 +36,14 @@ def test_error_table_on_committed_results(tmp_path):
 
 def test_different_traces_are_refused():
     with pytest.raises(UserError, match="requests"):
-        compare_dirs(DOCS / "predicted-bootstrap" / "sequential", MEAS)
+        compare_dirs(PREDICTED / "bootstrap-sequential", MEAS)
 
 
 def test_measured_energy_adds_up():
     """The measured per-request split (time share + idle share) sums to the metered total."""
-    import pandas as pd
-
     for case in ("burst", "fixed50ms", "fixed300ms", "fixed500ms", "uniform", "sequential"):
-        s = json.loads((DOCS / "measured" / case / "summary.json").read_text())
-        df = pd.read_csv(DOCS / "measured" / case / "requests.csv")
+        s = json.loads((LIVE / "h100" / case / "summary.json").read_text())
+        df = read_table(LIVE / "h100" / case, "requests")
         assert df["energy_j"].sum() == pytest.approx(s["energy"]["total_j"], rel=1e-6)
 
 
@@ -50,13 +51,10 @@ def test_tpot_error_by_time_shows_a_slow_episode():
     """Lease C's fixed500ms: a steady load, and for 10 s (30-40 s into the run) tokens came
     110-113 ms apart instead of about 70. The per-request TPOT error is most negative in that
     bin, and the bins' spread is large enough for compare to say so."""
-    import pandas as pd
-
     from llm_energy_sim.analysis.compare import DRIFT_NOTE_SPREAD, drift_spread, tpot_error_by_time
 
-    lease = DOCS / "h200-c"
-    pr = pd.read_csv(lease / "predicted" / "fixed500ms" / "requests.csv")
-    mr = pd.read_csv(lease / "measured" / "fixed500ms" / "requests.csv")
+    pr = read_table(PREDICTED / "h200-c-fixed500ms", "requests")
+    mr = read_table(LIVE / "h200-c" / "fixed500ms", "requests")
     by_time = tpot_error_by_time(pr, mr)
     assert by_time["requests"].sum() == 100  # every request lands in one bin
     assert (by_time["bin_start_s"].diff().dropna() > 0).all()
@@ -69,13 +67,12 @@ def test_tpot_error_by_time_shows_a_slow_episode():
 
 
 def test_compare_prints_the_drift(tmp_path):
-    lease = DOCS / "h200-c"
     res = CliRunner().invoke(
         main,
         [
             "compare",
-            str(lease / "predicted" / "fixed500ms"),
-            str(lease / "measured" / "fixed500ms"),
+            str(PREDICTED / "h200-c-fixed500ms"),
+            str(LIVE / "h200-c" / "fixed500ms"),
             "--out",
             str(tmp_path),
             "--no-plot",

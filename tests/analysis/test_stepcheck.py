@@ -12,9 +12,10 @@ from click.testing import CliRunner
 from llm_energy_sim.analysis.stepcheck import load_steps
 from llm_energy_sim.cli.main import main
 from llm_energy_sim.config.errors import UserError
+from llm_energy_sim.results.tables import read_table
 
-DOCS = Path(__file__).resolve().parents[2] / "docs" / "validation"
-LEASE_G = DOCS / "h200-g" / "measured"  # 2026-11-30, steady host (brackets 0.91-1.09)
+LIVE = Path(__file__).resolve().parents[2] / "measurements" / "live"
+LEASE_G = LIVE / "h200-g"  # 2026-11-30, steady host (brackets 0.91-1.09)
 
 
 def _steps(tmp_path, case: str, *extra: str) -> dict:
@@ -28,13 +29,13 @@ def test_cb_step_log_is_costed_within_a_steady_lease(tmp_path):
     """Lease G's host was steady: the model's cost of the engine's very steps is within 15%
     of what they took, decode and prefill; the host factor defaults to the run's brackets."""
     s = _steps(tmp_path, "fixed500ms")
-    assert s["source"].startswith("steps.csv")
+    assert s["source"].startswith("steps.parquet")  # the engine step log, as committed
     brackets = json.loads((LEASE_G / "fixed500ms" / "summary.json").read_text())["host_speed"]
     assert s["host_time_factor"] == pytest.approx(brackets["by_profile"]["h200"], rel=1e-6)
     for kind in ("decode", "prefill"):
         assert 0.85 < s["by_kind"][kind]["ratio_p50"] < 1.15
     df = pd.read_csv(tmp_path / "steps_check.csv")
-    assert len(df) == s["steps"] == len(pd.read_csv(LEASE_G / "fixed500ms" / "steps.csv"))
+    assert len(df) == s["steps"] == len(read_table(LEASE_G / "fixed500ms", "steps"))
     assert (df["measured_s"] > 0).all() and (df["predicted_s"] > 0).all()
     assert (tmp_path / "steps_check.png").stat().st_size > 10_000
 
@@ -54,7 +55,7 @@ def test_sequential_steps_are_rebuilt_from_token_times():
     later token, decode KV = prompt + k."""
     steps, source = load_steps(LEASE_G / "sequential")
     assert source.startswith("token_times.csv")
-    req = pd.read_csv(LEASE_G / "sequential" / "requests.csv")
+    req = read_table(LEASE_G / "sequential", "requests")
     ok = req[req["status"] == "ok"]
     assert (steps["prefill"].map(len) == 1).sum() == len(ok)
     assert steps["n_decode"].sum() == (ok["generated_tokens"] - 1).sum()
@@ -68,7 +69,7 @@ def test_sequential_steps_are_rebuilt_from_token_times():
 def test_a_batching_run_without_a_step_log_is_refused(tmp_path):
     """Older CB runs have token times only; their steps cannot be rebuilt from them."""
     with pytest.raises(UserError, match="one-request-at-a-time"):
-        load_steps(DOCS / "h200-e" / "measured" / "fixed500ms")
+        load_steps(LIVE / "h200-e" / "fixed500ms")
     res = CliRunner().invoke(
         main, ["steps", "scenarios/validation/fixed500ms.yaml", str(tmp_path / "nope")]
     )
@@ -93,14 +94,14 @@ def _sim_steps(tmp_path, case: str, *extra: str):
 def test_the_simulated_scheduler_batches_a_burst_as_the_engine_did(tmp_path, lease, case):
     """All 100 requests queued at once: the schedule does not depend on step times, so the
     transformers-cb model must reproduce the live engine's steps exactly, chunk by chunk."""
-    measured = DOCS / lease / "measured" / case
+    measured = LIVE / lease / case
     pred = _sim_steps(tmp_path / "pred", case, "--host-speed", str(measured))
     args = ["steps", f"scenarios/validation/{case}.yaml", str(measured), "--profile", "h200"]
     args += ["--predicted", str(pred), "--out", str(tmp_path / "check"), "--no-plot"]
     res = CliRunner().invoke(main, args)
     assert res.exit_code == 0, res.output
     sched = json.loads((tmp_path / "check" / "steps_check.json").read_text())["schedule"]
-    n = len(pd.read_csv(measured / "steps.csv"))
+    n = len(read_table(measured, "steps"))
     assert sched["steps"] == {"predicted": n, "measured": n}
     assert sched["identical_steps"] == n and sched["first_divergence"] is None
 

@@ -53,7 +53,7 @@ def test_host_time_factor_scales_host_bound_latency_not_the_physics():
 
 def test_host_time_factor_scales_per_step_host_times_not_the_cold_start():
     """Misses and per-step host terms follow the host's speed; the one-time cold start does
-    not (it did not on the H200 leases, docs/validation.md)."""
+    not (it did not on the H200 leases, docs/journal/validation.md)."""
     from llm_energy_sim.config.modelcard import load_model_card
     from llm_energy_sim.config.profile import load_profile
     from llm_energy_sim.cost.costmodel import CostModel
@@ -154,14 +154,18 @@ def test_run_takes_the_host_speed_of_measured_runs(tmp_path: Path):
 
     from llm_energy_sim.cli.main import main
     from llm_energy_sim.config.profile import load_profile
+    from llm_energy_sim.results.tables import read_table
 
     root = Path(__file__).resolve().parents[2]
-    lease = root / "docs/validation/h200-b"
-    tables = [lease / "host/hostspeed-before.csv", lease / "measured/burst"]
+    lease = root / "measurements/live/h200-b"
+    before = read_table(lease / "host", "hostspeed-before")
+    # a host table given as a file is read as CSV: the committed Parquet table, written out
+    before.to_csv(tmp_path / "hostspeed-before.csv", index=False)
+    tables = [tmp_path / "hostspeed-before.csv", lease / "burst"]
     want = pd.concat(
         [
-            host_time_factor(pd.read_csv(t), load_profile("h200")[0])
-            for t in (tables[0], tables[1] / "hostspeed.csv")
+            host_time_factor(t, load_profile("h200")[0])
+            for t in (before, read_table(tables[1], "hostspeed"))
         ]
     ).host_time_factor
     scen = str(root / "scenarios/validation/fixed500ms.yaml")

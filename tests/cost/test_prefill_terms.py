@@ -156,7 +156,7 @@ def test_eager_small_ops_bytes_follow_the_hf_layer():
 def test_an_8192_token_cb_prefill_step_costs_its_measured_small_ops():
     """The H200 profile prices the unfused small ops from the measured chain: an 8192-token
     transformers CB prefill step of Qwen2.5-7B (16 layers) comes to within 5% of the 179 ms
-    measured on an H200 (docs/validation/stepprobe/prefill-profile-h200/), where the generic
+    measured on an H200 (measurements/live/stepprobe/prefill-profile-h200/), where the generic
     elementwise estimate gave 151 ms."""
     import json
     from pathlib import Path
@@ -165,7 +165,8 @@ def test_an_8192_token_cb_prefill_step_costs_its_measured_small_ops():
     from llm_energy_sim.config.profile import load_profile
     from llm_energy_sim.cost.costmodel import CostModel, StepWork
 
-    root = Path(__file__).resolve().parents[2] / "docs/validation/stepprobe/prefill-profile-h200"
+    live = Path(__file__).resolve().parents[2] / "measurements/live"
+    root = live / "stepprobe/prefill-profile-h200"
     measured = json.loads((root / "32x256/summary.json").read_text())["wall_s_median"]
     cm = CostModel(_card("qwen2.5-7b", 16), "bfloat16", load_profile("h200")[0], "transformers_cb")
     step = cm.step_cost(StepWork(prefill=tuple((256, 0) for _ in range(32))))

@@ -19,8 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from llm_energy_sim.calibrate.hostbench import FIELDS, run_row, timed
-from llm_energy_sim.calibrate.rawtable import append_row, done_keys
+from llm_energy_sim.calibrate.hostbench import Bench, run_plan, run_row, timed
 from llm_energy_sim.config.modelcard import ModelCard
 from llm_energy_sim.meter.monitor import EnergyMonitor
 
@@ -158,37 +157,7 @@ def run_cb(
     progress: bool = True,
 ) -> int:
     """plan: (card, layers or None, dtype, batch sizes, tag); rows appended as measured, a
-    rerun skips keys already in out_csv; a failing configuration is recorded and skipped."""
-    from tqdm import tqdm
-
-    from llm_energy_sim.config.modelcard import load_model_card
-
-    done = done_keys(out_csv)
-    start, n = time.monotonic(), 0
-    for name, layers, dtype, batches, tag in tqdm(
-        plan, desc="transformers CB runs", unit="model", disable=not progress
-    ):
-        card = load_model_card(name)
-        if layers:
-            card = card.model_copy(update={"num_hidden_layers": layers})
-        keys = {
-            b: row_key(name, card.num_hidden_layers, dtype, b, prompt, new_tokens, tag)
-            for b in batches
-        }
-        todo = tuple(b for b in batches if keys[b] not in done)
-        if not todo:
-            continue
-        if budget_s is not None and time.monotonic() - start > budget_s:
-            break
-        try:
-            rows = measure_cb_model(card, dtype, todo, prompt, new_tokens, monitor, device)
-            for r in rows:
-                r["error"] = ""
-        except Exception as exc:  # e.g. out of memory: recorded, the run goes on
-            err = f"{type(exc).__name__}: {exc}"[:300]
-            rows = [{"model": name, "dtype": dtype, "batch": b, "error": err} for b in todo]
-        for r in rows:
-            key = keys[int(r["batch"])]
-            append_row(out_csv, {"key": key, "tag": tag, **{k: r.get(k, "") for k in FIELDS}})
-            n += 1
-    return n
+    rerun skips keys already in out_csv; a failing configuration is recorded and skipped
+    (hostbench.run_plan's loop)."""
+    bench = Bench(measure_cb_model, row_key, prompt, new_tokens, monitor, device)
+    return run_plan(plan, out_csv, bench, "transformers CB runs", budget_s, progress)

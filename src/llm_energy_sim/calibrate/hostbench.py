@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -205,20 +206,60 @@ def run_models(
 ) -> int:
     """plan: (card, layers or None for the card's, dtype, batch sizes, tag) entries; rows are
     appended as measured and a rerun skips the keys already in out_csv (resumable)."""
+
+    def free_gpu() -> None:
+        if device.startswith("cuda"):
+            import torch
+
+            torch.cuda.empty_cache()
+
+    bench = Bench(measure_model, row_key, prompt, new_tokens, monitor, device)
+    return run_plan(plan, out_csv, bench, "HF generate runs", budget_s, progress, free_gpu)
+
+
+@dataclass(frozen=True)
+class Bench:
+    """What run_plan measures with: measure(card, dtype, batches, prompt, new_tokens, monitor,
+    device) -> a raw row per batch size, and the row key of each (name, layers, dtype, batch,
+    prompt, new_tokens, tag)."""
+
+    measure: Callable[..., list[dict]]
+    row_key: Callable[[str, int, str, int, int, int, str], str]
+    prompt: int
+    new_tokens: int
+    monitor: EnergyMonitor
+    device: str
+
+
+def run_plan(
+    plan: list[tuple[str, int | None, str, tuple[int, ...], str]],
+    out_csv: Path,
+    bench: Bench,
+    desc: str,
+    budget_s: float | None,
+    progress: bool,
+    on_error: Callable[[], None] = lambda: None,
+) -> int:
+    """The resumable measurement loop of hostbench and cbbench: plan entries are (card, layers
+    or None for the card's, dtype, batch sizes, tag); the batch sizes whose keys are not yet in
+    out_csv are measured in one call and appended with FIELDS' columns; no new entry starts
+    after budget_s; a failing configuration is recorded as error rows (on_error runs first) and
+    the run goes on. Returns the rows appended."""
     from tqdm import tqdm
 
     from llm_energy_sim.config.modelcard import load_model_card
 
     done = done_keys(out_csv)
     start, n = time.monotonic(), 0
+    prompt, new_tokens = bench.prompt, bench.new_tokens
     for name, layers, dtype, batches, tag in tqdm(
-        plan, desc="HF generate runs", unit="model", disable=not progress
+        plan, desc=desc, unit="model", disable=not progress
     ):
         card = load_model_card(name)
         if layers:
             card = card.model_copy(update={"num_hidden_layers": layers})
         keys = {
-            b: row_key(name, card.num_hidden_layers, dtype, b, prompt, new_tokens, tag)
+            b: bench.row_key(name, card.num_hidden_layers, dtype, b, prompt, new_tokens, tag)
             for b in batches
         }
         todo = tuple(b for b in batches if keys[b] not in done)
@@ -227,16 +268,13 @@ def run_models(
         if budget_s is not None and time.monotonic() - start > budget_s:
             break
         try:
-            rows = measure_model(card, dtype, todo, prompt, new_tokens, monitor, device)
+            rows = bench.measure(card, dtype, todo, prompt, new_tokens, bench.monitor, bench.device)
             for r in rows:
                 r["error"] = ""
         except Exception as exc:  # e.g. out of memory: recorded, the run goes on
             err = f"{type(exc).__name__}: {exc}"[:300]
             rows = [{"model": name, "dtype": dtype, "batch": b, "error": err} for b in todo]
-            if device.startswith("cuda"):
-                import torch
-
-                torch.cuda.empty_cache()
+            on_error()
         for r in rows:
             key = keys[int(r["batch"])]
             append_row(out_csv, {"key": key, "tag": tag, **{k: r.get(k, "") for k in FIELDS}})
