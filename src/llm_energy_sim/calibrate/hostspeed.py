@@ -83,8 +83,8 @@ def engine_seen_factor(path: Path, profile) -> dict:
 
 
 def factor_from_tables(paths: list[Path], profile) -> tuple[float, list[dict]]:
-    """The mean host_time_factor over every successful run of the given host tables (a file,
-    or a results directory holding hostspeed.csv) against `profile`, with the runs used; a
+    """The mean host_time_factor over every successful run of the given host tables (a CSV or
+    Parquet file, or a results directory holding hostspeed.csv|parquet) against `profile`, with the runs used; a
     `sim steps` steps_check.json counts as one run (the speed the engine's steps saw)."""
     from llm_energy_sim.config.errors import UserError
     from llm_energy_sim.results.tables import read_table, table_path
@@ -101,7 +101,7 @@ def factor_from_tables(paths: list[Path], profile) -> tuple[float, list[dict]]:
                 "directory with a hostspeed.csv)"
             )
         try:
-            runs = read_table(p, "hostspeed") if p.is_dir() else pd.read_csv(table)
+            runs = read_table(table.parent, table.stem)  # a .parquet or .csv table
             f = host_time_factor(runs, profile, engine_of_table(table))
         except (KeyError, ValueError, pd.errors.ParserError) as exc:
             msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
