@@ -25,7 +25,14 @@ from pathlib import Path
 
 import numpy as np
 
-from llm_energy_sim.calibrate.rawtable import RUN_FIELDS, STATE_FIELDS, append_row, done_keys
+from llm_energy_sim.calibrate.rawtable import (
+    RUN_FIELDS,
+    STATE_FIELDS,
+    append_row,
+    blank,
+    done_keys,
+    run_columns,
+)
 from llm_energy_sim.config.modelcard import ModelCard
 from llm_energy_sim.hf import greedy
 from llm_energy_sim.hf.quantize import BUILD_DTYPE, quantize_linears
@@ -148,23 +155,18 @@ def run_row(
     """One raw row from a short (prefill) and a long (prefill + new_tokens) timed run: decode
     per token is their difference; also single-step spread, CPU and stolen time per token."""
     row = {
-        "model": card.name,
-        "layers": card.num_hidden_layers,
-        "dtype": dtype,
-        "batch": batch,
-        "prompt": prompt,
-        "new_tokens": new_tokens,
+        **run_columns(card, dtype, batch, prompt, new_tokens),
         "prefill_s": pre["s"],
-        "prefill_j": _blank(pre["j"]),
+        "prefill_j": blank(pre["j"]),
         "decode_s_per_token": (full["s"] - pre["s"]) / new_tokens,
-        "decode_j_per_token": _blank(
+        "decode_j_per_token": blank(
             None if pre["j"] is None else (full["j"] - pre["j"]) / new_tokens
         ),
         "step_median_s": float(np.median(steps)),
         "step_p10_s": float(np.percentile(steps, 10)),
         "step_p90_s": float(np.percentile(steps, 90)),
         "cpu_s_per_token": (full["cpu_s"] - pre["cpu_s"]) / new_tokens,
-        "steal_s_per_token": _blank(
+        "steal_s_per_token": blank(
             None
             if full["steal_s"] is None
             else max(full["steal_s"] - pre["steal_s"], 0.0) / new_tokens
@@ -184,10 +186,6 @@ def _decode_steps(stamps: list[float], per_call: int) -> np.ndarray:
     a = np.asarray(stamps, float)
     calls = a[: len(a) // per_call * per_call].reshape(-1, per_call)
     return np.diff(calls, axis=1).ravel()
-
-
-def _blank(x: float | None) -> float | str:
-    return "" if x is None else x
 
 
 def row_key(name: str, layers: int, dtype: str, batch: int, prompt: int, new: int, tag: str) -> str:

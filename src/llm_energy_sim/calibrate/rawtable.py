@@ -5,6 +5,8 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
+from llm_energy_sim.config.modelcard import ModelCard
+
 
 def done_keys(path: Path, key: str = "key") -> set[str]:
     if not path.exists():
@@ -37,3 +39,20 @@ STATE_FIELDS = (
 )
 # the columns every engine-run row starts with: what was run
 RUN_FIELDS = ("model", "layers", "dtype", "batch", "prompt", "new_tokens")
+
+
+def run_columns(card: ModelCard, dtype: str, batch: int, prompt: int, new_tokens: int) -> dict:
+    """The RUN_FIELDS of a row: the card's name and layer count, and the run's settings."""
+    return {
+        "model": card.name,
+        "layers": card.num_hidden_layers,
+        "dtype": dtype,
+        "batch": batch,
+        "prompt": prompt,
+        "new_tokens": new_tokens,
+    }
+
+
+def blank(x: float | None) -> float | str:
+    """A value that may be unknown, as a cell: '' for None (e.g. energy without a meter)."""
+    return "" if x is None else x

@@ -25,7 +25,14 @@ from pathlib import Path
 
 import numpy as np
 
-from llm_energy_sim.calibrate.rawtable import RUN_FIELDS, STATE_FIELDS, append_row, done_keys
+from llm_energy_sim.calibrate.rawtable import (
+    RUN_FIELDS,
+    STATE_FIELDS,
+    append_row,
+    blank,
+    done_keys,
+    run_columns,
+)
 from llm_energy_sim.config.modelcard import ModelCard
 from llm_energy_sim.meter.monitor import EnergyMonitor, Measurement
 
@@ -187,28 +194,19 @@ def miss_row(
     c_med, f_med = float(np.median(c_steps)), float(np.median(f_steps))
     return {
         "engine": engine,
-        "model": card.name,
-        "layers": card.num_hidden_layers,
-        "dtype": dtype,
-        "batch": batch,
-        "prompt": prompt,
-        "new_tokens": new_tokens,
+        **run_columns(card, dtype, batch, prompt, new_tokens),
         "cached_step_s": c_med,
         "fresh_step_s": f_med,
         "cached_first_s": "" if firsts is None else float(np.median(firsts[0])),
         "fresh_first_s": "" if firsts is None else float(np.median(firsts[1])),
         "miss_s": f_med - c_med,
-        "cached_power_w": _blank(m_c.mean_power_w),
-        "fresh_power_w": _blank(m_f.mean_power_w),
+        "cached_power_w": blank(m_c.mean_power_w),
+        "fresh_power_w": blank(m_f.mean_power_w),
         "fresh_steps": len(f_steps),
         "method": method,
         "utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         **monitor.state(),
     }
-
-
-def _blank(x: float | None) -> float | str:
-    return "" if x is None else x
 
 
 def run_shapemiss(
