@@ -10,16 +10,21 @@ counts, recorded when it sends them.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import time
 
-from llm_energy_sim.live.base import ERROR, OK, REJECTED_429, RequestRecord
+from llm_energy_sim.live.base import RequestRecord
+from llm_energy_sim.live.http import (
+    StreamingHttpClient,
+    record_refusal,
+    record_stream_error,
+    record_streamed,
+)
 from llm_energy_sim.live.sse import error_text, sse_events
 from llm_energy_sim.live.tgi_client import prompt_text
 
 
-class OpenAiClient:
+class OpenAiClient(StreamingHttpClient):
     name = "openai"
 
     def __init__(
@@ -47,10 +52,7 @@ class OpenAiClient:
 
                 raise UserError(f"{self.base}/models lists no model: give --model-name")
             self.model = models[0]["id"]
-        limits = httpx.Limits(max_connections=None, max_keepalive_connections=None)
-        self.client = httpx.AsyncClient(
-            timeout=httpx.Timeout(None, connect=self.connect_timeout_s), limits=limits
-        )
+        self.open_client()
 
     def payload(self, rec: RequestRecord) -> dict:
         return {
@@ -84,9 +86,7 @@ class OpenAiClient:
                     # rest of the run, say so in summary.json, and send this request again
                     self.send_eos_fields = False
                     return await self.submit(rec, prompt_ids)
-                rec.status = REJECTED_429 if resp.status_code == 429 else ERROR
-                rec.error = f"HTTP {resp.status_code}: {text}"
-                rec.finish_s = time.perf_counter() - self.t0
+                record_refusal(rec, resp.status_code, text, self.t0)
                 return
             times: list[float] = []
             async for _event, data in sse_events(resp):
@@ -95,9 +95,7 @@ class OpenAiClient:
                     break
                 msg = json.loads(data)
                 if "error" in msg:
-                    rec.status, rec.error = ERROR, error_text(data)
-                    rec.finish_s = now
-                    rec.generated_tokens = len(times)
+                    record_stream_error(rec, error_text(data), now, times)
                     return
                 for choice in msg.get("choices") or []:
                     if choice.get("text"):
@@ -108,21 +106,9 @@ class OpenAiClient:
                 if usage:
                     rec.extra["server_prompt_tokens"] = usage.get("prompt_tokens")
                     rec.extra["server_completion_tokens"] = usage.get("completion_tokens")
-        rec.finish_s = time.perf_counter() - self.t0
-        if times:
-            rec.first_token_s = times[0]
+        record_streamed(rec, times, self.t0)
         done = rec.extra.get("server_completion_tokens")
         rec.generated_tokens = int(done) if done else len(times)
-        rec.extra["token_times"] = times
-        rec.status = OK
-
-    def stop(self) -> None:
-        if self.client is not None:
-            import asyncio
-
-            with contextlib.suppress(RuntimeError):
-                asyncio.run(self.client.aclose())
-            self.client = None
 
     def info(self) -> dict:
         return {

@@ -12,11 +12,16 @@ events are recorded, never retried.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import time
 
-from llm_energy_sim.live.base import ERROR, OK, REJECTED_429, RequestRecord
+from llm_energy_sim.live.base import RequestRecord
+from llm_energy_sim.live.http import (
+    StreamingHttpClient,
+    record_refusal,
+    record_stream_error,
+    record_streamed,
+)
 from llm_energy_sim.live.sse import error_text, sse_events
 
 WORD = " the"  # one token per repetition for Llama-3-style BPE vocabularies
@@ -27,7 +32,7 @@ def prompt_text(n_tokens: int) -> str:
     return WORD * n_tokens
 
 
-class TgiClient:
+class TgiClient(StreamingHttpClient):
     name = "tgi"
 
     def __init__(self, endpoint: str, connect_timeout_s: float = 10.0) -> None:
@@ -37,12 +42,7 @@ class TgiClient:
         self.client = None
 
     def start(self) -> None:
-        import httpx
-
-        limits = httpx.Limits(max_connections=None, max_keepalive_connections=None)
-        self.client = httpx.AsyncClient(
-            timeout=httpx.Timeout(None, connect=self.connect_timeout_s), limits=limits
-        )
+        self.open_client()
 
     def payload(self, rec: RequestRecord) -> dict:
         return {
@@ -61,21 +61,15 @@ class TgiClient:
         async with self.client.stream("POST", self.url, json=self.payload(rec)) as resp:
             if resp.status_code != 200:
                 body = await resp.aread()
-                rec.status = REJECTED_429 if resp.status_code == 429 else ERROR
-                rec.error = f"HTTP {resp.status_code}: {error_text(body)}"
-                rec.finish_s = time.perf_counter() - self.t0
+                record_refusal(rec, resp.status_code, error_text(body), self.t0)
                 return
             times: list[float] = []
             async for _event, data in sse_events(resp):
                 now = time.perf_counter() - self.t0
                 msg = json.loads(data)
                 if "error" in msg:
-                    rec.status, rec.error = (
-                        ERROR,
-                        f"{msg.get('error_type', 'error')}: {msg['error']}",
-                    )
-                    rec.finish_s = now
-                    rec.generated_tokens = len(times)
+                    error = f"{msg.get('error_type', 'error')}: {msg['error']}"
+                    record_stream_error(rec, error, now, times)
                     return
                 if msg.get("token") is not None:
                     times.append(now)
@@ -85,21 +79,9 @@ class TgiClient:
                     if details.get("input_length") is not None:
                         rec.extra["server_prompt_tokens"] = details["input_length"]
                     rec.generated_tokens = int(details.get("generated_tokens", len(times)))
-        rec.finish_s = time.perf_counter() - self.t0
-        if times:
-            rec.first_token_s = times[0]
+        record_streamed(rec, times, self.t0)
         if not rec.generated_tokens:
             rec.generated_tokens = len(times)
-        rec.extra["token_times"] = times
-        rec.status = OK
-
-    def stop(self) -> None:
-        if self.client is not None:
-            import asyncio
-
-            with contextlib.suppress(RuntimeError):
-                asyncio.run(self.client.aclose())
-            self.client = None
 
     def info(self) -> dict:
         return {"engine": "TGI /generate_stream", "url": self.url}
