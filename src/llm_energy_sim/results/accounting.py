@@ -12,7 +12,12 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from llm_energy_sim.results.metrics import add_latencies, idle_shares, summary_blocks
+from llm_energy_sim.results.metrics import (
+    add_latencies,
+    idle_shares,
+    scenario_fields,
+    summary_blocks,
+)
 from llm_energy_sim.results.schema import Batch, Provenance, Summary
 from llm_energy_sim.simulation import SimResult
 
@@ -85,17 +90,11 @@ def build_summary(
     total = busy + idle
     makespan = res.t_end
     summary = Summary(
-        scenario=scen.name,
-        model=scen.model,
-        dtype=scen.dtype,
-        server=scen.server.kind,
+        **scenario_fields(scen),
         gpus=n_gpus,
-        tensor_parallel=scen.hardware.gpus_per_replica,
         host_time_factor=scen.hardware.host_time_factor,
-        replicas=scen.hardware.replicas,
         profile=res.profile.name,
         profile_path=str(res.profile_path),
-        seed=scen.seed,
         server_limits=res.server_info,
         **summary_blocks(
             df,

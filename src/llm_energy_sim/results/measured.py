@@ -16,7 +16,12 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from llm_energy_sim.results.metrics import add_latencies, idle_shares, summary_blocks
+from llm_energy_sim.results.metrics import (
+    add_latencies,
+    idle_shares,
+    scenario_fields,
+    summary_blocks,
+)
 from llm_energy_sim.results.schema import Batch, Energy, Provenance, Summary
 
 ATTRIBUTION = "time share: energy of each moment split equally by the requests being served"
@@ -181,16 +186,10 @@ def summarize_measured(
     busy = served > 0
     mean_batch = float(np.average(served[busy], weights=dur[busy])) if dur[busy].sum() > 0 else 0.0
     summary = Summary(
-        scenario=scen.name,
-        model=scen.model,
-        dtype=scen.dtype,
-        server=scen.server.kind,
+        **scenario_fields(scen),
         gpus=n_gpus,
-        tensor_parallel=scen.hardware.gpus_per_replica,
-        replicas=scen.hardware.replicas,
         profile=None,
         profile_path=None,
-        seed=scen.seed,
         server_limits=engine_info,
         **summary_blocks(
             df,

@@ -12,6 +12,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from llm_energy_sim.config.scenario import Scenario
 from llm_energy_sim.results.schema import (
     Batch,
     Energy,
@@ -74,6 +75,20 @@ def request_counts(status: pd.Series, live: bool) -> RequestCounts:
         counts.errors = int(n.get(RequestStatus.ERROR, 0))
         counts.timeouts = int(n.get(RequestStatus.TIMEOUT, 0))
     return counts
+
+
+def scenario_fields(scen: Scenario) -> dict:
+    """The Summary fields the scenario names: scenario, model, dtype, server, tensor_parallel,
+    replicas, seed."""
+    return {
+        "scenario": scen.name,
+        "model": scen.model,
+        "dtype": scen.dtype,
+        "server": scen.server.kind,
+        "tensor_parallel": scen.hardware.gpus_per_replica,
+        "replicas": scen.hardware.replicas,
+        "seed": scen.seed,
+    }
 
 
 def summary_blocks(
