@@ -34,28 +34,16 @@ def plot_results(
     if floor_j is not None:
         floor = floor_j / max(summary["makespan_s"], 1e-9) / summary["gpus"]
         ax.axhline(floor, color="gray", ls="--", lw=0.8, label="deep idle")
-    ax.set_xlabel("time (s)")
-    ax.set_ylabel("power per GPU (W)")
-    ax.set_title(f"GPU power: {title}")
-    ax.legend(loc="upper right", fontsize=7)
-    fig.tight_layout()
-    paths.append(out_dir / "power.png")
-    save_figure(fig, paths[-1], dpi=120)
-    plt.close(fig)
+    _label_timeline(ax, "power per GPU (W)", f"GPU power: {title}")
+    paths.append(_save(plt, fig, out_dir / "power.png"))
 
     fig, ax = plt.subplots(figsize=(10, 4))
     for c in [c for c in timeline.columns if c.startswith("batch_r")][:4]:
         ax.plot(t, timeline[c], lw=0.8, label=f"batch {c[6:]}")
     for c in [c for c in timeline.columns if c.startswith("queue_r")][:4]:
         ax.plot(t, timeline[c], lw=0.8, ls="--", label=f"queue {c[6:]}")
-    ax.set_xlabel("time (s)")
-    ax.set_ylabel("requests")
-    ax.set_title(f"Batch size (while busy) and queue length: {title}")
-    ax.legend(loc="upper right", fontsize=7)
-    fig.tight_layout()
-    paths.append(out_dir / "batch_queue.png")
-    save_figure(fig, paths[-1], dpi=120)
-    plt.close(fig)
+    _label_timeline(ax, "requests", f"Batch size (while busy) and queue length: {title}")
+    paths.append(_save(plt, fig, out_dir / "batch_queue.png"))
 
     # completed requests with a known energy (a live run without a meter has none)
     ok = requests[(requests["status"] == RequestStatus.OK) & requests["energy_j"].notna()]
@@ -82,8 +70,21 @@ def plot_results(
     axes[1].set_xlabel("output tokens")
     axes[1].set_ylabel("energy per request (Wh)")
     fig.suptitle(f"Per-request energy: {title}")
-    fig.tight_layout()
-    paths.append(out_dir / "request_energy.png")
-    save_figure(fig, paths[-1], dpi=120)
-    plt.close(fig)
+    paths.append(_save(plt, fig, out_dir / "request_energy.png"))
     return paths
+
+
+def _label_timeline(ax, ylabel: str, title: str) -> None:
+    """Axes of a timeline plot: time (s) across, ylabel up, the title, a small legend."""
+    ax.set_xlabel("time (s)")
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.legend(loc="upper right", fontsize=7)
+
+
+def _save(plt, fig, path: Path) -> Path:
+    """Lay fig out tightly, save it as path (120 dpi) and close it."""
+    fig.tight_layout()
+    save_figure(fig, path, dpi=120)
+    plt.close(fig)
+    return path
