@@ -248,12 +248,10 @@ def optimize(
     return rank(pd.DataFrame(rows))
 
 
+#: what identifies a planned configuration, the first columns of a plan
+CONFIG_COLUMNS = ["gpu", "dtype", "tp", "replicas", "gpus"]
 COLUMNS = [
-    "gpu",
-    "dtype",
-    "tp",
-    "replicas",
-    "gpus",
+    *CONFIG_COLUMNS,
     "status",
     "wh_per_request",
     "active_wh_per_request",

@@ -12,7 +12,13 @@ from typing import Any
 import click
 import pandas as pd
 
-from llm_energy_sim.analysis.capacity import SECONDS_PER_DAY, Slo, optimize, saturation
+from llm_energy_sim.analysis.capacity import (
+    CONFIG_COLUMNS,
+    SECONDS_PER_DAY,
+    Slo,
+    optimize,
+    saturation,
+)
 from llm_energy_sim.analysis.grid import ScenarioRef, parse_axis
 from llm_energy_sim.config.errors import UserError
 
@@ -206,11 +212,7 @@ def optimize_cmd(
     extra = [c for c in df.columns if "." in c]
     cols = [
         "rank",
-        "gpu",
-        "dtype",
-        "tp",
-        "replicas",
-        "gpus",
+        *CONFIG_COLUMNS,
         *extra,
         "status",
         "wh_per_request",
