@@ -77,8 +77,17 @@ def test_world_size_must_match_gpus_per_replica(
 ):
     pytest.importorskip("transformers")
     monkeypatch.setenv("SIM_TP_MODEL_DIR", str(tmp_path / "tp-models"))
+    # a card whose 4 KV heads split over 4 ranks, so the only fault is the world size
+    card = (tiny_models / "tiny-llama.yaml").read_text()
+    (tiny_models / "tiny-kv4.yaml").write_text(
+        card.replace("tiny-llama", "tiny-kv4").replace(
+            "num_key_value_heads: 2", "num_key_value_heads: 4"
+        )
+    )
     (tmp_path / "scen.yaml").write_text(
-        SCENARIO.replace("gpus_per_replica: 2", "gpus_per_replica: 4")
+        SCENARIO.replace("gpus_per_replica: 2", "gpus_per_replica: 4").replace(
+            "tiny-llama", "tiny-kv4"
+        )
     )
     scen = str(tmp_path / "scen.yaml")
     r = torchrun2(None, "replay", scen, "--engine", "transformers", "--no-meter")
@@ -106,4 +115,4 @@ def test_kv_heads_must_divide(tmp_path: Path, monkeypatch):
         main, ["replay", str(tmp_path / "scen.yaml"), "--engine", "transformers", "--no-meter"]
     )
     assert res.exit_code != 0
-    assert "num_key_value_heads divisible by 2" in res.output
+    assert "heads divisible by 2" in res.output and "num_key_value_heads (3)" in res.output

@@ -24,7 +24,7 @@ else:
     eng.t0 = t0 = time.perf_counter()
     done = replay(eng, recs, lambda r: prompt_ids(0, r.request_id, r.prompt_tokens, card.vocab_size), t0)
     eng.stop()
-    out = f"RANK0 {done} {[(r.status, r.generated_tokens) for r in recs]} {eng.info()['tensor_parallel']}\\n"
+    out = f"RANK0 {done} {[(str(r.status), r.generated_tokens) for r in recs]} {eng.info()['tensor_parallel']}\\n"
 # one write per rank (atomic on a pipe): print() writes piecewise, and the ranks' pieces interleave
 sys.stdout.write(out)
 sys.stdout.flush()
