@@ -67,9 +67,15 @@ def simulate(
         servers.append(srv)
     balancer = Balancer(servers, scen.hardware.balancer)
     requests = [
-        Request(i, float(a), int(p), int(o))
-        for i, (a, p, o) in enumerate(
-            zip(trace.arrival_s, trace.prompt_tokens, trace.output_tokens, strict=True)
+        Request(i, float(a), int(p), int(o), prefix_id=int(g))
+        for i, (a, p, o, g) in enumerate(
+            zip(
+                trace.arrival_s,
+                trace.prompt_tokens,
+                trace.output_tokens,
+                trace.prefix_ids(),
+                strict=True,
+            )
         )
     ]
 

@@ -51,6 +51,11 @@ ENGINE_SHAPES: dict[str, EngineShape] = {
     ),
     # TGI flash models: fused qkv and gate_up, fused norm+residual and rotary kernels
     "tgi": EngineShape(fused_qkv=True, fused_gate_up=True, elementwise_launches_per_layer=5),
+    # vLLM V1 (0.11): fused qkv and gate_up (QKVParallelLinear, MergedColumnParallelLinear),
+    # fused add+RMSNorm, rotary and SiLU-and-mul kernels, flash-attention varlen, CUDA graphs
+    "vllm": EngineShape(
+        fused_qkv=True, fused_gate_up=True, elementwise_launches_per_layer=5, cuda_graphs=True
+    ),
 }
 
 
@@ -66,6 +71,10 @@ class StepWork:
     prefill: tuple[tuple[int, int], ...] = ()
     n_decode: int = 0
     decode_ctx_sum: int = 0
+    # the token rows a CUDA-graph step runs at: its batch padded up to the next captured graph
+    # size (vLLM's cudagraph_capture_sizes); 0 = not padded. Linears and elementwise ops are
+    # priced at max(tokens, graph_tokens); attention only at the real sequences.
+    graph_tokens: int = 0
 
     @property
     def tokens(self) -> int:

@@ -141,6 +141,9 @@ class EngineShape:
     packed_attention: bool = False  # one masked SDPA over the whole batch (attn_packed)
     # HF eager layer: unfused float32 norms, rotary, SiLU * up (priced as elementwise_eager)
     eager_small_ops: bool = False
+    # execution mode: False = eager launches (one host launch per kernel), True = CUDA graph
+    # replays (kernels priced with the graph-regime classes, "<class>_graph", where measured)
+    cuda_graphs: bool = False
 
 
 def layer_linears(card: ModelCard, m: int, dt: DtypeInfo, tp: int, shape: EngineShape):

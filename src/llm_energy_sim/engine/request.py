@@ -54,6 +54,10 @@ class Request:
     kv_blocks: int = 0
     e_prefill: float = 0.0
     e_decode: float = 0.0
+    # the token stream this prompt is a prefix of (a conversation: every turn's prompt starts
+    # with the previous turns' prompts), -1 for a prompt shared with no other request. Prompt
+    # block i of any request with the same prefix_id holds the same tokens (prefix caching).
+    prefix_id: int = -1
 
     @property
     def decoding(self) -> bool:

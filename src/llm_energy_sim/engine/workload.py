@@ -30,6 +30,14 @@ class Trace:
     arrival_s: np.ndarray
     prompt_tokens: np.ndarray
     output_tokens: np.ndarray
+    # per request: the token stream its prompt is a prefix of (Request.prefix_id), -1 if none
+    prefix_id: np.ndarray | None = None
+
+    def prefix_ids(self) -> np.ndarray:
+        """prefix_id per request (-1 everywhere when the workload shares no prefixes)."""
+        if self.prefix_id is None:
+            return np.full(len(self), -1, dtype=np.int64)
+        return self.prefix_id
 
     def __len__(self) -> int:
         return len(self.arrival_s)
@@ -41,6 +49,7 @@ class Trace:
                 "arrival_s": self.arrival_s,
                 "prompt_tokens": self.prompt_tokens,
                 "output_tokens": self.output_tokens,
+                "prefix_id": self.prefix_ids(),
             }
         )
 
