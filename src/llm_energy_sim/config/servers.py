@@ -82,6 +82,11 @@ class TransformersCbServer(TransformersProcess):
     scheduler: Literal["fifo", "prefill_first"] = "fifo"
     block_size: int = Field(default=256, gt=0)
     num_blocks: int | None = Field(default=None, gt=0)
+    cuda_graphs: bool = Field(
+        default=False,
+        description="run the manager's steps as CUDA graph replays (ContinuousBatchingConfig "
+        "use_cuda_graph, transformers 5.17); false: eager launches",
+    )
 
 
 # ---- the registry ----------------------------------------------------------------------------

@@ -105,6 +105,7 @@ def cb_config(server):
         num_blocks=server.num_blocks,
         max_batch_tokens=server.max_batch_tokens,
         scheduler_type=server.scheduler,
+        use_cuda_graph=server.cuda_graphs,
     )
 
 
