@@ -44,12 +44,16 @@ def simulate(
     profile_override: str | None = None,
     progress: bool = False,
     step_log: bool = False,
+    trace: Trace | None = None,
 ) -> SimResult:
     """Run the scenario to completion (every request finished or rejected). step_log: keep
-    every step's composition and times on each replica (Replica.step_log)."""
+    every step's composition and times on each replica (Replica.step_log). trace: serve these
+    requests instead of the ones the scenario's workload draws (a trace built in Python, e.g.
+    analysis/mlenergy.py's measured workload)."""
     profile, ppath = profile_for(scen, profile_override)
     card = scenario_card(scen)
-    trace = generate_trace(scen.workload, scen.seed)
+    if trace is None:
+        trace = generate_trace(scen.workload, scen.seed)
     env = simpy.Environment()
     engine = server_kind(scen.server.kind).cost_engine
     replicas, servers = [], []

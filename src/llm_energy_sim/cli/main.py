@@ -54,6 +54,11 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "models": ("llm_energy_sim.cli.catalog", "models_cmd", "List the model cards found."),
     "profiles": ("llm_energy_sim.cli.catalog", "profiles_cmd", "List the shipped profiles."),
     "scenarios": ("llm_energy_sim.cli.catalog", "scenarios_cmd", "List the shipped scenarios."),
+    "validate": (
+        "llm_energy_sim.cli.validate",
+        "validate_cmd",
+        "External checks: ML.ENERGY v3 measurements of vLLM.",
+    ),
 }
 
 
