@@ -25,6 +25,7 @@ from llm_energy_sim.cost.kernels import (
     attn_decode_kernel,
     attn_packed_kernel,
     attn_prefill_kernel,
+    batched,
     eager_elementwise_kernel,
     elementwise_kernel,
     layer_elementwise_bytes,
@@ -134,13 +135,24 @@ class CostModel:
         self.standby_k = self.profile.idle.step_standby_fraction
         self._plimit = self.profile.gpu.power_limit_w
         self._fits = {}
+        self.eager_fallbacks: set[str] = set()  # graph-mode classes priced with eager fits
         self._layer_const = lru_cache(maxsize=4096)(self._layer_const_uncached)
 
     # ---- kernel costing -------------------------------------------------------------
     def _fit(self, kclass: str, dtype: str):
+        """The fit a kernel is priced with: under CUDA graphs the class measured inside graph
+        replays ('<class>_graph', calibrate/graphbench.py) where the profile has it, else the
+        eager class (recorded in `eager_fallbacks`, which the run's summary reports)."""
         key = (kclass, dtype)
         if key not in self._fits:
-            self._fits[key] = self.profile.kernel(kclass, dtype)
+            fit = None
+            if self.shape.cuda_graphs:
+                graph_class = f"{kclass}_graph"
+                if graph_class in self.profile.kernels:
+                    fit = self.profile.kernel(graph_class, dtype)
+                else:
+                    self.eager_fallbacks.add(kclass)
+            self._fits[key] = fit or self.profile.kernel(kclass, dtype)
         return self._fits[key]
 
     def group_cost(self, g: KernelGroup) -> _GroupCost:
@@ -212,8 +224,15 @@ class CostModel:
         if self.shape.packed_attention:
             return self._packed_attention(work, L, nh, nkv, d)
         t = e = 0.0
-        for new, past in work.prefill:
-            gc = self.group_cost(attn_prefill_kernel(new, past, nh, nkv, d, dt))
+        if work.prefill:
+            # one attention call per layer covers every sequence prefilled in the step (HF
+            # generate: one padded batch; flash varlen: one packed call): its FLOPs and bytes
+            # add up, its fixed cost t0 is paid once, not once per sequence
+            gc = self.group_cost(
+                batched(
+                    attn_prefill_kernel(new, past, nh, nkv, d, dt) for new, past in work.prefill
+                )
+            )
             t += gc.time_s
             e += gc.energy_j
         if work.n_decode:
@@ -279,7 +298,8 @@ class CostModel:
         if tokens == 0:
             return StepCost(0.0, 0.0, 0.0, 0.0, 0.0, self.tp)
         n_logits = len(work.prefill) + work.n_decode
-        t_const, e_const = self._layer_const(tokens, n_logits)
+        # a CUDA-graph step runs its token-wise kernels at the captured size it is padded to
+        t_const, e_const = self._layer_const(max(tokens, work.graph_tokens), n_logits)
         t_attn, e_attn = self._attention(work)
         gpu = t_const + t_attn
         busy = e_const + e_attn

@@ -54,6 +54,20 @@ class KernelGroup:
     count: int
 
 
+def batched(groups) -> KernelGroup:
+    """One launch doing the work of several same-class groups (a batched or packed call):
+    FLOPs and bytes add up, the fixed per-launch cost is paid once."""
+    groups = list(groups)
+    if not groups:
+        raise ValueError("batched() of no kernel groups")
+    first = groups[0]
+    if any(g.kclass != first.kclass or g.dtype != first.dtype for g in groups):
+        raise ValueError("batched() needs groups of one kernel class and dtype")
+    return KernelGroup(
+        first.kclass, first.dtype, sum(g.flops for g in groups), sum(g.bytes for g in groups), 1
+    )
+
+
 def linear_kernel(m: int, n_in: int, n_out: int, dt: DtypeInfo, count: int = 1) -> KernelGroup:
     """m tokens through an (n_in x n_out) weight: weights read once, activations in and out."""
     flops = 2.0 * m * n_in * n_out
@@ -182,3 +196,12 @@ def layer_elementwise_bytes(card: ModelCard, m: int, dt: DtypeInfo, tp: int) -> 
         + 2 * kv  # writing K and V into the cache
     )
     return float(m) * per_token * dt.act_bytes
+
+
+def fp8_quant_kernel(m: int, n: int, dt: DtypeInfo, count: int = 1) -> KernelGroup:
+    """Dynamic fp8 quantisation of an (m x n) activation before an fp8 GEMM (vLLM's
+    scaled_fp8_quant, per tensor or per token): an amax pass reads the activation, a scaled
+    cast reads it again and writes one byte per element, plus a float32 scale per row (at
+    most). Memory bound; measured inside CUDA graphs as class 'fp8_quant_graph'."""
+    bytes_ = m * n * (2 * dt.act_bytes + 1) + 4 * m
+    return KernelGroup("fp8_quant", dt.name, 0.0, float(count * bytes_), count)
