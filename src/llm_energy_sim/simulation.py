@@ -55,7 +55,7 @@ def simulate(
     if trace is None:
         trace = generate_trace(scen.workload, scen.seed)
     env = simpy.Environment()
-    engine = server_kind(scen.server.kind).cost_engine
+    engine = server_kind(scen.server.kind).cost_engine_of(scen.server)
     replicas, servers = [], []
     info: dict = {}
     for i in range(scen.hardware.replicas):

@@ -17,8 +17,10 @@ def test_stages_run_in_this_order():
     assert STAGE_NAMES == (
         "idle",
         "grid",
+        "graph",
         "host",
         "cbhost",
+        "cbhost-graphs",
         "shapemiss",
         "coldstart",
         "hostspeed",

@@ -14,6 +14,7 @@ hostbench's columns, so llm_energy_sim.calibrate.fit reads both.
 
 from __future__ import annotations
 
+import functools
 import time
 from pathlib import Path
 
@@ -34,9 +35,14 @@ def row_key(name: str, layers: int, dtype: str, batch: int, prompt: int, new: in
     return f"cb|{name}|{layers}L|{dtype}|{batch}|{prompt}|{new}|{METHOD}{'|' + tag if tag else ''}"
 
 
-def start_cb_manager(model, device: str):
-    """The benchmark's manager (CB_CONFIG), started, once its batch processor exists. Under
-    tensor parallelism every rank calls this with its shard (the set-up is collective)."""
+# the CUDA-graph variant (engine transformers_cb_graphs): two of the shapes, the same batches
+CB_GRAPHS_PLAN = [(m, L, "bfloat16", (1, 8, 32), "graphs") for m, L in CB_FIT_SHAPES[::2]]
+
+
+def start_cb_manager(model, device: str, cuda_graphs: bool = False):
+    """The benchmark's manager (CB_CONFIG; steps as CUDA graph replays if cuda_graphs),
+    started, once its batch processor exists. Under tensor parallelism every rank calls this
+    with its shard (the set-up is collective)."""
     from transformers import ContinuousBatchingConfig
 
     from llm_energy_sim.hf.build import start_manager
@@ -44,7 +50,9 @@ def start_cb_manager(model, device: str):
     # on a GPU the cache is sized from free memory, as in the live runs; on CPU (tests) a
     # small fixed cache, since sizing from host memory allocates gigabytes
     config = ContinuousBatchingConfig(
-        **CB_CONFIG, **({} if device.startswith("cuda") else {"num_blocks": 32})
+        **CB_CONFIG,
+        use_cuda_graph=cuda_graphs,
+        **({} if device.startswith("cuda") else {"num_blocks": 32}),
     )
     return start_manager(model, config, timeout_s=300)
 
@@ -52,8 +60,8 @@ def start_cb_manager(model, device: str):
 class CbBatches:
     """A started manager; `run(prompts, n_new)` adds them at once and waits for all."""
 
-    def __init__(self, model, device: str) -> None:
-        self.manager = start_cb_manager(model, device)
+    def __init__(self, model, device: str, cuda_graphs: bool = False) -> None:
+        self.manager = start_cb_manager(model, device, cuda_graphs)
         self.n = 0
         self.stamps: list[list[float]] = []
 
@@ -120,6 +128,7 @@ def measure_cb_model(
     monitor: EnergyMonitor,
     device: str = "cuda",
     min_s: tuple[float, float] = (1.0, 2.5),
+    cuda_graphs: bool = False,
 ) -> list[dict]:
     """One model build and engine, measured at each batch size; a raw row per batch size.
     min_s: the least time the short (prefill) and long runs are repeated for."""
@@ -132,7 +141,7 @@ def measure_cb_model(
     model = build_uncached(card, dtype, device, 0, "sdpa")
     t_build = time.perf_counter() - t_build
     sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
-    eng = CbBatches(model, device)
+    eng = CbBatches(model, device, cuda_graphs)
     rows = []
     try:
         for batch in batches:
@@ -155,9 +164,11 @@ def run_cb(
     device: str = "cuda",
     budget_s: float | None = None,
     progress: bool = True,
+    cuda_graphs: bool = False,
 ) -> int:
     """plan: (card, layers or None, dtype, batch sizes, tag); rows appended as measured, a
     rerun skips keys already in out_csv; a failing configuration is recorded and skipped
-    (hostbench.run_plan's loop)."""
-    bench = Bench(measure_cb_model, row_key, prompt, new_tokens, monitor, device)
+    (hostbench.run_plan's loop). cuda_graphs: the manager replays CUDA graphs."""
+    measure = functools.partial(measure_cb_model, cuda_graphs=cuda_graphs)
+    bench = Bench(measure, row_key, prompt, new_tokens, monitor, device)
     return run_plan(plan, out_csv, bench, "transformers CB runs", budget_s, progress)

@@ -519,14 +519,32 @@ def fit_hosts(
     return hosts, host_wait, standby_k
 
 
-def fit_cb_host(raw_dir: Path, profile: Profile, where: str) -> HostOverhead:
+# CB host tables (calibrate/cbbench.py) and the cost-model engine each one measures
+CB_HOST_TABLES = {
+    "cbhost.csv": ("transformers_cb", "transformers continuous batching decode"),
+    "cbhost_graphs.csv": (
+        "transformers_cb_graphs",
+        "transformers continuous batching decode, steps as CUDA graph replays",
+    ),
+}
+
+
+def fit_cb_host(
+    raw_dir: Path, profile: Profile, where: str, table: str = "cbhost.csv"
+) -> HostOverhead:
     """transformers CB steps (calibrate/cbbench.py): the same host fit as HF eager, with the
-    step's GPU time from the engine's own kernels (packed masked attention), and the power
-    while that engine's host keeps the GPU waiting."""
-    runs = host_runs(pd.read_csv(raw_dir / "cbhost.csv"))
-    src = f"transformers continuous batching decode on {where}; raw: {raw_dir.name}/cbhost.csv"
+    step's GPU time from the engine's own kernels (packed masked attention; under CUDA graphs
+    the profile's graph-regime classes), and the power while that engine's host keeps the GPU
+    waiting."""
+    engine, what = CB_HOST_TABLES[table]
+    if engine not in profile.host:  # the fit reads only the steps' GPU side from CostModel
+        profile = profile.model_copy(
+            update={"host": {**profile.host, engine: profile.host["transformers_cb"]}}
+        )
+    runs = host_runs(pd.read_csv(raw_dir / table))
+    src = f"{what} on {where}; raw: {raw_dir.name}/{table}"
     ho, wait = fit_host(
-        runs, profile, src, engine="transformers_cb", standby_k=profile.idle.step_standby_fraction
+        runs, profile, src, engine=engine, standby_k=profile.idle.step_standby_fraction
     )
     return ho.model_copy(update={"wait_w": wait if np.isfinite(wait) and wait > 0 else None})
 
@@ -865,10 +883,10 @@ def fit_profile(
         prof = prof.model_copy(update={"host": hosts, "idle": idle})
     else:
         host_wait, standby_k = base.idle.host_wait_w, base.idle.step_standby_fraction
-    if (raw_dir / "cbhost.csv").exists():
-        prof = prof.model_copy(
-            update={"host": {**prof.host, "transformers_cb": fit_cb_host(raw_dir, prof, where)}}
-        )
+    for table, (engine, _) in CB_HOST_TABLES.items():
+        if (raw_dir / table).exists():
+            entry = fit_cb_host(raw_dir, prof, where, table)
+            prof = prof.model_copy(update={"host": {**prof.host, engine: entry}})
     for engine, (pattern, _) in TP_HOST_TABLES.items():
         if tp_dirs := [d for d in (raw_dir, *extra_dirs) if any(d.glob(pattern))]:
             hosts = fit_tp_hosts(tp_dirs, prof, engine)

@@ -74,7 +74,7 @@ def steps_cmd(scenario, measured, profile, sets, host_tables, predicted, out_dir
         scenario_card(scen),
         scen.dtype,
         prof,
-        server_kind(scen.server.kind).cost_engine,
+        server_kind(scen.server.kind).cost_engine_of(scen.server),
         hw.gpus_per_replica,
         hw.host_time_factor,
     )

@@ -109,6 +109,12 @@ class ServerKind:
     dtypes: tuple[str, ...]
     live_engine: str | None = None
 
+    def cost_engine_of(self, settings: ServerSettings) -> str:
+        """The cost-model engine of a server with these settings: the entry's cost_engine,
+        or its '_graphs' variant where the settings turn CUDA graphs on (transformers-cb's
+        cuda_graphs)."""
+        return self.cost_engine + ("_graphs" if getattr(settings, "cuda_graphs", False) else "")
+
     def check_dtype(self, dtype: str, source: str = "scenario") -> None:
         """One-line UserError naming the field when this kind's engine does not run `dtype`."""
         if dtype not in self.dtypes:

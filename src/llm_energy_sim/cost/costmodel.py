@@ -50,6 +50,15 @@ ENGINE_SHAPES: dict[str, EngineShape] = {
         packed_attention=True,
         eager_small_ops=True,
     ),
+    # the same engine with server.cuda_graphs: its steps replayed as CUDA graphs
+    "transformers_cb_graphs": EngineShape(
+        fused_qkv=False,
+        fused_gate_up=False,
+        elementwise_launches_per_layer=14,
+        packed_attention=True,
+        eager_small_ops=True,
+        cuda_graphs=True,
+    ),
     # TGI flash models: fused qkv and gate_up, fused norm+residual and rotary kernels
     "tgi": EngineShape(fused_qkv=True, fused_gate_up=True, elementwise_launches_per_layer=5),
     # vLLM V1 (0.11): fused qkv and gate_up (QKVParallelLinear, MergedColumnParallelLinear),
