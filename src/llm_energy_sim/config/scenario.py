@@ -115,14 +115,139 @@ Length = Annotated[
 ]
 
 
+# ---- conversations (multi-turn chat whose prompts carry the history) -----------------------
+class FixedDuration(_Strict):
+    kind: Literal["fixed"]
+    value_s: float = Field(ge=0)
+
+
+class UniformDuration(_Strict):
+    """Drawn from U(low_s, high_s)."""
+
+    kind: Literal["uniform"]
+    low_s: float = Field(ge=0)
+    high_s: float = Field(ge=0)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> UniformDuration:
+        if self.high_s < self.low_s:
+            raise ValueError("high_s must be >= low_s")
+        return self
+
+
+class ExponentialDuration(_Strict):
+    kind: Literal["exponential"]
+    mean_s: float = Field(gt=0)
+
+
+class LognormalDuration(_Strict):
+    """Lognormal with the given mean (before clipping) and log-space sigma, clipped to
+    [min_s, max_s]."""
+
+    kind: Literal["lognormal"]
+    mean_s: float = Field(gt=0)
+    sigma: float = Field(default=0.8, gt=0)
+    min_s: float = Field(default=0.0, ge=0)
+    max_s: float | None = Field(default=None, gt=0, description="default: no upper clip")
+
+    @model_validator(mode="after")
+    def _ordered(self) -> LognormalDuration:
+        if self.max_s is not None and self.max_s < self.min_s:
+            raise ValueError("max_s must be >= min_s")
+        return self
+
+
+Duration = Annotated[
+    FixedDuration | UniformDuration | ExponentialDuration | LognormalDuration,
+    Field(discriminator="kind"),
+]
+
+
+def length_max(dist: FixedLength | UniformLength | LognormalLength | EmpiricalLength) -> int | None:
+    """The largest value a length distribution can draw; None for an empirical file (known
+    only once it is read)."""
+    if isinstance(dist, FixedLength):
+        return dist.value
+    if isinstance(dist, UniformLength | LognormalLength):
+        return dist.max
+    return None
+
+
+class Conversations(_Strict):
+    """Multi-turn conversations whose prompts carry the history. `workload.arrival` gives
+    the conversations' start times, the arrival of their first turns (a burst's `size` counts
+    conversations); turn k+1 arrives `think_time` after turn k arrived (open loop: not after
+    turn k's answer, so the trace is the same on every server; the think time includes the
+    time the answer takes). Turn 1's prompt is the first user message; turn k+1's prompt is
+    turn k's prompt + turn k's answer as the history holds it + the new user message, so it
+    starts with every earlier prompt of its conversation, and every request of conversation c
+    (numbered in start order from 0) has prefix_id c. The history's answer is the dataset's
+    (`answer_tokens`), not what the run generates (`output_tokens` of the workload): generated
+    tokens are not part of the shared prefix. Conversations are generated in start order,
+    whole, until their turns add up to `workload.requests`; the last one is cut to fit."""
+
+    turns: Length = Field(description="turns (requests) per conversation, at least 1")
+    first_message_tokens: Length = Field(description="the first user message: turn 1's prompt")
+    message_tokens: Length = Field(description="each later user message (turns 2, 3, ...)")
+    answer_tokens: Length = Field(
+        description="each answer as the next turn's prompt holds it (the history's answer, "
+        "e.g. a replayed dataset's; not the generated tokens)"
+    )
+    think_time: Duration = Field(
+        description="seconds from a turn's arrival to the next turn's arrival (open loop)"
+    )
+    max_prompt_tokens: int | None = Field(
+        default=None,
+        gt=0,
+        description="a conversation ends before the first turn whose prompt would exceed this "
+        "(the history is never truncated from the front: that would break the shared prefix); "
+        "first_message_tokens must not exceed it; default: no cap",
+    )
+
+    @model_validator(mode="after")
+    def _first_fits(self) -> Conversations:
+        top = length_max(self.first_message_tokens)
+        if self.max_prompt_tokens is not None and top is not None and top > self.max_prompt_tokens:
+            raise ValueError(
+                f"first_message_tokens reaches {top} tokens, above max_prompt_tokens "
+                f"({self.max_prompt_tokens}): a first prompt cannot be shortened"
+            )
+        return self
+
+
 class Workload(_Strict):
-    requests: int = Field(gt=0)
-    arrival: Arrival
-    prompt_tokens: Length | None = None
-    output_tokens: Length | None = None
+    requests: int = Field(
+        gt=0, description="requests to generate (with conversations: turns, all together)"
+    )
+    arrival: Arrival = Field(
+        description="request arrivals (with conversations: the conversations' start times)"
+    )
+    prompt_tokens: Length | None = Field(
+        default=None, description="not with conversations, which build the prompts"
+    )
+    output_tokens: Length | None = Field(
+        default=None, description="tokens each request generates (every turn, with conversations)"
+    )
+    conversations: Conversations | None = Field(
+        default=None, description="multi-turn conversations sharing prefixes; default: none"
+    )
 
     @model_validator(mode="after")
     def _lengths(self) -> Workload:
+        if self.conversations is not None:
+            if self.prompt_tokens is not None:
+                raise ValueError(
+                    "give workload.prompt_tokens or workload.conversations, not both "
+                    "(conversations build each prompt from its history)"
+                )
+            if self.arrival.kind == "trace":
+                raise ValueError(
+                    "workload.conversations cannot be used with arrival.kind 'trace' "
+                    "(a trace gives every request)"
+                )
+            if self.output_tokens is None:
+                raise ValueError("workload.output_tokens is required with workload.conversations")
+            return self
         if self.arrival.kind != "trace" and (
             self.prompt_tokens is None or self.output_tokens is None
         ):
@@ -130,6 +255,14 @@ class Workload(_Strict):
                 "prompt_tokens and output_tokens are required unless arrival.kind is 'trace'"
             )
         return self
+
+    def length_distributions(self) -> list[Any]:
+        """Every length distribution the workload names (where empirical files are)."""
+        dists = [self.prompt_tokens, self.output_tokens]
+        if self.conversations is not None:
+            c = self.conversations
+            dists += [c.turns, c.first_message_tokens, c.message_tokens, c.answer_tokens]
+        return [d for d in dists if d is not None]
 
 
 # ---- servers: one schema per kind, from the registry (config/servers.py) ------------------
@@ -204,8 +337,8 @@ def load_scenario_dict(
     # resolve relative file paths against the scenario's folder
     base = base_dir or Path.cwd()
     wl = scen.workload
-    for dist in (wl.arrival, wl.prompt_tokens, wl.output_tokens):
-        if dist is not None and hasattr(dist, "path") and not Path(dist.path).is_absolute():
+    for dist in (wl.arrival, *wl.length_distributions()):
+        if hasattr(dist, "path") and not Path(dist.path).is_absolute():
             dist.path = str((base / dist.path).resolve())
     try:
         card = load_model_card(scen.model)
