@@ -118,6 +118,16 @@ def test_histogram_allocation_keeps_the_total():
         ml.histogram_allocation([0, 0], 3)
 
 
+def test_the_prompt_model_is_a_conversations_block():
+    from llm_energy_sim.config.scenario import Conversations
+
+    block = ml.ConversationModel().block(16384)
+    conv = Conversations(**block)
+    assert conv.turns.mean == 2.0 and conv.max_prompt_tokens == 16384
+    assert conv.first_message_tokens.mean == pytest.approx(69.5 + 34)
+    assert conv.answer_tokens.mean == pytest.approx(214.5 + 5)
+
+
 def test_trace_repeats_the_requests_and_shares_prefixes():
     settings = ml.read_settings()
     row = next(r for r in ml.read_rows() if r.max_num_seqs == 256)  # 2 repeats
@@ -127,18 +137,21 @@ def test_trace_repeats_the_requests_and_shares_prefixes():
     assert (t.output_tokens[:1024] == t.output_tokens[1024:]).all()
     pid = t.prefix_ids()
     assert (pid[:1024] == pid[1024:]).all()
-    # one conversation's turns follow each other, each prompt extending the one before
+    # one conversation's turns follow each other (the benchmark's order), each prompt
+    # extending the one before by an answer and a message (at least 5 + 1 tokens each)
     first = t.prompt_tokens[:1024]
+    assert (np.diff(pid[:1024]) >= 0).all()
     for c in np.unique(pid[:1024])[:50]:
         p = first[pid[:1024] == c]
-        assert (np.diff(p) > 0).all()
+        assert (np.diff(p) >= 12).all()
+    assert first.min() >= 29 + 5 + 1  # the chat template and the first message
     assert first.max() <= settings.max_model_len - settings.max_output_tokens
     assert 1.5 < 1024 / len(np.unique(pid[:1024])) < 2.5  # about 2 turns a conversation
     assert ml.build_trace(row, settings, seed=3).prompt_tokens.tolist() == t.prompt_tokens.tolist()
 
 
 # ---- simulated rows -------------------------------------------------------------------------
-def test_a_row_through_the_simulator_with_tgi_standing_in():
+def test_a_row_through_the_simulator_with_static_batching_standing_in():
     """The pipeline (trace -> simulate with step log -> window) on a server kind every
     profile costs: HF static batching in batches of the row's max_num_seqs stands in for vLLM
     here."""

@@ -200,7 +200,8 @@ def histogram_lengths(
 # ---- prompts: a stated model of multi-turn LMArena chats -------------------------------------
 @dataclass(frozen=True)
 class ConversationModel:
-    """Prompt lengths of lm-arena-chat requests, which the public file does not give.
+    """Prompt lengths of lm-arena-chat requests, which the public file does not give, as a
+    `workload.conversations` block (engine/workload.py builds the prompts and prefix ids).
 
     The benchmark (mlenergy/llm/datasets.py, LMArenaHumanPreferenceDataset) walks shuffled
     conversations of lmarena-ai/arena-human-preference-100k and makes one request per turn
@@ -208,20 +209,24 @@ class ConversationModel:
     before it (another model's answers, not Llama's), sent as chat messages. Every number
     below is an assumption, none fitted to the measurements:
 
-    * turns per conversation: geometric, mean `mean_turns` = 2.0, and user message / answer
-      lengths: lognormal, means `user_mean` = 69.5 and `answer_mean` = 214.5 tokens: the
-      averages of LMSYS-Chat-1M (Zheng et al. 2023, arXiv:2309.11998, Table 1: 2.0 turns per
+    * turns per conversation, user message and earlier-answer lengths: lognormal, means
+      `mean_turns` = 2.0, `user_mean` = 69.5 and `answer_mean` = 214.5 tokens: the averages
+      of LMSYS-Chat-1M (Zheng et al. 2023, arXiv:2309.11998, Table 1: 2.0 turns per
       conversation, 69.5 tokens per user prompt, 214.5 per response), the Chatbot Arena's
       earlier conversation log; arena-human-preference-100k (2024) publishes no such table;
-    * lognormal sigmas 1.0 (user) and 0.8 (answers): assumptions (heavy-tailed, as chat
-      prompts are);
+    * log-sigmas 0.8 (turns, rounded to whole turns, 1 to `max_turns` 20), 1.0 (user
+      messages), 0.8 (answers): assumptions (heavy-tailed, as chat prompts are);
     * the Llama-3.1 chat template: `template_tokens` = 29 per prompt (BOS, the default
       system header with its knowledge-cutoff and date lines, the assistant header the model
-      answers after) and `message_tokens` = 5 per message (role header and end of turn);
-    * a prompt longer than max_model_len - max_tokens is cut to it (vLLM would refuse it).
+      answers after) and `message_tokens` = 5 per message (role header and end of turn),
+      added to the means (and the floors) of the first message, each later message and each
+      answer;
+    * a conversation ends before a turn whose prompt would exceed max_model_len - max_tokens
+      (vLLM would refuse it).
     """
 
     mean_turns: float = 2.0
+    turns_sigma: float = 0.8
     max_turns: int = 20
     user_mean: float = 69.5
     user_sigma: float = 1.0
@@ -234,34 +239,51 @@ class ConversationModel:
         "214.5 response tokens; sigmas and chat-template counts assumed"
     )
 
+    def block(self, max_prompt_tokens: int) -> dict:
+        """The workload.conversations block of this model."""
+        m, t = self.message_tokens, self.template_tokens
 
-def _lognormal(rng: np.random.Generator, mean: float, sigma: float, n: int) -> np.ndarray:
-    mu = math.log(mean) - sigma**2 / 2.0
-    return np.maximum(1, np.rint(rng.lognormal(mu, sigma, size=n))).astype(np.int64)
+        def tokens(mean: float, sigma: float, floor: int) -> dict:
+            return {
+                "kind": "lognormal",
+                "mean": mean + floor,
+                "sigma": sigma,
+                "min": floor + 1,
+                "max": max_prompt_tokens,
+            }
+
+        return {
+            "turns": {
+                "kind": "lognormal",
+                "mean": self.mean_turns,
+                "sigma": self.turns_sigma,
+                "min": 1,
+                "max": self.max_turns,
+            },
+            "first_message_tokens": tokens(self.user_mean, self.user_sigma, t + m),
+            "message_tokens": tokens(self.user_mean, self.user_sigma, m),
+            "answer_tokens": tokens(self.answer_mean, self.answer_sigma, m),
+            "think_time": {"kind": "fixed", "value_s": 0.0},
+            "max_prompt_tokens": max_prompt_tokens,
+        }
 
 
 def conversation_prompts(
-    model: ConversationModel, n: int, rng: np.random.Generator, max_prompt: int
+    model: ConversationModel, n: int, seed: int, max_prompt: int
 ) -> tuple[np.ndarray, np.ndarray]:
     """(prompt tokens, conversation id) of the first n turn-requests, conversation by
-    conversation in order (the benchmark's order)."""
-    prompts: list[int] = []
-    conv: list[int] = []
-    c = 0
-    while len(prompts) < n:
-        turns = min(int(rng.geometric(1.0 / model.mean_turns)), model.max_turns)
-        users = _lognormal(rng, model.user_mean, model.user_sigma, turns)
-        answers = _lognormal(rng, model.answer_mean, model.answer_sigma, turns)
-        history = model.template_tokens
-        for k in range(turns):
-            if len(prompts) >= n:
-                break
-            history += int(users[k]) + model.message_tokens
-            prompts.append(min(history, max_prompt))
-            conv.append(c)
-            history += int(answers[k]) + model.message_tokens
-        c += 1
-    return np.asarray(prompts, np.int64), np.asarray(conv, np.int64)
+    conversation in order (the benchmark's order), from workload.conversations."""
+    from llm_energy_sim.config.scenario import Workload
+    from llm_energy_sim.engine.workload import generate_trace
+
+    wl = Workload(
+        requests=n,
+        arrival={"kind": "burst"},
+        output_tokens={"kind": "fixed", "value": 1},
+        conversations=model.block(max_prompt),
+    )
+    t = generate_trace(wl, seed)
+    return t.prompt_tokens.astype(np.int64), t.prefix_ids().astype(np.int64)
 
 
 def build_trace(
@@ -272,9 +294,10 @@ def build_trace(
     num_requests: int | None = None,
 ) -> Trace:
     """The row's requests: num_requests (default the benchmark's 1024) unique turn-requests
-    with output lengths from the row's histogram, repeated num_request_repeats times (the same
-    prompts and outputs again, after the first copy: prefix_id per conversation, so repeats and
-    later turns hit vLLM's prefix cache), all arriving at t=0."""
+    (prompts from `model`, seed `seed`; the same at every row, as the benchmark's) with output
+    lengths from the row's histogram (seed `seed` + 1), repeated num_request_repeats times (the
+    same prompts and outputs again, after the first copy: prefix_id per conversation, so
+    repeats and later turns hit vLLM's prefix cache), all arriving at t=0."""
     model = model or ConversationModel()
     n_unique = num_requests or settings.num_requests
     repeats = settings.repeats.get(row.max_num_seqs)
@@ -283,9 +306,9 @@ def build_trace(
             f"max_num_seqs {row.max_num_seqs}: not in the run settings' sweep "
             f"({', '.join(map(str, sorted(settings.repeats)))})"
         )
-    rng = np.random.Generator(np.random.PCG64(seed))
     max_prompt = settings.max_model_len - settings.max_output_tokens
-    prompts, conv = conversation_prompts(model, n_unique, rng, max_prompt)
+    prompts, conv = conversation_prompts(model, n_unique, seed, max_prompt)
+    rng = np.random.Generator(np.random.PCG64(seed + 1))
     outputs = histogram_lengths(row.bins, row.counts, n_unique, rng, settings.max_output_tokens)
     n = n_unique * repeats
     return Trace(
@@ -467,6 +490,7 @@ class RowResult:
     )
     # repeats lower it; padding raises it)
     completed: int
+    predicted_preemptions: int | None  # the server's count (vllm), None if it keeps none
     extra: dict = field(default_factory=dict)
 
     def errors(self) -> dict[str, float]:
@@ -543,7 +567,9 @@ def simulate_row(
         predicted_mean_batch=_mean_batch(res, ss.t_begin_s, ss.t_end_s),
         predicted_prompt_computed=computed / prompt if prompt else math.nan,
         completed=sum(1 for r in reqs if str(r.status) == "ok"),
+        predicted_preemptions=res.server_info.get("preemptions"),
         extra={
+            "server_info": json.loads(json.dumps(res.server_info, default=str)),
             "measured_avg_batch_size": row.avg_batch_size,
             "mean_prompt_tokens": float(np.mean(trace.prompt_tokens)),
             "mean_output_tokens": float(np.mean(trace.output_tokens)),
@@ -567,24 +593,39 @@ PANELS = (
 
 
 def plot_curves(df: pd.DataFrame, path: Path, title: str) -> Path:
-    """Measured and predicted against max_num_seqs, one panel per quantity (log2 x axis)."""
+    """Measured and predicted against max_num_seqs, one panel per quantity (log2 x axis), and
+    a last panel of the errors (%) with the +-10% targets."""
     from llm_energy_sim.results.pngsave import pyplot, save_figure
 
     plt = pyplot()
-    fig, axes = plt.subplots(1, len(PANELS), figsize=(15, 4.2))
+    from matplotlib.ticker import FormatStrFormatter, NullLocator
+
+    fig, axes = plt.subplots(1, len(PANELS) + 1, figsize=(19, 4.4))
     x = df["max_num_seqs"]
-    for ax, (q, label) in zip(axes, PANELS, strict=True):
+    for ax, (q, label) in zip(axes, PANELS, strict=False):
         ax.plot(x, df[f"measured_{q}"], "o-", color="k", label="measured (ML.ENERGY v3)")
         ax.plot(x, df[f"predicted_{q}"], "s--", color="tab:red", label="predicted")
-        ax.set_xscale("log", base=2)
-        ax.set_xlabel("max_num_seqs")
         ax.set_ylabel(label)
-        ax.grid(alpha=0.3)
         if q == "energy_per_token_j":
             ax.set_yscale("log")
-    axes[0].legend(fontsize=8)
+            ax.yaxis.set_major_formatter(FormatStrFormatter("%.2f"))
+            ax.yaxis.set_minor_formatter(FormatStrFormatter("%.2f"))
+    ax = axes[-1]
+    for (q, label), colour in zip(PANELS, ("tab:blue", "tab:orange", "tab:green"), strict=True):
+        ax.plot(x, df[f"error_{q}"] * 100, "o-", color=colour, label=label.split(" (")[0])
+    ax.axhspan(-10, 10, color="0.85", zorder=0, label="target +-10%")
+    ax.axhline(0, color="k", lw=0.8)
+    ax.set_ylabel("error, predicted / measured - 1 (%)")
+    for ax in axes:
+        ax.set_xscale("log", base=2)
+        ax.set_xticks(list(x))
+        ax.set_xticklabels([str(v) for v in x], rotation=45, fontsize=8)
+        ax.xaxis.set_minor_locator(NullLocator())
+        ax.set_xlabel("max_num_seqs")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
     fig.suptitle(title)
     fig.tight_layout()
-    save_figure(fig, path, dpi=120)
+    save_figure(fig, path, dpi=110)
     plt.close(fig)
     return path

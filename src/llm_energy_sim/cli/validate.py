@@ -86,10 +86,11 @@ def mlenergy_cmd(
       2 for 256-512, 3 for 768; the same requests again), all sent at t=0;
     * output lengths: the row's own output-length histogram, scaled to 1024 (uniform within
       a bin; the last bin, ending at max_tokens 4096, at 4096);
-    * prompts: an assumed model of multi-turn LMArena chats: geometric turns (mean 2.0),
-      lognormal user messages (mean 69.5 tokens, sigma 1.0) and history answers (mean
-      214.5, sigma 0.8), the LMSYS-Chat-1M averages; 29 + 5 per message chat-template
-      tokens; each conversation's turns share a prefix (the prefix cache hits);
+    * prompts: an assumed model of multi-turn LMArena chats (a workload.conversations
+      block): lognormal turns (mean 2.0, sigma 0.8, 1-20), user messages (mean 69.5
+      tokens, sigma 1.0) and history answers (mean 214.5, sigma 0.8), the LMSYS-Chat-1M
+      averages, plus 29 + 5 per message chat-template tokens; one prefix id per
+      conversation (later turns and repeats hit the prefix cache);
     * the benchmark's steady-state window: from the moment max_num_seqs requests have their
       first token to the moment N - max_num_seqs have; energy per token = GPU energy in the
       window / output tokens received in it; power = window energy / window time; median
@@ -167,38 +168,38 @@ def _pct(x: float) -> str:
 
 
 def _print_table(df, meta: dict) -> None:
+    from rich import box
     from rich.console import Console
     from rich.table import Table
 
     t = Table(
-        title=f"ML.ENERGY v3 H100: measured -> predicted ({meta['profile']})",
+        title=f"ML.ENERGY v3, H100, by max_num_seqs: measured, predicted ({meta['profile']})",
         header_style="bold",
+        box=box.SIMPLE_HEAD,
+        padding=(0, 0),
     )
-    for c in (
-        "max_num_seqs",
-        "requests",
-        "J/token",
-        "err",
-        "power W",
-        "err",
-        "median ITL ms",
-        "err",
-    ):
+    heads = ("seqs", "N", "J/tok", "pred", "err", "W", "pred", "err", "ITL ms", "pred")
+    for c in (*heads, "err"):
         t.add_column(c, justify="right")
     for r in df.itertuples():
         t.add_row(
             str(r.max_num_seqs),
             str(r.requests),
-            f"{r.measured_energy_per_token_j:.4g} -> {r.predicted_energy_per_token_j:.4g}",
+            f"{r.measured_energy_per_token_j:.4f}",
+            f"{r.predicted_energy_per_token_j:.4f}",
             _pct(r.error_energy_per_token_j),
-            f"{r.measured_avg_power_w:.0f} -> {r.predicted_avg_power_w:.0f}",
+            f"{r.measured_avg_power_w:.0f}",
+            f"{r.predicted_avg_power_w:.0f}",
             _pct(r.error_avg_power_w),
-            f"{r.measured_median_itl_ms:.3g} -> {r.predicted_median_itl_ms:.3g}",
+            f"{r.measured_median_itl_ms:.2f}",
+            f"{r.predicted_median_itl_ms:.2f}",
             _pct(r.error_median_itl_ms),
         )
     Console().print(t)
+    click.echo(f"profile: {meta['profile']} ({meta['profile_path']})")
     within = {q: int((df[f"error_{q}"].abs() <= lim).sum()) for q, lim in meta["targets"].items()}
     click.echo(
         f"within 10%: energy/token {within['energy_per_token_j']}/{len(df)} rows, power "
-        f"{within['avg_power_w']}/{len(df)}, median ITL {within['median_itl_ms']}/{len(df)}"
+        f"{within['avg_power_w']}/{len(df)}, median ITL {within['median_itl_ms']}/{len(df)} "
+        "(error = predicted / measured - 1)"
     )
