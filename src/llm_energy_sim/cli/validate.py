@@ -80,8 +80,9 @@ def mlenergy_cmd(
     \b
     How each row is simulated (the data and its README: data/external/mlenergy-v3/):
     * server kind `vllm` with the run's flags: max_num_seqs of the row,
-      max-num-batched-tokens 8192, max-model-len 20480, bfloat16, prefix caching on
-      (vLLM 0.11's default); model card llama-3.1-8b; host_time_factor 1.0;
+      max-num-batched-tokens 8192, max-model-len 20480, async scheduling, bfloat16,
+      prefix caching on (vLLM 0.11's default); model card llama-3.1-8b; host_time_factor
+      1.0; the profile needs a host entry for the vllm engine (else a one-line error);
     * 1024 requests (benchmark.yaml) x num_request_repeats (sweeps.yaml: 1 up to 192,
       2 for 256-512, 3 for 768; the same requests again), all sent at t=0;
     * output lengths: the row's own output-length histogram, scaled to 1024 (uniform within
@@ -97,7 +98,8 @@ def mlenergy_cmd(
       ITL over every request's inter-token gaps (one token per request per engine step).
 
     Writes mlenergy.csv (measured, predicted, error per row), validate.json (the same with
-    every assumption) and mlenergy.png (both curves, one panel per quantity)."""
+    every assumption) and mlenergy.png (both curves, one panel per quantity, and the
+    errors). Validation data only: nothing in the simulator is fitted to it."""
     from llm_energy_sim.analysis import mlenergy as ml
     from llm_energy_sim.results.staging import check_replaceable, staged_dir
 
