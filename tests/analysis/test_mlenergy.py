@@ -221,3 +221,30 @@ def test_cli_runs_a_small_row_subset(tmp_path):
     assert (out / "mlenergy.png").stat().st_size > 0
     meta = json.loads((out / "validate.json").read_text())
     assert meta["conversation_model"]["mean_turns"] == 2.0 and len(meta["rows"]) == 2
+
+
+@needs_vllm
+def test_the_rows_server_block_carries_the_runs_flags():
+    settings = ml.read_settings()
+    row = next(r for r in ml.read_rows() if r.max_num_seqs == 384)
+    srv = ml.vllm_server(row, settings)
+    assert srv["kind"] == "vllm" and srv["max_num_seqs"] == 384
+    assert srv["max_num_batched_tokens"] == 8192
+    fields = SERVER_KINDS["vllm"].settings.model_fields
+    for key, value in (("max_model_len", 20480), ("async_scheduling", True)):
+        if key in fields:
+            assert srv[key] == value
+    scen = ml.row_scenario(row, settings, 2048)
+    assert scen.server.max_num_seqs == 384 and scen.dtype == "bfloat16"
+
+
+def test_a_run_whose_requests_never_start_has_no_window():
+    with pytest.raises(UserError, match="first token"):
+        ml.steady_state(
+            [1.0, math.nan, math.nan, math.nan],
+            [2.0] + [math.nan] * 3,
+            [2, 2, 2, 2],
+            [1.0, 2.0],
+            lambda t: np.zeros(len(t)),
+            1,
+        )
