@@ -110,23 +110,40 @@ def measure(
     for stage in stages:
         if not stage.before_cuda:
             run_stage(stage, ctx)
-    if ctx.path("microbench.csv").exists():
+    if ctx.path("microbench.csv").exists() or ctx.path("graph.csv").exists():
         echo(f"fitted profile: {refit(out_dir, name, out_dir)}")
 
 
 def refit(raw_dir: Path, name: str, out_dir: Path, with_dirs: tuple[Path, ...] = ()) -> Path:
     """Fit the profile `name` from the raw tables in raw_dir (and tphost / allreduce /
     shapemiss tables of with_dirs, other nodes); writes and returns out_dir/NAME.json. The raw
-    tables' folder and the shipped profiles are never written: a refit goes elsewhere."""
+    tables' folder and the shipped profiles are never written: a refit goes elsewhere.
+
+    The CUDA-graph classes come from the first graph.csv of raw_dir and with_dirs
+    (calibrate/graphfit.py). A raw_dir with a graph.csv and no microbench.csv (the graph
+    stage alone) adds them to the profile `name` as shipped (a name or JSON path), else to
+    the bootstrap."""
     from llm_energy_sim.calibrate.fit import fit_profile
+    from llm_energy_sim.calibrate.graphfit import graph_table, with_graph_fits
     from llm_energy_sim.config.paths import PROFILES_DIR
     from llm_energy_sim.config.profile import load_profile, save_profile
 
-    if not (raw_dir / "microbench.csv").exists():
-        raise UserError(f"{raw_dir}: no microbench.csv to fit")
+    graph_dir = next((d for d in (raw_dir, *with_dirs) if graph_table(d)), None)
+    has_grid = (raw_dir / "microbench.csv").exists()
+    if not has_grid and graph_dir is None:
+        raise UserError(f"{raw_dir}: no microbench.csv (or graph.csv) to fit")
     out = out_dir / f"{name}.json"
     if out.resolve().parent == PROFILES_DIR.resolve():
         raise UserError(f"--out {out_dir}: the shipped profiles are not overwritten; give another")
     base, _ = load_profile(BASE_PROFILE)
-    save_profile(fit_profile(raw_dir, name, base, tuple(with_dirs)), out)
+    if has_grid:
+        prof = fit_profile(raw_dir, name, base, tuple(with_dirs))
+    else:
+        try:
+            prof = load_profile(name)[0].model_copy(update={"name": name})
+        except UserError:
+            prof = base.model_copy(update={"name": name})
+    if graph_dir is not None:
+        prof = with_graph_fits(prof, graph_dir)
+    save_profile(prof, out)
     return out

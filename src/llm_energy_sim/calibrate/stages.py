@@ -95,6 +95,20 @@ class Grid(Stage):
         run_grid(pts, ctx.path("microbench.csv"), ctx.monitor, budget_s=ctx.left())
 
 
+class Graph(Stage):
+    """The CUDA-graph regime (calibrate/graphbench.py): every kernel class timed inside graph
+    replays, the copy / GEMM caps, sustained power per class and the host cost of a replay,
+    for the 16-bit and fp8 dtypes chosen."""
+
+    name, writes = "graph", ("graph.csv",)
+
+    def run(self, ctx: Context) -> None:
+        from llm_energy_sim.calibrate.graphbench import measure_graph
+
+        ctx.echo("graph: kernels inside CUDA graph replays (calibrate/graphbench.py) ...")
+        measure_graph(ctx.out_dir, ctx.monitor, ctx.dtypes, ctx.quick, ctx.left(), ctx.echo)
+
+
 class Host(Stage):
     """HF generate on the host-fit shapes; a tagged (repeated) pass runs in reverse order,
     so drift within the session averages out."""
@@ -222,6 +236,7 @@ class Interconnect(Stage):
 STAGES: tuple[Stage, ...] = (
     Idle(),
     Grid(),
+    Graph(),
     Host(),
     CbHost(),
     ShapeMiss(),
