@@ -16,7 +16,7 @@ from llm_energy_sim.engine.replica import Replica
 from llm_energy_sim.engine.request import Request
 from llm_energy_sim.engine.workload import Trace, generate_trace
 from llm_energy_sim.servers.balancer import Balancer
-from llm_energy_sim.servers.base import Server
+from llm_energy_sim.servers.base import Server, merged_run_stats
 from llm_energy_sim.servers.registry import build_server
 
 
@@ -106,5 +106,6 @@ def simulate(
 
     env.process(arrivals())
     env.run()
+    info = {**info, **merged_run_stats(s.scheduler for s in servers)}
     t_end = max([env.now] + [float(trace.arrival_s[-1]) if len(trace) else 0.0])
     return SimResult(scen, card, profile, ppath, trace, requests, replicas, servers, t_end, info)

@@ -4,7 +4,7 @@ step log, step by step (what `sim steps --predicted` sets beside a live engine's
 from __future__ import annotations
 
 import pytest
-from conftest import scenario
+from conftest import scenario, vllm_test_profile
 
 from llm_energy_sim.config.scenario import scenario_card
 from llm_energy_sim.config.servers import SequentialServer, StaticServer, TransformersCbServer
@@ -99,11 +99,15 @@ BURSTS = [
     ({"kind": "transformers-cb", "scheduler": "prefill_first", "max_batch_tokens": 700}, {}),
     ({"kind": "static", "batch_size": 8}, {}),
     ({"kind": "sequential"}, {"gpus_per_replica": 2}),
+    ({"kind": "vllm", "max_num_seqs": 16}, {}),
+    ({"kind": "vllm", "num_gpu_blocks_override": 120, "max_num_batched_tokens": 1024}, {}),
 ]
 
 
 @pytest.mark.parametrize(
-    "server,hw", BURSTS, ids=["tgi", "tgi-nochunk", "cb", "cb-tiny", "cb-pf", "static", "seq"]
+    "server,hw",
+    BURSTS,
+    ids=["tgi", "tgi-nochunk", "cb", "cb-tiny", "cb-pf", "static", "seq", "vllm", "vllm-preempt"],
 )
 def test_a_bursts_plans_are_its_simulated_step_log(server, hw):
     wl = {
@@ -112,7 +116,8 @@ def test_a_bursts_plans_are_its_simulated_step_log(server, hw):
         "prompt_tokens": {"kind": "uniform", "min": 200, "max": 1000},
         "output_tokens": {"kind": "uniform", "min": 10, "max": 100},
     }
-    scen = scenario(server=server, hardware=hw, workload=wl)
+    extra = {"profile": vllm_test_profile()} if server["kind"] == "vllm" else {}
+    scen = scenario(server=server, hardware=hw, workload=wl, **extra)
     res = simulate(scen, step_log=True)
     logged = [(pf, n, ctx) for _s, _e, pf, n, ctx, _r in res.replicas[0].step_log]
 

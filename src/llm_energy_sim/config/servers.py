@@ -89,6 +89,72 @@ class TransformersCbServer(TransformersProcess):
     )
 
 
+class VllmServer(ServerSettings):
+    """vLLM V1 engine (0.11.1, `vllm serve`); defaults are vLLM's own, each with its source
+    file in vllm-project/vllm at v0.11.1."""
+
+    kind: Literal["vllm"]
+    max_num_seqs: int | None = Field(
+        default=None,
+        gt=0,
+        description="requests running at once; default as `vllm serve` sets it "
+        "(engine/arg_utils.py get_batch_defaults): 1024 on a GPU of >= 70 GiB that is not "
+        "an A100, else 256; then at most max_num_batched_tokens",
+    )
+    max_num_batched_tokens: int | None = Field(
+        default=None,
+        gt=0,
+        description="token budget of one step; default as `vllm serve` sets it "
+        "(engine/arg_utils.py get_batch_defaults, _set_default_args): 8192 on a GPU of "
+        ">= 70 GiB that is not an A100, else 2048; at most max_num_seqs x max_model_len, "
+        "and without chunked prefill at least max_model_len",
+    )
+    block_size: int = Field(
+        default=16, gt=0, description="KV block tokens (platforms/cuda.py: 16 when unset)"
+    )
+    gpu_memory_utilization: float = Field(
+        default=0.9,
+        gt=0,
+        le=1,
+        description="fraction of GPU memory for weights, activations and KV cache "
+        "(config/cache.py CacheConfig)",
+    )
+    enable_prefix_caching: bool = Field(
+        default=True,
+        description="reuse cached full KV blocks of a shared prefix (on by default for "
+        "generative models: engine/arg_utils.py get_chunked_prefill_prefix_caching_defaults)",
+    )
+    enable_chunked_prefill: bool = Field(
+        default=True,
+        description="cut a prefill to the step's remaining token budget (V1 default for "
+        "generative models, engine/arg_utils.py)",
+    )
+    max_model_len: int | None = Field(
+        default=None,
+        gt=0,
+        description="longest request (prompt + output); default: the model's context "
+        "length (config/model.py)",
+    )
+    cudagraph_capture_sizes: list[int] | None = Field(
+        default=None,
+        min_length=1,
+        description="batch token counts captured as CUDA graphs; default (config/vllm.py "
+        "_set_cudagraph_sizes): 1, 2, 4, multiples of 8 below 256, multiples of 16 from 256, "
+        "up to min(2 x max_num_seqs, 512, max_num_batched_tokens)",
+    )
+    async_scheduling: bool = Field(
+        default=False,
+        description="schedule step n+1 while step n runs (config/scheduler.py "
+        "SchedulerConfig: off by default in 0.11)",
+    )
+    num_gpu_blocks_override: int | None = Field(
+        default=None,
+        gt=0,
+        description="KV blocks instead of those profiled from free memory "
+        "(config/cache.py CacheConfig)",
+    )
+
+
 # ---- the registry ----------------------------------------------------------------------------
 @dataclass(frozen=True)
 class ServerKind:
@@ -127,7 +193,11 @@ class ServerKind:
 # HF generate() (sequential, static): every dtype the simulator costs for it (16/32-bit,
 # bitsandbytes int8/NF4, fp8 linears). TGI: `--dtype float16|bfloat16` or `--quantize
 # bitsandbytes|bitsandbytes-nf4|fp8` (launcher/src/main.rs, enums Dtype and Quantization); no
-# float32. transformers CB: the 16/32-bit dtypes its live engine builds (hf/build.py).
+# float32. transformers CB: the 16/32-bit dtypes its live engine builds (hf/build.py). vLLM
+# 0.11.1: `--dtype float16|bfloat16` (config/model.py ModelDType) and `--quantization fp8`
+# (model_executor/layers/quantization/__init__.py); it also runs float32 and bitsandbytes, not
+# listed: the vllm engine is costed with CUDA-graph kernel fits, planned for the 16-bit and
+# fp8 dtypes only.
 SERVER_KINDS: dict[str, ServerKind] = {
     k.name: k
     for k in (
@@ -161,6 +231,14 @@ SERVER_KINDS: dict[str, ServerKind] = {
             cost_engine="transformers_cb",
             dtypes=("bfloat16", "float16", "float32"),
             live_engine="transformers",
+        ),
+        ServerKind(
+            name="vllm",
+            settings=VllmServer,
+            scheduler="llm_energy_sim.servers.vllm:VllmScheduler",
+            cost_engine="vllm",
+            dtypes=("bfloat16", "float16", "fp8"),
+            live_engine=None,
         ),
     )
 }

@@ -14,8 +14,10 @@ A server kind is a Scheduler subclass in its own module, named by its registry e
   tokens (a decode run's too: the replica books only time and energy), first-token times,
   completions (`finish`), freed blocks.
 - optional: `wake_after(now)` (a timeout to plan again without an arrival), `idle()`,
-  `load()` (what a least-loaded balancer sees), `should_interrupt(queue_was_empty)`, and the
-  class flag `cuts_decode_runs` (an arrival may end a decode run at the step in progress).
+  `load()` (what a least-loaded balancer sees), `should_interrupt(queue_was_empty)`, the
+  class flag `cuts_decode_runs` (an arrival may end a decode run at the step in progress),
+  and `run_stats()` (counts kept over the run, summed over the replicas into the summary's
+  server_limits: `merged_run_stats`).
 
 Server owns time: it queues arrivals, sleeps, runs each plan on the replica and commits it.
 """
@@ -89,6 +91,10 @@ class Scheduler:
     def load(self) -> int:
         return len(self.queue) + len(self.running)
 
+    def run_stats(self) -> dict[str, int]:
+        """Counts this scheduler kept over the run (e.g. prefix-cache hits); none by default."""
+        return {}
+
     # ---- helpers ---------------------------------------------------------------------------
     def note_queue(self, now: float) -> None:
         if self.queue_log is not None:
@@ -103,6 +109,15 @@ class Scheduler:
         req.t_finish = now
         req.status = OK
         self.in_flight -= 1
+
+
+def merged_run_stats(schedulers) -> dict[str, int]:
+    """Every scheduler's run_stats, summed key by key (one entry per key over the replicas)."""
+    total: dict[str, int] = {}
+    for s in schedulers:
+        for k, v in s.run_stats().items():
+            total[k] = total.get(k, 0) + v
+    return total
 
 
 class Server:

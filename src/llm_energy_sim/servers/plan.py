@@ -41,7 +41,10 @@ class StepPlan:
     step (their first step stamps t_start). evicted: requests put back in the queue to make
     room (their KV blocks freed). decode_steps: 0 for one forward (Replica.step); k >= 1 for
     the decodes alone repeated for up to k steps in closed form (Replica.decode_run, which an
-    arrival may cut short when the scheduler lets it).
+    arrival may cut short when the scheduler lets it). graph_tokens: the CUDA-graph size the
+    step's tokens are padded to (StepWork.graph_tokens), 0 when it runs unpadded; a decode run
+    carries none (Replica.decode_run costs the bare batch), so a scheduler that pads keeps
+    padded decodes to single steps.
     """
 
     prefill: tuple[Chunk, ...] = ()
@@ -49,10 +52,13 @@ class StepPlan:
     admitted: tuple[Request, ...] = ()
     evicted: tuple[Request, ...] = ()
     decode_steps: int = 0
+    graph_tokens: int = 0
 
     def __post_init__(self) -> None:
         if self.decode_steps and (self.prefill or not self.decode):
             raise ValueError("a decode run holds decodes only")
+        if self.decode_steps and self.graph_tokens:
+            raise ValueError("a decode run is costed unpadded (no graph_tokens)")
 
     @property
     def work(self) -> StepWork:
@@ -61,6 +67,7 @@ class StepPlan:
             tuple((c.tokens, c.past) for c in self.prefill),
             len(self.decode),
             sum(d.kv_len for d in self.decode),
+            self.graph_tokens,
         )
 
     @property
