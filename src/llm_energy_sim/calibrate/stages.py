@@ -135,6 +135,21 @@ class CbHost(Stage):
         run_cb(plan, ctx.path("cbhost.csv"), ctx.monitor, budget_s=ctx.left())
 
 
+class CbHostGraphs(Stage):
+    """transformers continuous batching with CUDA graphs (engine transformers_cb_graphs) on
+    two of the host-fit shapes: the host cost per step once the forward is a graph replay."""
+
+    name, writes = "cbhost-graphs", ("cbhost_graphs.csv",)
+
+    def run(self, ctx: Context) -> None:
+        from llm_energy_sim.calibrate.cbbench import CB_GRAPHS_PLAN, run_cb
+
+        plan = [e for e in CB_GRAPHS_PLAN if e[2] in ctx.dtypes]
+        run_cb(
+            plan, ctx.path("cbhost_graphs.csv"), ctx.monitor, budget_s=ctx.left(), cuda_graphs=True
+        )
+
+
 class ShapeMiss(Stage):
     """Attention shape misses (calibrate/shapemiss.py), after SDPA's first calls alone."""
 
@@ -239,6 +254,7 @@ STAGES: tuple[Stage, ...] = (
     Graph(),
     Host(),
     CbHost(),
+    CbHostGraphs(),
     ShapeMiss(),
     ColdStart(),
     HostSpeed(),
