@@ -34,7 +34,12 @@ from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
-from llm_energy_sim.calibrate.rawtable import append_row, done_keys
+from llm_energy_sim.calibrate.rawtable import (
+    GPU_STATE_FIELDS,
+    STATE_FIELDS,
+    append_row,
+    done_keys,
+)
 from llm_energy_sim.config.dtypes import dtype_info
 from llm_energy_sim.cost.kernels import (
     attn_decode_kernel,
@@ -150,12 +155,7 @@ COLUMNS = (
     "window_s",
     "energy_j",
     "power_w",
-    "sm_clock_mhz",
-    "mem_clock_mhz",
-    "throttle_reasons",
-    "temperature_c",
-    "utc",
-    "error",
+    *STATE_FIELDS,
 )
 MEASURED = (
     "m_run",
@@ -173,7 +173,6 @@ MEASURED = (
     "energy_j",
     "power_w",
 )
-STATE = ("sm_clock_mhz", "mem_clock_mhz", "throttle_reasons", "temperature_c")
 
 
 @dataclass(frozen=True)
@@ -708,7 +707,7 @@ def row_of(p: GPoint, measured: dict, state: dict, error: str = "") -> dict:
         count=count,
     )
     row.update({k: measured[k] for k in MEASURED if k in measured})
-    row.update({k: state.get(k, "") for k in STATE})
+    row.update({k: state.get(k, "") for k in GPU_STATE_FIELDS})
     row["utc"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
     row["error"] = error[:300]
     return row

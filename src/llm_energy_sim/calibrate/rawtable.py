@@ -29,14 +29,8 @@ def append_row(path: Path, row: dict) -> None:
 
 # the columns every measured row ends with: the GPU's state beside the point (GpuMeter.state),
 # when it was measured, and the error of a configuration that failed
-STATE_FIELDS = (
-    "sm_clock_mhz",
-    "mem_clock_mhz",
-    "throttle_reasons",
-    "temperature_c",
-    "utc",
-    "error",
-)
+GPU_STATE_FIELDS = ("sm_clock_mhz", "mem_clock_mhz", "throttle_reasons", "temperature_c")
+STATE_FIELDS = (*GPU_STATE_FIELDS, "utc", "error")
 # the columns every engine-run row starts with: what was run
 RUN_FIELDS = ("model", "layers", "dtype", "batch", "prompt", "new_tokens")
 

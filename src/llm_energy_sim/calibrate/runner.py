@@ -17,10 +17,8 @@ import numpy as np
 
 from llm_energy_sim.calibrate.grid import Point
 from llm_energy_sim.calibrate.microbench import make_kernel, supported
-from llm_energy_sim.calibrate.rawtable import append_row, done_keys
+from llm_energy_sim.calibrate.rawtable import GPU_STATE_FIELDS, append_row, done_keys
 from llm_energy_sim.meter.monitor import EnergyMonitor
-
-STATE_FIELDS = ("sm_clock_mhz", "mem_clock_mhz", "throttle_reasons", "temperature_c")
 
 
 def _sync(device: str):
@@ -133,7 +131,7 @@ def run_grid(
             "window_s": m.window_s if m else "",
             "energy_j": m.energy_j_per_call if m and m.energy_j_per_call is not None else "",
             "power_w": m.power_w if m and m.power_w is not None else "",
-            **{k: (m.state.get(k, "") if m else "") for k in STATE_FIELDS},
+            **{k: (m.state.get(k, "") if m else "") for k in GPU_STATE_FIELDS},
             "error": err,
             "utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         }
