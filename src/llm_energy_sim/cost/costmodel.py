@@ -151,7 +151,7 @@ class CostModel:
     def _fit(self, kclass: str, dtype: str):
         """The fit a kernel is priced with: under CUDA graphs the class measured inside graph
         replays ('<class>_graph', calibrate/graphbench.py) where the profile has it, else the
-        eager class (recorded in `eager_fallbacks`, which the run's summary reports)."""
+        eager class (the classes priced so are collected in `eager_fallbacks`)."""
         key = (kclass, dtype)
         if key not in self._fits:
             fit = None
