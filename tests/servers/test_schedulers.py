@@ -56,8 +56,34 @@ def test_sequential_prefills_then_decodes_each_request_in_turn():
     assert a.status == b.status == OK and a.generated == 5 and seq.idle()
 
 
-def test_static_pads_the_batch_and_decodes_it_to_its_longest():
+def test_static_default_is_hf_generate_every_row_to_the_batch_longest():
+    """finished: stay (HF generate()): a's row keeps decoding, padded, until b's 6 tokens are
+    done; a keeps its own 3 tokens and both complete when the batch ends."""
     static = StaticScheduler(StaticServer(kind="static", batch_size=2))
+    assert static.settings.finished == "stay"
+    a, b, c = Request(0, 0.0, 100, 3), Request(1, 0.0, 40, 6), Request(2, 0.0, 10, 2)
+    for r in (a, b, c):
+        assert static.enqueue(r, 0.0)
+    static.closed = True
+    plans, t = [], 0.0
+    while (plan := static.plan_step(t)) is not None:
+        plans.append(plan)
+        steps = plan.decode_steps or 1
+        t += steps  # one second a step: completion times count the steps before them
+        static.commit(plan, steps, t)
+    assert plans[0] == StepPlan(prefill=(Chunk(a, 100, 0), Chunk(b, 100, 0)), admitted=(a, b))
+    assert plans[1] == StepPlan(decode=(Decode(a, 101), Decode(b, 101)), decode_steps=5)
+    assert plans[2].admitted == (c,)  # the next batch: what is left, once closed
+    assert plans[3] == StepPlan(decode=(Decode(c, 11),), decode_steps=1)
+    assert len(plans) == 4
+    assert [r.generated for r in (a, b, c)] == [3, 6, 2]  # a's extra rows are cut
+    assert a.t_first == b.t_first == 1.0 and a.t_finish == b.t_finish == 6.0  # batch end
+    assert c.t_first == 7.0 and c.t_finish == 8.0
+    assert a.status == b.status == c.status == OK and static.idle()
+
+
+def test_static_finished_leave_drops_finished_sequences():
+    static = StaticScheduler(StaticServer(kind="static", batch_size=2, finished="leave"))
     a, b, c = Request(0, 0.0, 100, 3), Request(1, 0.0, 40, 6), Request(2, 0.0, 10, 2)
     plans = drive(static, [a, b, c])
     assert plans[0] == StepPlan(prefill=(Chunk(a, 100, 0), Chunk(b, 100, 0)), admitted=(a, b))
@@ -65,6 +91,13 @@ def test_static_pads_the_batch_and_decodes_it_to_its_longest():
     assert plans[2] == StepPlan(decode=(Decode(b, 103),), decode_steps=3)  # a left the batch
     assert plans[3].admitted == (c,)  # the next batch: what is left, once closed
     assert b.computed_prompt == 100 and [r.generated for r in (a, b, c)] == [3, 6, 2]
+
+
+def test_static_stay_a_one_token_batch_completes_at_its_prefill():
+    static = StaticScheduler(StaticServer(kind="static", batch_size=2))
+    a, b = Request(0, 0.0, 30, 1), Request(1, 0.0, 20, 1)
+    plans = drive(static, [a, b])
+    assert len(plans) == 1 and a.status == b.status == OK and static.idle()
 
 
 def test_a_full_cache_soft_resets_the_newest_and_re_prefills_it_later():

@@ -17,25 +17,35 @@ import click
 
 from llm_energy_sim.config.errors import UserError
 
-ENGINES = ("transformers", "transformers-generate", "tgi", "openai")
+ENGINES = ("transformers", "transformers-generate", "transformers-static", "tgi", "openai")
+BUILTIN = ("transformers", "transformers-generate", "transformers-static")
 LEAD_S = 0.5  # the first arrival is this long after the engine is ready and the meter runs
+
+# the built-in engine of each server kind (`--engine transformers` picks by the kind)
+_KIND_ENGINE = {
+    "sequential": "transformers-generate",
+    "static": "transformers-static",
+    "transformers-cb": "transformers",
+}
 
 
 def _builtin_engine(name: str, kind: str) -> str:
     """The built-in engine a scenario's server kind runs on: transformers-generate (HF
-    generate, one request at a time) for sequential, transformers (continuous batching) for
-    transformers-cb; `--engine transformers` picks by the kind. A mismatch is a UserError."""
-    if name == "transformers" and kind == "sequential":
-        return "transformers-generate"
-    if name == "transformers" and kind != "transformers-cb":
+    generate, one request at a time) for sequential, transformers-static (HF generate on
+    static batches) for static, transformers (continuous batching) for transformers-cb;
+    `--engine transformers` picks by the kind. A mismatch is a UserError."""
+    if name == "transformers" and kind in _KIND_ENGINE:
+        return _KIND_ENGINE[kind]
+    if name == "transformers":
         raise UserError(
-            f"--engine transformers runs transformers' continuous batching: the scenario's "
-            f"server.kind must be transformers-cb (or sequential), not {kind}"
+            f"--engine transformers runs the scenario's server on a built-in engine: "
+            f"server.kind must be one of {', '.join(_KIND_ENGINE)}, not {kind}"
         )
-    if name == "transformers-generate" and kind != "sequential":
+    if name in _KIND_ENGINE.values() and _KIND_ENGINE.get(kind) != name:
+        wants = next(k for k, e in _KIND_ENGINE.items() if e == name)
         raise UserError(
-            "--engine transformers-generate serves one request at a time: the scenario's "
-            f"server.kind must be sequential, not {kind} (use --engine transformers)"
+            f"--engine {name} runs server.kind {wants}: the scenario's server.kind is {kind} "
+            "(use --engine transformers, which picks by the kind)"
         )
     return name
 
@@ -43,7 +53,7 @@ def _builtin_engine(name: str, kind: str) -> str:
 def _make_engine(name: str, scen, card, endpoint: str | None, model_name: str | None, device: str):
     if name in ("tgi", "openai") and not endpoint:
         raise UserError(f"--engine {name} needs --endpoint URL (e.g. http://127.0.0.1:8080)")
-    if name in ("transformers", "transformers-generate"):
+    if name in BUILTIN:
         name = _builtin_engine(name, scen.server.kind)
     if name == "transformers":
         from llm_energy_sim.live.transformers_engine import TransformersCbEngine
@@ -53,6 +63,12 @@ def _make_engine(name: str, scen, card, endpoint: str | None, model_name: str | 
         from llm_energy_sim.live.transformers_engine import TransformersGenerateEngine
 
         return TransformersGenerateEngine(card, scen.dtype, device=device, seed=scen.seed)
+    if name == "transformers-static":
+        from llm_energy_sim.live.static_engine import TransformersStaticEngine
+
+        return TransformersStaticEngine(
+            card, scen.dtype, scen.server, device=device, seed=scen.seed
+        )
     if name == "tgi":
         from llm_energy_sim.live.tgi_client import TgiClient
 
@@ -118,7 +134,8 @@ def replay_cmd(
 
     Several scenarios run one after the other in this process (the built-in engines build
     their model once). `--engine transformers` runs transformers-cb scenarios on the continuous
-    batching manager and sequential ones on HF generate, one request at a time.
+    batching manager, sequential ones on HF generate one request at a time, and static ones on
+    HF generate in static batches (every row to the batch's longest output).
     """
     from llm_energy_sim.cli.options import overrides
     from llm_energy_sim.config.scenario import load_scenario
@@ -132,7 +149,7 @@ def replay_cmd(
     scens = [load_scenario(s, overrides(requests, sets)) for s in scenarios]
     for scen in scens:
         check_replaceable(_results_dir(out_dir, scen, len(scens)), SUMMARY_FILE)
-    builtin = engine_name in ("transformers", "transformers-generate")
+    builtin = engine_name in BUILTIN
     before_csv = None
     if hostspeed and builtin and _world_size() == 1:
         before_csv = _host_pass_before(device, meter)
@@ -305,7 +322,8 @@ def _tensor_parallel_engine(scen, card, engine_name):
 
     tp = scen.hardware.gpus_per_replica
     kind = scen.server.kind
-    _builtin_engine(engine_name, kind)  # sequential (HF generate) or transformers-cb (CB)
+    if _builtin_engine(engine_name, kind) == "transformers-static":
+        raise UserError("the live static engine runs on one GPU (hardware.gpus_per_replica 1)")
     if distributed.world_size() != tp:
         raise UserError(
             f"hardware.gpus_per_replica is {tp}: run under torchrun --nproc_per_node {tp} "
@@ -360,10 +378,7 @@ def _replay_one(
             zip(trace.arrival_s, trace.prompt_tokens, trace.output_tokens, strict=True)
         )
     ]
-    if scen.hardware.gpus_per_replica > 1 and engine_name in (
-        "transformers",
-        "transformers-generate",
-    ):
+    if scen.hardware.gpus_per_replica > 1 and engine_name in BUILTIN:
         engine = _tensor_parallel_engine(scen, card, engine_name)
         if engine is None:  # a follower rank: it mirrored rank 0's requests
             return True
@@ -375,6 +390,8 @@ def _replay_one(
     def ids_of(rec):
         return prompt_ids(scen.seed, rec.request_id, rec.prompt_tokens, card.vocab_size)
 
+    if hasattr(engine, "expect"):  # the static engine starts a partial batch once all arrived
+        engine.expect(len(records))
     if hasattr(engine, "load"):
         if not quiet:
             click.echo(f"building {card.name} ({scen.dtype}, random weights) on {device} ...")

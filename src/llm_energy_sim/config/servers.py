@@ -53,6 +53,13 @@ class StaticServer(TransformersProcess):
     max_wait_ms: float | None = Field(
         default=None, ge=0, description="start a partial batch after the oldest waited this long"
     )
+    finished: Literal["stay", "leave"] = Field(
+        default="stay",
+        description="a sequence that has its output tokens: 'stay' (HF generate() on a batch: "
+        "every row keeps decoding, its extra tokens cut, until the batch's longest output is "
+        "done, and every request completes when generate() returns, at the batch's end); "
+        "'leave': it leaves the decode batch and completes at its own last token",
+    )
 
 
 class TgiServer(ServerSettings):
@@ -215,6 +222,7 @@ SERVER_KINDS: dict[str, ServerKind] = {
             scheduler="llm_energy_sim.servers.static:StaticScheduler",
             cost_engine="hf_eager",
             dtypes=DTYPES,
+            live_engine="transformers-static",
         ),
         ServerKind(
             name="tgi",

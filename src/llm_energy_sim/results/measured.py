@@ -65,7 +65,10 @@ def base_requests_frame(records: list) -> pd.DataFrame:
             "first_token_s": [r.first_token_s for r in records],
             "finish_s": [r.finish_s for r in records],
             "prompt_tokens": [r.prompt_tokens for r in records],
-            "computed_prompt_tokens": [r.prompt_tokens for r in records],
+            # padding included where the engine reports it (the static engine's batches)
+            "computed_prompt_tokens": [
+                int(r.extra.get("computed_prompt_tokens", r.prompt_tokens)) for r in records
+            ],
             "output_tokens": [r.output_tokens for r in records],
             "generated_tokens": [r.generated_tokens for r in records],
             "error": [r.error for r in records],
