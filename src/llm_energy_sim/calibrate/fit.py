@@ -546,7 +546,15 @@ def fit_cb_host(
     ho, wait = fit_host(
         runs, profile, src, engine=engine, standby_k=profile.idle.step_standby_fraction
     )
-    return ho.model_copy(update={"wait_w": wait if np.isfinite(wait) and wait > 0 else None})
+    if not np.isfinite(wait) or wait <= 0:
+        return ho.model_copy(update={"wait_w": None})
+    floor = profile.idle.active_idle_w
+    if wait < floor:
+        # a waiting GPU draws at least its active idle power: a lower residual means the
+        # kernels' modelled energy is too high, not that the wait is cheap
+        note = f"; host-wait power fitted {wait:.0f} W, below active idle: held at {floor:.0f} W"
+        return ho.model_copy(update={"wait_w": floor, "source": ho.source + note})
+    return ho.model_copy(update={"wait_w": wait})
 
 
 TP_HOST_TABLES = {

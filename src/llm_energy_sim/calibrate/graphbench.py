@@ -15,7 +15,8 @@ Llama-8B/70B projections; fp8 linears (torch._scaled_mm, e4m3 weights, per-tenso
 before them (per tensor, vLLM's default; per token), together, the quantisation alone and the
 GEMM alone; elementwise kernels (add, SiLU x up, RMSNorm); flash attention (varlen prefill
 through aten._flash_attention_forward, torch SDPA's flash backend beside it, decode of one
-query over 128-16k KV at batch 1-256); fp16 linears.
+query over 128-16k KV at batch 1-256); transformers CB's paged|sdpa attention (cache gather,
+repeat_kv, masked SDPA) at the padded sizes its graphs run; fp16 linears.
 
 One row per point in graph.csv (COLUMNS), appended as measured; a rerun skips keys already
 there; a point that fails is recorded with its error and the stage goes on (unless the CUDA
@@ -43,6 +44,7 @@ from llm_energy_sim.calibrate.rawtable import (
 from llm_energy_sim.config.dtypes import dtype_info
 from llm_energy_sim.cost.kernels import (
     attn_decode_kernel,
+    attn_packed_kernel,
     attn_prefill_kernel,
     fp8_quant_kernel,
     linear_kernel,
@@ -90,6 +92,25 @@ VARLEN = (
 DECODE_BATCH = (1, 4, 16, 64, 256)
 DECODE_KV = (128, 512, 2048, 8192, 16384)
 DECODE_GQA = ((64, 8, 32, 2048), (16, 2, 64, 4096))  # (heads, kv_heads, batch, kv_len)
+# transformers CB `paged|sdpa` under CUDA graphs: (q_total, kv_total, heads, kv_heads), d = 128.
+# The engine pads the queries to a multiple of 64 and the KV it reads to a multiple of 16384
+# (transformers 5.17 continuous_batching/initialization.py FALLBACK_DEFAULTS), so its steps
+# run at kv = 16384*j + q: Llama-3.1-8B heads at the decode and chunked-prefill sizes, and
+# the Qwen2.5-7B / Qwen2.5-1.5B GQA ratios at two of them.
+PACKED = tuple((q, 16384 * j + q, 32, 8) for q in (64, 128) for j in (1, 2, 3, 4)) + (
+    (64, 1024, 32, 8),
+    (64, 4096, 32, 8),
+    (512, 16384 + 512, 32, 8),
+    (2048, 16384 + 2048, 32, 8),
+    (4096, 16384 + 4096, 32, 8),
+    (8192, 16384 + 8192, 32, 8),
+    (8192, 32768 + 8192, 32, 8),
+    (4096, 49152 + 4096, 32, 8),
+    (64, 16384 + 64, 28, 4),
+    (128, 49152 + 128, 28, 4),
+    (64, 16384 + 64, 12, 2),
+    (128, 49152 + 128, 12, 2),
+)
 HOST_NODES = (1, 10, 100, 1000)
 HOST_REPS = 40
 SLEEP_HZ = 2.0e9  # torch.cuda._sleep counts SM cycles (H100/H200 boost about 1.98 GHz)
@@ -105,6 +126,7 @@ KCLASS = {
     "attn_varlen": "attn_varlen_graph",
     "attn_decode": "attn_decode_graph",
     "attn_sdpa": "attn_sdpa_graph",
+    "attn_packed": "attn_packed_graph",
     "host_replay": "host_graph_replay",
 }
 # fp8 ops -> the profile key their fit is stored under
@@ -235,6 +257,11 @@ class GPoint:
                 self.q_len, self.kv_len - self.q_len, self.heads, self.kv_heads, self.head_dim, dt
             )
             return g.flops * self.batch, g.bytes * self.batch, 1
+        if self.kind == "attn_packed":
+            g = attn_packed_kernel(
+                self.q_len, self.kv_len, self.heads, self.kv_heads, self.head_dim, dt
+            )
+            return g.flops, g.bytes, 1
         if self.kind in ("attn_decode", "attn_sdpa"):
             g = attn_decode_kernel(
                 self.batch * self.kv_len, self.batch, self.heads, self.kv_heads, self.head_dim, dt
@@ -292,6 +319,8 @@ def power_points(dtypes: tuple[str, ...]) -> list[GPoint]:
             _attn("attn_varlen", "flash_varlen", dt, 1, 128, 128, 32, 8, True),
             _attn("attn_decode", "flash_varlen", dt, 256, 1, 8192, 32, 8, True),
             _attn("attn_decode", "flash_varlen", dt, 1, 1, 128, 32, 8, True),
+            _attn("attn_packed", "paged_sdpa", dt, 1, 128, 65536 + 128, 32, 8, True),
+            _attn("attn_packed", "paged_sdpa", dt, 1, 64, 1024, 32, 8, True),
         ]
     return pts
 
@@ -354,6 +383,9 @@ def build_plan(dtypes: tuple[str, ...], quick: bool = False) -> list[GPoint]:
         for b in batches[::2]:
             for kv in kvs[::2]:
                 pts.append(_attn("attn_sdpa", "sdpa_flash", dt, b, 1, kv, 32, 8))
+        # transformers CB's paged|sdpa path (gather, repeat_kv, masked SDPA)
+        for q, kv, h, kvh in PACKED[::4] if quick else PACKED:
+            pts.append(_attn("attn_packed", "paged_sdpa", dt, 1, q, kv, h, kvh))
     # 7. the rest
     if "float16" in dtypes:
         pts += _linears("float16", "mm", tokens, shapes)
@@ -484,6 +516,8 @@ def _make_attention(p: GPoint):
     import torch
 
     b, q_len, kv, h, kvh, d = p.batch, p.q_len, p.kv_len, p.heads, p.kv_heads, p.head_dim
+    if p.op == "paged_sdpa":
+        return _make_packed(p)
     if p.op == "sdpa_flash":
         from torch.nn.attention import SDPBackend, sdpa_kernel
 
@@ -513,7 +547,35 @@ def _make_attention(p: GPoint):
     return make, b * q_len
 
 
+def _make_packed(p: GPoint):
+    """transformers 5.17 `paged|sdpa` (integrations/sdpa_paged.py) for one layer: K and V
+    gathered from the paged cache by a read index, transposed, repeated to the query heads
+    (repeat_kv), made contiguous, then torch SDPA over one packed sequence of q_len queries
+    and kv_len keys with the engine's additive 4-D mask (dense: it masks, it does not skip)."""
+    import torch
+
+    q_len, kv, h, kvh, d = p.q_len, p.kv_len, p.heads, p.kv_heads, p.head_dim
+    rep = h // kvh
+    f = torch.nn.functional.scaled_dot_product_attention
+
+    def make():
+        cache_k, cache_v = _rand((kv, kvh, d), p.dtype), _rand((kv, kvh, d), p.dtype)
+        index = torch.randperm(kv, device=DEVICE)
+        q = _rand((1, h, q_len, d), p.dtype)
+        mask = torch.zeros((1, 1, q_len, kv), device=DEVICE, dtype=_dt(p.dtype))
+
+        def expand(x):
+            x = x.index_select(0, index).transpose(0, 1).unsqueeze(0)
+            x = x[:, :, None].expand(1, kvh, rep, kv, d).reshape(1, h, kv, d)
+            return x.contiguous()
+
+        return lambda: f(q, expand(cache_k), expand(cache_v), attn_mask=mask, is_causal=False)
+
+    return make, q_len
+
+
 BACKEND = {
+    "paged_sdpa": "transformers paged|sdpa: index_select, repeat_kv, torch SDPA with a mask",
     "flash_varlen": "aten._flash_attention_forward (FA2 varlen)",
     "sdpa_flash": "torch SDPA, SDPBackend.FLASH_ATTENTION only",
 }
@@ -527,7 +589,7 @@ def make_point(p: GPoint) -> tuple[Callable[[], Callable[[], None]], int]:
         return _make_quant(p)
     if p.kind in ("elementwise", "copy", "rms_norm"):
         return _make_elementwise(p)
-    if p.kind in ("attn_varlen", "attn_decode", "attn_sdpa"):
+    if p.kind in ("attn_varlen", "attn_decode", "attn_sdpa", "attn_packed"):
         return _make_attention(p)
     raise ValueError(p.kind)
 

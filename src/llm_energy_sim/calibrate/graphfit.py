@@ -38,6 +38,7 @@ FIT_CLASSES = (
     "rmsnorm_graph",
     "attn_varlen_graph",
     "attn_decode_graph",
+    "attn_packed_graph",
 )
 # a class (key) with no power window of its own takes the first of these that has one
 POWER_FALLBACK = {
@@ -47,6 +48,7 @@ POWER_FALLBACK = {
     "rmsnorm_graph": ("rmsnorm_graph:bfloat16", "elementwise_graph:bfloat16"),
     "attn_varlen_graph": ("attn_varlen_graph:bfloat16",),
     "attn_decode_graph": ("attn_decode_graph:bfloat16",),
+    "attn_packed_graph": ("attn_packed_graph:bfloat16",),
 }
 FP8_POWER = ("linear_graph:fp8", "linear_graph:bfloat16")
 # the profile's host entry of a graph replay

@@ -50,7 +50,11 @@ ENGINE_SHAPES: dict[str, EngineShape] = {
         packed_attention=True,
         eager_small_ops=True,
     ),
-    # the same engine with server.cuda_graphs: its steps replayed as CUDA graphs
+    # the same engine with server.cuda_graphs: its steps replayed as CUDA graphs, whose static
+    # shapes pad the queries to a multiple of 64 tokens and the KV read from the cache to a
+    # multiple of 16384 (transformers 5.17 continuous_batching/initialization.py
+    # FALLBACK_DEFAULTS q_padding_interval_size, kv_padding_interval_size; model_runner.py
+    # maybe_pad_inputs; attention then reads padded KV + padded queries, input_outputs.py)
     "transformers_cb_graphs": EngineShape(
         fused_qkv=False,
         fused_gate_up=False,
@@ -58,6 +62,8 @@ ENGINE_SHAPES: dict[str, EngineShape] = {
         packed_attention=True,
         eager_small_ops=True,
         cuda_graphs=True,
+        pad_q=64,
+        pad_kv=16384,
     ),
     # TGI flash models: fused qkv and gate_up, fused norm+residual and rotary kernels
     "tgi": EngineShape(fused_qkv=True, fused_gate_up=True, elementwise_launches_per_layer=5),
@@ -252,13 +258,20 @@ class CostModel:
             e += gc.energy_j
         return L * t, L * e
 
+    def _packed_shape(self, work: StepWork) -> tuple[int, int]:
+        """(queries, keys) of transformers CB's one packed attention call: the step's tokens
+        over every sequence's past plus the new tokens, padded as the engine's graphs are."""
+        q = work.tokens
+        past = sum(past for _, past in work.prefill) + work.decode_ctx_sum - work.n_decode
+        q_run, past_run = self.shape.padded(q, past)
+        return q_run, past_run + q_run
+
     def _packed_attention(
         self, work: StepWork, layers: int, nh: int, nkv: int, d: int
     ) -> tuple[float, float]:
         """transformers CB: per layer one masked SDPA of all step tokens over all KV read
         (every sequence's past + new tokens); per step the mask slice is refilled."""
-        q = work.tokens
-        kv = sum(new + past for new, past in work.prefill) + work.decode_ctx_sum
+        q, kv = self._packed_shape(work)
         layer = self.group_cost(attn_packed_kernel(q, kv, nh, nkv, d, self.dt))
         mask = self.group_cost(elementwise_kernel(float(q) * kv * self.dt.act_bytes, self.dt, 1))
         return layers * layer.time_s + mask.time_s, layers * layer.energy_j + mask.energy_j
@@ -282,8 +295,7 @@ class CostModel:
         one packed call over all tokens and all KV read (transformers CB), else a padded
         batch (HF generate: batch, query length, key length)."""
         if self.shape.packed_attention:
-            kv = sum(new + past for new, past in work.prefill) + work.decode_ctx_sum
-            return (work.tokens, kv)
+            return self._packed_shape(work)
         if work.prefill:
             q = max(new for new, _ in work.prefill)
             return (len(work.prefill), q, max(new + past for new, past in work.prefill))
@@ -292,7 +304,12 @@ class CostModel:
     def decode_shapes(self, n_decode: int, ctx_sum0: int, k: int) -> list[tuple[int, ...]]:
         """attn_shape of the k steps of a decode segment (context grows by n per step)."""
         if self.shape.packed_attention:
-            return [(n_decode, ctx_sum0 + n_decode * j) for j in range(k)]
+            return [
+                self._packed_shape(
+                    StepWork(n_decode=n_decode, decode_ctx_sum=ctx_sum0 + n_decode * j)
+                )
+                for j in range(k)
+            ]
         per_seq = -(-ctx_sum0 // n_decode)
         return [(n_decode, 1, per_seq + j) for j in range(k)]
 
@@ -308,7 +325,8 @@ class CostModel:
             return StepCost(0.0, 0.0, 0.0, 0.0, 0.0, self.tp)
         n_logits = len(work.prefill) + work.n_decode
         # a CUDA-graph step runs its token-wise kernels at the captured size it is padded to
-        t_const, e_const = self._layer_const(max(tokens, work.graph_tokens), n_logits)
+        rows = max(tokens, work.graph_tokens, self.shape.padded(tokens, 0)[0])
+        t_const, e_const = self._layer_const(rows, n_logits)
         t_attn, e_attn = self._attention(work)
         gpu = t_const + t_attn
         busy = e_const + e_attn

@@ -158,6 +158,19 @@ class EngineShape:
     # execution mode: False = eager launches (one host launch per kernel), True = CUDA graph
     # replays (kernels priced with the graph-regime classes, "<class>_graph", where measured)
     cuda_graphs: bool = False
+    # static graph shapes of a packed-attention engine: the step's query tokens padded up to a
+    # multiple of pad_q, the KV it reads from the cache up to a multiple of pad_kv (at least
+    # one); 0 = unpadded
+    pad_q: int = 0
+    pad_kv: int = 0
+
+    def padded(self, q: int, kv_read: int) -> tuple[int, int]:
+        """(query tokens, KV tokens read from the cache) as the step's graph runs them."""
+        if self.pad_q:
+            q = -(-q // self.pad_q) * self.pad_q
+        if self.pad_kv:
+            kv_read = max(1, -(-kv_read // self.pad_kv)) * self.pad_kv
+        return q, kv_read
 
 
 def layer_linears(card: ModelCard, m: int, dt: DtypeInfo, tp: int, shape: EngineShape):
