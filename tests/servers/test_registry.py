@@ -79,7 +79,6 @@ def test_every_shipped_scenario_loads(path):
     "kind,dtype",
     [
         ("tgi", "float32"),
-        ("transformers-cb", "int8"),
         ("transformers-cb", "fp8"),
         ("vllm", "float32"),
         ("vllm", "int4"),
@@ -101,6 +100,16 @@ def test_hf_generate_kinds_run_every_dtype():
         assert server_kind(name).dtypes == DTYPES
     for dtype in DTYPES:  # loads, with the default TGI server swapped for HF generate
         scenario(server={"kind": "sequential"}, dtype=dtype)
+
+
+def test_transformers_cb_runs_bitsandbytes_int8_and_nf4():
+    """The CB engine builds LLM.int8 / NF4 models as HF generate does (hf/build.py): such a
+    scenario loads and is costed on the transformers_cb engine with the dtype's kernels."""
+    kind = server_kind("transformers-cb")
+    assert {"int8", "int4"} <= set(kind.dtypes) and "fp8" not in kind.dtypes
+    for dtype in ("int8", "int4"):
+        scen = scenario(server={"kind": "transformers-cb"}, dtype=dtype)
+        assert scen.dtype == dtype
 
 
 def test_unknown_kind_lists_the_kinds():

@@ -200,7 +200,9 @@ class ServerKind:
 # HF generate() (sequential, static): every dtype the simulator costs for it (16/32-bit,
 # bitsandbytes int8/NF4, fp8 linears). TGI: `--dtype float16|bfloat16` or `--quantize
 # bitsandbytes|bitsandbytes-nf4|fp8` (launcher/src/main.rs, enums Dtype and Quantization); no
-# float32. transformers CB: the 16/32-bit dtypes its live engine builds (hf/build.py). vLLM
+# float32. transformers CB: the dtypes its live engine builds (hf/build.py): 16/32-bit, and
+# bitsandbytes LLM.int8 / NF4 linears (hf/quantize.py; the manager runs the model's own
+# modules, so the quantised linears run inside its steps as in HF generate). vLLM
 # 0.11.1: `--dtype float16|bfloat16` (config/model.py ModelDType) and `--quantization fp8`
 # (model_executor/layers/quantization/__init__.py); it also runs float32 and bitsandbytes, not
 # listed: the vllm engine is costed with CUDA-graph kernel fits, planned for the 16-bit and
@@ -237,7 +239,7 @@ SERVER_KINDS: dict[str, ServerKind] = {
             settings=TransformersCbServer,
             scheduler="llm_energy_sim.servers.transformers_cb:TransformersCbScheduler",
             cost_engine="transformers_cb",
-            dtypes=("bfloat16", "float16", "float32"),
+            dtypes=("bfloat16", "float16", "float32", "int8", "int4"),
             live_engine="transformers",
         ),
         ServerKind(
