@@ -44,6 +44,7 @@ from llm_energy_sim.calibrate.rawtable import (
 from llm_energy_sim.config.dtypes import dtype_info
 from llm_energy_sim.cost.kernels import (
     attn_decode_kernel,
+    attn_packed_graph_kernels,
     attn_packed_kernel,
     attn_prefill_kernel,
     fp8_quant_kernel,
@@ -127,6 +128,7 @@ KCLASS = {
     "attn_decode": "attn_decode_graph",
     "attn_sdpa": "attn_sdpa_graph",
     "attn_packed": "attn_packed_graph",
+    "attn_masked_sdpa": "attn_masked_sdpa_graph",
     "host_replay": "host_graph_replay",
 }
 # fp8 ops -> the profile key their fit is stored under
@@ -257,6 +259,11 @@ class GPoint:
                 self.q_len, self.kv_len - self.q_len, self.heads, self.kv_heads, self.head_dim, dt
             )
             return g.flops * self.batch, g.bytes * self.batch, 1
+        if self.kind == "attn_masked_sdpa":
+            _, g = attn_packed_graph_kernels(
+                self.q_len, self.kv_len, self.heads, self.kv_heads, self.head_dim, dt
+            )
+            return g.flops, g.bytes, 1
         if self.kind == "attn_packed":
             g = attn_packed_kernel(
                 self.q_len, self.kv_len, self.heads, self.kv_heads, self.head_dim, dt
@@ -321,6 +328,8 @@ def power_points(dtypes: tuple[str, ...]) -> list[GPoint]:
             _attn("attn_decode", "flash_varlen", dt, 1, 1, 128, 32, 8, True),
             _attn("attn_packed", "paged_sdpa", dt, 1, 128, 65536 + 128, 32, 8, True),
             _attn("attn_packed", "paged_sdpa", dt, 1, 64, 1024, 32, 8, True),
+            _attn("attn_masked_sdpa", "masked_sdpa", dt, 1, 128, 65536 + 128, 32, 8, True),
+            _attn("attn_masked_sdpa", "masked_sdpa", dt, 1, 8192, 16384 + 8192, 32, 8, True),
         ]
     return pts
 
@@ -383,9 +392,15 @@ def build_plan(dtypes: tuple[str, ...], quick: bool = False) -> list[GPoint]:
         for b in batches[::2]:
             for kv in kvs[::2]:
                 pts.append(_attn("attn_sdpa", "sdpa_flash", dt, b, 1, kv, 32, 8))
+        if dt != "bfloat16":  # CB's validation dtype; other dtypes take its fit (Profile.kernel)
+            continue
         # transformers CB's paged|sdpa path (gather, repeat_kv, masked SDPA)
         for q, kv, h, kvh in PACKED[::4] if quick else PACKED:
             pts.append(_attn("attn_packed", "paged_sdpa", dt, 1, q, kv, h, kvh))
+        # its masked SDPA alone (K and V already expanded): the graph-regime cost model
+        # prices the copies with the elementwise class and this kernel with its own
+        for q, kv, h, kvh in PACKED[::4] if quick else PACKED:
+            pts.append(_attn("attn_masked_sdpa", "masked_sdpa", dt, 1, q, kv, h, kvh))
     # 7. the rest
     if "float16" in dtypes:
         pts += _linears("float16", "mm", tokens, shapes)
@@ -516,7 +531,7 @@ def _make_attention(p: GPoint):
     import torch
 
     b, q_len, kv, h, kvh, d = p.batch, p.q_len, p.kv_len, p.heads, p.kv_heads, p.head_dim
-    if p.op == "paged_sdpa":
+    if p.op in ("paged_sdpa", "masked_sdpa"):
         return _make_packed(p)
     if p.op == "sdpa_flash":
         from torch.nn.attention import SDPBackend, sdpa_kernel
@@ -569,6 +584,9 @@ def _make_packed(p: GPoint):
             x = x[:, :, None].expand(1, kvh, rep, kv, d).reshape(1, h, kv, d)
             return x.contiguous()
 
+        if p.op == "masked_sdpa":
+            k, v = expand(cache_k), expand(cache_v)
+            return lambda: f(q, k, v, attn_mask=mask, is_causal=False)
         return lambda: f(q, expand(cache_k), expand(cache_v), attn_mask=mask, is_causal=False)
 
     return make, q_len
@@ -576,6 +594,7 @@ def _make_packed(p: GPoint):
 
 BACKEND = {
     "paged_sdpa": "transformers paged|sdpa: index_select, repeat_kv, torch SDPA with a mask",
+    "masked_sdpa": "torch SDPA with an additive mask over expanded K and V (paged|sdpa's SDPA alone)",
     "flash_varlen": "aten._flash_attention_forward (FA2 varlen)",
     "sdpa_flash": "torch SDPA, SDPBackend.FLASH_ATTENTION only",
 }
@@ -589,7 +608,7 @@ def make_point(p: GPoint) -> tuple[Callable[[], Callable[[], None]], int]:
         return _make_quant(p)
     if p.kind in ("elementwise", "copy", "rms_norm"):
         return _make_elementwise(p)
-    if p.kind in ("attn_varlen", "attn_decode", "attn_sdpa", "attn_packed"):
+    if p.kind in ("attn_varlen", "attn_decode", "attn_sdpa", "attn_packed", "attn_masked_sdpa"):
         return _make_attention(p)
     raise ValueError(p.kind)
 

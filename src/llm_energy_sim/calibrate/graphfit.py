@@ -39,6 +39,7 @@ FIT_CLASSES = (
     "attn_varlen_graph",
     "attn_decode_graph",
     "attn_packed_graph",
+    "attn_masked_sdpa_graph",
 )
 # a class (key) with no power window of its own takes the first of these that has one
 POWER_FALLBACK = {
@@ -49,6 +50,7 @@ POWER_FALLBACK = {
     "attn_varlen_graph": ("attn_varlen_graph:bfloat16",),
     "attn_decode_graph": ("attn_decode_graph:bfloat16",),
     "attn_packed_graph": ("attn_packed_graph:bfloat16",),
+    "attn_masked_sdpa_graph": ("attn_masked_sdpa_graph:bfloat16",),
 }
 FP8_POWER = ("linear_graph:fp8", "linear_graph:bfloat16")
 # the profile's host entry of a graph replay

@@ -23,6 +23,7 @@ from llm_energy_sim.cost.kernels import (
     EngineShape,
     KernelGroup,
     attn_decode_kernel,
+    attn_packed_graph_kernels,
     attn_packed_kernel,
     attn_prefill_kernel,
     batched,
@@ -272,7 +273,13 @@ class CostModel:
         """transformers CB: per layer one masked SDPA of all step tokens over all KV read
         (every sequence's past + new tokens); per step the mask slice is refilled."""
         q, kv = self._packed_shape(work)
-        layer = self.group_cost(attn_packed_kernel(q, kv, nh, nkv, d, self.dt))
+        if self.shape.cuda_graphs and "attn_masked_sdpa_graph" in self.profile.kernels:
+            parts = [
+                self.group_cost(g) for g in attn_packed_graph_kernels(q, kv, nh, nkv, d, self.dt)
+            ]
+            layer = _GroupCost(sum(p.time_s for p in parts), sum(p.energy_j for p in parts))
+        else:
+            layer = self.group_cost(attn_packed_kernel(q, kv, nh, nkv, d, self.dt))
         mask = self.group_cost(elementwise_kernel(float(q) * kv * self.dt.act_bytes, self.dt, 1))
         return layers * layer.time_s + mask.time_s, layers * layer.energy_j + mask.energy_j
 

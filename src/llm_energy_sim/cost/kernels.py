@@ -112,6 +112,28 @@ def attn_packed_kernel(
     return KernelGroup("attn_packed", dt.act_dtype, flops, float(gather + repeat + sdpa), 1)
 
 
+def attn_packed_graph_kernels(
+    q_total: int, kv_total: int, n_heads: int, n_kv: int, d: int, dt: DtypeInfo
+) -> tuple[KernelGroup, KernelGroup]:
+    """The same `paged|sdpa` layer as attn_packed_kernel, as its kernels run inside a CUDA
+    graph, in two groups: the copies (index_select of K and V, repeat_kv to n_heads: four
+    elementwise copy kernels, priced at the elementwise class's bandwidth), and the masked
+    SDPA. That SDPA runs one thread block per (head, query block); at the query counts of
+    decode steps those blocks are fewer than the SMs, so its time is one block's walk over
+    the keys: `bytes` is the stream one block reads (one head's K and V rows and its mask
+    row block of 64 queries, per key), and the class's fitted bandwidth is the rate one
+    block streams at (measured: calibrate/graphbench.py 'attn_masked_sdpa'). At prefill
+    query counts the FLOPs (the full masked rectangle) bind instead."""
+    kvb, ab = dt.kv_bytes, dt.act_bytes
+    copies = 2 * 2 * kv_total * n_kv * d * kvb + 2 * kv_total * (n_kv + n_heads) * d * ab
+    stream = float(kv_total) * (2 * d * ab + 64 * ab)
+    flops = 4.0 * n_heads * d * float(q_total) * float(kv_total)
+    return (
+        KernelGroup("elementwise", dt.act_dtype, 0.0, float(copies), 4),
+        KernelGroup("attn_masked_sdpa", dt.act_dtype, flops, stream, 1),
+    )
+
+
 def elementwise_kernel(nbytes: float, dt: DtypeInfo, count: int) -> KernelGroup:
     return KernelGroup("elementwise", dt.act_dtype, 0.0, nbytes, count)
 
