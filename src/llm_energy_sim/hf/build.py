@@ -46,6 +46,11 @@ def hf_config(card: ModelCard, dtype: str):
         eos_token_id=None,
         pad_token_id=0,
     )
+    if card.architecture == "MistralForCausalLM":
+        # MistralConfig defaults to a 4096-token sliding window; the Mistral-7B v0.3 card's
+        # config.json has none ("sliding_window": null). transformers CB would otherwise
+        # page every layer as sliding-window attention (continuous_batching/cache.py).
+        cfg.sliding_window = None
     cfg.torch_dtype = TORCH_DTYPES[dtype]
     return cfg
 
@@ -60,7 +65,8 @@ def build_model(card: ModelCard, dtype: str, device: str, seed: int = 0, attn: s
     scenarios replay on one model."""
     key = (card.model_dump_json(), dtype, device, seed, attn)
     if key not in MODEL_CACHE:
-        MODEL_CACHE.clear()  # one model on the device at a time
+        if MODEL_CACHE:
+            _release_cached()  # one model on the device at a time
         if dtype in QUANTIZED:
             model = build_uncached(card, BUILD_DTYPE[dtype], device, seed, attn)
             quantize_linears(model, dtype)
@@ -68,6 +74,19 @@ def build_model(card: ModelCard, dtype: str, device: str, seed: int = 0, attn: s
             model = build_uncached(card, dtype, device, seed, attn)
         MODEL_CACHE[key] = model
     return MODEL_CACHE[key]
+
+
+def _release_cached() -> None:
+    """Drop the cached model and give its memory back to the device, so the next model (and a
+    CB manager sizing its cache from free memory) sees what a fresh process would."""
+    import gc
+
+    import torch
+
+    MODEL_CACHE.clear()
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
 
 
 def build_uncached(card: ModelCard, dtype: str, device: str, seed: int, attn: str):
