@@ -205,3 +205,99 @@ def _print_table(df, meta: dict) -> None:
         f"{within['avg_power_w']}/{len(df)}, median ITL {within['median_itl_ms']}/{len(df)} "
         "(error = predicted / measured - 1)"
     )
+
+
+MATRIX_MEASURED = Path("measurements") / "live" / "h200-matrix"
+MATRIX_OUT = Path("results") / "validate-matrix"
+
+
+@validate_cmd.command("matrix")
+@click.argument(
+    "measured", type=click.Path(path_type=Path), default=MATRIX_MEASURED, required=False
+)
+@click.option(
+    "--profile",
+    help="calibration profile (name or JSON path); default: each scenario's (h200)",
+)
+@click.option(
+    "--out",
+    "out_dir",
+    type=click.Path(path_type=Path),
+    default=MATRIX_OUT,
+    show_default=True,
+    help="directory to write (replaced whole on a rerun)",
+)
+def matrix_cmd(measured: Path, profile: str | None, out_dir: Path) -> None:
+    """Predict every case of a live validation matrix (tools/device/matrix.sh's results,
+    default measurements/live/h200-matrix) and set the errors side by side.
+
+    \b
+    Per case (MEASURED/<model>-<dtype>-<scenario>/, a sim replay results dir):
+    * the scenario it replayed, MEASURED/scenarios/<case>.yaml;
+    * hardware.host_time_factor from the case's own host-speed passes (its hostspeed
+      table: the pass just before and just after it, in the engine's process), as
+      `sim run --host-speed CASE_DIR` sets it; 1.0 where the case has none (said so);
+    * the prediction (OUT/predicted/<case>/, as `sim run` writes it) and the comparison
+      (OUT/compare/<case>.csv, `sim compare`'s table).
+
+    Writes OUT/matrix.md (model, dtype, server, scenario, energy per request measured /
+    predicted / error, TTFT / TPOT / E2E p50 errors, then the median and worst |energy
+    error|), OUT/matrix.csv and validate.json; prints the Markdown."""
+    import pandas as pd
+
+    from llm_energy_sim.analysis import matrix as mx
+    from llm_energy_sim.analysis.compare import compare_dirs
+    from llm_energy_sim.cli.options import load_with_host_speed
+    from llm_energy_sim.results.staging import check_replaceable, staged_dir
+
+    cases = mx.find_cases(measured)
+    check_replaceable(out_dir, VALIDATE_FILE)
+    rows, notes = [], []
+    with staged_dir(out_dir, VALIDATE_FILE) as tmp:
+        for case in cases:
+            tables = [case.measured] if case.has_host_speed else []
+            try:
+                scen, runs = load_with_host_speed(case.scenario, {}, tables, profile)
+            except UserError as exc:  # passes that all failed: say so, predict at 1.0
+                notes.append(f"{case.name}: {exc}; predicted at host_time_factor 1.0")
+                scen, runs = load_with_host_speed(case.scenario, {}, [], profile)
+            if runs is None:
+                notes.append(f"{case.name}: no host-speed passes; host_time_factor 1.0")
+            pred = mx.predict(scen, case.scenario, tmp / "predicted" / case.name, profile, runs)
+            table, _, _ = compare_dirs(pred, case.measured)
+            (tmp / "compare").mkdir(exist_ok=True)
+            table.to_csv(tmp / "compare" / f"{case.name}.csv", index=False)
+            factor = scen.hardware.host_time_factor if runs is not None else None
+            rows.append(mx.case_row(case, scen, _measured_summary(case), table, factor))
+        name = profile or "each scenario's (h200)"
+        md = mx.markdown(rows, name)
+        if notes:
+            md += "\n" + "\n".join(f"- {n}" for n in notes) + "\n"
+        (tmp / "matrix.md").write_text(md)
+        pd.DataFrame(rows).to_csv(tmp / "matrix.csv", index=False)
+        meta = {
+            "check": "live validation matrix (tools/device/matrix.sh)",
+            "measured": str(measured),
+            "profile": name,
+            "summary": mx.summary_stats(rows),
+            "notes": notes,
+            "rows": [
+                {
+                    k: (None if isinstance(v, float) and not math.isfinite(v) else v)
+                    for k, v in r.items()
+                }
+                for r in rows
+            ],
+        }
+        (tmp / VALIDATE_FILE).write_text(json.dumps(meta, indent=2) + "\n")
+    click.echo(md, nl=False)
+    click.echo(
+        f"wrote {out_dir / 'matrix.md'}, {out_dir / 'matrix.csv'}, {out_dir / VALIDATE_FILE}"
+    )
+
+
+def _measured_summary(case) -> dict:
+    """The measured case's summary.json as a dict."""
+    from llm_energy_sim.results.output import read_summary
+
+    return read_summary(case.measured).to_dict()
