@@ -10,8 +10,8 @@ on any CPU, before any GPU time.
     python3 tools/device/matrix_scenarios.py CASES_FILE OUT_DIR [--only REGEX]
         writes OUT_DIR/<case>.yaml per case and prints their paths, one a line
     python3 tools/device/matrix_scenarios.py CASES_FILE --estimate [--host-factor F]
-        prints each case's simulated replay time (makespan) at host_time_factor F, with the
-        bitsandbytes correction measured on the H200 (see ESTIMATE_SLOWDOWN)
+        prints each case's replay time: simulated (makespan at host_time_factor F), or for
+        bitsandbytes its decode steps at the step time measured on the H200 (BNB_STEP_S)
 """
 
 from __future__ import annotations
@@ -27,10 +27,11 @@ import yaml
 REPO = Path(__file__).resolve().parents[2]
 VALIDATION = REPO / "scenarios" / "validation"
 
-# live / predicted makespan of the H200 bitsandbytes sequential runs (measurements/live/
-# h200-bnb, llama-3.1-8b, 6 requests, each at its own measured host speed, 2026-12-02):
-# int8 57.9 s / 40.0 s, NF4 40.5 s / 17.8 s. Used only to estimate how long a case runs.
-ESTIMATE_SLOWDOWN = {"int8": 1.45, "int4": 2.3}
+# Measured TPOT p50 of the H200 bitsandbytes sequential runs (measurements/live/h200-bnb,
+# llama-3.1-8b, 32 layers, host_time_factor 1.75 / 2.05, 2026-12-02): s per decode step, used
+# only to estimate how long a bitsandbytes case runs (the simulator predicted those runs 1.45x
+# / 2.3x too fast, and CB's host entry knows no bitsandbytes launches).
+BNB_STEP_S = {"int8": 0.192, "int4": 0.137}
 
 
 @dataclass(frozen=True)
@@ -111,20 +112,39 @@ def write_scenarios(cases: list[Case], out_dir: Path) -> list[Path]:
     return paths
 
 
+def decode_steps(scen) -> int:
+    """Decode steps the case's engine runs for its trace: the sum of outputs one at a time,
+    each batch's longest in static batches, the longest (+2 for prefills) under CB."""
+    from llm_energy_sim.engine.workload import generate_trace
+
+    out = [int(x) for x in generate_trace(scen.workload, scen.seed).output_tokens]
+    if scen.server.kind == "sequential":
+        return sum(out)
+    if scen.server.kind == "static":
+        b = scen.server.batch_size
+        return sum(max(out[i : i + b]) for i in range(0, len(out), b))
+    return max(out) + 2
+
+
 def estimate(cases: list[Case], host_factor: float) -> list[tuple[Case, float]]:
-    """Each case's simulated makespan (s) at host_factor, times ESTIMATE_SLOWDOWN for the
-    bitsandbytes dtypes: what its replay alone should take, without builds or host passes."""
+    """Each case's replay time (s), without builds or host passes: the simulated makespan at
+    host_factor, or for bitsandbytes dtypes its decode steps at BNB_STEP_S (scaled by the
+    model's layers over the 32 measured)."""
     import tempfile
 
-    from llm_energy_sim.config.scenario import load_scenario
+    from llm_energy_sim.config.scenario import load_scenario, scenario_card
     from llm_energy_sim.simulation import simulate
 
     out = []
     with tempfile.TemporaryDirectory() as tmp:
         for c, p in zip(cases, write_scenarios(cases, Path(tmp)), strict=True):
             scen = load_scenario(p, {"hardware.host_time_factor": host_factor})
-            res = simulate(scen)
-            out.append((c, res.t_end * ESTIMATE_SLOWDOWN.get(c.dtype, 1.0)))
+            if c.dtype in BNB_STEP_S:
+                layers = scenario_card(scen).num_hidden_layers
+                t = decode_steps(scen) * BNB_STEP_S[c.dtype] * layers / 32
+            else:
+                t = simulate(scen).t_end
+            out.append((c, t))
     return out
 
 
