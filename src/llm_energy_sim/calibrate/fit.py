@@ -314,10 +314,15 @@ def fit_host(
     ratio, soft-L1 so one slow run cannot drag the fit; parameters >= 0). Then the host-wait
     power per GPU: the measured energy (all tp GPUs) not explained by the kernels, over the
     time the GPU waits, less the in-step standby share standby_k*(P_busy - host_wait)."""
+    from llm_energy_sim.cost.costmodel import ENGINE_SHAPES
+
+    # a CUDA-graph engine launches one replay per step, not a kernel per op: its host work has
+    # no per-layer term (the replay's per-kernel cost is cuda_graph_replay's, nanoseconds)
+    per_layer = 0.0 if ENGINE_SHAPES[engine].cuda_graphs else 1.0
     X, gpu_s, busy_j = [], [], []
     for _, r in runs.iterrows():
         cm, c = decode_step(r, profile, engine, tp)
-        X.append((1.0, cm.card.num_hidden_layers, int(r["batch"])))
+        X.append((1.0, per_layer * cm.card.num_hidden_layers, int(r["batch"])))
         gpu_s.append(c.gpu_s)
         busy_j.append(c.busy_energy_j)
     X, gpu, busy = np.array(X, float), np.array(gpu_s), np.array(busy_j)

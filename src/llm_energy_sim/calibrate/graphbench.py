@@ -129,6 +129,7 @@ KCLASS = {
     "attn_sdpa": "attn_sdpa_graph",
     "attn_packed": "attn_packed_graph",
     "attn_masked_sdpa": "attn_masked_sdpa_graph",
+    "attn_kv_copy": "attn_kv_copy_graph",
     "host_replay": "host_graph_replay",
 }
 # fp8 ops -> the profile key their fit is stored under
@@ -259,11 +260,12 @@ class GPoint:
                 self.q_len, self.kv_len - self.q_len, self.heads, self.kv_heads, self.head_dim, dt
             )
             return g.flops * self.batch, g.bytes * self.batch, 1
-        if self.kind == "attn_masked_sdpa":
-            _, g = attn_packed_graph_kernels(
+        if self.kind in ("attn_masked_sdpa", "attn_kv_copy"):
+            copies, sdpa = attn_packed_graph_kernels(
                 self.q_len, self.kv_len, self.heads, self.kv_heads, self.head_dim, dt
             )
-            return g.flops, g.bytes, 1
+            g = sdpa if self.kind == "attn_masked_sdpa" else copies
+            return g.flops, g.bytes, g.count
         if self.kind == "attn_packed":
             g = attn_packed_kernel(
                 self.q_len, self.kv_len, self.heads, self.kv_heads, self.head_dim, dt
@@ -330,6 +332,8 @@ def power_points(dtypes: tuple[str, ...]) -> list[GPoint]:
             _attn("attn_packed", "paged_sdpa", dt, 1, 64, 1024, 32, 8, True),
             _attn("attn_masked_sdpa", "masked_sdpa", dt, 1, 128, 65536 + 128, 32, 8, True),
             _attn("attn_masked_sdpa", "masked_sdpa", dt, 1, 8192, 16384 + 8192, 32, 8, True),
+            _attn("attn_kv_copy", "kv_copy", dt, 1, 128, 65536 + 128, 32, 8, True),
+            _attn("attn_kv_copy", "kv_copy", dt, 1, 64, 16384 + 64, 12, 2, True),
         ]
     return pts
 
@@ -401,6 +405,9 @@ def build_plan(dtypes: tuple[str, ...], quick: bool = False) -> list[GPoint]:
         # prices the copies with the elementwise class and this kernel with its own
         for q, kv, h, kvh in PACKED[::4] if quick else PACKED:
             pts.append(_attn("attn_masked_sdpa", "masked_sdpa", dt, 1, q, kv, h, kvh))
+        # and its K/V gather and repeat_kv copies alone (the full layer is the check)
+        for q, kv, h, kvh in PACKED[::4] if quick else PACKED:
+            pts.append(_attn("attn_kv_copy", "kv_copy", dt, 1, q, kv, h, kvh))
     # 7. the rest
     if "float16" in dtypes:
         pts += _linears("float16", "mm", tokens, shapes)
@@ -531,7 +538,7 @@ def _make_attention(p: GPoint):
     import torch
 
     b, q_len, kv, h, kvh, d = p.batch, p.q_len, p.kv_len, p.heads, p.kv_heads, p.head_dim
-    if p.op in ("paged_sdpa", "masked_sdpa"):
+    if p.op in ("paged_sdpa", "masked_sdpa", "kv_copy"):
         return _make_packed(p)
     if p.op == "sdpa_flash":
         from torch.nn.attention import SDPBackend, sdpa_kernel
@@ -584,6 +591,8 @@ def _make_packed(p: GPoint):
             x = x[:, :, None].expand(1, kvh, rep, kv, d).reshape(1, h, kv, d)
             return x.contiguous()
 
+        if p.op == "kv_copy":
+            return lambda: (expand(cache_k), expand(cache_v))
         if p.op == "masked_sdpa":
             k, v = expand(cache_k), expand(cache_v)
             return lambda: f(q, k, v, attn_mask=mask, is_causal=False)
@@ -595,6 +604,7 @@ def _make_packed(p: GPoint):
 BACKEND = {
     "paged_sdpa": "transformers paged|sdpa: index_select, repeat_kv, torch SDPA with a mask",
     "masked_sdpa": "torch SDPA with an additive mask over expanded K and V (paged|sdpa's SDPA alone)",
+    "kv_copy": "paged|sdpa's K/V index_select and repeat_kv copies alone",
     "flash_varlen": "aten._flash_attention_forward (FA2 varlen)",
     "sdpa_flash": "torch SDPA, SDPBackend.FLASH_ATTENTION only",
 }
@@ -608,7 +618,14 @@ def make_point(p: GPoint) -> tuple[Callable[[], Callable[[], None]], int]:
         return _make_quant(p)
     if p.kind in ("elementwise", "copy", "rms_norm"):
         return _make_elementwise(p)
-    if p.kind in ("attn_varlen", "attn_decode", "attn_sdpa", "attn_packed", "attn_masked_sdpa"):
+    if p.kind in (
+        "attn_varlen",
+        "attn_decode",
+        "attn_sdpa",
+        "attn_packed",
+        "attn_masked_sdpa",
+        "attn_kv_copy",
+    ):
         return _make_attention(p)
     raise ValueError(p.kind)
 

@@ -40,6 +40,7 @@ FIT_CLASSES = (
     "attn_decode_graph",
     "attn_packed_graph",
     "attn_masked_sdpa_graph",
+    "attn_kv_copy_graph",
 )
 # a class (key) with no power window of its own takes the first of these that has one
 POWER_FALLBACK = {
@@ -51,6 +52,7 @@ POWER_FALLBACK = {
     "attn_decode_graph": ("attn_decode_graph:bfloat16",),
     "attn_packed_graph": ("attn_packed_graph:bfloat16",),
     "attn_masked_sdpa_graph": ("attn_masked_sdpa_graph:bfloat16",),
+    "attn_kv_copy_graph": ("attn_kv_copy_graph:bfloat16", "elementwise_graph:bfloat16"),
 }
 FP8_POWER = ("linear_graph:fp8", "linear_graph:bfloat16")
 # the profile's host entry of a graph replay
@@ -219,6 +221,16 @@ def fit_graph_kernels(
                 note = f"; power from {nwin} sustained windows" + (
                     f" of {src} (none of its own)" if src != own else ""
                 )
+                src_kc, src_key = src.split(":", 1)
+                other = fits.get(src_kc, {}).get(src_key)
+                if src != own and other is not None:
+                    # what a byte moved or a FLOP done costs is the GPU's, not the class's: the
+                    # dynamic terms keep the source's energy per byte and per FLOP, so a class
+                    # streaming at a fraction of the source's rate draws that fraction
+                    wm *= kf.bandwidth / other.bandwidth
+                    if other.peak_flops < FLOPS_FREE and kf.peak_flops < FLOPS_FREE:
+                        wc *= kf.peak_flops / other.peak_flops
+                    note += " at its energy per byte and per FLOP"
             by[key] = kf.model_copy(
                 update={
                     "p_base_w": pb,

@@ -34,6 +34,9 @@ from llm_energy_sim.cost.kernels import (
     linear_kernel,
 )
 
+# the graph-regime classes transformers CB's packed attention is priced with when measured
+PACKED_GRAPH_CLASSES = {"attn_kv_copy_graph", "attn_masked_sdpa_graph"}
+
 # keyed by a server kind's cost_engine (its registry entry in config/servers.py)
 ENGINE_SHAPES: dict[str, EngineShape] = {
     # HF transformers modeling code: separate q/k/v and gate/up projections, eager small ops
@@ -273,7 +276,7 @@ class CostModel:
         """transformers CB: per layer one masked SDPA of all step tokens over all KV read
         (every sequence's past + new tokens); per step the mask slice is refilled."""
         q, kv = self._packed_shape(work)
-        if self.shape.cuda_graphs and "attn_masked_sdpa_graph" in self.profile.kernels:
+        if self.shape.cuda_graphs and self.profile.kernels.keys() >= PACKED_GRAPH_CLASSES:
             parts = [
                 self.group_cost(g) for g in attn_packed_graph_kernels(q, kv, nh, nkv, d, self.dt)
             ]

@@ -116,9 +116,9 @@ def attn_packed_graph_kernels(
     q_total: int, kv_total: int, n_heads: int, n_kv: int, d: int, dt: DtypeInfo
 ) -> tuple[KernelGroup, KernelGroup]:
     """The same `paged|sdpa` layer as attn_packed_kernel, as its kernels run inside a CUDA
-    graph, in two groups: the copies (index_select of K and V, repeat_kv to n_heads: four
-    elementwise copy kernels, priced at the elementwise class's bandwidth), and the masked
-    SDPA. That SDPA runs one thread block per (head, query block); at the query counts of
+    graph, in two groups: the copies (index_select of K and V, then repeat_kv's expanded
+    copy of the transposed rows to n_heads: four gather/strided copy kernels, their own class
+    'attn_kv_copy', measured as the full layer less its SDPA), and the masked SDPA. That SDPA runs one thread block per (head, query block); at the query counts of
     decode steps those blocks are fewer than the SMs, so its time is one block's walk over
     the keys: `bytes` is the stream one block reads (one head's K and V rows and its mask
     row block of 64 queries, per key), and the class's fitted bandwidth is the rate one
@@ -129,7 +129,7 @@ def attn_packed_graph_kernels(
     stream = float(kv_total) * (2 * d * ab + 64 * ab)
     flops = 4.0 * n_heads * d * float(q_total) * float(kv_total)
     return (
-        KernelGroup("elementwise", dt.act_dtype, 0.0, float(copies), 4),
+        KernelGroup("attn_kv_copy", dt.act_dtype, 0.0, float(copies), 4),
         KernelGroup("attn_masked_sdpa", dt.act_dtype, flops, stream, 1),
     )
 
