@@ -188,7 +188,7 @@ FIG2 = [
         """# Figure 2: static batching, Llama-3.1-8B `float32`, batch 1 to 64
 
 The paper (Section 4, Figure 2) batched requests with HF `transformers` static batching
-(prompts left-padded to the longest of the batch; finished sequences dropped from decode) and
+(prompts left-padded to the longest of the batch, one `generate()` per batch) and
 normalised each phase's energy three ways: per **effective** input token (real prompt tokens),
 per **computed** input token (with padding) and per **output** token. Its findings:
 
@@ -200,7 +200,8 @@ per **computed** input token (with padding) and per **output** token. Its findin
 * per output token every phase **falls with batch size, roughly logarithmically**.
 
 Here: the `static` server of the simulator on `scenarios/static_b4.yaml` (all requests
-available at once) in `float32`, with **256 requests per batch size instead of 10,000** (four
+available at once) with HF `generate()`'s rule for finished sequences (every row decodes,
+padded, until the batch's longest output: `server.finished: stay`, the default) in `float32`, with **256 requests per batch size instead of 10,000** (four
 batches even at b = 64), which is enough for per-token averages; ~3 s in all. Energies are the
 attributed step energies (prefill steps, decode steps) of the requests; with all requests
 queued from t = 0 there is no idle time between batches.
