@@ -77,6 +77,21 @@ while [ $attempt -le ${#FILES[@]} ]; do  # each process measures a case or skips
     fi
   done
 done
+cat "$RES/commands.txt"
+python3 - "$RES" "${FILES[@]}" <<'PY' || true
+import json, sys
+from pathlib import Path
+res = Path(sys.argv[1])
+for f in sys.argv[2:]:  # one line per measured case: requests, makespan, energy, host speed
+    d = res / Path(f).stem
+    if (d / "summary.json").is_file():
+        s = json.loads((d / "summary.json").read_text())
+        hs = (s.get("host_speed") or {}).get("host_time_factor")
+        wh = s["energy"].get("per_request_wh")
+        print(f"{d.name:42s} {s['requests']['completed']}/{s['requests']['total']} ok "
+              f"{s['makespan_s']:7.1f} s {'-' if wh is None else format(wh, '.4g')} Wh/req "
+              f"host {'-' if hs is None else format(hs, '.2f')}")
+PY
 [ -f "$RES/failed.txt" ] && { echo "failed cases:"; cat "$RES/failed.txt"; }
 done_n=$(for f in "${FILES[@]}"; do [ -f "$RES/$(case_of "$f")/summary.json" ] && echo; done | wc -l)
 echo "$done_n of ${#FILES[@]} cases measured; results in $OUT/$NAME.tgz"
