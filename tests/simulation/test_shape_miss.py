@@ -161,3 +161,36 @@ def test_cold_start_fit_and_first_step():
     # power (the run's total grows less: the warm run idles through that time instead)
     de = cold[1]["energy_prefill_j"].iloc[0] - warm[1]["energy_prefill_j"].iloc[0]
     assert de == pytest.approx(cm.miss_w * cm.cold_s, rel=1e-9)
+
+
+def _graph_burst(fast: bool):
+    wl = {
+        "requests": 12,
+        "arrival": {"kind": "burst"},
+        "prompt_tokens": {"kind": "fixed", "value": 300},
+        "output_tokens": {"kind": "fixed", "value": 40},
+    }
+    srv = {"kind": "transformers-cb", "cuda_graphs": True, "block_size": 256}
+    scen = scenario(server=srv, workload=wl, fast_forward=fast)
+    scen = scen.model_copy(update={"hardware": scen.hardware.model_copy(update={"gpu": "h200"})})
+    return run(scen)
+
+
+@pytest.mark.parametrize("fast", [True, False])
+def test_cuda_graph_capture_is_paid_once_per_padded_shape(fast):
+    """transformers CB with CUDA graphs pads a step to (queries to 64, KV read to 16384): the
+    burst's 12 decodes over < 16384 tokens of KV all run at one shape, captured once (the
+    prefill step's shape is a second), however many decode steps there are."""
+    res, df, _ = _graph_burst(fast)
+    rep = res.replicas[0]
+    assert rep.cost.shape.cuda_graphs and rep.cost.miss_s > 0
+    assert rep.plans.seen == {(3648, 3648 + 16384), (64, 64 + 16384)}
+    assert rep.shape_misses == 2
+
+
+def test_graph_fast_path_equals_step_path():
+    _, fast, sf = _graph_burst(True)
+    _, step, ss = _graph_burst(False)
+    for col in ("finish_s", "energy_j"):
+        np.testing.assert_allclose(fast[col], step[col], rtol=1e-9)
+    assert sf["energy"]["total_j"] == pytest.approx(ss["energy"]["total_j"], rel=1e-9)

@@ -116,8 +116,13 @@ class Replica:
         shapes: list[tuple[int, ...]] = []
         if self.plans.on:
             shapes = self.cost.decode_shapes(n, ctx_sum0, k)
-            seen = self.plans.seen
-            seg = MissingShapes(seg, [s not in seen for s in shapes], self.cost)
+            # a shape new to the engine costs its plan (or graph capture) once: on its first
+            # step in the run, not again on the later steps at the same (padded) shape
+            seen, new = set(self.plans.seen), []
+            for s in shapes:
+                new.append(s not in seen)
+                seen.add(s)
+            seg = MissingShapes(seg, new, self.cost)
         start = self.env.now
         if server is not None:
             server.in_segment = True

@@ -1,0 +1,66 @@
+"""Regenerate docs/accuracy.md's CUDA-graph tables: every live transformers-CB run with CUDA
+graphs on the H200 (measurements/live/h200-graphs*) predicted at the host speed measured in
+it (`sim run --host-speed`), compared with `sim compare`, and the eager-vs-graphs difference of
+the bursts run both ways in one call (h200-graphs-c). Prints Markdown; works on any CPU.
+
+    python tools/graph_regime_table.py [OUT_DIR]   # default results/graph-regime
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+L = ROOT / "measurements/live"
+SCEN = {"burst_warm": "burst", "fixed50ms": "fixed 50 ms", "fixed300ms": "fixed 300 ms",
+        "uniform": "uniform 0-600 ms"}  # fmt: skip
+# (label, model, scenario, measured dir, cuda_graphs)
+CASES = [
+    *[(f"{m} {SCEN[s]}", m, s, L / d / f"graphs-{m}" / f"val-{s.replace('_', '-')}", True)
+      for m, d in (("llama-3.1-8b", "h200-graphs"), ("qwen2.5-7b", "h200-graphs-b")) for s in SCEN],
+    *[(f"{m} burst (repeat)", m, "burst_warm", L / "h200-graphs-c" / f"graphs-{m}", True)
+      for m in ("llama-3.1-8b", "qwen2.5-7b")],
+    *[(f"{m} burst, eager", m, "burst_warm", L / "h200-graphs-c" / f"eager-{m}", False)
+      for m in ("llama-3.1-8b", "qwen2.5-7b")],
+]  # fmt: skip
+METRICS = ("energy per request (total)", "TTFT p50", "TPOT p50", "makespan")
+
+
+def compare(out: Path, model: str, scen: str, measured: Path, graphs: bool) -> dict:
+    pred, cmp = (
+        out / f"pred-{measured.parent.name}-{measured.name}",
+        out / f"cmp-{measured.parent.name}-{measured.name}",
+    )
+    sets = [f"model={model}", "hardware.gpu=h200", f"server.cuda_graphs={str(graphs).lower()}"]
+    run = ["sim", "run", str(ROOT / f"scenarios/validation/{scen}.yaml"), "--out", str(pred), "--quiet",
+           "--host-speed", str(measured), *[a for s in sets for a in ("--set", s)]]  # fmt: skip
+    subprocess.run(run, check=True, capture_output=True)
+    subprocess.run(["sim", "compare", str(pred), str(measured), "--out", str(cmp), "--no-plot"],
+                   check=True, capture_output=True)  # fmt: skip
+    rows = json.loads((cmp / "compare.json").read_text())["metrics"]
+    return {r["metric"]: r for r in rows}
+
+
+def main() -> int:
+    out = Path(sys.argv[1]) if len(sys.argv) > 1 else ROOT / "results/graph-regime"
+    out.mkdir(parents=True, exist_ok=True)
+    res = {label: compare(out, m, s, d, g) for label, m, s, d, g in CASES}
+    print("| run | " + " | ".join(METRICS) + " |\n|---|" + "---|" * len(METRICS))
+    for label, r in res.items():
+        print(f"| {label} | " + " | ".join(f"{r[k]['error'] * 100:+.1f}%" for k in METRICS) + " |")
+    print("\n| model | quantity | measured graphs / eager - 1 | predicted graphs / eager - 1 |")
+    print("|---|---|---|---|")
+    for m in ("llama-3.1-8b", "qwen2.5-7b"):
+        g, e = res[f"{m} burst (repeat)"], res[f"{m} burst, eager"]
+        for k in ("energy per request (total)", "makespan"):
+            meas = g[k]["measured"] / e[k]["measured"] - 1
+            pred = g[k]["predicted"] / e[k]["predicted"] - 1
+            print(f"| {m} | {k} | {meas * 100:+.1f}% | {pred * 100:+.1f}% |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
