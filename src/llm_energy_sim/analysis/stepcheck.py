@@ -6,7 +6,7 @@ scheduling is taken out: what is left is the step cost's error. Over time, the r
 host-bound decode steps is the host speed the engine's thread saw, which on cloud machines
 moves by up to 1.9x within minutes (docs/host-speed.md).
 
-Steps come from the continuous batching engine's step log (steps.csv, live/steplog.py)
+Steps come from the continuous batching engine's step log (steps.csv, hf/steplog.py)
 or, for the one-request-at-a-time HF generate engine, from its per-token times
 (token_times.csv): one step per generated token, its prefill ending at the first.
 """

@@ -7,7 +7,7 @@ forward recorded instead of launched, then the replay) is host work serial with 
 the simulator charges it as the engine's shape miss (HostOverhead.attn_shape_miss_s and
 attn_shape_miss_per_layer_s, CostModel.miss_s). Method: one engine per (model, layers), one
 request at a time, each with a prompt in a different KV bucket, `NEW_TOKENS` decode steps
-each; the engine's own step log (live/steplog.py) times every step. The first decode step of a
+each; the engine's own step log (hf/steplog.py) times every step. The first decode step of a
 request meets a new shape; the others replay it. A second pass over the same prompts finds
 every shape captured: its first-step excess is the control (should be ~0).
 capture excess = first decode step - median of the request's later decode steps;
@@ -69,7 +69,7 @@ def measure_captures(
     from llm_energy_sim.calibrate.cbbench import start_cb_manager
     from llm_energy_sim.config.modelcard import load_model_card
     from llm_energy_sim.hf.build import build_uncached
-    from llm_energy_sim.live.steplog import StepLog
+    from llm_energy_sim.hf.steplog import StepLog
 
     rows = []
     for name, layers in shapes:

@@ -514,7 +514,7 @@ def _write(
         _write_token_times(tmp, records)
         _write_energy_samples(tmp, samples)
         if logged:
-            from llm_energy_sim.live.steplog import write_steps
+            from llm_energy_sim.hf.steplog import write_steps
 
             write_steps(tmp, log.since(t0 - LEAD_S), t0)  # the warm-up's steps come before
         if plot:

@@ -177,39 +177,12 @@ class Profile(_Strict):
                 return self.host[key]
         if dtype is not None and f"{engine}:{dtype}" in self.host:
             return self.host[f"{engine}:{dtype}"]
-        if engine in self.host and dtype is not None and f"hf_eager:{dtype}" in self.host:
-            return self._with_dtype_launches(engine, dtype)
         if engine not in self.host:
             raise UserError(
                 f"profile '{self.name}': no host overhead for engine '{engine}' "
                 f"(has: {', '.join(sorted(self.host))})"
             )
         return self.host[engine]
-
-    def _with_dtype_launches(self, engine: str, dtype: str) -> HostOverhead:
-        """An eager engine's entry for a dtype whose extra host work was measured only under
-        HF generate (bitsandbytes: 'hf_eager:int8' / 'hf_eager:int4'): the engine's own entry
-        plus what that dtype adds to HF generate per step, layer and sequence (the same
-        quantised linear modules run in both engines, so their per-call host work is the
-        same). A CUDA-graph engine's replay does not repeat host work per layer: it gets the
-        per-step and per-sequence increments only."""
-        from llm_energy_sim.cost.costmodel import ENGINE_SHAPES
-
-        base, q, ref = self.host[engine], self.host[f"hf_eager:{dtype}"], self.host["hf_eager"]
-        graphs = engine in ENGINE_SHAPES and ENGINE_SHAPES[engine].cuda_graphs
-
-        def plus(field: str) -> float:
-            return getattr(base, field) + max(0.0, getattr(q, field) - getattr(ref, field))
-
-        return base.model_copy(
-            update={
-                "per_step_s": plus("per_step_s"),
-                "per_layer_s": base.per_layer_s if graphs else plus("per_layer_s"),
-                "per_sequence_s": plus("per_sequence_s"),
-                "source": f"{base.source}; plus the {dtype} increments of hf_eager:{dtype} over "
-                "hf_eager (derived: Profile._with_dtype_launches)",
-            }
-        )
 
     def allreduce(self, n_gpus: int) -> Interconnect:
         key = str(n_gpus)

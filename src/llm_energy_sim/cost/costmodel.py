@@ -143,7 +143,7 @@ class CostModel:
         self.dt = dtype_info(self.dtype)
         self.shape = ENGINE_SHAPES[self.engine]
         self.host = _scaled_host(
-            self.profile.host_overhead(self.engine, self.dtype, self.tp), self.host_time_factor
+            host_overhead(self.profile, self.engine, self.dtype, self.tp), self.host_time_factor
         )
         self.wait_w = self.host.wait_w or self.profile.idle.host_wait_w
         self.miss_s = self.host.attn_shape_miss_s.get(
@@ -381,6 +381,34 @@ class CostModel:
             wait_w=self.wait_w * self.tp,
             standby_k=self.standby_k,
         )
+
+
+def host_overhead(profile: Profile, engine: str, dtype: str, tp: int = 1) -> HostOverhead:
+    """The engine's host entry for this dtype (Profile.host_overhead); where the engine has
+    none of its own for a dtype whose extra host work was measured only under HF generate
+    (bitsandbytes: 'hf_eager:int8' / 'hf_eager:int4'), its entry plus what that dtype adds to
+    HF generate per step, layer and sequence: the same quantised linear modules run in both
+    engines, so their per-call host work is the same. A CUDA-graph engine's replay does not
+    repeat host work per layer: it gets the per-step and per-sequence increments only."""
+    base = profile.host_overhead(engine, dtype, tp)
+    own = f"{engine}:{dtype}" in profile.host or tp > 1 or engine == "hf_eager"
+    if own or f"hf_eager:{dtype}" not in profile.host or "hf_eager" not in profile.host:
+        return base
+    q, ref = profile.host[f"hf_eager:{dtype}"], profile.host["hf_eager"]
+    graphs = ENGINE_SHAPES[engine].cuda_graphs
+
+    def plus(field: str) -> float:
+        return getattr(base, field) + max(0.0, getattr(q, field) - getattr(ref, field))
+
+    return base.model_copy(
+        update={
+            "per_step_s": plus("per_step_s"),
+            "per_layer_s": base.per_layer_s if graphs else plus("per_layer_s"),
+            "per_sequence_s": plus("per_sequence_s"),
+            "source": f"{base.source}; plus the {dtype} increments of hf_eager:{dtype} over "
+            "hf_eager (derived: cost.costmodel.host_overhead)",
+        }
+    )
 
 
 def _scaled_host(h: HostOverhead, f: float) -> HostOverhead:

@@ -26,8 +26,8 @@ from llm_energy_sim.hf.build import (
     start_manager,
     warm_up_prompt,
 )
+from llm_energy_sim.hf.steplog import StepLog
 from llm_energy_sim.live.base import ERROR, OK, RequestRecord
-from llm_energy_sim.live.steplog import StepLog
 
 
 class TransformersCbEngine:
