@@ -7,7 +7,8 @@ timed inside CUDA graph replays (calibrate/graphbench.py capture/_events_ms) in 
   mask    the bench's cache, the mask a slice [:q, :kv] of the engine's (1, 1, 8192,
           NUM_PAGES + 8192) buffer (input_outputs.py), as the engine passes it;
   engine  both, plus the index_copy_ of the step's new K/V rows into the cache (cache.py update).
-Writes one CSV row per (set-up, shape) to argv[1]. Run on the GPU: python3 tools/device/packed_probe.py OUT.csv
+Writes one CSV row per (set-up, shape) to argv[1] (the run of 2026-12-02T13:42Z wrote its
+seconds 1000x too small; measurements/calibration/h200-graphs/probe/README.md says so). Run on the GPU: python3 tools/device/packed_probe.py OUT.csv
 """
 
 from __future__ import annotations
@@ -72,7 +73,7 @@ def main(out: str) -> None:
                 g = capture([fn], 8)
                 _events_ms(g, 2)
                 t = _events_ms(g, 7)
-                med = statistics.median(t) / 8 / 1e3
+                med = statistics.median(t) / 8  # _events_ms gives seconds
                 w.writerow([setup, q, kv, h, kvh, med, (max(t) - min(t)) / statistics.median(t)])
                 f.flush()
                 print(setup, q, kv, h, kvh, f"{med * 1e3:.3f} ms", flush=True)
