@@ -58,17 +58,9 @@ def total_busy_energy(res: SimResult) -> float:
 
 def _batch(res: SimResult) -> Batch:
     """Mean batch size over the busy time (steps weighted by duration) and the largest."""
-    batch_sizes = (
-        np.concatenate([np.asarray(r.ledger.batch, float) for r in res.replicas])
-        if res.replicas
-        else np.array([])
-    )
-    durations = np.concatenate(
-        [
-            np.asarray(r.ledger.ends, float) - np.asarray(r.ledger.starts, float)
-            for r in res.replicas
-        ]
-    )
+    arrays = [r.ledger.arrays() for r in res.replicas]
+    batch_sizes = np.concatenate([a[3] for a in arrays]) if arrays else np.array([])
+    durations = np.concatenate([a[1] - a[0] for a in arrays]) if arrays else np.array([])
     mean_batch = float(np.average(batch_sizes, weights=durations)) if durations.sum() > 0 else 0.0
     return Batch(
         mean_size_when_busy=mean_batch,
@@ -148,7 +140,7 @@ def timeline_frame(res: SimResult, bin_s: float | None = None) -> pd.DataFrame:
             busy_time > 0, batch_time / np.maximum(busy_time, 1e-300), 0.0
         )
         out[f"queue_r{rep.index}"] = _step_mean(
-            np.asarray(led.queue_t), np.asarray(led.queue_len, float), edges
+            np.asarray(led.queue_t, float), np.asarray(led.queue_len, float), edges
         )
     df = pd.DataFrame(out)
     power_cols = [c for c in df.columns if c.startswith("power_w_")]

@@ -173,12 +173,9 @@ class Server:
                 r.t_start = self.env.now
         if plan.decode_steps:
             cut = self if self.scheduler.cuts_decode_runs else None
-            work = plan.work
-            return (
-                yield from self.replica.decode_run(
-                    [d.req for d in plan.decode], plan.decode_steps, work.decode_ctx_sum, cut
-                )
-            )
+            reqs = [d.req for d in plan.decode]
+            ctx_sum = sum(d.kv_len for d in plan.decode)  # = plan.work.decode_ctx_sum
+            return (yield from self.replica.decode_run(reqs, plan.decode_steps, ctx_sum, cut))
         yield from self.replica.step(plan.work, plan.shares)
         return 1
 
