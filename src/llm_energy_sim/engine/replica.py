@@ -111,8 +111,10 @@ class Replica:
         if not self.fast_forward:
             k = 1
         seg = self.cost.decode_segment(n, ctx_sum0)
-        if k > 2 and not seg.is_affine_over(k):
-            k = 1 if not seg.is_affine_over(2) else max(2, k // 2)
+        # the closed form holds while the steps' cost stays affine (no bound or power clip
+        # switches inside): halve the run until it does, checking every length tried
+        while k > 2 and not seg.is_affine_over(k):
+            k = max(2, k // 2)
         shapes: list[tuple[int, ...]] = []
         if self.plans.on:
             shapes = self.cost.decode_shapes(n, ctx_sum0, k)
