@@ -49,6 +49,7 @@ class Scheduler:
         self.closed = False  # no more arrivals will come
         self.in_flight = 0  # admitted and not finished
         self.queue_log: Callable[[float, int], None] | None = None  # (time, queue length)
+        self.on_close: Callable[[Request], None] | None = None  # a request ended (RequestLog)
 
     @classmethod
     def build(cls, scenario, card, profile) -> tuple[Scheduler, dict]:
@@ -106,9 +107,12 @@ class Scheduler:
         return req
 
     def finish(self, req: Request, now: float) -> None:
+        """The request completed at `now` (its energy is booked: nothing changes it later)."""
         req.t_finish = now
         req.status = OK
         self.in_flight -= 1
+        if self.on_close is not None:
+            self.on_close(req)
 
 
 def merged_run_stats(schedulers) -> dict[str, int]:
@@ -138,6 +142,8 @@ class Server:
         was_empty = not s.queue
         if not s.enqueue(req, self.env.now):
             req.t_finish = self.env.now
+            if s.on_close is not None:
+                s.on_close(req)
             return
         if self._wake is not None and not self._wake.triggered:
             self._wake.succeed()
