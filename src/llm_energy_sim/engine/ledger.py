@@ -30,11 +30,13 @@ class Ledger:
     queue_t: array = field(default_factory=lambda: array("d"))
     queue_len: array = field(default_factory=lambda: array("q"))
     _arrays: tuple | None = field(default=None, repr=False, compare=False)
+    _gaps: tuple | None = field(default=None, repr=False, compare=False)
+    _gap_e: tuple | None = field(default=None, repr=False, compare=False)
 
     def add_busy(
         self, start: float, end: float, energy_j: float, batch: int, p_last: float
     ) -> None:
-        self._arrays = None
+        self._arrays = self._gaps = self._gap_e = None
         self.starts.append(start)
         self.ends.append(end)
         self.energy.append(energy_j)
@@ -60,25 +62,42 @@ class Ledger:
         return self._arrays
 
     def gaps(self, t_end: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(gap start, gap length, power of the step before) for every idle gap in [0, t_end]."""
-        s, e, _, _, p = self.arrays()
+        """(gap start, gap length, power of the step before) for every idle gap in [0, t_end]
+        (kept for the last t_end asked: the accounting asks several times)."""
+        arrays = self.arrays()
+        key = (t_end, id(arrays))
+        if self._gaps is not None and self._gaps[0] == key:
+            return self._gaps[1]
+        s, e, _, _, p = arrays
         g_start = np.concatenate([[0.0], e])
         g_end = np.concatenate([s, [max(t_end, e[-1] if len(e) else 0.0)]])
         p_before = np.concatenate([[self.idle.active_idle_w], p])
-        return g_start, np.maximum(g_end - g_start, 0.0), p_before
+        out = (g_start, np.maximum(g_end - g_start, 0.0), p_before)
+        for a in out:
+            a.flags.writeable = False
+        self._gaps = (key, out)
+        return out
 
     def busy_energy(self) -> float:
         return float(np.sum(self.energy))
 
     def idle_energy(self, t_end: float) -> float:
-        _, length, p_before = self.gaps(t_end)
-        return float(np.sum(gap_energy_per_gpu(self.idle, p_before, length))) * self.n_gpus
+        """Energy of every idle gap in [0, t_end], all GPUs."""
+        return float(np.sum(self._gap_energy(t_end))) * self.n_gpus
+
+    def _gap_energy(self, t_end: float) -> np.ndarray:
+        """Energy of each gap, per GPU (kept with the gaps it belongs to)."""
+        gaps = self.gaps(t_end)
+        if self._gap_e is None or self._gap_e[0] is not gaps:
+            _, length, p_before = gaps
+            self._gap_e = (gaps, gap_energy_per_gpu(self.idle, p_before, length))
+        return self._gap_e[1]
 
     def cumulative_energy(self, t: np.ndarray, t_end: float) -> np.ndarray:
         """Energy (all GPUs) drawn in [0, t] for each t: exact for gaps, linear within busy spans."""
         s, e, en, _, _ = self.arrays()
         g_start, g_len, p_before = self.gaps(t_end)
-        gap_e = gap_energy_per_gpu(self.idle, p_before, g_len) * self.n_gpus
+        gap_e = self._gap_energy(t_end) * self.n_gpus
         # cumulative energy at the start of each gap k (gap k precedes busy interval k)
         cum_gap_start = np.concatenate([[0.0], np.cumsum(gap_e[:-1] + en)])
         t = np.asarray(t, float)

@@ -19,21 +19,38 @@ STATUSES: tuple[RequestStatus, ...] = tuple(RequestStatus)
 _CODE = {s: i for i, s in enumerate(STATUSES)}
 
 
+#: the columns, in the order close() writes them
+FIELDS = (
+    ("replica", np.int64),
+    ("status", np.int8),
+    ("t_start", np.float64),
+    ("t_first", np.float64),
+    ("t_finish", np.float64),
+    ("computed_prompt", np.int64),
+    ("generated", np.int64),
+    ("e_prefill", np.float64),
+    ("e_decode", np.float64),
+)
+
+
 class RequestLog:
-    """Outcome columns of n requests with ids 0..n-1 (times NaN until set)."""
+    """Outcome columns of n requests with ids 0..n-1 (times NaN until set). The columns are
+    fields of one structured array (`rows`), so closing a request is one assignment."""
 
     def __init__(self, n: int) -> None:
         self.n = n
-        self.replica = np.full(n, -1, np.int64)
-        self.status = np.full(n, _CODE[UNFINISHED], np.int8)
-        self.t_start = np.full(n, np.nan)
-        self.t_first = np.full(n, np.nan)
-        self.t_finish = np.full(n, np.nan)
-        self.computed_prompt = np.zeros(n, np.int64)
-        self.generated = np.zeros(n, np.int64)
-        self.e_prefill = np.zeros(n)
-        self.e_decode = np.zeros(n)
+        self.rows = np.zeros(n, np.dtype(list(FIELDS)))
+        self.rows["replica"] = -1
+        self.rows["status"] = _CODE[UNFINISHED]
+        for f in ("t_start", "t_first", "t_finish"):
+            self.rows[f] = np.nan
         self.live: dict[int, Request] = {}  # in the system: arrived, not closed
+
+    def __getattr__(self, name: str) -> np.ndarray:
+        """A column by its field name (a strided view of `rows`)."""
+        if name in _FIELD_NAMES:
+            return self.rows[name]
+        raise AttributeError(name)
 
     def open(self, req: Request) -> None:
         """A request arrived; it is closed when it ends (or by close_all)."""
@@ -42,16 +59,17 @@ class RequestLog:
     def close(self, req: Request) -> None:
         """Copy the request's outcome into the columns; it must not change afterwards."""
         self.live.pop(req.id, None)
-        i = req.id
-        self.replica[i] = req.replica
-        self.status[i] = _CODE[req.status]
-        self.t_start[i] = req.t_start
-        self.t_first[i] = req.t_first
-        self.t_finish[i] = req.t_finish
-        self.computed_prompt[i] = req.computed_prompt
-        self.generated[i] = req.generated
-        self.e_prefill[i] = req.e_prefill
-        self.e_decode[i] = req.e_decode
+        self.rows[req.id] = (
+            req.replica,
+            _CODE[req.status],
+            req.t_start,
+            req.t_first,
+            req.t_finish,
+            req.computed_prompt,
+            req.generated,
+            req.e_prefill,
+            req.e_decode,
+        )
 
     def close_all(self) -> None:
         """Close every request still in the system (the run is over)."""
@@ -88,3 +106,6 @@ class RequestLog:
             r.computed_prompt, r.generated, r.e_prefill, r.e_decode = cp, gen, ep, ed
             out.append(r)
         return out
+
+
+_FIELD_NAMES = frozenset(name for name, _ in FIELDS)
