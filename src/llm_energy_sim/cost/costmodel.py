@@ -146,7 +146,7 @@ class CostModel:
         self._fits = {}
         self.eager_fallbacks: set[str] = set()  # graph-mode classes priced with eager fits
         self._layer_const = lru_cache(maxsize=1 << 16)(self._layer_const_uncached)
-        self.decode_pricer = DecodePricer(self)  # decode-only steps, memoised per batch size
+        self.decode_pricer = DecodePricer(self, StepWork)  # decode steps, memoised per size
 
     # ---- kernel costing -------------------------------------------------------------
     def _fit(self, kclass: str, dtype: str):

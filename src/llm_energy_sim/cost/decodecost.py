@@ -14,18 +14,17 @@ price attention through CostModel._attention itself.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:  # the cost model imports this module
-    from llm_energy_sim.cost.costmodel import CostModel
+from typing import Any
 
 
 class DecodePricer:
-    """GPU time, busy energy (all of one GPU's kernels, per GPU) and host time of decode-only
-    steps of one CostModel, memoised per batch size n."""
+    """GPU time, busy energy (all the replica's GPUs) and host time of decode-only steps of
+    one CostModel, memoised per batch size n. `model` is the CostModel and `step_work` its
+    StepWork class (passed in: this module imports nothing of costmodel.py, which uses it)."""
 
-    def __init__(self, model: CostModel) -> None:
+    def __init__(self, model: Any, step_work: type) -> None:
         self.model = model
+        self.step_work = step_work
         c, tp = model.card, model.tp
         self.layers = c.num_hidden_layers
         self.nh = c.num_attention_heads // tp
@@ -60,9 +59,7 @@ class DecodePricer:
         m = self.model
         t_const, e_const, _, bytes_n = self._constants(n)
         if self.packed:
-            from llm_energy_sim.cost.costmodel import StepWork
-
-            t_attn, e_attn = m._attention(StepWork(n_decode=n, decode_ctx_sum=ctx_sum))
+            t_attn, e_attn = m._attention(self.step_work(n_decode=n, decode_ctx_sum=ctx_sum))
         else:
             fit = self._fit
             if fit is None:
