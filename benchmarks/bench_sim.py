@@ -1,60 +1,300 @@
-"""Simulator speed benchmark: prints a table of wall times (one core, this machine).
+"""Simulator speed benchmark: prints a table of wall time, CPU time and peak memory.
 
-Goals (issue 2): fixed500ms.yaml (10,000 requests) in <= 5 s; a 1,000,000-request Poisson
-trace in <= 5 minutes. Run: python benchmarks/bench_sim.py [--skip-1m]
+Every case is a fresh `sim` process (start-up included), `sim run` pinned to one core; the
+best of --repeat runs is shown. Goals (issue 19, one core): poisson_1m.yaml (10^6 requests)
+<= 15 s and 300 MB; fixed500ms.yaml (10^4) <= 0.5 s; `sim --help` <= 0.2 s; `sim plan
+optimize` for Llama-3.1-70B (4 dtypes x TP 1/2/4/8 x auto replicas, 10^6 requests/day)
+<= 60 s on 2 cores.
+
+    python benchmarks/bench_sim.py [--skip-1m] [--plan] [--dask]
+        [--baseline OLD_CHECKOUT/src] [--vidur VIDUR_CHECKOUT] [--repeat N] [--markdown]
+
+--baseline runs every case also with another checkout's package (PYTHONPATH), interleaved
+with ours (ours, theirs, ours, ...), and adds the ratio. --vidur runs Vidur
+(`python -m vidur.main`, trace replay of the same requests: arrival, prompt and output
+tokens of each shipped scenario's trace) from that directory and adds the ratio against it.
+--dask measures `sim plan optimize` on a dask LocalCluster of 1 and of 2 workers.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import platform
+import subprocess
+import sys
+import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
-from llm_energy_sim.config.scenario import load_scenario
-from llm_energy_sim.results.accounting import requests_frame, summarize, timeline_frame
-from llm_energy_sim.simulation import simulate
-
 REPO = Path(__file__).resolve().parents[1]
+SCEN = REPO / "scenarios"
 
 
-def bench(path: Path, overrides: dict | None = None) -> tuple[float, float, int, dict]:
-    scen = load_scenario(path, overrides or {})
+@dataclass
+class Measure:
+    wall_s: float
+    cpu_s: float
+    peak_mb: float
+
+
+def _one_core() -> None:
+    """preexec_fn: pin the child to one core (the first this process may use)."""
+    cpus = sorted(os.sched_getaffinity(0))
+    os.sched_setaffinity(0, {cpus[0]})
+
+
+def measure(
+    cmd: list[str], pythonpath: str | None = None, pin: bool = True, cwd: Path | None = None
+) -> Measure:
+    """Run cmd to completion; its wall time, user+system CPU time and peak RSS."""
+    env = os.environ.copy()
+    if pythonpath:
+        env["PYTHONPATH"] = pythonpath
     t0 = time.perf_counter()
-    res = simulate(scen)
-    t_sim = time.perf_counter() - t0
-    df = requests_frame(res)
-    summ = summarize(res, df)
-    timeline_frame(res)
-    t_all = time.perf_counter() - t0
-    return t_sim, t_all, len(df), summ
+    p = subprocess.Popen(
+        cmd,
+        env=env,
+        cwd=cwd,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        preexec_fn=_one_core if pin else None,
+    )
+    _, status, ru = os.wait4(p.pid, 0)
+    wall = time.perf_counter() - t0
+    err = p.stderr.read().decode() if p.stderr else ""
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise RuntimeError(f"{' '.join(cmd)} failed: {err.strip()[-500:]}")
+    return Measure(wall, ru.ru_utime + ru.ru_stime, ru.ru_maxrss / 1024.0)
+
+
+def sim(*args: str) -> list[str]:
+    return [sys.executable, "-m", "llm_energy_sim.cli", *args]
+
+
+def run_case(args: list[str], out: Path) -> list[str]:
+    return sim("run", *args, "--quiet", "--out", str(out))
+
+
+def best(ms: list[Measure]) -> Measure:
+    return Measure(min(m.wall_s for m in ms), min(m.cpu_s for m in ms), min(m.peak_mb for m in ms))
+
+
+def vidur_trace(scenario: Path, requests: int | None, path: Path) -> None:
+    """The scenario's requests as a Vidur trace-replay CSV (arrived_at, num_prefill_tokens,
+    num_decode_tokens)."""
+    from llm_energy_sim.config.scenario import load_scenario
+    from llm_energy_sim.engine.workload import generate_trace
+
+    over = {} if requests is None else {"workload.requests": requests}
+    scen = load_scenario(scenario, over)
+    t = generate_trace(scen.workload, scen.seed)
+    import pandas as pd
+
+    pd.DataFrame(
+        {
+            "arrived_at": t.arrival_s,
+            "num_prefill_tokens": t.prompt_tokens,
+            "num_decode_tokens": t.output_tokens,
+        }
+    ).to_csv(path, index=False)
+
+
+def vidur_cmd(trace: Path, replicas: int) -> list[str]:
+    """Vidur's simulator on a trace (Llama-3-8B on H100, vLLM scheduler)."""
+    return [
+        sys.executable,
+        "-m",
+        "vidur.main",
+        "--replica_config_device",
+        "h100",
+        "--replica_config_model_name",
+        "meta-llama/Meta-Llama-3-8B",
+        "--cluster_config_num_replicas",
+        str(replicas),
+        "--request_generator_config_type",
+        "trace_replay",
+        "--trace_request_generator_config_trace_file",
+        str(trace),
+        "--replica_scheduler_config_type",
+        "vllm",
+    ]
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--skip-1m", action="store_true")
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--skip-1m", action="store_true", help="leave out the 10^6-request run")
+    ap.add_argument("--plan", action="store_true", help="also time sim plan optimize")
+    ap.add_argument("--dask", action="store_true", help="plan optimize on 1 and 2 dask workers")
+    ap.add_argument("--baseline", help="src/ of another checkout, timed interleaved with ours")
+    ap.add_argument("--vidur", type=Path, help="a Vidur checkout, to time on the same traces")
+    ap.add_argument("--repeat", type=int, default=1)
+    ap.add_argument("--markdown", action="store_true", help="print a markdown table")
     args = ap.parse_args()
-    cases = [
-        ("fixed500ms.yaml", {}, 5.0),
-        ("fixed500ms.yaml", {"fast_forward": False}, None),
-        ("sequential.yaml", {}, None),
-        ("static_b4.yaml", {}, None),
-        ("llama70b_tp4_fixed500ms.yaml", {}, None),
+
+    cases: list[tuple[str, list[str], float | None, float | None, Path | None, int | None]] = [
+        # label, sim arguments, goal s, goal MB, scenario for Vidur, its requests
+        ("sim --help", ["--help"], 0.2, None, None, None),
+        ("fixed500ms (10^4)", ["run"], 0.5, None, SCEN / "fixed500ms.yaml", None),
+        ("poisson_1m --requests 10^4", ["run"], None, None, SCEN / "poisson_1m.yaml", 10**4),
+        ("poisson_1m --requests 10^5", ["run"], None, None, SCEN / "poisson_1m.yaml", 10**5),
+        ("sequential (10^4)", ["run"], None, None, SCEN / "sequential.yaml", None),
+        ("static_b4 (10^4)", ["run"], None, None, SCEN / "static_b4.yaml", None),
+        (
+            "llama70b_tp4_fixed500ms (10^4)",
+            ["run"],
+            None,
+            None,
+            SCEN / "llama70b_tp4_fixed500ms.yaml",
+            None,
+        ),
     ]
     if not args.skip_1m:
-        cases.append(("poisson_1m.yaml", {}, 300.0))
+        cases.append(("poisson_1m (10^6)", ["run"], 15.0, 300.0, SCEN / "poisson_1m.yaml", None))
+
     print(
-        f"machine: {platform.processor() or platform.machine()}, python {platform.python_version()}"
+        f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
+        f"python {platform.python_version()}; sim run pinned to one core; best of {args.repeat}"
     )
-    print(
-        f"{'scenario':34s} {'overrides':22s} {'requests':>9s} {'steps':>10s} {'sim s':>8s} {'+outputs s':>10s} {'goal s':>7s}"
-    )
-    for name, ov, goal in cases:
-        t_sim, t_all, n, summ = bench(REPO / "scenarios" / name, ov)
-        ov_s = ",".join(f"{k}={v}" for k, v in ov.items()) or "-"
-        print(
-            f"{name:34s} {ov_s:22s} {n:9d} {summ['steps']:10d} {t_sim:8.2f} {t_all:10.2f} {goal if goal else '-':>7}"
-        )
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "res"
+        for label, sub, goal_s, goal_mb, scen, n in cases:
+            if sub == ["run"]:
+                argv = [str(scen)] + ([] if n is None else ["--requests", str(n)])
+                cmd = run_case(argv, out)
+            else:
+                cmd = sim(*sub)
+            ours, theirs = [], []
+            for _ in range(args.repeat):
+                ours.append(measure(cmd))
+                if args.baseline:
+                    theirs.append(measure(cmd, pythonpath=args.baseline))
+            row = {"case": label, "ours": best(ours), "goal_s": goal_s, "goal_mb": goal_mb}
+            if theirs:
+                row["base"] = best(theirs)
+            if args.vidur and scen is not None:
+                trace = Path(tmp) / "trace.csv"
+                vidur_trace(scen, n, trace)
+                replicas = 2 if scen.stem == "poisson_1m" else 1
+                row["vidur"] = measure(vidur_cmd(trace, replicas), cwd=args.vidur)
+            rows.append(row)
+            print(_line(row), flush=True)
+        if args.plan:
+            plan = sim(
+                "plan",
+                "optimize",
+                str(SCEN / "llama70b_tp4_fixed500ms.yaml"),
+                "--per-day",
+                "1e6",
+                "--workers",
+                "2",
+                "--out",
+                str(Path(tmp) / "plan.csv"),
+            )
+            row = {"case": "plan optimize 70B, 2 workers", "goal_s": 60.0, "goal_mb": None}
+            row["ours"] = measure(plan, pin=False)
+            if args.baseline:
+                row["base"] = measure(plan, pythonpath=args.baseline, pin=False)
+            rows.append(row)
+            print(_line(row), flush=True)
+        if args.dask:
+            for row in _dask_rows(Path(tmp)):
+                rows.append(row)
+                print(_line(row), flush=True)
+    if args.markdown:
+        print()
+        print(markdown(rows))
+
+
+def _dask_rows(tmp: Path) -> list[dict]:
+    """plan optimize against a LocalCluster of 1 worker and of 2 (one thread each)."""
+    from dask.distributed import LocalCluster
+
+    rows = []
+    for workers in (1, 2):
+        with LocalCluster(n_workers=workers, threads_per_worker=1, processes=True) as cluster:
+            cmd = sim(
+                "plan",
+                "optimize",
+                str(SCEN / "llama70b_tp4_fixed500ms.yaml"),
+                "--per-day",
+                "1e6",
+                "--dask",
+                cluster.scheduler_address,
+                "--out",
+                str(tmp / "plan.csv"),
+            )
+            rows.append(
+                {
+                    "case": f"plan optimize 70B, dask {workers} worker(s)",
+                    "ours": measure(cmd, pin=False),
+                    "goal_s": None,
+                    "goal_mb": None,
+                }
+            )
+    rows[1]["note"] = f"speed-up {rows[0]['ours'].wall_s / rows[1]['ours'].wall_s:.2f}x"
+    return rows
+
+
+def _fmt(m: Measure) -> str:
+    return f"{m.wall_s:8.2f} {m.cpu_s:8.2f} {m.peak_mb:8.0f}"
+
+
+def _line(row: dict) -> str:
+    s = f"{row['case']:36s} {_fmt(row['ours'])}"
+    if "base" in row:
+        b = row["base"]
+        s += f" | base {_fmt(b)} | x{b.cpu_s / row['ours'].cpu_s:5.2f} cpu"
+    if "vidur" in row:
+        s += f" | vidur {row['vidur'].wall_s:8.2f} x{row['vidur'].wall_s / row['ours'].wall_s:5.1f}"
+    if row.get("goal_s"):
+        s += f" | goal {row['goal_s']} s" + (f", {row['goal_mb']} MB" if row.get("goal_mb") else "")
+    if row.get("note"):
+        s += f" | {row['note']}"
+    return s
+
+
+def markdown(rows: list[dict]) -> str:
+    """The rows as the README's speed table."""
+    base = any("base" in r for r in rows)
+    vidur = any("vidur" in r for r in rows)
+    head = ["case", "wall s", "CPU s", "peak MB"]
+    if base:
+        head += ["before: wall s", "CPU s", "peak MB", "CPU speed-up"]
+    if vidur:
+        head += ["Vidur wall s", "ratio"]
+    head += ["goal"]
+    out = ["| " + " | ".join(head) + " |", "|" + " --- |" * len(head)]
+    for r in rows:
+        o = r["ours"]
+        cells = [r["case"], f"{o.wall_s:.2f}", f"{o.cpu_s:.2f}", f"{o.peak_mb:.0f}"]
+        if base:
+            b = r.get("base")
+            cells += (
+                [
+                    f"{b.wall_s:.2f}",
+                    f"{b.cpu_s:.2f}",
+                    f"{b.peak_mb:.0f}",
+                    f"{b.cpu_s / o.cpu_s:.1f}x",
+                ]
+                if b
+                else ["-"] * 4
+            )
+        if vidur:
+            v = r.get("vidur")
+            cells += [f"{v.wall_s:.2f}", f"{v.wall_s / o.wall_s:.1f}x"] if v else ["-", "-"]
+        goal = []
+        if r.get("goal_s"):
+            goal.append(f"<= {r['goal_s']:g} s")
+        if r.get("goal_mb"):
+            goal.append(f"<= {r['goal_mb']:g} MB")
+        if r.get("note"):
+            goal.append(r["note"])
+        cells.append(", ".join(goal) or "-")
+        out.append("| " + " | ".join(cells) + " |")
+    return "\n".join(out)
 
 
 if __name__ == "__main__":

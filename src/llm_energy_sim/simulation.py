@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import simpy
 
 from llm_energy_sim.config.modelcard import ModelCard
@@ -14,6 +15,7 @@ from llm_energy_sim.config.servers import server_kind
 from llm_energy_sim.cost.costmodel import CostModel
 from llm_energy_sim.engine.replica import Replica
 from llm_energy_sim.engine.request import Request
+from llm_energy_sim.engine.requestlog import RequestLog
 from llm_energy_sim.engine.workload import Trace, generate_trace
 from llm_energy_sim.servers.balancer import Balancer
 from llm_energy_sim.servers.base import Server, merged_run_stats
@@ -22,16 +24,29 @@ from llm_energy_sim.servers.registry import build_server
 
 @dataclass
 class SimResult:
+    """A finished run. `log` holds every request's outcome in columns (request id order);
+    `requests` rebuilds them as Request objects (built on first use: for small runs)."""
+
     scenario: Scenario
     card: ModelCard
     profile: Profile
     profile_path: Path
     trace: Trace
-    requests: list[Request]
+    log: RequestLog
     replicas: list[Replica]
     servers: list[Server]
     t_end: float
     server_info: dict
+    _requests: list[Request] | None = field(default=None, repr=False)
+
+    @property
+    def requests(self) -> list[Request]:
+        if self._requests is None:
+            t = self.trace
+            self._requests = self.log.requests(
+                t.arrival_s, t.prompt_tokens, t.output_tokens, t.prefix_ids()
+            )
+        return self._requests
 
 
 def profile_for(scen: Scenario, override: str | None = None) -> tuple[Profile, Path]:
@@ -70,35 +85,31 @@ def simulate(
         replicas.append(rep)
         servers.append(srv)
     balancer = Balancer(servers, scen.hardware.balancer)
-    requests = [
-        Request(i, float(a), int(p), int(o), prefix_id=int(g))
-        for i, (a, p, o, g) in enumerate(
-            zip(
-                trace.arrival_s,
-                trace.prompt_tokens,
-                trace.output_tokens,
-                trace.prefix_ids(),
-                strict=True,
-            )
-        )
-    ]
+    n = len(trace)
+    log = RequestLog(n)
+    for srv in servers:
+        srv.scheduler.on_close = log.close
 
     def arrivals():
         bar = None
         if progress:
             from tqdm import tqdm
 
-            bar = tqdm(
-                total=len(requests), unit="req", desc="simulating", leave=False, disable=None
-            )
-        for req in requests:
-            if req.arrival > env.now:
-                yield env.timeout(req.arrival - env.now)
-            idx = balancer.pick()
-            req.replica = idx
-            servers[idx].submit(req)
-            if bar is not None:
-                bar.update(1)
+            bar = tqdm(total=n, unit="req", desc="simulating", leave=False, disable=None)
+        cols = (trace.arrival_s, trace.prompt_tokens, trace.output_tokens, trace.prefix_ids())
+        chunk = 1 << 14  # requests are made as they arrive, a chunk of the trace at a time
+        for lo in range(0, n, chunk):
+            part = [np.asarray(c[lo : lo + chunk]).tolist() for c in cols]
+            for i, (a, p, o, g) in enumerate(zip(*part, strict=True), start=lo):
+                req = Request(i, float(a), int(p), int(o), prefix_id=int(g))
+                log.open(req)
+                if req.arrival > env.now:
+                    yield env.timeout(req.arrival - env.now)
+                idx = balancer.pick()
+                req.replica = idx
+                servers[idx].submit(req)
+                if bar is not None:
+                    bar.update(1)
         for s in servers:
             s.close()
         if bar is not None:
@@ -106,6 +117,7 @@ def simulate(
 
     env.process(arrivals())
     env.run()
+    log.close_all()  # the requests still in the system: unfinished
     info = {**info, **merged_run_stats(s.scheduler for s in servers)}
     t_end = max([env.now] + [float(trace.arrival_s[-1]) if len(trace) else 0.0])
-    return SimResult(scen, card, profile, ppath, trace, requests, replicas, servers, t_end, info)
+    return SimResult(scen, card, profile, ppath, trace, log, replicas, servers, t_end, info)

@@ -14,6 +14,7 @@ from click.testing import CliRunner
 from conftest import SCENARIOS
 
 from llm_energy_sim.cli.main import main
+from llm_energy_sim.results.tables import read_table
 
 GOOD = {
     "name": "x",
@@ -40,7 +41,8 @@ def test_shipped_scenario_runs(path: Path, tmp_path: Path):
     summary = json.loads((out / "summary.json").read_text())
     assert summary["requests"]["completed"] > 0
     assert summary["energy"]["total_j"] >= summary["energy"]["deep_idle_floor_j"]
-    req = pd.read_csv(out / "requests.csv")
+    req = read_table(out, "requests")  # requests.parquet by default
+    assert (out / "requests.parquet").is_file()
     assert len(req) == 40
     for col in (
         "arrival_s",

@@ -7,11 +7,13 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 from click.testing import CliRunner
 
 import llm_energy_sim
 from llm_energy_sim.cli.main import main
+from llm_energy_sim.results.tables import read_table
 
 REPO = Path(__file__).resolve().parents[2]
 SCEN = "scenarios/validation/fixed500ms.yaml"
@@ -53,7 +55,7 @@ def test_rerun_without_plot_leaves_no_png(tmp_path):
     assert (out / "steps.csv").exists()
     _sim(str(REPO / SCEN), "--requests", "10", "--out", str(out))
     assert sorted(p.name for p in out.iterdir()) == [
-        "requests.csv",
+        "requests.parquet",
         "summary.json",
         "timeline.csv",
     ]
@@ -90,7 +92,7 @@ def test_compare_writes_to_its_own_out_not_into_measured(tmp_path, monkeypatch):
     ]
     assert _listing(LIVE_RUN) == before
     assert sorted(p.name for p in pred.iterdir()) == [
-        "requests.csv",
+        "requests.parquet",
         "summary.json",
         "timeline.csv",
     ]
@@ -146,3 +148,19 @@ def test_replay_records_provenance_and_reruns_clean(tiny_models, tmp_path):
     assert p["overrides"] == {"set": ["model=tiny-llama", "dtype=float32"], "requests": 2}
     assert s["measured"]["completed"] is True and s["requests"]["completed"] == 2
     assert sorted(p.name for p in tmp_path.iterdir()) == ["meas", "models"]
+
+
+def test_requests_as_csv_on_request_read_the_same(tmp_path):
+    """--requests-format csv writes requests.csv (and no Parquet file); both forms read back
+    as the same table through results/tables.py."""
+    pq_dir, csv_dir = tmp_path / "pq", tmp_path / "csv"
+    _sim(str(REPO / SCEN), "--requests", "30", "--out", str(pq_dir))
+    _sim(str(REPO / SCEN), "--requests", "30", "--out", str(csv_dir), "--requests-format", "csv")
+    assert (csv_dir / "requests.csv").is_file() and not (csv_dir / "requests.parquet").exists()
+    a, b = read_table(pq_dir, "requests"), read_table(csv_dir, "requests")
+    assert list(a.columns) == list(b.columns) and len(a) == 30
+    for c in a.columns:
+        if a[c].dtype.kind in "fi":
+            np.testing.assert_allclose(a[c], b[c], rtol=1e-15, err_msg=c)
+        else:
+            assert (a[c].astype(str) == b[c].astype(str)).all(), c

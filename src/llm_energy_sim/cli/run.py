@@ -48,6 +48,13 @@ from llm_energy_sim.config.errors import UserError
     help="also write steps.csv: every simulated step's composition and times, in the format "
     "of the live engine's step log (`sim steps ... --predicted DIR` sets them side by side)",
 )
+@click.option(
+    "--requests-format",
+    type=click.Choice(["parquet", "csv"]),
+    default="parquet",
+    show_default=True,
+    help="file format of the per-request table (requests.parquet or requests.csv)",
+)
 @click.option("--quiet", is_flag=True, help="no table, no progress bar")
 def run_cmd(
     scenario: Path,
@@ -59,6 +66,7 @@ def run_cmd(
     grid_intensity,
     host_tables,
     step_log,
+    requests_format,
     quiet,
 ) -> None:
     """Simulate SCENARIO (a YAML file) and write a results directory.
@@ -90,7 +98,7 @@ def run_cmd(
         summary.host_time_factor_runs = host_runs  # the measured runs it averages
     tl = timeline_frame(res)
     with staged_dir(out_dir, SUMMARY_FILE) as tmp:
-        write_results(tmp, summary, df, tl)
+        write_results(tmp, summary, df, tl, requests_format)
         if step_log:
             from llm_energy_sim.results.steptable import write_steps
 

@@ -14,11 +14,11 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 
 import numpy as np
-from scipy.special import digamma
 
 from llm_energy_sim.config.dtypes import DtypeInfo, dtype_info
 from llm_energy_sim.config.modelcard import ModelCard
 from llm_energy_sim.config.profile import HostOverhead, Profile
+from llm_energy_sim.cost.decodecost import DecodePricer
 from llm_energy_sim.cost.kernels import (
     EngineShape,
     KernelGroup,
@@ -155,7 +155,8 @@ class CostModel:
         self._plimit = self.profile.gpu.power_limit_w
         self._fits = {}
         self.eager_fallbacks: set[str] = set()  # graph-mode classes priced with eager fits
-        self._layer_const = lru_cache(maxsize=4096)(self._layer_const_uncached)
+        self._layer_const = lru_cache(maxsize=1 << 16)(self._layer_const_uncached)
+        self.decode_pricer = DecodePricer(self, StepWork)  # decode steps, memoised per size
 
     # ---- kernel costing -------------------------------------------------------------
     def _fit(self, kclass: str, dtype: str):
@@ -366,18 +367,18 @@ class CostModel:
         (the attention kernel's bound and the power clip are checked at both ends of any
         range used, see DecodeSegment); host time is constant.
         """
-        w0 = StepWork(n_decode=n_decode, decode_ctx_sum=ctx_sum0)
-        w1 = StepWork(n_decode=n_decode, decode_ctx_sum=ctx_sum0 + n_decode)
-        c0, c1 = self.step_cost(w0), self.step_cost(w1)
+        price = self.decode_pricer  # = step_cost's gpu_s and busy_energy_j, bit for bit
+        gpu0, busy0 = price.gpu_busy(n_decode, ctx_sum0)
+        gpu1, busy1 = price.gpu_busy(n_decode, ctx_sum0 + n_decode)
         return DecodeSegment(
             model=self,
             n=n_decode,
             ctx0=ctx_sum0,
-            gpu0=c0.gpu_s,
-            dgpu=c1.gpu_s - c0.gpu_s,
-            busy0=c0.busy_energy_j,
-            dbusy=c1.busy_energy_j - c0.busy_energy_j,
-            host=c0.host_s,
+            gpu0=gpu0,
+            dgpu=gpu1 - gpu0,
+            busy0=busy0,
+            dbusy=busy1 - busy0,
+            host=price.host_s(n_decode),
             wait_w=self.wait_w * self.tp,
             standby_k=self.standby_k,
         )
@@ -478,6 +479,8 @@ def _sum_ratio(b0: float, db: float, g0: float, dg: float, n: int) -> float:
     if dg < 0:  # never met (attention time grows with context): sum directly
         j = np.arange(n, dtype=float)
         return float(np.sum((b0 + db * j) / (g0 + dg * j)))
+    from scipy.special import digamma  # here: importing scipy costs 0.2 s of start-up
+
     a = g0 / dg
     harm = (float(digamma(a + n)) - float(digamma(a))) / dg
     return db / dg * n + (b0 - db * a) * harm
@@ -533,13 +536,11 @@ class DecodeSegment:
         last step (the attention bound or the power clip could switch inside the range)."""
         if k <= 2:
             return True
-        last = self.model.step_cost(
-            StepWork(n_decode=self.n, decode_ctx_sum=self.ctx0 + self.n * (k - 1))
-        )
+        gpu, busy = self.model.decode_pricer.gpu_busy(self.n, self.ctx0 + self.n * (k - 1))
         gpu_pred = self.gpu0 + self.dgpu * (k - 1)
         busy_pred = self.busy0 + self.dbusy * (k - 1)
-        return math.isclose(last.gpu_s, gpu_pred, rel_tol=1e-9) and math.isclose(
-            last.busy_energy_j, busy_pred, rel_tol=1e-9
+        return math.isclose(gpu, gpu_pred, rel_tol=1e-9) and math.isclose(
+            busy, busy_pred, rel_tol=1e-9
         )
 
     def steps_to_reach(self, elapsed: float, k_max: int) -> int:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Generator, Sequence
-from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 import simpy
@@ -16,9 +16,9 @@ from llm_energy_sim.engine.request import Request
 PREFILL, DECODE = "prefill", "decode"
 
 
-@dataclass(frozen=True)
-class Share:
-    """A request's part of a step: `tokens` of the step's tokens, in `phase`."""
+class Share(NamedTuple):
+    """A request's part of a step: `tokens` of the step's tokens, in `phase` (a named tuple:
+    one is built per sequence and step)."""
 
     req: Request
     tokens: int
@@ -111,8 +111,10 @@ class Replica:
         if not self.fast_forward:
             k = 1
         seg = self.cost.decode_segment(n, ctx_sum0)
-        if k > 2 and not seg.is_affine_over(k):
-            k = 1 if not seg.is_affine_over(2) else max(2, k // 2)
+        # the closed form holds while the steps' cost stays affine (no bound or power clip
+        # switches inside): halve the run until it does, checking every length tried
+        while k > 2 and not seg.is_affine_over(k):
+            k = max(2, k // 2)
         shapes: list[tuple[int, ...]] = []
         if self.plans.on:
             shapes = self.cost.decode_shapes(n, ctx_sum0, k)
@@ -145,8 +147,9 @@ class Replica:
         if done == 0:
             return 0
         energy = seg.energy(done)
+        share = energy / n
         for r in reqs:
-            r.e_decode += energy / n
+            r.e_decode += share
         self.ledger.add_busy(start, self.env.now, energy, n, seg.last_step_power_per_gpu(done))
         self.steps += done
         if self.step_log is not None:  # the segment's steps one by one (KV grows by n a step)

@@ -24,22 +24,22 @@ from llm_energy_sim.simulation import SimResult
 
 def requests_frame(res: SimResult) -> pd.DataFrame:
     """requests.csv of a simulated run: one row per request (results.schema.RequestRow)."""
-    rs = res.requests
+    log, t = res.log, res.trace
     df = pd.DataFrame(
         {
-            "request_id": [r.id for r in rs],
-            "replica": [r.replica for r in rs],
-            "status": [str(r.status) for r in rs],
-            "arrival_s": [r.arrival for r in rs],
-            "start_s": [r.t_start for r in rs],
-            "first_token_s": [r.t_first for r in rs],
-            "finish_s": [r.t_finish for r in rs],
-            "prompt_tokens": [r.prompt for r in rs],
-            "computed_prompt_tokens": [r.computed_prompt for r in rs],
-            "output_tokens": [r.output for r in rs],
-            "generated_tokens": [r.generated for r in rs],
-            "energy_prefill_j": [r.e_prefill for r in rs],
-            "energy_decode_j": [r.e_decode for r in rs],
+            "request_id": np.arange(log.n, dtype=np.int64),
+            "replica": log.replica,
+            "status": pd.array(log.status_strings(), dtype="str"),
+            "arrival_s": np.asarray(t.arrival_s, float),
+            "start_s": log.t_start,
+            "first_token_s": log.t_first,
+            "finish_s": log.t_finish,
+            "prompt_tokens": np.asarray(t.prompt_tokens, np.int64),
+            "computed_prompt_tokens": log.computed_prompt,
+            "output_tokens": np.asarray(t.output_tokens, np.int64),
+            "generated_tokens": log.generated,
+            "energy_prefill_j": log.e_prefill,
+            "energy_decode_j": log.e_decode,
         }
     )
     df["energy_idle_share_j"] = idle_shares(df["status"], total_idle_energy(res))
@@ -58,17 +58,9 @@ def total_busy_energy(res: SimResult) -> float:
 
 def _batch(res: SimResult) -> Batch:
     """Mean batch size over the busy time (steps weighted by duration) and the largest."""
-    batch_sizes = (
-        np.concatenate([np.asarray(r.ledger.batch, float) for r in res.replicas])
-        if res.replicas
-        else np.array([])
-    )
-    durations = np.concatenate(
-        [
-            np.asarray(r.ledger.ends, float) - np.asarray(r.ledger.starts, float)
-            for r in res.replicas
-        ]
-    )
+    arrays = [r.ledger.arrays() for r in res.replicas]
+    batch_sizes = np.concatenate([a[3] for a in arrays]) if arrays else np.array([])
+    durations = np.concatenate([a[1] - a[0] for a in arrays]) if arrays else np.array([])
     mean_batch = float(np.average(batch_sizes, weights=durations)) if durations.sum() > 0 else 0.0
     return Batch(
         mean_size_when_busy=mean_batch,
@@ -148,7 +140,7 @@ def timeline_frame(res: SimResult, bin_s: float | None = None) -> pd.DataFrame:
             busy_time > 0, batch_time / np.maximum(busy_time, 1e-300), 0.0
         )
         out[f"queue_r{rep.index}"] = _step_mean(
-            np.asarray(led.queue_t), np.asarray(led.queue_len, float), edges
+            np.asarray(led.queue_t, float), np.asarray(led.queue_len, float), edges
         )
     df = pd.DataFrame(out)
     power_cols = [c for c in df.columns if c.startswith("power_w_")]

@@ -49,6 +49,7 @@ class Scheduler:
         self.closed = False  # no more arrivals will come
         self.in_flight = 0  # admitted and not finished
         self.queue_log: Callable[[float, int], None] | None = None  # (time, queue length)
+        self.on_close: Callable[[Request], None] | None = None  # a request ended (RequestLog)
 
     @classmethod
     def build(cls, scenario, card, profile) -> tuple[Scheduler, dict]:
@@ -106,9 +107,12 @@ class Scheduler:
         return req
 
     def finish(self, req: Request, now: float) -> None:
+        """The request completed at `now` (its energy is booked: nothing changes it later)."""
         req.t_finish = now
         req.status = OK
         self.in_flight -= 1
+        if self.on_close is not None:
+            self.on_close(req)
 
 
 def merged_run_stats(schedulers) -> dict[str, int]:
@@ -138,6 +142,8 @@ class Server:
         was_empty = not s.queue
         if not s.enqueue(req, self.env.now):
             req.t_finish = self.env.now
+            if s.on_close is not None:
+                s.on_close(req)
             return
         if self._wake is not None and not self._wake.triggered:
             self._wake.succeed()
@@ -173,12 +179,9 @@ class Server:
                 r.t_start = self.env.now
         if plan.decode_steps:
             cut = self if self.scheduler.cuts_decode_runs else None
-            work = plan.work
-            return (
-                yield from self.replica.decode_run(
-                    [d.req for d in plan.decode], plan.decode_steps, work.decode_ctx_sum, cut
-                )
-            )
+            reqs = [d.req for d in plan.decode]
+            ctx_sum = sum(d.kv_len for d in plan.decode)  # = plan.work.decode_ctx_sum
+            return (yield from self.replica.decode_run(reqs, plan.decode_steps, ctx_sum, cut))
         yield from self.replica.step(plan.work, plan.shares)
         return 1
 

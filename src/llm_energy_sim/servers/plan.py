@@ -9,24 +9,24 @@ prices and the step log records (results/steptable.py's prefill, n_decode, decod
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from llm_energy_sim.cost.costmodel import StepWork
 from llm_energy_sim.engine.replica import DECODE, PREFILL, Share
 from llm_energy_sim.engine.request import Request
 
 
-@dataclass(frozen=True, slots=True)
-class Chunk:
+class Chunk(NamedTuple):
     """`tokens` prompt tokens of `req` computed in the step (padding included) over `past`
-    tokens already in its KV cache."""
+    tokens already in its KV cache. (Named tuples: a step builds one per sequence, and a
+    tuple is built several times faster than a frozen dataclass.)"""
 
     req: Request
     tokens: int
     past: int
 
 
-@dataclass(frozen=True, slots=True)
-class Decode:
+class Decode(NamedTuple):
     """One token of `req` decoded over `kv_len` tokens of KV (the decoded one included)."""
 
     req: Request

@@ -169,10 +169,18 @@ class TgiScheduler(Scheduler):
         self.mid_iteration = False
         if not self.running:
             return self.plan_step(now)
-        if all(r.decoding for r in self.running):
-            k = min(min(r.remaining for r in self.running), self._steps_until_admissible())
-            return StepPlan(decode=tuple(Decode(r, r.kv_len) for r in self.running), decode_steps=k)
-        return self._forward([], with_running=True)
+        # one pass over the batch (this runs once per event): every request decoding?
+        # (Request.decoding), the fewest tokens left (Request.remaining), the decodes
+        decode = []
+        left = math.inf
+        for r in self.running:
+            if r.generated < 1 or r.prefilled < r.prompt:
+                return self._forward([], with_running=True)
+            decode.append(Decode(r, r.prompt + r.generated))
+            if r.output - r.generated < left:
+                left = r.output - r.generated
+        k = min(left, self._steps_until_admissible())
+        return StepPlan(decode=tuple(decode), decode_steps=k)
 
     def commit(self, plan: StepPlan, steps: int, now: float) -> None:
         self.waiting_tokens = 1 if plan.admitted else self.waiting_tokens + steps
@@ -192,10 +200,13 @@ class TgiScheduler(Scheduler):
         self._plan_chunks()
 
     def _retire(self, now: float) -> None:
-        for r in [r for r in self.running if r.decoding and r.remaining <= 0]:
+        done = [r for r in self.running if r.generated >= r.output and r.decoding]
+        if not done:
+            return
+        for r in done:
             self.pool.free(r)
             self.finish(r, now)
-        self.running = [r for r in self.running if not (r.decoding and r.remaining <= 0)]
+        self.running = [r for r in self.running if not (r.generated >= r.output and r.decoding)]
 
     def _plan_chunks(self) -> None:
         """flash_causal_lm.py: next chunk per prefilling request, budget shared newest-last."""

@@ -1,0 +1,76 @@
+"""Decode-only steps priced from constants memoised per batch size (a thin layer over
+CostModel, which stays the reference).
+
+A decode-only step of n sequences whose KV lengths sum to C costs, on the GPU,
+``layer_const(n) + L * attn_decode(n, C)``: everything but attention depends on n alone, and
+the attention kernel's FLOPs and bytes are affine in C. `DecodePricer.gpu_busy(n, C)` keeps
+``layer_const(n)``, the host time and the byte term of n per n, and prices the attention group
+with the same float operations in the same order as CostModel.step_cost (kernels.py's
+attn_decode_kernel, CostModel.group_cost), so its GPU time and busy energy are bit-identical
+to ``step_cost(StepWork(n_decode=n, decode_ctx_sum=C))`` (tests/cost/test_decodecost.py)
+without building the step's dataclasses. Engines with packed attention (transformers CB)
+price attention through CostModel._attention itself.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class DecodePricer:
+    """GPU time, busy energy (all the replica's GPUs) and host time of decode-only steps of
+    one CostModel, memoised per batch size n. `model` is the CostModel and `step_work` its
+    StepWork class (passed in: this module imports nothing of costmodel.py, which uses it)."""
+
+    def __init__(self, model: Any, step_work: type) -> None:
+        self.model = model
+        self.step_work = step_work
+        c, tp = model.card, model.tp
+        self.layers = c.num_hidden_layers
+        self.nh = c.num_attention_heads // tp
+        self.nkv = max(c.num_key_value_heads // tp, 1)
+        self.d = c.d_head
+        self.packed = model.shape.packed_attention
+        # attn_decode_kernel's FLOPs = (4.0*nh*d) * C; bytes = (2.0*nkv*d) * C * kv_bytes + const
+        self._flops_per_ctx = 4.0 * self.nh * self.d
+        self._bytes_per_ctx = 2.0 * self.nkv * self.d
+        self._fit = None  # looked up on first use, as group_cost does
+        self._per_n: dict[int, tuple[float, float, float, int]] = {}
+
+    def _constants(self, n: int) -> tuple[float, float, float, int]:
+        """(GPU time, busy energy of the token-wise kernels, host time, attention bytes that
+        do not grow with the context) of a decode step of n sequences."""
+        got = self._per_n.get(n)
+        if got is None:
+            m = self.model
+            t_const, e_const = m._layer_const(n, n)
+            act = m.dt.act_bytes
+            got = (t_const, e_const, m.host_s(n), 2 * n * self.nh * self.d * act)
+            self._per_n[n] = got
+        return got
+
+    def host_s(self, n: int) -> float:
+        """Host time of a decode-only step of n sequences (CostModel.host_s)."""
+        return self._constants(n)[2]
+
+    def gpu_busy(self, n: int, ctx_sum: int) -> tuple[float, float]:
+        """(gpu_s, busy_energy_j) of step_cost(StepWork(n_decode=n, decode_ctx_sum=ctx_sum)),
+        n >= 1, bit for bit."""
+        m = self.model
+        t_const, e_const, _, bytes_n = self._constants(n)
+        if self.packed:
+            t_attn, e_attn = m._attention(self.step_work(n_decode=n, decode_ctx_sum=ctx_sum))
+        else:
+            fit = self._fit
+            if fit is None:
+                fit = self._fit = m._fit("attn_decode", m.dt.act_dtype)
+            tc = self._flops_per_ctx * ctx_sum / fit.peak_flops
+            tm = (self._bytes_per_ctx * ctx_sum * m.dt.kv_bytes + bytes_n) / fit.bandwidth
+            t = max(tc, tm) + 1 * fit.t0_s
+            if t <= 0:
+                t = e = 0.0
+            else:
+                e = fit.p_base_w * t + fit.w_compute * tc + fit.w_memory * tm
+                e = min(e, m._plimit * t)
+            t_attn, e_attn = self.layers * t, self.layers * e
+        return t_const + t_attn, m.tp * (e_const + e_attn)
