@@ -33,7 +33,8 @@ def compare_cmd(predicted: Path, measured: Path, out_dir: Path | None, plot: boo
     """Error table of PREDICTED (sim run) against MEASURED (sim replay), and an overlay plot.
 
     The comparison goes to a directory of its own, written whole (a rerun replaces it)."""
-    from llm_energy_sim.results.staging import staged_dir
+    from llm_energy_sim.cli.options import check_out_dir
+    from llm_energy_sim.results.staging import check_replaceable, staged_dir
 
     table, per_req, meta = compare_dirs(predicted, measured)
     out_dir = out_dir or default_out(meta["scenario"], measured)
@@ -44,6 +45,8 @@ def compare_cmd(predicted: Path, measured: Path, out_dir: Path | None, plot: boo
                 f"--out {out_dir} is in the compared results directory {run_dir}: "
                 "give the comparison a directory of its own"
             )
+    check_out_dir(out_dir)
+    check_replaceable(out_dir, COMPARE_FILE)  # before the plots, so nothing is made in vain
     records = [
         {k: (None if isinstance(v, float) and not np.isfinite(v) else v) for k, v in r.items()}
         for r in table.to_dict("records")
