@@ -22,7 +22,7 @@ from llm_energy_sim.config.errors import UserError
 class ServerSettings(BaseModel):
     """Settings of one server kind; subclasses fix `kind` to their entry's name (a Literal)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     kind: str
 

@@ -1,0 +1,28 @@
+"""Names that become file names (scenario names, model-card names, calibration names):
+a name, never a path, so nothing is read or written outside the folder it belongs to."""
+
+from __future__ import annotations
+
+import re
+
+#: letters, digits and . _ - + = @ , (no separators, no leading dot, no control characters)
+_NAME = re.compile(r"[A-Za-z0-9_+=@,-][A-Za-z0-9._+=@,-]*")
+MAX_NAME = 200
+
+
+def is_name(text: str) -> bool:
+    """True when `text` can be used as one file or folder name: non-empty, at most 200
+    characters of letters, digits and ._+=@,- , not starting with a dot (so never '.'/'..'
+    or a hidden file) and holding no path separator."""
+    return isinstance(text, str) and len(text) <= MAX_NAME and _NAME.fullmatch(text) is not None
+
+
+def check_name(text: str, what: str) -> str:
+    """`text` itself, or ValueError saying what a name may hold (pydantic validators turn it
+    into the usual one-line field error)."""
+    if not is_name(text):
+        raise ValueError(
+            f"{what} is a name, not a path: {text!r} must be 1-{MAX_NAME} letters, digits "
+            "or ._+=@,- (no '/', no leading '.')"
+        )
+    return text
