@@ -59,8 +59,21 @@ def calibrate_cmd(
     """Measure the GPU and fit a calibration profile for `sim run`."""
     from llm_energy_sim.calibrate import session
     from llm_energy_sim.calibrate.stages import select
+    from llm_energy_sim.cli.options import check_out_dir
+    from llm_energy_sim.config.errors import UserError
+    from llm_energy_sim.config.names import is_name
 
+    if not is_name(name):
+        raise UserError(
+            f"--name {name!r}: a profile name, not a path (letters, digits and ._+=@,-; "
+            "it becomes NAME.json in --out)"
+        )
+    check_out_dir(out_dir)
+    if budget_minutes is not None and not (budget_minutes > 0 and budget_minutes < float("inf")):
+        raise UserError(f"--budget-minutes {budget_minutes}: must be a finite number > 0")
     if fit_only:
+        if not Path(fit_only).is_dir():
+            raise UserError(f"--fit-only {fit_only}: no such directory of raw tables")
         click.echo(f"wrote {session.refit(Path(fit_only), name, out_dir, tuple(with_dirs))}")
         return
     session.measure(

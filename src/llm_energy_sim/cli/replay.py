@@ -128,6 +128,10 @@ def replay_cmd(
 
     if requests is not None and requests <= 0:
         raise UserError("--requests must be > 0")
+    if endpoint is not None:
+        from llm_energy_sim.live.protocol import check_endpoint
+
+        check_endpoint(endpoint)
     # every scenario is checked before the first run, so a bad one costs no GPU time
     scens = [load_scenario(s, overrides(requests, sets)) for s in scenarios]
     for scen in scens:
@@ -233,13 +237,16 @@ def record_host_speed(
     scenario's profile, each pass, and the mean against every shipped profile; hostspeed.csv
     (both passes) beside it. `sim replay --hostspeed` calls it after every replay, so each
     one is bracketed by the passes just before and just after it."""
+    # the results dir is amended whole: a copy gets hostspeed.csv and the new summary.json,
+    # then replaces it, so a failed or killed pass leaves the replay's results as they were
+    from llm_energy_sim.results.marker import mark_complete
     from llm_energy_sim.results.output import SUMMARY_FILE
     from llm_energy_sim.results.staging import staged_dir
 
-    # the results dir is amended whole: a copy gets hostspeed.csv and the new summary.json,
-    # then replaces it, so a failed or killed pass leaves the replay's results as they were
     with staged_dir(out_dir, SUMMARY_FILE, keep=True) as tmp:
-        return _record_host_speed(tmp, out_dir, scen, device, meter_on, shape, before_csv)
+        factor = _record_host_speed(tmp, out_dir, scen, device, meter_on, shape, before_csv)
+        mark_complete(tmp)  # rewritten last, after the amendment
+    return factor
 
 
 def _record_host_speed(tmp, out_dir, scen, device, meter_on, shape, before_csv) -> float:
@@ -456,6 +463,7 @@ def _write(
 
     from llm_energy_sim.config.profile import default_profile_name, load_profile
     from llm_energy_sim.results import measured as m
+    from llm_energy_sim.results.marker import mark_complete
     from llm_energy_sim.results.output import SUMMARY_FILE, write_results
     from llm_energy_sim.results.staging import staged_dir
 
@@ -504,6 +512,7 @@ def _write(
             from llm_energy_sim.results.plots import plot_results
 
             plot_results(tmp, summary.to_dict(), df, tl)
+        mark_complete(tmp)  # last: readers refuse a directory without it
 
 
 def _write_token_times(out_dir: Path, records) -> None:
