@@ -140,7 +140,13 @@ def _check_spec(table: Path, spec: dict[str, Any], restart: bool) -> None:
                 f"{jp} holds a sweep of another scenario or --requests ({old}); "
                 "give another --out or --restart"
             )
-    write_atomic(sp, json.dumps(spec, indent=1) + "\n")
+
+
+def _write_spec(table: Path, spec: dict[str, Any]) -> None:
+    """The spec beside the journal, (re)written only when it is not already this one."""
+    sp, text = spec_path(table), json.dumps(spec, indent=1) + "\n"
+    if not (sp.is_file() and sp.read_text() == text):
+        write_atomic(sp, text)
 
 
 def write_table(rows: list[dict[str, Any]], table: Path) -> pd.DataFrame:
@@ -173,14 +179,16 @@ def run_sweep(
 
     ref = as_ref(scenario)
     table = Path(table)
-    table.parent.mkdir(parents=True, exist_ok=True)
-    _check_spec(
-        table, {"scenario": ref.source, "digest": ref.digest(), "requests": requests}, restart
-    )
+    spec = {"scenario": ref.source, "digest": ref.digest(), "requests": requests}
+    _check_spec(table, spec, restart)
     jp = journal_path(table)
-    done = {r[POINT_KEY]: r for r in read_journal(jp)}
-    if jp.exists():  # drop a line cut short by a kill, so the next append starts a clean line
-        write_atomic(jp, "".join(json.dumps(r, default=str) + "\n" for r in done.values()))
+    done = {r[POINT_KEY]: r for r in read_journal(jp)}  # checked before anything is written
+    old = _read_text(jp) if jp.exists() else None
+    table.parent.mkdir(parents=True, exist_ok=True)
+    _write_spec(table, spec)
+    kept = "".join(json.dumps(r, default=str) + "\n" for r in done.values())
+    if old is not None and old != kept:  # drop a torn last line: appends start a clean line
+        write_atomic(jp, kept)
     todo = [p for p in points if point_key(p) not in done]
     bar = tqdm(
         total=len(points),
