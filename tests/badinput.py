@@ -79,3 +79,7 @@ def refused(args: list[str], root: Path, code: int = 2) -> str:
     """Run `sim ARGS` from root and assert a clean refusal that wrote nothing under root."""
     before = tree(root)
     return assert_refused(sim(args, root), before, root, code)
+
+
+#: a committed raw calibration directory (microbench.csv, provenance.json, ...)
+REPO_RAW = Path(__file__).resolve().parents[1] / "measurements" / "calibration" / "h100-v2"

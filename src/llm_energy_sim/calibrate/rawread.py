@@ -166,7 +166,19 @@ def read_raw(path: Path, required: tuple[str, ...] = (), what: str = "rows") -> 
 
 def measured_rows(df: pd.DataFrame, path: Path) -> pd.DataFrame:
     """The rows without an error; UserError when there are none (nothing to fit)."""
-    ok = df[df["error"].fillna("").astype(str).str.strip() == ""] if "error" in df else df
+    if "error" in df:
+        err = df["error"]
+        ok = df[err.isna().to_numpy() | (err.astype(str).str.strip() == "").to_numpy()]
+    else:
+        ok = df
     if len(ok) == 0:
         raise UserError(f"{path}: no row measured without an error; nothing to fit")
     return ok
+
+
+def check_tables(*dirs: Path) -> None:
+    """Read every raw table (*.csv) of the given directories once, before a fit starts, so
+    a corrupted one is refused in a second and before anything is written."""
+    for d in dirs:
+        for path in sorted(Path(d).glob("*.csv")):
+            read_raw(path)

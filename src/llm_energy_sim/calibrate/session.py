@@ -127,9 +127,11 @@ def refit(raw_dir: Path, name: str, out_dir: Path, with_dirs: tuple[Path, ...] =
     the bootstrap."""
     from llm_energy_sim.calibrate.fit import fit_profile
     from llm_energy_sim.calibrate.graphfit import graph_table, with_graph_fits
+    from llm_energy_sim.calibrate.rawread import check_tables
     from llm_energy_sim.config.paths import PROFILES_DIR
     from llm_energy_sim.config.profile import load_profile, save_profile
 
+    check_tables(raw_dir, *with_dirs)  # a corrupted table: one line, before any fit
     graph_dir = next((d for d in (raw_dir, *with_dirs) if graph_table(d)), None)
     has_grid = (raw_dir / "microbench.csv").exists()
     if not has_grid and graph_dir is None:
