@@ -83,3 +83,9 @@ def refused(args: list[str], root: Path, code: int = 2) -> str:
 
 #: a committed raw calibration directory (microbench.csv, provenance.json, ...)
 REPO_RAW = Path(__file__).resolve().parents[1] / "measurements" / "calibration" / "h100-v2"
+
+
+def fail_like_infrastructure(x: int) -> int:
+    """A worker function that fails the way a lost mount or a dead node does (not a user
+    mistake): an OSError."""
+    raise OSError(f"disk vanished under point {x}")

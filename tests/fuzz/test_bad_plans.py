@@ -46,6 +46,7 @@ def test_bad_saturation_number(tmp_path_factory, option, value):
         ["--set", "workload.arrival.rate=3"],
         ["--set", "bogus=1"],
         ["--set", "dtype=["],
+        ["--requests", "100000000"],
     ],
 )
 def test_bad_saturation_options(tmp_path, args):

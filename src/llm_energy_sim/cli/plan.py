@@ -144,7 +144,9 @@ def saturation_cmd(
     check_not_overridden(
         overrides, {"workload.requests": "--requests", "workload.arrival": "the bisection's rate"}
     )
-    ref.load(overrides)
+    from llm_energy_sim.config.estimate import check_memory
+
+    check_memory(ref.load({**overrides, "workload.requests": requests}), source=ref.source)
     if out is not None:
         check_out_file(out)
     rate, rows = saturation(ref, slo, min_rate, max_rate, tolerance, arrival, requests, overrides)
