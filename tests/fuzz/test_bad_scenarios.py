@@ -197,3 +197,23 @@ def test_a_good_run_is_complete_and_names_stay_inside(tmp_path):
     new = set(tree(tmp_path)) - before
     assert all(p.startswith("results") for p in new)
     assert (tmp_path / "results" / "small" / ".complete").is_file()
+
+
+@pytest.mark.parametrize(
+    "option",
+    [
+        ["--grid-intensity", "nan"],
+        ["--grid-intensity", "inf"],
+        ["--grid-intensity", "-1"],
+        ["--requests", "0"],
+        ["--requests", "-5"],
+        ["--requests", "x"],
+        ["--profile", "/nonexistent.json"],
+        ["--profile", "no-such-profile"],
+        ["--host-speed", "/nonexistent"],
+        ["--bogus-option"],
+    ],
+)
+def test_bad_run_option(tmp_path, option):
+    path = write_scenario(tmp_path / "s.yaml", SMALL)
+    refused(["run", path, *option, "--out", tmp_path / "o", "--quiet"], tmp_path)

@@ -128,6 +128,7 @@ def test_refused_connection_of_the_models_query_is_one_line(tmp_path):
         "://x",
         "http://h:notaport",
         "http://h:99999",
+        "http://[::1",
         "",
     ],
 )

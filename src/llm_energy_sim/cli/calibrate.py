@@ -11,6 +11,7 @@ from pathlib import Path
 import click
 
 from llm_energy_sim.calibrate.stages import STAGE_NAMES
+from llm_energy_sim.cli.options import POSITIVE
 
 
 @click.command("calibrate")
@@ -26,7 +27,9 @@ from llm_energy_sim.calibrate.stages import STAGE_NAMES
 @click.option("--dtypes", default="float32,bfloat16,float16,int8,int4,fp8", show_default=True)
 @click.option("--models", help="override the whole-model check models (comma separated cards)")
 @click.option("--quick", is_flag=True, help="a small grid (minutes)")
-@click.option("--budget-minutes", type=float, help="stop measuring after this long (resume later)")
+@click.option(
+    "--budget-minutes", type=POSITIVE, help="stop measuring after this long (resume later)"
+)
 @click.option(
     "--stages",
     default=",".join(STAGE_NAMES),
@@ -69,8 +72,6 @@ def calibrate_cmd(
             "it becomes NAME.json in --out)"
         )
     check_out_dir(out_dir)
-    if budget_minutes is not None and not (budget_minutes > 0 and budget_minutes < float("inf")):
-        raise UserError(f"--budget-minutes {budget_minutes}: must be a finite number > 0")
     if fit_only:
         if not Path(fit_only).is_dir():
             raise UserError(f"--fit-only {fit_only}: no such directory of raw tables")

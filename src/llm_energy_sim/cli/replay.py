@@ -15,6 +15,7 @@ from pathlib import Path
 
 import click
 
+from llm_energy_sim.cli.options import POSITIVE
 from llm_energy_sim.config.errors import UserError
 
 ENGINES = ("transformers", "transformers-generate", "tgi", "openai")
@@ -80,7 +81,7 @@ def _make_engine(name: str, scen, card, endpoint: str | None, model_name: str | 
     "--set", "sets", multiple=True, metavar="KEY=VALUE", help="override any scenario field"
 )
 @click.option(
-    "--timeout", "timeout_s", type=float, default=600.0, show_default=True, help="per request, s"
+    "--timeout", "timeout_s", type=POSITIVE, default=600.0, show_default=True, help="per request, s"
 )
 @click.option(
     "--device", default="cuda", show_default=True, help="torch device of the built-in engines"

@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 
 from llm_energy_sim.cli.options import (
+    FiniteFloat,
     check_out_dir,
     host_speed_option,
     load_with_host_speed,
@@ -38,7 +39,7 @@ from llm_energy_sim.config.errors import UserError
 @click.option("--plot/--no-plot", default=False, help="also write PNG plots")
 @click.option(
     "--grid-intensity",
-    type=click.FloatRange(min=0),
+    type=FiniteFloat(0.0),
     help="grid carbon intensity in gCO2/kWh (>= 0), to report CO2",
 )
 @host_speed_option(

@@ -20,7 +20,10 @@ class ProtocolError(Exception):
 def check_endpoint(url: str) -> str:
     """`url` itself when it is an http(s) URL with a host; UserError (one line) otherwise,
     e.g. a scheme-less 'localhost:8080'."""
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+    except ValueError as exc:  # e.g. an unclosed IPv6 bracket
+        raise UserError(f"--endpoint {url!r}: not a URL ({exc})") from None
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise UserError(
             f"--endpoint {url!r}: give an http:// or https:// URL with a host, "
