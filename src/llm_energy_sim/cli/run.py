@@ -90,7 +90,7 @@ def run_cmd(
     scen, host_runs = load_with_host_speed(
         scenario, overrides(requests, sets), host_tables, profile
     )
-    check_memory(scen, force, step_log, str(scenario))
+    check_memory(scen, force, step_log, str(scenario), profile)
     out_dir = out_dir or Path("results") / scen.name
     check_out_dir(out_dir)
     check_replaceable(out_dir, SUMMARY_FILE)  # before the simulation, not after

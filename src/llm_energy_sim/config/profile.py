@@ -129,7 +129,7 @@ class Interconnect(_Strict):
 
 class GpuSpec(_Strict):
     name: str
-    memory_bytes: float = Field(gt=0)
+    memory_bytes: float = Field(gt=0, le=1e13, description="bytes (no GPU holds 10 TB)")
     power_limit_w: float = Field(gt=0)
     memory_bandwidth: float | None = Field(
         default=None,
