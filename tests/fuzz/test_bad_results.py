@@ -150,3 +150,13 @@ def test_steps_refuses_an_incomplete_dir(runs, tmp_path):
     scen = write_scenario(tmp_path / "s.yaml", SMALL)
     line = refused(["steps", scen, b, "--out", tmp_path / "chk", "--no-plot"], tmp_path)
     assert "incomplete" in line
+
+
+def test_host_speed_from_an_incomplete_replay_dir(runs, tmp_path):
+    """--host-speed DIR reads a replay's results directory: without its marker, refused."""
+    b = _copy(runs, tmp_path, "b")
+    (b / "hostspeed.csv").write_text("tag,utc\nbefore-0,\n")
+    (b / MARKER).unlink()
+    scen = write_scenario(tmp_path / "s.yaml", SMALL)
+    line = refused(["run", scen, "--host-speed", b, "--out", tmp_path / "o", "--quiet"], tmp_path)
+    assert "incomplete" in line
