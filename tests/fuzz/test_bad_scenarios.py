@@ -72,7 +72,7 @@ def test_non_finite_float_in_a_file(tmp_path_factory, field, token):
             "seed",
         ]
     ),
-    st.sampled_from(["nan", ".inf", "-.inf", "-1", "1e400", "abc", "[1]", "{a: 1}"]),
+    st.sampled_from(["nan", ".inf", "-.inf", "-1", "1e400", "abc", "[1]", "{a: 1}", "true"]),
 )
 def test_bad_override_value(tmp_path_factory, key, value):
     root = tmp_path_factory.mktemp("ov")

@@ -26,3 +26,20 @@ def check_name(text: str, what: str) -> str:
             "or ._+=@,- (no '/', no leading '.')"
         )
     return text
+
+
+def refuse_bool_numbers(model_cls, data):
+    """`data` itself, or ValueError when a field annotated as a number (int or float) is
+    given a boolean (pydantic's lax mode would read `requests: true` as 1 request)."""
+    from typing import get_args
+
+    if not isinstance(data, dict):
+        return data
+    for name, field in model_cls.model_fields.items():
+        value = data.get(name)
+        if not isinstance(value, bool):
+            continue
+        kinds = {field.annotation, *get_args(field.annotation)}
+        if bool not in kinds and kinds & {int, float}:
+            raise ValueError(f"'{name}' is {value}, a boolean; give a number")
+    return data

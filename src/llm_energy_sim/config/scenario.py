@@ -18,7 +18,7 @@ from pydantic import (
 from llm_energy_sim.config.dtypes import DtypeName
 from llm_energy_sim.config.errors import UserError
 from llm_energy_sim.config.modelcard import ModelCard, load_model_card
-from llm_energy_sim.config.names import check_name
+from llm_energy_sim.config.names import check_name, refuse_bool_numbers
 from llm_energy_sim.config.paths import shipped_scenario
 from llm_energy_sim.config.servers import server_kind, settings_union
 from llm_energy_sim.config.yamlio import load_yaml_text, read_yaml, validation_message
@@ -28,6 +28,11 @@ class _Strict(BaseModel):
     """Unknown keys refused; every float finite (NaN and +-inf refused, also from YAML's .inf)."""
 
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_bool_numbers(cls, data: Any) -> Any:
+        return refuse_bool_numbers(cls, data)
 
 
 # ---- arrivals ---------------------------------------------------------------------------
