@@ -138,3 +138,13 @@ def check_out_file(out: Path, what: str = "--out") -> None:
     if out.is_dir():
         raise UserError(f"{what} {out}: is a directory; give a file name")
     _creatable_dir(out.parent, what)
+
+
+def write_csv_atomic(df, out: Path) -> None:
+    """`df` as CSV at `out`, written to a temp file beside it and renamed over it, so a kill
+    leaves the old file or the new one, never a torn one."""
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
+    df.to_csv(tmp, index=False)
+    os.replace(tmp, out)

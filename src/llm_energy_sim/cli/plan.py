@@ -26,6 +26,7 @@ from llm_energy_sim.cli.options import (
     FiniteFloat,
     check_not_overridden,
     check_out_file,
+    write_csv_atomic,
 )
 from llm_energy_sim.config.errors import UserError
 
@@ -161,7 +162,7 @@ def saturation_cmd(
     ]
     _print(df, cols, f"{ref.source}: {len(rows)} simulated runs of {requests} requests")
     if out:
-        df.to_csv(out, index=False)
+        write_csv_atomic(df, out)
     if rate >= max_rate:
         click.echo(f"the SLOs still hold at --max-rate {max_rate:g} req/s: saturation is above")
     else:
@@ -259,7 +260,7 @@ def optimize_cmd(
         dask_address,
         max_replicas,
     )
-    df.to_csv(out, index=False)
+    write_csv_atomic(df, out)
     extra = [c for c in df.columns if "." in c]
     cols = [
         "rank",
