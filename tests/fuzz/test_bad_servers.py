@@ -137,3 +137,11 @@ def test_bad_endpoint_is_one_line(tmp_path, url, engine):
     scen = write_scenario(tmp_path / "s.yaml", SMALL)
     args = ["replay", scen, "--engine", engine, "--endpoint", url, "--no-meter"]
     refused([*args, "--out", tmp_path / "m", "--quiet"], tmp_path)
+
+
+def test_replay_out_under_a_file_is_refused_before_any_request(tmp_path):
+    scen = write_scenario(tmp_path / "s.yaml", SMALL)
+    (tmp_path / "f").write_text("x")
+    url = f"http://127.0.0.1:{_closed_port()}"
+    args = ["replay", scen, "--engine", "tgi", "--endpoint", url, "--no-meter"]
+    refused([*args, "--out", tmp_path / "f" / "sub", "--quiet"], tmp_path)

@@ -121,7 +121,7 @@ def replay_cmd(
     their model once). `--engine transformers` runs transformers-cb scenarios on the continuous
     batching manager and sequential ones on HF generate, one request at a time.
     """
-    from llm_energy_sim.cli.options import overrides
+    from llm_energy_sim.cli.options import check_out_dir, overrides
     from llm_energy_sim.config.scenario import load_scenario
     from llm_energy_sim.results.output import SUMMARY_FILE
     from llm_energy_sim.results.provenance import provenance
@@ -136,6 +136,7 @@ def replay_cmd(
     # every scenario is checked before the first run, so a bad one costs no GPU time
     scens = [load_scenario(s, overrides(requests, sets)) for s in scenarios]
     for scen in scens:
+        check_out_dir(_results_dir(out_dir, scen, len(scens)))
         check_replaceable(_results_dir(out_dir, scen, len(scens)), SUMMARY_FILE)
     builtin = engine_name in ("transformers", "transformers-generate")
     before_csv = None
