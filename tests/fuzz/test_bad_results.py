@@ -160,3 +160,15 @@ def test_host_speed_from_an_incomplete_replay_dir(runs, tmp_path):
     scen = write_scenario(tmp_path / "s.yaml", SMALL)
     line = refused(["run", scen, "--host-speed", b, "--out", tmp_path / "o", "--quiet"], tmp_path)
     assert "incomplete" in line
+
+
+def test_compare_default_out_stays_in_results(runs, tmp_path):
+    """A summary whose scenario is a path (edited by hand) cannot steer the default --out."""
+    import json
+
+    a, b = _copy(runs, tmp_path, "a"), _copy(runs, tmp_path, "b")
+    for d in (a, b):
+        s = json.loads((d / "summary.json").read_text())
+        s["scenario"] = "../../escaped"
+        (d / "summary.json").write_text(json.dumps(s))
+    assert "not a name" in refused(["compare", a, b, "--no-plot"], tmp_path)

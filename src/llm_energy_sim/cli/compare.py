@@ -15,8 +15,14 @@ COMPARE_FILE = "compare.json"  # marks a directory `sim compare` may replace
 
 
 def default_out(scenario: str | None, measured: Path) -> Path:
-    """results/compare-<scenario> (the measured directory's name when its summary has none)."""
-    return Path("results") / f"compare-{scenario or Path(measured).resolve().name}"
+    """results/compare-<scenario> (the measured directory's name when its summary has none);
+    UserError when the summary's scenario is not a name (it would write elsewhere)."""
+    from llm_energy_sim.config.names import is_name
+
+    name = scenario or Path(measured).resolve().name
+    if not is_name(name):
+        raise UserError(f"{measured}: the summary's scenario {name!r} is not a name; give --out")
+    return Path("results") / f"compare-{name}"
 
 
 @click.command("compare")
