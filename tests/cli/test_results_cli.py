@@ -55,6 +55,7 @@ def test_rerun_without_plot_leaves_no_png(tmp_path):
     assert (out / "steps.csv").exists()
     _sim(str(REPO / SCEN), "--requests", "10", "--out", str(out))
     assert sorted(p.name for p in out.iterdir()) == [
+        ".complete",
         "requests.parquet",
         "summary.json",
         "timeline.csv",
@@ -92,6 +93,7 @@ def test_compare_writes_to_its_own_out_not_into_measured(tmp_path, monkeypatch):
     ]
     assert _listing(LIVE_RUN) == before
     assert sorted(p.name for p in pred.iterdir()) == [
+        ".complete",
         "requests.parquet",
         "summary.json",
         "timeline.csv",
@@ -136,6 +138,7 @@ def test_replay_records_provenance_and_reruns_clean(tiny_models, tmp_path):
     r = CliRunner().invoke(main, args)
     assert r.exit_code == 0, r.output
     assert sorted(p.name for p in out.iterdir()) == [
+        ".complete",
         "energy_samples.csv",
         "requests.csv",
         "summary.json",

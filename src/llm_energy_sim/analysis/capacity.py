@@ -34,6 +34,13 @@ class Slo:
     ttft_p90_s: float | None = None
     tpot_p90_s: float | None = None
 
+    def __post_init__(self) -> None:
+        for name, v in (("TTFT", self.ttft_p90_s), ("TPOT", self.tpot_p90_s)):
+            if v is not None and not (math.isfinite(v) and v > 0):
+                raise UserError(
+                    f"the {name} p90 SLO must be a finite number of seconds > 0 (got {v})"
+                )
+
     def violations(self, row: dict[str, Any]) -> list[str]:
         """Why a simulated run misses the SLOs ([] if it meets them). Refused or unfinished
         requests count as a miss: a server that sheds load does not serve the rate."""
@@ -91,8 +98,10 @@ def saturation(
     Bisects on the geometric mean: the bracket may span decades (0.05 to 50 req/s) and the
     relative precision is what matters for capacity.
     """
-    if not 0 < lo < hi:
-        raise UserError(f"need 0 < min rate < max rate (got {lo}, {hi})")
+    if not (math.isfinite(lo) and math.isfinite(hi) and 0 < lo < hi):
+        raise UserError(f"need 0 < min rate < max rate, both finite (got {lo}, {hi})")
+    if not 0 < rel_tol < 1:
+        raise UserError(f"the tolerance must be in (0, 1) (got {rel_tol})")
     ref = as_ref(scenario)
     rows: list[dict[str, Any]] = []
 
@@ -116,6 +125,8 @@ def saturation(
         return hi, rows
     while (hi - lo) / hi > rel_tol:
         mid = math.sqrt(lo * hi)
+        if not lo < mid < hi:  # the bracket cannot shrink further in floating point
+            break
         lo, hi = (mid, hi) if ok(mid) else (lo, mid)
     return lo, rows
 
@@ -211,8 +222,10 @@ def optimize(
     replicas: a list of counts, or 'auto' (qMeter's provisioning from the saturation rate).
     axes: more swept settings, e.g. [('hardware.gpu', ['h100-sxm', 'h200'])].
     """
-    if rate <= 0:
-        raise UserError("--rate must be > 0")
+    if not (math.isfinite(rate) and rate > 0):
+        raise UserError(f"--rate must be a finite number > 0 (got {rate})")
+    if max_replicas < 1:
+        raise UserError(f"--max-replicas must be >= 1 (got {max_replicas})")
     ref = as_ref(scenario)
     reps: list[Any] = ["auto"] if replicas == "auto" else list(replicas)
     all_axes = [

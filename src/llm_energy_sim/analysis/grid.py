@@ -16,12 +16,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from llm_energy_sim.config.errors import UserError
 
 POINT_KEY = "point"
 SET_PREFIX = "set."
+
+
+class InfrastructureError(UserError):
+    """Not a mistake in the input: a worker process died, a Dask worker lacks a file or
+    went away. Points it hit are not recorded as done, so a resumed sweep retries them
+    (a UserError of a point is recorded as that point's row). One line, exit code 1."""
+
+    exit_code = 1
 
 
 @dataclass(frozen=True)
@@ -85,10 +91,9 @@ def parse_axis(text: str) -> tuple[str, list[Any]]:
     key = key.strip()
     if not key:
         raise UserError(f"--set '{text}': empty key")
-    try:
-        values = [yaml.safe_load(v.strip()) for v in split_top_level(raw)]
-    except yaml.YAMLError as exc:
-        raise UserError(f"--set '{text}': a value is not valid YAML: {exc}") from None
+    from llm_energy_sim.config.yamlio import load_yaml_text
+
+    values = [load_yaml_text(v.strip(), f"--set '{text}'") for v in split_top_level(raw)]
     if any(v is None for v in values):
         raise UserError(f"--set '{text}': empty value in the list")
     return key, values
@@ -176,15 +181,30 @@ def run_parallel(
     """
     if not arg_tuples:
         return
+    try:
+        yield from _run(fn, arg_tuples, workers, dask_address)
+    except UserError:
+        raise
+    except Exception as exc:  # a dead worker (BrokenProcessPool), a lost Dask worker, ...
+        msg = " ".join(str(exc).split())[:300]
+        raise InfrastructureError(f"a worker failed: {type(exc).__name__}: {msg}") from None
+
+
+def _run(fn, arg_tuples, workers, dask_address) -> Iterator[Any]:
     if dask_address:
         yield from _run_dask(fn, arg_tuples, dask_address)
     elif workers <= 1:
         for args in arg_tuples:
             yield fn(*args)
     else:
+        import os
         from concurrent.futures import ProcessPoolExecutor, as_completed
 
-        with ProcessPoolExecutor(max_workers=workers) as ex:
+        from llm_energy_sim.analysis.workers import die_with_parent
+
+        with ProcessPoolExecutor(
+            max_workers=workers, initializer=die_with_parent, initargs=(os.getpid(),)
+        ) as ex:
             futs = [ex.submit(fn, *args) for args in arg_tuples]
             try:
                 for f in as_completed(futs):
@@ -204,9 +224,49 @@ def _run_dask(fn: Callable[..., Any], arg_tuples: list[tuple], address: str) -> 
     except OSError as exc:
         raise UserError(f"--dask {address}: cannot reach the scheduler ({exc})") from None
     with client:
-        futs = [client.submit(fn, *args, pure=False) for args in arg_tuples]
+        futs = [client.submit(on_worker, fn, *args, pure=False) for args in arg_tuples]
         try:
             for f in as_completed(futs):
                 yield f.result()
         finally:
             client.cancel([f for f in futs if not f.done()])
+
+
+def scenario_files(ref: ScenarioRef) -> list[Path]:
+    """The files a scenario reads besides itself (traces, length files, a profile JSON),
+    resolved as the client resolves them."""
+    found: list[Path] = []
+
+    def walk(node: Any) -> None:
+        if isinstance(node, dict):
+            for k, v in node.items():
+                if k == "path" and isinstance(v, str):
+                    found.append(Path(v))
+                else:
+                    walk(v)
+        elif isinstance(node, list):
+            for v in node:
+                walk(v)
+
+    walk(ref.data.get("workload"))
+    prof = ref.data.get("profile")
+    if isinstance(prof, str) and prof.endswith(".json"):
+        found.append(Path(prof))
+    return [p if p.is_absolute() else Path(ref.base_dir) / p for p in found]
+
+
+def on_worker(fn: Callable[..., Any], *args: Any) -> Any:
+    """fn(*args) on a Dask worker, after checking that the worker has the scenario's files:
+    a missing one is a FileNotFoundError naming the host (an infrastructure error, retried
+    on resume), not a row recording a user error."""
+    import socket
+
+    ref = args[0]
+    if isinstance(ref, ScenarioRef):
+        for path in scenario_files(ref):
+            if not path.exists():
+                raise FileNotFoundError(
+                    f"Dask worker on {socket.gethostname()} has no {path} (the scenario's "
+                    "files must exist at the same path on every worker)"
+                )
+    return fn(*args)

@@ -25,6 +25,7 @@ from llm_energy_sim.cost.costmodel import CostModel, StepWork
 from llm_energy_sim.engine.replica import PlanCache
 from llm_energy_sim.results.plots import step_bins
 from llm_energy_sim.results.pngsave import pyplot, save_figure
+from llm_energy_sim.results.readcheck import check_typed
 from llm_energy_sim.results.schema import RequestStatus
 from llm_energy_sim.results.steptable import STEPS_STEM, read_steps
 from llm_energy_sim.results.tables import has_table, read_table, table_path
@@ -67,6 +68,17 @@ def load_steps(measured: Path) -> tuple[pd.DataFrame, str]:
             "token_times.csv + requests.csv to rebuild steps from"
         )
     requests = read_table(measured, "requests")
+    check_typed(
+        requests,
+        {
+            "request_id": int,
+            "status": str,
+            "start_s": float,
+            "finish_s": float,
+            "prompt_tokens": int,
+        },
+        table_path(measured, "requests"),
+    )
     batched = requests.dropna(subset=["start_s", "finish_s"]).sort_values("start_s")
     if (batched["start_s"].to_numpy()[1:] < batched["finish_s"].to_numpy()[:-1] - 1e-6).any():
         raise UserError(
@@ -75,6 +87,7 @@ def load_steps(measured: Path) -> tuple[pd.DataFrame, str]:
             "again to get its step log)"
         )
     tokens = read_table(measured, "token_times")
+    check_typed(tokens, {"request_id": int, "t_s": float}, table_path(measured, "token_times"))
     return steps_from_tokens(requests, tokens), "token_times.csv (one request at a time)"
 
 

@@ -10,6 +10,7 @@ rows of two different sweeps.
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,7 @@ import pandas as pd
 from llm_energy_sim.analysis.grid import (
     POINT_KEY,
     SET_PREFIX,
+    InfrastructureError,
     ScenarioRef,
     as_ref,
     parse_sets,
@@ -48,23 +50,78 @@ def spec_path(table: Path) -> Path:
     return table.with_suffix(".spec.json")
 
 
+def _read_text(path: Path) -> str:
+    """A journal's or spec's text; UserError (one line) when unreadable or not UTF-8."""
+    if not path.is_file():
+        raise UserError(f"{path}: not a file")
+    try:
+        return path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise UserError(
+            f"{path}: not UTF-8 text (byte {exc.start}); --restart discards it"
+        ) from None
+    except OSError as exc:
+        raise UserError(f"{path}: cannot read ({exc.strerror or exc})") from None
+
+
 def read_journal(path: Path) -> list[dict[str, Any]]:
-    """Rows written so far; a last line cut short by a kill is ignored (that point reruns)."""
+    """Rows written so far. A last line cut short by a kill (no newline at its end) is
+    ignored: that point reruns. Any other line that is not a JSON object with a `point` is
+    a corrupted journal: UserError naming the line (--restart discards it)."""
     if not path.exists():
         return []
+    text = _read_text(path)
+    lines = text.split("\n")
     rows = []
-    for line in path.read_text().splitlines():
-        try:
-            rows.append(json.loads(line))
-        except json.JSONDecodeError:
+    for i, line in enumerate(lines):
+        last = i == len(lines) - 1  # after the final newline: '' or a torn line
+        if not line.strip():
             continue
+        try:
+            row = json.loads(line)
+        except (json.JSONDecodeError, RecursionError):
+            if last:
+                continue
+            row = None
+        if not (isinstance(row, dict) and isinstance(row.get(POINT_KEY), str)):
+            if last:
+                continue
+            raise UserError(
+                f"{path}: line {i + 1} is not a finished point (a JSON object with "
+                f"'{POINT_KEY}'); the journal is corrupted: --restart discards it"
+            )
+        rows.append(row)
     return rows
 
 
 def _append(path: Path, row: dict[str, Any]) -> None:
+    """One point's line, flushed to disk before the next point is counted as done."""
     with path.open("a") as f:
         f.write(json.dumps(row, default=str) + "\n")
         f.flush()
+        os.fsync(f.fileno())
+
+
+def write_atomic(path: Path, text: str) -> None:
+    """Replace `path` by `text` whole: a temp file beside it, flushed, then os.replace, so a
+    kill at any moment leaves either the old file or the new one, never a torn one."""
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    with tmp.open("w") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def read_spec(path: Path) -> dict[str, Any]:
+    """The spec of an earlier run; UserError (one line) when it is not a JSON object."""
+    try:
+        spec = json.loads(_read_text(path))
+    except (json.JSONDecodeError, RecursionError):
+        spec = None
+    if not isinstance(spec, dict):
+        raise UserError(f"{path}: corrupted sweep spec (not a JSON object); --restart discards it")
+    return spec
 
 
 def _check_spec(table: Path, spec: dict[str, Any], restart: bool) -> None:
@@ -72,25 +129,38 @@ def _check_spec(table: Path, spec: dict[str, Any], restart: bool) -> None:
     sp, jp = spec_path(table), journal_path(table)
     if restart:
         jp.unlink(missing_ok=True)
-    elif sp.exists() and jp.exists():
-        old = json.loads(sp.read_text())
+    elif jp.exists():
+        if not sp.exists():
+            raise UserError(
+                f"{jp}: a journal without its spec {sp.name}; give another --out or --restart"
+            )
+        old = read_spec(sp)
         if old != spec:
             raise UserError(
                 f"{jp} holds a sweep of another scenario or --requests ({old}); "
                 "give another --out or --restart"
             )
-    sp.write_text(json.dumps(spec, indent=1) + "\n")
+
+
+def _write_spec(table: Path, spec: dict[str, Any]) -> None:
+    """The spec beside the journal, (re)written only when it is not already this one."""
+    sp, text = spec_path(table), json.dumps(spec, indent=1) + "\n"
+    if not (sp.is_file() and sp.read_text() == text):
+        write_atomic(sp, text)
 
 
 def write_table(rows: list[dict[str, Any]], table: Path) -> pd.DataFrame:
+    """The tidy table, written to a temp file and renamed over `table` (never torn)."""
     df = pd.DataFrame(rows)
+    tmp = table.with_name(f".{table.name}.tmp-{os.getpid()}")
     if table.suffix == ".parquet":
         try:
-            df.to_parquet(table, index=False)
+            df.to_parquet(tmp, index=False)
         except ImportError:
             raise UserError("a .parquet table needs pyarrow: pip install pyarrow") from None
     else:
-        df.to_csv(table, index=False)
+        df.to_csv(tmp, index=False)
+    os.replace(tmp, table)
     return df
 
 
@@ -109,14 +179,16 @@ def run_sweep(
 
     ref = as_ref(scenario)
     table = Path(table)
-    table.parent.mkdir(parents=True, exist_ok=True)
-    _check_spec(
-        table, {"scenario": ref.source, "digest": ref.digest(), "requests": requests}, restart
-    )
+    spec = {"scenario": ref.source, "digest": ref.digest(), "requests": requests}
+    _check_spec(table, spec, restart)
     jp = journal_path(table)
-    done = {r[POINT_KEY]: r for r in read_journal(jp)}
-    if jp.exists():  # drop a line cut short by a kill, so the next append starts a clean line
-        jp.write_text("".join(json.dumps(r, default=str) + "\n" for r in done.values()))
+    done = {r[POINT_KEY]: r for r in read_journal(jp)}  # checked before anything is written
+    old = _read_text(jp) if jp.exists() else None
+    table.parent.mkdir(parents=True, exist_ok=True)
+    _write_spec(table, spec)
+    kept = "".join(json.dumps(r, default=str) + "\n" for r in done.values())
+    if old is not None and old != kept:  # drop a torn last line: appends start a clean line
+        write_atomic(jp, kept)
     todo = [p for p in points if point_key(p) not in done]
     bar = tqdm(
         total=len(points),
@@ -130,6 +202,10 @@ def run_sweep(
             _append(jp, row)
             done[row[POINT_KEY]] = row
             bar.update(1)
+    except InfrastructureError as exc:
+        raise InfrastructureError(
+            f"{exc}; the {len(done)} finished points are kept in {jp}: rerun to resume"
+        ) from None
     finally:  # interrupted or not, the table shows every point finished so far
         bar.close()
         rows = [done[k] for k in (point_key(p) for p in points) if k in done]

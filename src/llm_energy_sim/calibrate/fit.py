@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 from scipy.optimize import least_squares, nnls
 
+from llm_energy_sim.calibrate.rawread import MICROBENCH_COLUMNS, measured_rows, read_raw
 from llm_energy_sim.config.modelcard import load_model_card
 from llm_energy_sim.config.profile import (
     FitError,
@@ -546,7 +547,7 @@ def fit_cb_host(
         profile = profile.model_copy(
             update={"host": {**profile.host, engine: profile.host["transformers_cb"]}}
         )
-    runs = host_runs(pd.read_csv(raw_dir / table))
+    runs = host_runs(read_raw(raw_dir / table))
     src = f"{what} on {where}; raw: {raw_dir.name}/{table}"
     ho, wait = fit_host(
         runs, profile, src, engine=engine, standby_k=profile.idle.step_standby_fraction
@@ -581,7 +582,7 @@ def fit_tp_hosts(
     measured) = the highest degree's."""
     pattern, what = TP_HOST_TABLES[engine]
     parts = [
-        pd.read_csv(f).assign(_src=f"{d.name}/{f.name} ({_where(d)})")
+        read_raw(f).assign(_src=f"{d.name}/{f.name} ({_where(d)})")
         for d in dirs
         for f in sorted(d.glob(pattern))
     ]
@@ -724,7 +725,7 @@ def fit_interconnect(raw_dir: Path, where: str) -> dict:
     """All-reduce fits from the table `sim calibrate --stages interconnect` measured here."""
     from llm_energy_sim.calibrate.interconnect import fit_allreduce, fits_to_profile_entries
 
-    fits = fit_allreduce(pd.read_csv(raw_dir / "allreduce.csv"))
+    fits = fit_allreduce(read_raw(raw_dir / "allreduce.csv"))
     src = f"NCCL all-reduce (bf16) on {where}; raw: {raw_dir.name}/allreduce.csv"
     return fits_to_profile_entries(fits, src)
 
@@ -759,7 +760,7 @@ def _measured_misses(dirs: tuple[Path, ...]) -> dict[str, tuple]:
     for d in dirs:
         if not (d / "shapemiss.csv").exists():
             continue
-        table = pd.read_csv(d / "shapemiss.csv")
+        table = read_raw(d / "shapemiss.csv")
         tp_rows.append(table[table["engine"].str.endswith("_tp")].assign(_src=d.name))
         src = f"fresh vs cached steps on {_where(d)}; raw: {d.name}/shapemiss.csv"
         for engine, fit in fit_shape_misses(table).items():
@@ -816,7 +817,7 @@ def with_sibling_classes(
         for d in extra_dirs:
             if not (d / "microbench.csv").exists():
                 continue
-            sib_raw = pd.read_csv(d / "microbench.csv")
+            sib_raw = read_raw(d / "microbench.csv")
             plimit = _provenance(d).get("power_limit_w", 700.0)
             sib = fit_kernels(
                 sib_raw[sib_raw["kclass"] == kc], float(plimit), f"microbenchmarks on {_where(d)}"
@@ -861,7 +862,9 @@ def fit_profile(
         power_limit_w=float(prov.get("power_limit_w", base.gpu.power_limit_w)),
         source=f"NVML on {where}",
     )
-    raw = pd.read_csv(raw_dir / "microbench.csv")
+    table = raw_dir / "microbench.csv"
+    raw = read_raw(table, MICROBENCH_COLUMNS, "kernel timings")
+    measured_rows(raw, table)  # a header-only or all-error table fits nothing
     kernels = fit_kernels(
         raw, gpu.power_limit_w, f"microbenchmarks on {where}; raw: {raw_dir.name}/microbench.csv"
     )
@@ -889,7 +892,7 @@ def fit_profile(
     )
     host_src = f"HF eager generate decode on {where}; raw: {raw_dir.name}/host.csv"
     if (raw_dir / "host.csv").exists():
-        hosts, host_wait, standby_k = fit_hosts(pd.read_csv(raw_dir / "host.csv"), prof, host_src)
+        hosts, host_wait, standby_k = fit_hosts(read_raw(raw_dir / "host.csv"), prof, host_src)
         idle = prof.idle.model_copy(
             update={"host_wait_w": host_wait, "step_standby_fraction": standby_k}
         )
@@ -909,7 +912,7 @@ def fit_profile(
         prof = prof.model_copy(update={"host": with_shape_misses(prof.host, measured)})
     if d := _find("coldstart.csv", raw_dir, extra_dirs):
         src = f"fresh processes on {_where(d)}; raw: {d.name}/coldstart.csv"
-        hosts = with_cold_start(prof.host, pd.read_csv(d / "coldstart.csv"), src)
+        hosts = with_cold_start(prof.host, read_raw(d / "coldstart.csv"), src)
         prof = prof.model_copy(update={"host": hosts})
     if d := _find("allreduce.csv", raw_dir, extra_dirs):
         # measured here wins; group sizes not measured here keep the base's (said in their source)
@@ -917,7 +920,7 @@ def fit_profile(
         prof = prof.model_copy(update={"interconnect": ic})
     if (raw_dir / "idle.csv").exists():
         idle = fit_idle(
-            pd.read_csv(raw_dir / "idle.csv"),
+            read_raw(raw_dir / "idle.csv"),
             host_wait,
             f"idle states, decay after a GEMM burst and duty cycles on {where}; raw: {raw_dir.name}/idle.csv; host_wait and step_standby_fraction from {raw_dir.name}/host.csv",
             standby_k,

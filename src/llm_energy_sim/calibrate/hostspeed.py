@@ -12,6 +12,7 @@ machine. Rows append to hostspeed.csv (a repeated pass is tagged), so drift show
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import pandas as pd
@@ -70,7 +71,9 @@ def engine_seen_factor(path: Path, profile) -> dict:
     try:
         check = json.loads(path.read_text())
         factor, against = check["host_time_factor_seen_by_engine"], check["profile"]
-    except (OSError, ValueError, KeyError) as exc:
+        if not (math.isfinite(float(factor)) and float(factor) > 0):
+            raise ValueError(f"host_time_factor_seen_by_engine {factor}")
+    except (OSError, ValueError, KeyError, TypeError) as exc:
         raise UserError(
             f"--host-speed {path}: not a `sim steps` check with host-bound decode steps ({exc})"
         ) from exc
@@ -94,6 +97,10 @@ def factor_from_tables(paths: list[Path], profile) -> tuple[float, list[dict]]:
         if p.name == "steps_check.json":
             rows.append(engine_seen_factor(p, profile))
             continue
+        if p.is_dir() and (p / "summary.json").exists():  # a replay's results directory
+            from llm_energy_sim.results.marker import require_complete
+
+            require_complete(p)
         table = (table_path(p, "hostspeed") or p / "hostspeed.csv") if p.is_dir() else p
         if not table.exists():
             raise UserError(
@@ -107,6 +114,11 @@ def factor_from_tables(paths: list[Path], profile) -> tuple[float, list[dict]]:
             msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise UserError(f"--host-speed {table}: not a host table ({msg})") from exc
         for r in f.itertuples():
+            if not (math.isfinite(r.host_time_factor) and r.host_time_factor > 0):
+                raise UserError(
+                    f"--host-speed {table}: a run gives host_time_factor {r.host_time_factor}; "
+                    "its times must be finite and > 0"
+                )
             rows.append(
                 {"table": str(table), "utc": str(r.utc), "factor": float(r.host_time_factor)}
             )

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
+from llm_energy_sim.calibrate.rawread import read_raw
 from llm_energy_sim.meter.monitor import EnergyMonitor
 
 # NVLink multicast stays off: it can take a shared host's GPUs out of service (device docs)
@@ -264,8 +265,6 @@ def main(argv: list[str] | None = None) -> None:
     import json
     from datetime import datetime, timezone
 
-    import pandas as pd
-
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", type=Path, required=True)
     ap.add_argument("--window-s", type=float, default=1.0)
@@ -275,7 +274,7 @@ def main(argv: list[str] | None = None) -> None:
     csv_path = args.out / "allreduce.csv"
     if not args.fit_only:
         measure_allreduce(csv_path, window_s=args.window_s, repeats=args.repeats)
-    df = pd.read_csv(csv_path)
+    df = read_raw(csv_path)
     fits = fit_allreduce(df)
     when = datetime.now(timezone.utc).isoformat(timespec="seconds")
     source = f"calibrate/interconnect.py all-reduce benchmark (NCCL, bf16, {args.repeats} windows of >= {args.window_s} s per size), fitted {when}; raw: allreduce.csv"

@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from llm_energy_sim.calibrate.hostbench import CHECK_MODELS
+from llm_energy_sim.calibrate.rawread import read_raw
 from llm_energy_sim.calibrate.wholemodel import compare
 from llm_energy_sim.config.profile import Profile, load_profile
 
@@ -68,7 +69,7 @@ def host_table(profile: Profile) -> str:
 
 
 def check_frame(raw_dir: Path, profile: Profile) -> pd.DataFrame:
-    wm = pd.read_csv(raw_dir / "wholemodel.csv")
+    wm = read_raw(raw_dir / "wholemodel.csv")
     wm = wm[wm["model"].isin(CHECK_MODELS)]  # drift repeats of host-fit shapes are no check
     return compare(wm, profile)
 
@@ -130,7 +131,7 @@ def check_passes(raw_dirs: list[Path]) -> pd.DataFrame:
     `pass_id` = raw dir name : tag (several raw dirs of the same GPU kind)."""
     frames = []
     for d in raw_dirs:
-        wm = pd.read_csv(d / "wholemodel.csv")
+        wm = read_raw(d / "wholemodel.csv")
         wm = wm[(wm["error"].isna()) & wm["model"].isin(CHECK_MODELS)]
         frames.append(wm.assign(pass_id=[f"{d.name}:{'' if pd.isna(t) else t}" for t in wm["tag"]]))
     return pd.concat(frames, ignore_index=True)
@@ -235,6 +236,6 @@ def main(
         + c.pivot(index="model", columns="dtype", values="prefill_j").round(1).to_markdown()
     )
     if (raw_dir / "microbench.csv").exists():
-        raw = pd.read_csv(raw_dir / "microbench.csv")
+        raw = read_raw(raw_dir / "microbench.csv")
         for p in plot_fits(raw, prof, docs / "img"):
             print("plot:", p)

@@ -15,6 +15,8 @@ from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
 
+import numpy as np
+
 from llm_energy_sim.calibrate.stages import Context, Stage
 from llm_energy_sim.config.errors import UserError
 from llm_energy_sim.meter.monitor import EnergyMonitor
@@ -125,9 +127,11 @@ def refit(raw_dir: Path, name: str, out_dir: Path, with_dirs: tuple[Path, ...] =
     the bootstrap."""
     from llm_energy_sim.calibrate.fit import fit_profile
     from llm_energy_sim.calibrate.graphfit import graph_table, with_graph_fits
+    from llm_energy_sim.calibrate.rawread import check_tables
     from llm_energy_sim.config.paths import PROFILES_DIR
     from llm_energy_sim.config.profile import load_profile, save_profile
 
+    check_tables(raw_dir, *with_dirs)  # a corrupted table: one line, before any fit
     graph_dir = next((d for d in (raw_dir, *with_dirs) if graph_table(d)), None)
     has_grid = (raw_dir / "microbench.csv").exists()
     if not has_grid and graph_dir is None:
@@ -137,7 +141,14 @@ def refit(raw_dir: Path, name: str, out_dir: Path, with_dirs: tuple[Path, ...] =
         raise UserError(f"--out {out_dir}: the shipped profiles are not overwritten; give another")
     base, _ = load_profile(BASE_PROFILE)
     if has_grid:
-        prof = fit_profile(raw_dir, name, base, tuple(with_dirs))
+        try:
+            prof = fit_profile(raw_dir, name, base, tuple(with_dirs))
+        except (KeyError, IndexError, ValueError, ZeroDivisionError, np.linalg.LinAlgError) as exc:
+            # the tables read and passed their checks, yet hold too little to fit
+            msg = " ".join(str(exc).split())[:200]
+            raise UserError(
+                f"{raw_dir}: the raw tables cannot be fitted ({type(exc).__name__}: {msg})"
+            ) from None
     else:
         try:
             prof = load_profile(name)[0].model_copy(update={"name": name})

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import ClassVar
 
+from llm_energy_sim.calibrate.rawread import read_raw
 from llm_energy_sim.config.errors import UserError
 from llm_energy_sim.meter.monitor import EnergyMonitor
 
@@ -182,13 +183,12 @@ class HostSpeed(Stage):
     name, writes = "hostspeed", ("hostspeed.csv",)
 
     def run(self, ctx: Context) -> None:
-        import pandas as pd
 
         from llm_energy_sim.calibrate.hostspeed import host_time_factor, measure_host_speed
         from llm_energy_sim.config.profile import load_profile, shipped_profile_names
 
         measure_host_speed(ctx.path("hostspeed.csv"), ctx.monitor, ctx.tag)
-        runs = pd.read_csv(ctx.path("hostspeed.csv"))
+        runs = read_raw(ctx.path("hostspeed.csv"))
         for name in shipped_profile_names():
             f = host_time_factor(runs, load_profile(name)[0])
             if len(f):

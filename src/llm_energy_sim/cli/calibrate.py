@@ -11,6 +11,7 @@ from pathlib import Path
 import click
 
 from llm_energy_sim.calibrate.stages import STAGE_NAMES
+from llm_energy_sim.cli.options import POSITIVE
 
 
 @click.command("calibrate")
@@ -26,7 +27,9 @@ from llm_energy_sim.calibrate.stages import STAGE_NAMES
 @click.option("--dtypes", default="float32,bfloat16,float16,int8,int4,fp8", show_default=True)
 @click.option("--models", help="override the whole-model check models (comma separated cards)")
 @click.option("--quick", is_flag=True, help="a small grid (minutes)")
-@click.option("--budget-minutes", type=float, help="stop measuring after this long (resume later)")
+@click.option(
+    "--budget-minutes", type=POSITIVE, help="stop measuring after this long (resume later)"
+)
 @click.option(
     "--stages",
     default=",".join(STAGE_NAMES),
@@ -59,8 +62,19 @@ def calibrate_cmd(
     """Measure the GPU and fit a calibration profile for `sim run`."""
     from llm_energy_sim.calibrate import session
     from llm_energy_sim.calibrate.stages import select
+    from llm_energy_sim.cli.options import check_out_dir
+    from llm_energy_sim.config.errors import UserError
+    from llm_energy_sim.config.names import is_name
 
+    if not is_name(name):
+        raise UserError(
+            f"--name {name!r}: a profile name, not a path (letters, digits and ._+=@,-; "
+            "it becomes NAME.json in --out)"
+        )
+    check_out_dir(out_dir)
     if fit_only:
+        if not Path(fit_only).is_dir():
+            raise UserError(f"--fit-only {fit_only}: no such directory of raw tables")
         click.echo(f"wrote {session.refit(Path(fit_only), name, out_dir, tuple(with_dirs))}")
         return
     session.measure(

@@ -15,8 +15,14 @@ COMPARE_FILE = "compare.json"  # marks a directory `sim compare` may replace
 
 
 def default_out(scenario: str | None, measured: Path) -> Path:
-    """results/compare-<scenario> (the measured directory's name when its summary has none)."""
-    return Path("results") / f"compare-{scenario or Path(measured).resolve().name}"
+    """results/compare-<scenario> (the measured directory's name when its summary has none);
+    UserError when the summary's scenario is not a name (it would write elsewhere)."""
+    from llm_energy_sim.config.names import is_name
+
+    name = scenario or Path(measured).resolve().name
+    if not is_name(name):
+        raise UserError(f"{measured}: the summary's scenario {name!r} is not a name; give --out")
+    return Path("results") / f"compare-{name}"
 
 
 @click.command("compare")
@@ -33,7 +39,8 @@ def compare_cmd(predicted: Path, measured: Path, out_dir: Path | None, plot: boo
     """Error table of PREDICTED (sim run) against MEASURED (sim replay), and an overlay plot.
 
     The comparison goes to a directory of its own, written whole (a rerun replaces it)."""
-    from llm_energy_sim.results.staging import staged_dir
+    from llm_energy_sim.cli.options import check_out_dir
+    from llm_energy_sim.results.staging import check_replaceable, staged_dir
 
     table, per_req, meta = compare_dirs(predicted, measured)
     out_dir = out_dir or default_out(meta["scenario"], measured)
@@ -44,6 +51,8 @@ def compare_cmd(predicted: Path, measured: Path, out_dir: Path | None, plot: boo
                 f"--out {out_dir} is in the compared results directory {run_dir}: "
                 "give the comparison a directory of its own"
             )
+    check_out_dir(out_dir)
+    check_replaceable(out_dir, COMPARE_FILE)  # before the plots, so nothing is made in vain
     records = [
         {k: (None if isinstance(v, float) and not np.isfinite(v) else v) for k, v in r.items()}
         for r in table.to_dict("records")

@@ -63,8 +63,8 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
 
 
 class LazyGroup(click.Group):
-    """Subcommands imported on first use; a UserError becomes one line on stderr and exit
-    code 2 (no traceback)."""
+    """Subcommands imported on first use; a UserError or a bad option of a subcommand becomes
+    one line on stderr and exit code 2 (no traceback)."""
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         return list(COMMANDS)
@@ -83,7 +83,12 @@ class LazyGroup(click.Group):
         try:
             return super().invoke(ctx)
         except UserError as exc:
-            click.echo(f"error: {exc}", err=True)
+            click.echo(f"error: {' '.join(str(exc).splitlines())}", err=True)
+            sys.exit(exc.exit_code)
+        except click.UsageError as exc:  # a bad option or argument: one line too, exit 2
+            where = exc.ctx.command_path if exc.ctx is not None else ctx.command_path
+            msg = " ".join(exc.format_message().split())
+            click.echo(f"error: {where}: {msg} (see {where} --help)", err=True)
             sys.exit(exc.exit_code)
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+import os
 from pathlib import Path
 
 import click
@@ -48,3 +50,101 @@ def load_with_host_speed(scenario: Path, ov: dict, host_tables, profile: str | N
     ov = dict(ov)
     ov["hardware.host_time_factor"], host_runs = factor_from_tables(list(host_tables), prof)
     return load_scenario(scenario, ov), host_runs
+
+
+class FiniteFloat(click.ParamType):
+    """A finite float (NaN and +-inf refused) within (or at) the given bounds; a bad value is
+    click's usual one-line usage error (exit code 2)."""
+
+    name = "float"
+
+    def __init__(
+        self,
+        low: float | None = None,
+        high: float | None = None,
+        low_open: bool = False,
+        high_open: bool = False,
+    ) -> None:
+        self.low, self.high, self.low_open, self.high_open = low, high, low_open, high_open
+
+    def _allowed(self) -> str:
+        parts = []
+        if self.low is not None:
+            parts.append(f"{'>' if self.low_open else '>='} {self.low:g}")
+        if self.high is not None:
+            parts.append(f"{'<' if self.high_open else '<='} {self.high:g}")
+        return "a finite number" + (f" {' and '.join(parts)}" if parts else "")
+
+    def convert(self, value, param, ctx) -> float:
+        if isinstance(value, float) and math.isfinite(value):
+            v = value
+        else:
+            try:
+                v = float(value)
+            except (TypeError, ValueError):
+                self.fail(f"{value!r} is not {self._allowed()}", param, ctx)
+        too_low = self.low is not None and (v <= self.low if self.low_open else v < self.low)
+        too_high = self.high is not None and (v >= self.high if self.high_open else v > self.high)
+        if not math.isfinite(v) or too_low or too_high:
+            self.fail(f"{value!r} is not {self._allowed()}", param, ctx)
+        return v
+
+
+#: a positive finite float (rates, SLOs, seconds)
+POSITIVE = FiniteFloat(0.0, low_open=True)
+#: an integer >= 1 (counts of requests, workers, replicas)
+AT_LEAST_ONE = click.IntRange(min=1)
+
+
+def check_not_overridden(keys, option_keys: dict[str, str]) -> None:
+    """UserError when a --set key is (or lies under) a key that an option sets, e.g.
+    `--set workload.requests=10,30 --requests 20`: the option would win silently."""
+    for key in keys:
+        for owned, option in option_keys.items():
+            if key == owned or key.startswith(owned + ".") or owned.startswith(key + "."):
+                raise UserError(
+                    f"--set {key}: {option} sets {owned} on every run; give one or the other"
+                )
+
+
+def _creatable_dir(d: Path, what: str) -> None:
+    """UserError unless `d` is a directory or could be made one (its nearest existing
+    ancestor a writable directory)."""
+    d = Path(os.path.abspath(d))
+    probe = d
+    while not probe.exists():
+        if probe.parent == probe:
+            break
+        probe = probe.parent
+    if not probe.is_dir():
+        raise UserError(f"{what} {d}: {probe} is a file, not a directory")
+    if not os.access(probe, os.W_OK | os.X_OK):
+        raise UserError(f"{what} {d}: cannot write in {probe} (permission denied)")
+
+
+def check_out_dir(out_dir: Path, what: str = "--out") -> None:
+    """UserError (one line) unless `out_dir` is a directory or can be created: not a file,
+    not under a file, in a writable place. Called before any work, so nothing is written."""
+    out_dir = Path(out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise UserError(f"{what} {out_dir}: exists and is a file, not a directory")
+    _creatable_dir(out_dir, what)
+
+
+def check_out_file(out: Path, what: str = "--out") -> None:
+    """UserError (one line) unless `out` can be written as a file: not a directory, its
+    folder a directory or creatable."""
+    out = Path(out)
+    if out.is_dir():
+        raise UserError(f"{what} {out}: is a directory; give a file name")
+    _creatable_dir(out.parent, what)
+
+
+def write_csv_atomic(df, out: Path) -> None:
+    """`df` as CSV at `out`, written to a temp file beside it and renamed over it, so a kill
+    leaves the old file or the new one, never a torn one."""
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
+    df.to_csv(tmp, index=False)
+    os.replace(tmp, out)

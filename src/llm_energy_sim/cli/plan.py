@@ -20,6 +20,14 @@ from llm_energy_sim.analysis.capacity import (
     saturation,
 )
 from llm_energy_sim.analysis.grid import ScenarioRef, parse_axis
+from llm_energy_sim.cli.options import (
+    AT_LEAST_ONE,
+    POSITIVE,
+    FiniteFloat,
+    check_not_overridden,
+    check_out_file,
+    write_csv_atomic,
+)
 from llm_energy_sim.config.errors import UserError
 
 __all__ = ["Slo", "optimize", "saturation", "plan_cmd"]
@@ -31,8 +39,10 @@ def plan_cmd() -> None:
 
 
 def _slo_options(f):
-    f = click.option("--slo-tpot-p90", type=float, help="p90 time per output token bound (s)")(f)
-    return click.option("--slo-ttft-p90", type=float, help="p90 time to first token bound (s)")(f)
+    f = click.option("--slo-tpot-p90", type=POSITIVE, help="p90 time per output token bound (s)")(f)
+    return click.option("--slo-ttft-p90", type=POSITIVE, help="p90 time to first token bound (s)")(
+        f
+    )
 
 
 def _slo(ttft: float | None, tpot: float | None, required: bool) -> Slo:
@@ -52,6 +62,20 @@ def _ints(text: str, what: str) -> list[int]:
     if not vals or min(vals) < 1:
         raise UserError(f"{what} '{text}': expected integers >= 1")
     return vals
+
+
+def _dtypes(text: str) -> list[str]:
+    """--dtypes: comma-separated names of config/dtypes.py DTYPES (UserError otherwise)."""
+    from llm_energy_sim.config.dtypes import DTYPES
+
+    names = [d.strip() for d in text.split(",") if d.strip()]
+    bad = [d for d in names if d not in DTYPES]
+    if bad or not names:
+        raise UserError(
+            f"--dtypes '{text}': unknown dtype {', '.join(bad) or '(none given)'}; "
+            f"allowed: {', '.join(DTYPES)}"
+        )
+    return names
 
 
 def _print(df: pd.DataFrame, cols: list[str], title: str) -> None:
@@ -77,18 +101,18 @@ def _fmt(v: Any) -> str:
 @plan_cmd.command("saturation")
 @click.argument("scenario", type=click.Path(path_type=Path))
 @_slo_options
-@click.option("--min-rate", type=float, default=0.05, show_default=True, help="req/s")
-@click.option("--max-rate", type=float, default=50.0, show_default=True, help="req/s")
+@click.option("--min-rate", type=POSITIVE, default=0.05, show_default=True, help="req/s")
+@click.option("--max-rate", type=POSITIVE, default=50.0, show_default=True, help="req/s")
 @click.option(
     "--tolerance",
-    type=float,
+    type=FiniteFloat(0.0, 1.0, low_open=True, high_open=True),
     default=0.01,
     show_default=True,
     help="relative precision of the rate",
 )
 @click.option(
     "--requests",
-    type=int,
+    type=AT_LEAST_ONE,
     default=500,
     show_default=True,
     help="requests per simulated run (longer traces: sharper saturation)",
@@ -114,9 +138,18 @@ def saturation_cmd(
     from llm_energy_sim.config.scenario import parse_override
 
     slo = _slo(slo_ttft_p90, slo_tpot_p90, required=True)
+    if min_rate >= max_rate:
+        raise UserError(f"--min-rate ({min_rate:g}) must be below --max-rate ({max_rate:g})")
     ref = ScenarioRef.from_path(scenario)
     overrides = dict(parse_override(s) for s in sets)
-    ref.load(overrides)
+    check_not_overridden(
+        overrides, {"workload.requests": "--requests", "workload.arrival": "the bisection's rate"}
+    )
+    from llm_energy_sim.config.estimate import check_memory
+
+    check_memory(ref.load({**overrides, "workload.requests": requests}), source=ref.source)
+    if out is not None:
+        check_out_file(out)
     rate, rows = saturation(ref, slo, min_rate, max_rate, tolerance, arrival, requests, overrides)
     df = pd.DataFrame(rows).sort_values("rate")
     cols = [
@@ -129,7 +162,7 @@ def saturation_cmd(
     ]
     _print(df, cols, f"{ref.source}: {len(rows)} simulated runs of {requests} requests")
     if out:
-        df.to_csv(out, index=False)
+        write_csv_atomic(df, out)
     if rate >= max_rate:
         click.echo(f"the SLOs still hold at --max-rate {max_rate:g} req/s: saturation is above")
     else:
@@ -138,8 +171,8 @@ def saturation_cmd(
 
 @plan_cmd.command("optimize")
 @click.argument("scenario", type=click.Path(path_type=Path))
-@click.option("--rate", type=float, help="target requests per second (Poisson)")
-@click.option("--per-day", type=float, help="target requests per day, instead of --rate")
+@click.option("--rate", type=POSITIVE, help="target requests per second (Poisson)")
+@click.option("--per-day", type=POSITIVE, help="target requests per day, instead of --rate")
 @_slo_options
 @click.option("--dtypes", default="bfloat16,float16,int8,int4", show_default=True)
 @click.option("--tp", default="1,2,4,8", show_default=True, help="tensor-parallel degrees")
@@ -158,10 +191,14 @@ def saturation_cmd(
     "or hardware.gpu=h100-sxm,h200",
 )
 @click.option(
-    "--requests", type=int, default=500, show_default=True, help="requests per simulated run"
+    "--requests",
+    type=AT_LEAST_ONE,
+    default=500,
+    show_default=True,
+    help="requests per simulated run",
 )
-@click.option("--max-replicas", type=int, default=64, show_default=True)
-@click.option("--workers", type=int, default=2, show_default=True, help="local processes")
+@click.option("--max-replicas", type=AT_LEAST_ONE, default=64, show_default=True)
+@click.option("--workers", type=AT_LEAST_ONE, default=2, show_default=True, help="local processes")
 @click.option("--dask", "dask_address", help="dask.distributed scheduler address")
 @click.option(
     "--out",
@@ -191,14 +228,31 @@ def optimize_cmd(
     rate = rate if rate is not None else per_day / SECONDS_PER_DAY
     slo = _slo(slo_ttft_p90, slo_tpot_p90, required=False)
     reps = "auto" if replicas.strip() == "auto" else _ints(replicas, "--replicas")
+    if reps != "auto" and max(reps) > max_replicas:
+        raise UserError(f"--replicas {replicas}: above --max-replicas {max_replicas}")
+    dtype_list = _dtypes(dtypes)
+    tps = _ints(tp, "--tp")
     ref = ScenarioRef.from_path(scenario)
     axes = [parse_axis(s) for s in sets]
+    check_not_overridden(
+        [k for k, _ in axes],
+        {
+            "dtype": "--dtypes",
+            "hardware.gpus_per_replica": "--tp",
+            "hardware.replicas": "--replicas",
+            "workload.requests": "--requests",
+            "workload.arrival": "--rate/--per-day",
+        },
+    )
+    ref.load({k: v[0] for k, v in axes})  # fail fast on a bad key/value, as sweep does
+    out = out or Path("results") / f"plan-{Path(scenario).stem}.csv"
+    check_out_file(out)
     df = optimize(
         ref,
         rate,
         slo,
-        [d.strip() for d in dtypes.split(",")],
-        _ints(tp, "--tp"),
+        dtype_list,
+        tps,
         reps,
         requests,
         axes,
@@ -206,9 +260,7 @@ def optimize_cmd(
         dask_address,
         max_replicas,
     )
-    out = out or Path("results") / f"plan-{Path(scenario).stem}.csv"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    df.to_csv(out, index=False)
+    write_csv_atomic(df, out)
     extra = [c for c in df.columns if "." in c]
     cols = [
         "rank",

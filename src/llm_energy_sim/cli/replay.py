@@ -15,6 +15,7 @@ from pathlib import Path
 
 import click
 
+from llm_energy_sim.cli.options import POSITIVE
 from llm_energy_sim.config.errors import UserError
 
 ENGINES = ("transformers", "transformers-generate", "transformers-static", "tgi", "openai")
@@ -96,7 +97,7 @@ def _make_engine(name: str, scen, card, endpoint: str | None, model_name: str | 
     "--set", "sets", multiple=True, metavar="KEY=VALUE", help="override any scenario field"
 )
 @click.option(
-    "--timeout", "timeout_s", type=float, default=600.0, show_default=True, help="per request, s"
+    "--timeout", "timeout_s", type=POSITIVE, default=600.0, show_default=True, help="per request, s"
 )
 @click.option(
     "--device", default="cuda", show_default=True, help="torch device of the built-in engines"
@@ -137,7 +138,7 @@ def replay_cmd(
     batching manager, sequential ones on HF generate one request at a time, and static ones on
     HF generate in static batches (every row to the batch's longest output).
     """
-    from llm_energy_sim.cli.options import overrides
+    from llm_energy_sim.cli.options import check_out_dir, overrides
     from llm_energy_sim.config.scenario import load_scenario
     from llm_energy_sim.results.output import SUMMARY_FILE
     from llm_energy_sim.results.provenance import provenance
@@ -145,9 +146,14 @@ def replay_cmd(
 
     if requests is not None and requests <= 0:
         raise UserError("--requests must be > 0")
+    if endpoint is not None:
+        from llm_energy_sim.live.protocol import check_endpoint
+
+        check_endpoint(endpoint)
     # every scenario is checked before the first run, so a bad one costs no GPU time
     scens = [load_scenario(s, overrides(requests, sets)) for s in scenarios]
     for scen in scens:
+        check_out_dir(_results_dir(out_dir, scen, len(scens)))
         check_replaceable(_results_dir(out_dir, scen, len(scens)), SUMMARY_FILE)
     builtin = engine_name in BUILTIN
     before_csv = None
@@ -250,13 +256,16 @@ def record_host_speed(
     scenario's profile, each pass, and the mean against every shipped profile; hostspeed.csv
     (both passes) beside it. `sim replay --hostspeed` calls it after every replay, so each
     one is bracketed by the passes just before and just after it."""
+    # the results dir is amended whole: a copy gets hostspeed.csv and the new summary.json,
+    # then replaces it, so a failed or killed pass leaves the replay's results as they were
+    from llm_energy_sim.results.marker import mark_complete
     from llm_energy_sim.results.output import SUMMARY_FILE
     from llm_energy_sim.results.staging import staged_dir
 
-    # the results dir is amended whole: a copy gets hostspeed.csv and the new summary.json,
-    # then replaces it, so a failed or killed pass leaves the replay's results as they were
     with staged_dir(out_dir, SUMMARY_FILE, keep=True) as tmp:
-        return _record_host_speed(tmp, out_dir, scen, device, meter_on, shape, before_csv)
+        factor = _record_host_speed(tmp, out_dir, scen, device, meter_on, shape, before_csv)
+        mark_complete(tmp)  # rewritten last, after the amendment
+    return factor
 
 
 def _record_host_speed(tmp, out_dir, scen, device, meter_on, shape, before_csv) -> float:
@@ -473,6 +482,7 @@ def _write(
 
     from llm_energy_sim.config.profile import default_profile_name, load_profile
     from llm_energy_sim.results import measured as m
+    from llm_energy_sim.results.marker import mark_complete
     from llm_energy_sim.results.output import SUMMARY_FILE, write_results
     from llm_energy_sim.results.staging import staged_dir
 
@@ -521,6 +531,7 @@ def _write(
             from llm_energy_sim.results.plots import plot_results
 
             plot_results(tmp, summary.to_dict(), df, tl)
+        mark_complete(tmp)  # last: readers refuse a directory without it
 
 
 def _write_token_times(out_dir: Path, records) -> None:

@@ -7,7 +7,13 @@ from pathlib import Path
 
 import click
 
-from llm_energy_sim.cli.options import host_speed_option, load_with_host_speed, overrides
+from llm_energy_sim.cli.options import (
+    FiniteFloat,
+    check_out_dir,
+    host_speed_option,
+    load_with_host_speed,
+    overrides,
+)
 from llm_energy_sim.config.errors import UserError
 
 
@@ -33,7 +39,7 @@ from llm_energy_sim.config.errors import UserError
 @click.option("--plot/--no-plot", default=False, help="also write PNG plots")
 @click.option(
     "--grid-intensity",
-    type=click.FloatRange(min=0),
+    type=FiniteFloat(0.0),
     help="grid carbon intensity in gCO2/kWh (>= 0), to report CO2",
 )
 @host_speed_option(
@@ -55,6 +61,11 @@ from llm_energy_sim.config.errors import UserError
     show_default=True,
     help="file format of the per-request table (requests.parquet or requests.csv)",
 )
+@click.option(
+    "--force",
+    is_flag=True,
+    help="run even when the run's estimated memory is above half this machine's memory",
+)
 @click.option("--quiet", is_flag=True, help="no table, no progress bar")
 def run_cmd(
     scenario: Path,
@@ -67,13 +78,16 @@ def run_cmd(
     host_tables,
     step_log,
     requests_format,
+    force,
     quiet,
 ) -> None:
     """Simulate SCENARIO (a YAML file) and write a results directory.
 
     The directory is written whole: a rerun into it replaces every file of the previous
     run (plots included), and an interrupted run leaves the previous one as it was."""
+    from llm_energy_sim.config.estimate import check_memory
     from llm_energy_sim.results.accounting import build_summary, requests_frame, timeline_frame
+    from llm_energy_sim.results.marker import mark_complete
     from llm_energy_sim.results.output import SUMMARY_FILE, print_summary, write_results
     from llm_energy_sim.results.provenance import provenance
     from llm_energy_sim.results.staging import check_replaceable, staged_dir
@@ -84,7 +98,9 @@ def run_cmd(
     scen, host_runs = load_with_host_speed(
         scenario, overrides(requests, sets), host_tables, profile
     )
+    check_memory(scen, force, step_log, str(scenario), profile)
     out_dir = out_dir or Path("results") / scen.name
+    check_out_dir(out_dir)
     check_replaceable(out_dir, SUMMARY_FILE)  # before the simulation, not after
     t0 = time.perf_counter()
     res = simulate(scen, profile_override=profile, progress=not quiet, step_log=step_log)
@@ -107,6 +123,7 @@ def run_cmd(
             from llm_energy_sim.results.plots import plot_results
 
             plot_results(tmp, summary.to_dict(), df, tl)
+        mark_complete(tmp)  # last: readers refuse a directory without it
     if not quiet:
         print_summary(summary.to_dict())
         click.echo(f"simulated {len(df)} requests in {wall:.2f} s; results in {out_dir}")

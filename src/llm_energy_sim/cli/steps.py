@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import click
@@ -47,20 +46,29 @@ from llm_energy_sim.results.tables import has_table
 def steps_cmd(scenario, measured, profile, sets, host_tables, predicted, out_dir, plot) -> None:
     """Cost every step of MEASURED (a `sim replay` of SCENARIO) with the cost model: the step
     cost's error without the scheduler's, and the host speed the engine saw over the run."""
-    from llm_energy_sim.cli.options import load_with_host_speed, overrides
+    from llm_energy_sim.cli.options import check_out_dir, load_with_host_speed, overrides
     from llm_energy_sim.config.scenario import scenario_card
     from llm_energy_sim.config.servers import server_kind
+    from llm_energy_sim.results.marker import require_complete
     from llm_energy_sim.simulation import profile_for
 
-    if not measured.is_dir():
-        raise UserError(f"{measured}: no such results directory")
+    require_complete(measured)
+    if predicted is not None:
+        if not has_table(predicted, STEPS_STEM):
+            raise UserError(
+                f"{predicted}: no {STEPS_FILE}; simulate with `sim run {scenario} --step-log`"
+            )
+        require_complete(predicted)
     ov = overrides(None, sets)
     if not host_tables and "hardware.host_time_factor" not in ov:
         host_tables = (measured,) if has_table(measured, "hostspeed") else ()
     scen, _ = load_with_host_speed(scenario, ov, host_tables, profile)
-    summary_file = measured / "summary.json"
-    if summary_file.exists():
-        ran = json.loads(summary_file.read_text()).get("scenario")
+    out_dir = out_dir or Path("results") / f"steps-{scen.name}"
+    check_out_dir(out_dir)
+    if (measured / "summary.json").exists():
+        from llm_energy_sim.results.output import read_summary
+
+        ran = read_summary(measured).scenario
         if ran and ran != scen.name:
             raise UserError(
                 f"{measured} is a run of scenario '{ran}', not of {scenario} ('{scen.name}')"
@@ -83,12 +91,7 @@ def steps_cmd(scenario, measured, profile, sets, host_tables, predicted, out_dir
     summary["scenario"] = scen.name
     summary["profile"] = prof.name
     if predicted is not None:
-        if not has_table(predicted, STEPS_STEM):
-            raise UserError(
-                f"{predicted}: no {STEPS_FILE}; simulate with `sim run {scenario} --step-log`"
-            )
         summary["schedule"] = compare_schedules(read_steps(predicted), steps)
-    out_dir = out_dir or Path("results") / f"steps-{scen.name}"
     write_check(df, summary, out_dir)
     print_summary(summary, f"{scen.name}: live steps costed by the model")
     if plot:

@@ -1,4 +1,5 @@
-"""TODO docstring."""
+"""`sim sweep`: a scenario over the cartesian grid of --set values (logic in
+llm_energy_sim.analysis.sweep)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,22 @@ from llm_energy_sim.analysis.grid import (
     parse_sets,
 )
 from llm_energy_sim.analysis.sweep import SUMMARY_COLUMNS, plot_sweep, print_table, run_sweep
+from llm_energy_sim.cli.options import check_not_overridden, check_out_dir
 from llm_energy_sim.config.errors import UserError
+
+
+def check_points_memory(ref: ScenarioRef, points: list[dict], requests: int | None) -> None:
+    """UserError (one line) when any point that loads needs more memory than the limit
+    (points that do not load become rows with their error, as before)."""
+    from llm_energy_sim.config.estimate import check_memory
+
+    for p in points:
+        ov = dict(p) if requests is None else {**p, "workload.requests": requests}
+        try:
+            scen = ref.load(ov)
+        except UserError:
+            continue
+        check_memory(scen, source=f"{ref.source} point {p}")
 
 
 @click.command("sweep")
@@ -47,9 +63,22 @@ from llm_energy_sim.config.errors import UserError
     "energy.per_request_wh,latency_s.ttft.p90 (writes sweep.png)",
 )
 @click.option("--restart", is_flag=True, help="discard the rows of an earlier run of this sweep")
+@click.option(
+    "--force", is_flag=True, help="run points whose estimated memory is above the limit too"
+)
 @click.option("--quiet", is_flag=True, help="no progress bar, no table")
 def sweep_cmd(
-    scenario, sets, requests, workers, dask_address, out_dir, fmt, plot_metrics, restart, quiet
+    scenario,
+    sets,
+    requests,
+    workers,
+    dask_address,
+    out_dir,
+    fmt,
+    plot_metrics,
+    restart,
+    force,
+    quiet,
 ) -> None:
     """Run SCENARIO over the cartesian grid of --set values; resumes an interrupted sweep."""
     if requests is not None and requests <= 0:
@@ -58,8 +87,13 @@ def sweep_cmd(
         raise UserError("--workers must be >= 1")
     ref = ScenarioRef.from_path(scenario)
     points = parse_sets(sets)
+    if requests is not None:
+        check_not_overridden(points[0], {"workload.requests": "--requests"})
     ref.load(points[0])  # fail fast on a bad key/value, with the usual one-line error
+    if not force:
+        check_points_memory(ref, points, requests)
     out_dir = out_dir or Path("results") / f"sweep-{Path(scenario).stem}"
+    check_out_dir(out_dir)
     table = out_dir / f"sweep.{fmt}"
     metrics = plot_metrics.split(",") if plot_metrics else []
     df = run_sweep(ref, points, table, workers, dask_address, requests, not quiet, restart)

@@ -14,7 +14,7 @@ from llm_energy_sim.config.yamlio import read_yaml, validation_message
 class ModelCard(BaseModel):
     """Architecture of a decoder-only transformer (Llama/Qwen2/Mistral family)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     name: str
     hf_id: str = Field(description="Hugging Face repository the config.json comes from")
@@ -111,6 +111,6 @@ def load_model_card(name: str) -> ModelCard:
 def load_model_card_file(path: Path) -> ModelCard:
     data = read_yaml(path)
     try:
-        return ModelCard(**data)
+        return ModelCard.model_validate(data)
     except ValidationError as exc:
         raise UserError(validation_message(path, exc)) from None

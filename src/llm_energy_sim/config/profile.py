@@ -10,7 +10,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from llm_energy_sim.config.dtypes import NF4_GEMV
 from llm_energy_sim.config.errors import UserError
@@ -21,7 +21,7 @@ SCHEMA_VERSION = 1
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
 class FitError(_Strict):
@@ -107,6 +107,15 @@ class IdlePower(_Strict):
     deep_decay_tau_s: float = Field(gt=0)
     source: str
 
+    @model_validator(mode="after")
+    def _ordered(self) -> IdlePower:
+        if self.deep_idle_w > self.active_idle_w:
+            raise ValueError(
+                f"deep_idle_w ({self.deep_idle_w:g} W) must be <= active_idle_w "
+                f"({self.active_idle_w:g} W): a GPU at rest draws no more than one just used"
+            )
+        return self
+
 
 class Interconnect(_Strict):
     """All-reduce of B bytes over g GPUs: alpha_s + 2(g-1)/g * B / bus_bandwidth, at power_w."""
@@ -120,8 +129,14 @@ class Interconnect(_Strict):
 
 class GpuSpec(_Strict):
     name: str
-    memory_bytes: float = Field(gt=0)
+    memory_bytes: float = Field(gt=0, le=1e13, description="bytes (no GPU holds 10 TB)")
     power_limit_w: float = Field(gt=0)
+    memory_bandwidth: float | None = Field(
+        default=None,
+        gt=0,
+        description="the GPU's memory bandwidth, bytes/s (datasheet); when given, no "
+        "interconnect bus bandwidth may exceed it",
+    )
     source: str
 
 
@@ -143,6 +158,36 @@ class Profile(_Strict):
     interconnect: dict[str, Interconnect] = Field(
         default_factory=dict, description="keyed by GPU count as a string ('2', '4', '8')"
     )
+
+    @model_validator(mode="after")
+    def _physical(self) -> Profile:
+        """Physical sense: deep idle <= active idle <= the power limit (busy), the powers of
+        waits and links within the limit, no link faster than the GPU's memory."""
+        limit = self.gpu.power_limit_w
+        checks = [("idle.active_idle_w", self.idle.active_idle_w)]
+        checks.append(("idle.host_wait_w", self.idle.host_wait_w))
+        checks += [(f"host.{k}.wait_w", h.wait_w) for k, h in self.host.items()]
+        checks += [
+            (f"host.{k}.attn_shape_miss_w", h.attn_shape_miss_w) for k, h in self.host.items()
+        ]
+        checks += [(f"interconnect.{k}.power_w", c.power_w) for k, c in self.interconnect.items()]
+        for field, watts in checks:
+            if watts is not None and watts > limit:
+                raise ValueError(
+                    f"{field} ({watts:g} W) is above gpu.power_limit_w ({limit:g} W); "
+                    "a GPU's power is at most its limit"
+                )
+        bw = self.gpu.memory_bandwidth
+        for k, c in self.interconnect.items():
+            if bw is not None and c.bus_bandwidth > bw:
+                raise ValueError(
+                    f"interconnect.{k}.bus_bandwidth ({c.bus_bandwidth:g} B/s) is above "
+                    f"gpu.memory_bandwidth ({bw:g} B/s)"
+                )
+        for k in self.interconnect:
+            if not k.isdigit() or int(k) < 2:
+                raise ValueError(f"interconnect key '{k}' must be a GPU count >= 2 ('2', '4', ...)")
+        return self
 
     def kernel(self, kclass: str, dtype: str) -> KernelFit:
         """Fit of a kernel class in a dtype; a dtype missing for a non-linear class falls back
@@ -239,11 +284,17 @@ def load_profile(name_or_path: str) -> tuple[Profile, Path]:
     if not path.exists():
         raise UserError(f"{path}: profile file not found")
     try:
-        data = json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
-        raise UserError(f"{path}: not valid JSON: {exc}") from None
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UserError(f"{path}: cannot read the profile ({type(exc).__name__}: {exc})") from None
+    except (json.JSONDecodeError, RecursionError) as exc:
+        raise UserError(f"{path}: not valid JSON: {str(exc)[:200]}") from None
+    if not isinstance(data, dict):
+        raise UserError(
+            f"{path}: a profile is a JSON object of fields, not a {type(data).__name__}"
+        )
     try:
-        return Profile(**data), path
+        return Profile.model_validate(data), path
     except ValidationError as exc:
         raise UserError(validation_message(path, exc)) from None
 

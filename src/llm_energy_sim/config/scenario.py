@@ -6,19 +6,33 @@ import copy
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from llm_energy_sim.config.dtypes import DtypeName
 from llm_energy_sim.config.errors import UserError
 from llm_energy_sim.config.modelcard import ModelCard, load_model_card
+from llm_energy_sim.config.names import check_name, refuse_bool_numbers
 from llm_energy_sim.config.paths import shipped_scenario
 from llm_energy_sim.config.servers import server_kind, settings_union
-from llm_energy_sim.config.yamlio import read_yaml, validation_message
+from llm_energy_sim.config.yamlio import load_yaml_text, read_yaml, validation_message
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    """Unknown keys refused; every float finite (NaN and +-inf refused, also from YAML's .inf)."""
+
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_bool_numbers(cls, data: Any) -> Any:
+        return refuse_bool_numbers(cls, data)
 
 
 # ---- arrivals ---------------------------------------------------------------------------
@@ -289,7 +303,7 @@ class Output(_Strict):
 
 
 class Scenario(_Strict):
-    name: str
+    name: str = Field(description="a name (it names results/<name>): no path separators")
     model: str
     dtype: DtypeName
     hardware: Hardware = Field(default_factory=Hardware)
@@ -298,9 +312,15 @@ class Scenario(_Strict):
     )
     server: Server
     workload: Workload
-    seed: int = 0
+    seed: int = Field(default=0, ge=0, lt=2**63, description="random seed, 0 <= seed < 2^63")
     fast_forward: bool = Field(default=True, description="advance decode runs in closed form")
     output: Output = Field(default_factory=Output)
+
+    @field_validator("name")
+    @classmethod
+    def _a_name(cls, v: str) -> str:
+        check_name(v, "a scenario name")
+        return v
 
 
 def _set_dotted(data: dict[str, Any], dotted: str, value: Any) -> None:
@@ -318,7 +338,10 @@ def parse_override(text: str) -> tuple[str, Any]:
     if "=" not in text:
         raise UserError(f"override '{text}': expected key=value, e.g. workload.requests=100")
     key, raw = text.split("=", 1)
-    return key.strip(), yaml.safe_load(raw)
+    key = key.strip()
+    if not key or any(not part for part in key.split(".")):
+        raise UserError(f"override '{text}': the key must be a dotted field name, e.g. dtype")
+    return key, load_yaml_text(raw, f"override '{text}'")
 
 
 def load_scenario_dict(
@@ -331,7 +354,7 @@ def load_scenario_dict(
     for key, value in (overrides or {}).items():
         _set_dotted(data, key, value)
     try:
-        scen = Scenario(**data)
+        scen = Scenario.model_validate(data)
     except ValidationError as exc:
         raise UserError(validation_message(source, exc)) from None
     # resolve relative file paths against the scenario's folder

@@ -11,18 +11,24 @@ Adding a kind: a settings schema and an entry here, and one scheduler module in 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Annotated, Literal, Union
+from typing import Annotated, Any, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from llm_energy_sim.config.dtypes import DTYPES
 from llm_energy_sim.config.errors import UserError
+from llm_energy_sim.config.names import refuse_bool_numbers
 
 
 class ServerSettings(BaseModel):
     """Settings of one server kind; subclasses fix `kind` to their entry's name (a Literal)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_bool_numbers(cls, data: Any) -> Any:
+        return refuse_bool_numbers(cls, data)
 
     kind: str
 

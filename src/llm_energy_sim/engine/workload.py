@@ -63,25 +63,37 @@ class Trace:
         )
 
 
+#: the largest token count a trace or length file may hold
+MAX_COUNT = 2**31 - 1
+
+
 def _read_csv(path: str, what: str) -> pd.DataFrame:
     p = Path(path)
     if not p.exists():
         raise UserError(f"{what}: file not found: {path}")
+    if not p.is_file():
+        raise UserError(f"{what}: not a file: {path}")
     try:
         return pd.read_csv(p)
+    except pd.errors.EmptyDataError:
+        raise UserError(f"{path}: empty file; need a header row and one row per value") from None
     except Exception as exc:  # pandas raises many kinds
-        raise UserError(f"{path}: cannot read CSV: {exc}") from None
+        msg = " ".join(str(exc).split())[:200]
+        raise UserError(f"{path}: cannot read CSV: {msg}") from None
 
 
 def _column(df: pd.DataFrame, col: str, path: str, whole: bool, low: float) -> np.ndarray:
-    """A trace column as floats: numeric, finite, >= low, and whole numbers where counts."""
+    """A trace column as floats: numeric, finite, >= low, and whole numbers where counts
+    (counts also below 2^31, so a cast to int64 never wraps)."""
     values = pd.to_numeric(df[col], errors="coerce").to_numpy(dtype=float)
     bad = ~np.isfinite(values) | (values < low)
     if whole:
-        bad |= values != np.round(values)
+        bad |= (values != np.round(values)) | (values > MAX_COUNT)
     if bad.any():
         row = int(np.argmax(bad))
-        kind = f"whole numbers >= {low:g}" if whole else f"finite numbers >= {low:g}"
+        kind = (
+            f"whole numbers from {low:g} to {MAX_COUNT}" if whole else f"finite numbers >= {low:g}"
+        )
         raise UserError(
             f"{path}: row {row + 2}, column '{col}': {df[col].iloc[row]!r}; must be {kind}"
         )
@@ -104,9 +116,9 @@ def _lengths(dist, n: int, rng: np.random.Generator, what: str) -> np.ndarray:
             raise UserError(
                 f"{dist.path}: no column '{dist.column}' (has: {', '.join(df.columns)})"
             )
-        values = df[dist.column].to_numpy(dtype=np.int64)
-        if len(values) == 0 or (values <= 0).any():
-            raise UserError(f"{dist.path}: column '{dist.column}' must hold positive token counts")
+        if len(df) == 0:
+            raise UserError(f"{dist.path}: column '{dist.column}' has no rows; give token counts")
+        values = _column(df, dist.column, dist.path, whole=True, low=1.0).astype(np.int64)
         return rng.choice(values, size=n, replace=True)
     raise TypeError(dist)
 

@@ -10,7 +10,6 @@ counts, recorded when it sends them.
 
 from __future__ import annotations
 
-import json
 import time
 
 from llm_energy_sim.live.base import RequestRecord
@@ -19,6 +18,12 @@ from llm_energy_sim.live.http import (
     record_refusal,
     record_stream_error,
     record_streamed,
+)
+from llm_energy_sim.live.protocol import (
+    ProtocolError,
+    check_endpoint,
+    check_openai_chunk,
+    json_object,
 )
 from llm_energy_sim.live.sse import error_text, sse_events
 from llm_energy_sim.live.tgi_client import prompt_text
@@ -30,7 +35,7 @@ class OpenAiClient(StreamingHttpClient):
     def __init__(
         self, endpoint: str, model: str | None = None, connect_timeout_s: float = 10.0
     ) -> None:
-        base = endpoint.rstrip("/")
+        base = check_endpoint(endpoint).rstrip("/")
         self.base = base if base.endswith("/v1") else base + "/v1"
         self.model = model
         self.send_eos_fields = (
@@ -43,15 +48,27 @@ class OpenAiClient(StreamingHttpClient):
     def start(self) -> None:
         import httpx
 
-        if self.model is None:
-            r = httpx.get(self.base + "/models", timeout=self.connect_timeout_s)
-            r.raise_for_status()
-            models = r.json().get("data", [])
-            if not models:
-                from llm_energy_sim.config.errors import UserError
+        from llm_energy_sim.config.errors import UserError
 
-                raise UserError(f"{self.base}/models lists no model: give --model-name")
-            self.model = models[0]["id"]
+        if self.model is None:
+            url = self.base + "/models"
+            try:
+                r = httpx.get(url, timeout=self.connect_timeout_s)
+                r.raise_for_status()
+                body = r.json()
+            except httpx.HTTPError as exc:
+                raise UserError(
+                    f"{url}: cannot ask for the model ({type(exc).__name__}: {exc})"
+                ) from None
+            except ValueError:
+                raise UserError(f"{url}: the answer is not JSON; give --model-name") from None
+            models = body.get("data") if isinstance(body, dict) else None
+            if not models or not isinstance(models, list):
+                raise UserError(f"{url} lists no model: give --model-name")
+            first = models[0]
+            if not isinstance(first, dict) or not isinstance(first.get("id"), str):
+                raise UserError(f"{url}: data[0].id is not a model name; give --model-name")
+            self.model = first["id"]
         self.open_client()
 
     def payload(self, rec: RequestRecord) -> dict:
@@ -89,11 +106,14 @@ class OpenAiClient(StreamingHttpClient):
                 record_refusal(rec, resp.status_code, text, self.t0)
                 return
             times: list[float] = []
+            final = False
             async for _event, data in sse_events(resp):
                 now = time.perf_counter() - self.t0
                 if data.strip() == "[DONE]":
+                    final = True
                     break
-                msg = json.loads(data)
+                msg = json_object(data, "OpenAI /v1/completions")
+                check_openai_chunk(msg)
                 if "error" in msg:
                     record_stream_error(rec, error_text(data), now, times)
                     return
@@ -102,10 +122,16 @@ class OpenAiClient(StreamingHttpClient):
                         times.append(now)
                     if choice.get("finish_reason"):
                         rec.extra["finish_reason"] = choice["finish_reason"]
+                        final = True
                 usage = msg.get("usage")
                 if usage:
                     rec.extra["server_prompt_tokens"] = usage.get("prompt_tokens")
                     rec.extra["server_completion_tokens"] = usage.get("completion_tokens")
+            if not final:  # e.g. HTTP 200 with a body that is no event stream
+                raise ProtocolError(
+                    f"OpenAI /v1/completions: the stream ended after {len(times)} token(s) "
+                    "without a finish_reason or [DONE]"
+                )
         record_streamed(rec, times, self.t0)
         done = rec.extra.get("server_completion_tokens")
         rec.generated_tokens = int(done) if done else len(times)

@@ -12,7 +12,6 @@ events are recorded, never retried.
 
 from __future__ import annotations
 
-import json
 import time
 
 from llm_energy_sim.live.base import RequestRecord
@@ -21,6 +20,12 @@ from llm_energy_sim.live.http import (
     record_refusal,
     record_stream_error,
     record_streamed,
+)
+from llm_energy_sim.live.protocol import (
+    ProtocolError,
+    check_endpoint,
+    check_tgi_event,
+    json_object,
 )
 from llm_energy_sim.live.sse import error_text, sse_events
 
@@ -36,7 +41,7 @@ class TgiClient(StreamingHttpClient):
     name = "tgi"
 
     def __init__(self, endpoint: str, connect_timeout_s: float = 10.0) -> None:
-        self.url = endpoint.rstrip("/") + "/generate_stream"
+        self.url = check_endpoint(endpoint).rstrip("/") + "/generate_stream"
         self.connect_timeout_s = connect_timeout_s
         self.t0 = 0.0
         self.client = None
@@ -64,9 +69,11 @@ class TgiClient(StreamingHttpClient):
                 record_refusal(rec, resp.status_code, error_text(body), self.t0)
                 return
             times: list[float] = []
+            final = False
             async for _event, data in sse_events(resp):
                 now = time.perf_counter() - self.t0
-                msg = json.loads(data)
+                msg = json_object(data, "TGI /generate_stream")
+                check_tgi_event(msg)
                 if "error" in msg:
                     error = f"{msg.get('error_type', 'error')}: {msg['error']}"
                     record_stream_error(rec, error, now, times)
@@ -74,11 +81,17 @@ class TgiClient(StreamingHttpClient):
                 if msg.get("token") is not None:
                     times.append(now)
                 details = msg.get("details")
+                final = final or details is not None or msg.get("generated_text") is not None
                 if details:
                     rec.extra["finish_reason"] = details.get("finish_reason")
                     if details.get("input_length") is not None:
                         rec.extra["server_prompt_tokens"] = details["input_length"]
                     rec.generated_tokens = int(details.get("generated_tokens", len(times)))
+            if not final:  # e.g. HTTP 200 with a body that is no event stream
+                raise ProtocolError(
+                    f"TGI /generate_stream: the stream ended after {len(times)} token(s) "
+                    "without its final event (generated_text / details)"
+                )
         record_streamed(rec, times, self.t0)
         if not rec.generated_tokens:
             rec.generated_tokens = len(times)

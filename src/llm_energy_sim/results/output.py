@@ -20,8 +20,10 @@ from rich.console import Console
 from rich.table import Table
 
 from llm_energy_sim.config.errors import UserError
-from llm_energy_sim.results.schema import Summary, check_requests
-from llm_energy_sim.results.tables import read_table
+from llm_energy_sim.results.marker import require_complete
+from llm_energy_sim.results.readcheck import check_typed, require_rows
+from llm_energy_sim.results.schema import REQUEST_COLUMNS, Summary, check_requests
+from llm_energy_sim.results.tables import read_table, table_path
 
 REQUESTS_FILE = "requests.csv"  # the CSV form; requests_path() names the one written
 REQUESTS_FORMATS = ("parquet", "csv")
@@ -29,6 +31,8 @@ REQUESTS_FORMATS = ("parquet", "csv")
 PARQUET_ROWS = 1 << 17
 TIMELINE_FILE = "timeline.csv"
 SUMMARY_FILE = "summary.json"
+#: the timeline columns every reader needs
+TIMELINE_COLUMNS: dict[str, type] = {"t_start_s": float, "t_end_s": float, "power_total_w": float}
 
 
 def write_summary(out_dir: Path, summary: Summary) -> Path:
@@ -89,8 +93,11 @@ def read_summary(out_dir: Path) -> Summary:
     path = out_dir / SUMMARY_FILE
     if not path.is_file():
         raise UserError(f"{out_dir}: not a results directory (no {SUMMARY_FILE})")
+    require_complete(out_dir)
     try:
         return Summary.model_validate(json.loads(path.read_text()))
+    except RecursionError:
+        raise UserError(f"{path}: not a results summary (nested too deeply)") from None
     except (OSError, ValueError) as exc:
         if isinstance(exc, ValidationError):
             first = exc.errors()[0]
@@ -100,11 +107,18 @@ def read_summary(out_dir: Path) -> Summary:
 
 
 def read_results(out_dir: Path) -> tuple[dict, pd.DataFrame, pd.DataFrame]:
-    """(summary.json as a dict, requests, timeline) of a results directory; tables from
-    Parquet or CSV. UserError (one line) without summary.json or a table."""
+    """(summary.json as a dict, requests, timeline) of a complete results directory; tables
+    from Parquet or CSV. UserError (one line) without summary.json, the `.complete` marker or
+    a table, or with a table whose columns are missing or hold no numbers where numbers go."""
     out_dir = Path(out_dir)
     summary = read_summary(out_dir).to_dict()
-    return summary, read_table(out_dir, "requests"), read_table(out_dir, "timeline")
+    requests = read_table(out_dir, "requests")
+    where = table_path(out_dir, "requests")
+    check_typed(requests, REQUEST_COLUMNS, where)
+    require_rows(requests, where, "requests")
+    timeline = read_table(out_dir, "timeline")
+    check_typed(timeline, TIMELINE_COLUMNS, table_path(out_dir, "timeline"))
+    return summary, requests, timeline
 
 
 def _fmt(v, unit: str = "", scale: float = 1.0, digits: int = 3) -> str:

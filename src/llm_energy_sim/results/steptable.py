@@ -29,9 +29,17 @@ def format_prefill(prefill: Prefill) -> str:
 
 
 def parse_prefill(text) -> Prefill:
+    """'new:past;...' -> ((new, past), ...); ValueError unless whole numbers, new >= 1, past >= 0."""
     if not isinstance(text, str) or not text:
         return ()
-    return tuple((int(n), int(p)) for n, p in (part.split(":") for part in text.split(";")))
+    out = []
+    for part in text.split(";"):
+        n, p = part.split(":")  # ValueError unless exactly one ':'
+        n, p = int(n), int(p)
+        if n < 1 or p < 0:
+            raise ValueError(part)
+        out.append((n, p))
+    return tuple(out)
 
 
 def write_steps(out_dir: Path, rows: Iterable[tuple[float, float, Prefill, int, int, int]]) -> Path:
@@ -58,27 +66,37 @@ def write_steps(out_dir: Path, rows: Iterable[tuple[float, float, Prefill, int, 
 def read_steps(path: Path) -> pd.DataFrame:
     """The step log of a results directory (steps.parquet or steps.csv) or of a step-log
     file, with `prefill` parsed to (new, past) tuples and `replica` filled in."""
-    from pyarrow import ArrowException
-
     from llm_energy_sim.config.errors import UserError
+    from llm_energy_sim.results.readcheck import numeric_column, read_any_table, require_columns
+    from llm_energy_sim.results.tables import table_path
 
     path = Path(path)
-    try:
-        csv_options = {"dtype": {"prefill": str}, "keep_default_na": False}
-        if path.is_dir():
-            df = read_table(path, STEPS_STEM, **csv_options)
-        elif path.suffix == ".parquet":
-            df = pd.read_parquet(path)
-        else:
-            df = pd.read_csv(path, **csv_options)
-    except (pd.errors.ParserError, UnicodeDecodeError, ArrowException) as exc:
-        raise UserError(f"{path}: not a step log ({exc})") from exc
-    except FileNotFoundError as exc:
-        raise UserError(f"{path}: no such step log") from exc
-    need = {"start_s", "end_s", "prefill", "n_decode", "decode_ctx_sum"}
-    if missing := need - set(df.columns):
-        raise UserError(f"{path}: not a step log (missing columns {sorted(missing)})")
+    csv_options = {"dtype": {"prefill": str}, "keep_default_na": False}
+    if path.is_dir():
+        df = read_table(path, STEPS_STEM, **csv_options)
+        path = table_path(path, STEPS_STEM)
+    elif not path.exists():
+        raise UserError(f"{path}: no such step log")
+    else:
+        df = read_any_table(path, **csv_options)
+    require_columns(df, ["start_s", "end_s", "prefill", "n_decode", "decode_ctx_sum"], path)
     if "replica" not in df.columns:
         df["replica"] = 0
-    df["prefill"] = [parse_prefill(t) for t in df["prefill"]]
+    for col in ("start_s", "end_s"):
+        df[col] = numeric_column(df, col, path, allow_nan=False)
+    for col in ("n_decode", "decode_ctx_sum", "replica"):
+        df[col] = numeric_column(df, col, path, whole=True, low=0, allow_nan=False).astype(int)
+    if (df["end_s"] < df["start_s"]).any():
+        row = int((df["end_s"] < df["start_s"]).to_numpy().argmax())
+        raise UserError(f"{path}: row {row + 2}: end_s before start_s; a step ends after it starts")
+    parsed = []
+    for row, text in enumerate(df["prefill"]):
+        try:
+            parsed.append(parse_prefill(text))
+        except ValueError:
+            raise UserError(
+                f"{path}: row {row + 2}, column 'prefill': {text!r}; must be new:past pairs of "
+                "whole numbers separated by ';' (or empty)"
+            ) from None
+    df["prefill"] = parsed
     return df[["start_s", "end_s", "prefill", "n_decode", "decode_ctx_sum", "replica"]]

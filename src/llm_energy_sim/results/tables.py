@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pandas as pd
+import pandas as pd  # noqa: F401  (the return type)
 
 from llm_energy_sim.config.errors import UserError
 
@@ -32,11 +32,12 @@ def read_table(directory: Path, stem: str, **csv_options) -> pd.DataFrame:
     """``directory/stem.parquet`` if present else ``directory/stem.csv`` as a DataFrame
     (`csv_options` go to pandas.read_csv; Parquet keeps its own dtypes).
 
-    Raises UserError (one line, naming the directory and the stem) when neither exists.
+    Raises UserError (one line, naming the directory and the stem) when neither exists, and
+    (naming the file) when it is empty, not UTF-8 or not a table.
     """
+    from llm_energy_sim.results.readcheck import read_any_table
+
     path = table_path(directory, stem)
     if path is None:
         raise UserError(f"{directory}: no {stem}.parquet or {stem}.csv")
-    if path.suffix == ".parquet":
-        return pd.read_parquet(path)
-    return pd.read_csv(path, **csv_options)
+    return read_any_table(path, **csv_options)
