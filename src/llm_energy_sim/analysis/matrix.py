@@ -64,6 +64,7 @@ def predict(scen, scenario_path: Path, out_dir: Path, profile: str | None, host_
     """Simulate `scen` (its host_time_factor already set) into a results directory, as
     `sim run` writes one; returns out_dir."""
     from llm_energy_sim.results.accounting import build_summary, requests_frame, timeline_frame
+    from llm_energy_sim.results.marker import mark_complete
     from llm_energy_sim.results.output import write_results
     from llm_energy_sim.results.provenance import provenance
     from llm_energy_sim.results.staging import staged_dir
@@ -76,6 +77,7 @@ def predict(scen, scenario_path: Path, out_dir: Path, profile: str | None, host_
         summary.host_time_factor_runs = host_runs
     with staged_dir(out_dir, SUMMARY_FILE) as tmp:
         write_results(tmp, summary, df, timeline_frame(res))
+        mark_complete(tmp)  # last: readers refuse a directory without it
     return out_dir
 
 
