@@ -554,11 +554,12 @@ def fit_cb_host(
     )
     if not np.isfinite(wait) or wait <= 0:
         return ho.model_copy(update={"wait_w": None})
-    floor = profile.idle.active_idle_w
-    if wait < floor:
-        # a waiting GPU draws at least its active idle power: a lower residual means the
-        # kernels' modelled energy is too high, not that the wait is cheap
-        note = f"; host-wait power fitted {wait:.0f} W, below active idle: held at {floor:.0f} W"
+    if wait < profile.idle.deep_idle_w:
+        # no GPU draws less than its deep idle: a residual below it means the kernels'
+        # modelled energy is too high, not that the wait is cheap; the wait is held at the
+        # active idle power (a GPU with a context, between kernels)
+        floor = profile.idle.active_idle_w
+        note = f"; host-wait power fitted {wait:.0f} W, below deep idle: held at {floor:.0f} W"
         return ho.model_copy(update={"wait_w": floor, "source": ho.source + note})
     return ho.model_copy(update={"wait_w": wait})
 
