@@ -23,10 +23,13 @@ FUZZ = settings(
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
-    """Two complete results dirs of the small scenario, one with a step log."""
+    """Two complete results dirs of the small scenario, one with a step log; the damaged-dir
+    cases edit their request table as text, so it is written as CSV (--requests-format csv;
+    the readers take either format through results/tables.read_table)."""
     root = tmp_path_factory.mktemp("runs")
     scen = write_scenario(root / "s.yaml", SMALL)
-    for name, extra in (("a", []), ("b", ["--step-log"])):
+    csv = ["--requests-format", "csv"]
+    for name, extra in (("a", csv), ("b", ["--step-log", *csv])):
         r = sim(["run", scen, "--out", root / name, "--quiet", *extra], root)
         assert r.exit_code == 0, r.output
     return root

@@ -10,6 +10,7 @@ import pytest
 from click.testing import CliRunner
 
 from llm_energy_sim.cli.main import main
+from llm_energy_sim.results.tables import read_table
 
 pytest.importorskip("torch")
 pytest.importorskip("transformers")
@@ -63,7 +64,7 @@ def test_static_replay_batches_as_the_simulator_and_finishes_at_batch_end(tiny_m
     assert res.exit_code == 0, res.output
 
     df = pd.read_csv(out / "requests.csv").sort_values("request_id")
-    sim = pd.read_csv(pred / "requests.csv").sort_values("request_id")
+    sim = read_table(pred, "requests").sort_values("request_id")
     assert (df["status"] == "ok").all()
     assert (df["generated_tokens"] == df["output_tokens"]).all()
     summary = json.loads((out / "summary.json").read_text())
