@@ -67,6 +67,7 @@ def measure_captures(
     import torch
 
     from llm_energy_sim.calibrate.cbbench import start_cb_manager
+    from llm_energy_sim.calibrate.rawtable import append_row
     from llm_energy_sim.config.modelcard import load_model_card
     from llm_energy_sim.hf.build import build_uncached
     from llm_energy_sim.hf.steplog import StepLog
@@ -97,24 +98,23 @@ def measure_captures(
                                 raise RuntimeError(f"{rid}: {out.error}")
                             break
                     first, replay, n = excess_rows(log.since(t0), prompt)
-                    row = dict(
-                        model=name,
-                        layers=layers,
-                        dtype=dtype,
-                        pass_=pas,
-                        prompt=prompt,
-                        first_s=first,
-                        replay_s=replay,
-                        excess_s=first - replay,
-                        decode_steps=n,
-                        utc=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                    utc = datetime.now(timezone.utc).isoformat(timespec="seconds")
+                    values = (
+                        name,
+                        layers,
+                        dtype,
+                        pas,
+                        prompt,
+                        first,
+                        replay,
+                        first - replay,
+                        n,
+                        utc,
                     )
-                    row["pass"] = row.pop("pass_")
+                    row = dict(zip(COLUMNS, values, strict=True))
                     rows.append(row)
                     if out_csv is not None:
-                        pd.DataFrame([row], columns=COLUMNS).to_csv(
-                            out_csv, mode="a", header=not out_csv.exists(), index=False
-                        )
+                        append_row(out_csv, row)
         finally:
             manager.stop(block=True, timeout=60, hard_stop=True)
             model = None

@@ -324,6 +324,12 @@ class CostModel:
         per_seq = -(-ctx_sum0 // n_decode)
         return [(n_decode, 1, per_seq + j) for j in range(k)]
 
+    def step_rows(self, tokens: int, graph_tokens: int = 0) -> int:
+        """The token rows a step's token-wise kernels run at: a CUDA-graph step's are padded
+        to its captured size (graph_tokens, the scheduler's) or to the engine's static
+        query padding (EngineShape.pad_q), whichever is larger."""
+        return max(graph_tokens, self.shape.padded(tokens, 0)[0])
+
     def step_cost(self, work: StepWork, shape_miss: bool = False, cold: bool = False) -> StepCost:
         """Cost of one forward step (all GPUs of the replica).
 
@@ -335,9 +341,7 @@ class CostModel:
         if tokens == 0:
             return StepCost(0.0, 0.0, 0.0, 0.0, 0.0, self.tp)
         n_logits = len(work.prefill) + work.n_decode
-        # a CUDA-graph step runs its token-wise kernels at the captured size it is padded to
-        rows = max(tokens, work.graph_tokens, self.shape.padded(tokens, 0)[0])
-        t_const, e_const = self._layer_const(rows, n_logits)
+        t_const, e_const = self._layer_const(self.step_rows(tokens, work.graph_tokens), n_logits)
         t_attn, e_attn = self._attention(work)
         gpu = t_const + t_attn
         busy = e_const + e_attn

@@ -43,8 +43,7 @@ class DecodePricer:
         got = self._per_n.get(n)
         if got is None:
             m = self.model
-            # a padded-graph engine runs its token-wise kernels at the padded rows (step_cost)
-            t_const, e_const = m._layer_const(max(n, m.shape.padded(n, 0)[0]), n)
+            t_const, e_const = m._layer_const(m.step_rows(n), n)
             act = m.dt.act_bytes
             got = (t_const, e_const, m.host_s(n), 2 * n * self.nh * self.d * act)
             self._per_n[n] = got

@@ -102,14 +102,22 @@ def attn_packed_kernel(
     the transposed view is made contiguous, the same traffic), then a dense
     masked SDPA of q_total queries over kv_total keys: QK^T and PV over the full rectangle
     (the mask zeroes, it does not skip), reading K, V, the model-dtype mask, Q, writing O."""
-    kvb, ab = dt.kv_bytes, dt.act_bytes
-    gather = 2 * 2 * kv_total * n_kv * d * kvb
-    repeat = 2 * kv_total * (n_kv + n_heads) * d * ab  # or .contiguous() of the transpose
+    ab = dt.act_bytes
     sdpa = (
         2 * kv_total * n_heads * d * ab + q_total * kv_total * ab + 2 * q_total * n_heads * d * ab
     )
     flops = 4.0 * n_heads * d * float(q_total) * float(kv_total)
-    return KernelGroup("attn_packed", dt.act_dtype, flops, float(gather + repeat + sdpa), 1)
+    copies = _packed_copy_bytes(kv_total, n_heads, n_kv, d, dt)
+    return KernelGroup("attn_packed", dt.act_dtype, flops, float(copies + sdpa), 1)
+
+
+def _packed_copy_bytes(kv_total: int, n_heads: int, n_kv: int, d: int, dt: DtypeInfo) -> int:
+    """Bytes the `paged|sdpa` layer's copies move: index_select of K and V out of the cache
+    (read + write kv_total x n_kv x d each), then repeat_kv to n_heads (read n_kv, write
+    n_heads; without GQA the transposed view is made contiguous, the same traffic)."""
+    gather = 2 * 2 * kv_total * n_kv * d * dt.kv_bytes
+    repeat = 2 * kv_total * (n_kv + n_heads) * d * dt.act_bytes
+    return gather + repeat
 
 
 def attn_packed_graph_kernels(
@@ -118,14 +126,15 @@ def attn_packed_graph_kernels(
     """The same `paged|sdpa` layer as attn_packed_kernel, as its kernels run inside a CUDA
     graph, in two groups: the copies (index_select of K and V, then repeat_kv's expanded
     copy of the transposed rows to n_heads: four gather/strided copy kernels, their own class
-    'attn_kv_copy', measured as the full layer less its SDPA), and the masked SDPA. That SDPA runs one thread block per (head, query block); at the query counts of
+    'attn_kv_copy', measured alone: calibrate/graphbench.py 'attn_kv_copy'), and the masked
+    SDPA. That SDPA runs one thread block per (head, query block); at the query counts of
     decode steps those blocks are fewer than the SMs, so its time is one block's walk over
     the keys: `bytes` is the stream one block reads (one head's K and V rows and its mask
     row block of 64 queries, per key), and the class's fitted bandwidth is the rate one
     block streams at (measured: calibrate/graphbench.py 'attn_masked_sdpa'). At prefill
     query counts the FLOPs (the full masked rectangle) bind instead."""
-    kvb, ab = dt.kv_bytes, dt.act_bytes
-    copies = 2 * 2 * kv_total * n_kv * d * kvb + 2 * kv_total * (n_kv + n_heads) * d * ab
+    ab = dt.act_bytes
+    copies = _packed_copy_bytes(kv_total, n_heads, n_kv, d, dt)
     stream = float(kv_total) * (2 * d * ab + 64 * ab)
     flops = 4.0 * n_heads * d * float(q_total) * float(kv_total)
     return (
