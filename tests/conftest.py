@@ -84,6 +84,25 @@ def run_scenario():
     return run
 
 
+def tiny_card(name: str = "tiny", layers: int = 2):
+    """A tiny random Llama-shaped card for building real models on CPU (hidden 64, 4 heads,
+    2 KV heads, vocab 500)."""
+    from llm_energy_sim.config.modelcard import ModelCard
+
+    return ModelCard(
+        name=name,
+        hf_id="none",
+        source="test fixture",
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=layers,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        vocab_size=500,
+        max_position_embeddings=256,
+    )
+
+
 TINY_LLAMA = """name: tiny-llama
 hf_id: none
 source: test card (random tiny Llama)

@@ -4,21 +4,9 @@ live engines, on a tiny random model on CPU."""
 from __future__ import annotations
 
 import pytest
+from conftest import tiny_card
 
-from llm_energy_sim.config.modelcard import ModelCard
-
-CARD = ModelCard(
-    name="tiny",
-    hf_id="none",
-    source="test fixture",
-    hidden_size=64,
-    intermediate_size=128,
-    num_hidden_layers=2,
-    num_attention_heads=4,
-    num_key_value_heads=2,
-    vocab_size=500,
-    max_position_embeddings=256,
-)
+CARD = tiny_card()
 
 
 @pytest.fixture(scope="module")

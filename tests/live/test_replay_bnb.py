@@ -6,6 +6,7 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 from click.testing import CliRunner
+from conftest import tiny_card
 
 from llm_energy_sim.cli.main import main
 
@@ -36,21 +37,9 @@ def test_quantized_model_serves_the_trace(tiny_models, tmp_path, dtype, scenario
 def test_the_built_model_has_bitsandbytes_linears():
     import bitsandbytes as bnb
 
-    from llm_energy_sim.config.modelcard import ModelCard
     from llm_energy_sim.hf.build import build_model
 
-    card = ModelCard(
-        name="tiny-bnb",
-        hf_id="none",
-        source="test fixture",
-        hidden_size=64,
-        intermediate_size=128,
-        num_hidden_layers=1,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        vocab_size=500,
-        max_position_embeddings=256,
-    )
+    card = tiny_card("tiny-bnb", layers=1)
     m8 = build_model(card, "int8", "cpu")
     assert isinstance(m8.model.layers[0].mlp.up_proj, bnb.nn.Linear8bitLt)
     m4 = build_model(card, "int4", "cpu")

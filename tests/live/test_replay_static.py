@@ -8,6 +8,7 @@ import json
 import pandas as pd
 import pytest
 from click.testing import CliRunner
+from conftest import tiny_card
 
 from llm_energy_sim.cli.main import main
 from llm_energy_sim.results.tables import read_table
@@ -23,22 +24,10 @@ def test_left_padded_batch_generates_what_each_prompt_generates_alone():
     (HF generate derives the positions from the mask), so padding changes cost, not output."""
     import torch
 
-    from llm_energy_sim.config.modelcard import ModelCard
     from llm_energy_sim.hf import greedy
     from llm_energy_sim.hf.build import build_model
 
-    card = ModelCard(
-        name="tiny-pad",
-        hf_id="none",
-        source="test fixture",
-        hidden_size=64,
-        intermediate_size=128,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        vocab_size=500,
-        max_position_embeddings=256,
-    )
+    card = tiny_card("tiny-pad")
     model = build_model(card, "float32", "cpu")
     prompts = [list(range(100, 112)), list(range(200, 205)), list(range(300, 309))]
     ids, mask = greedy.left_pad(prompts)
