@@ -8,7 +8,7 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
-from llm_energy_sim.config.errors import UserError
+from llm_energy_sim.config.errors import UserError, require_file
 
 #: deeper than this a YAML document is refused (PyYAML recurses once per level)
 MAX_DEPTH = 64
@@ -52,11 +52,7 @@ def load_yaml_text(text: str, where: str) -> Any:
 def read_yaml(path: Path) -> dict[str, Any]:
     """Read a YAML mapping or raise a one-line UserError naming the file (missing, a
     directory, unreadable, not UTF-8, too large, too deep, not YAML, not a mapping)."""
-    path = Path(path)
-    if not path.exists():
-        raise UserError(f"{path}: file not found")
-    if not path.is_file():
-        raise UserError(f"{path}: not a file")
+    path = require_file(path)
     try:
         if path.stat().st_size > MAX_BYTES:
             raise UserError(f"{path}: larger than {MAX_BYTES // 2**20} MiB; not a YAML file")

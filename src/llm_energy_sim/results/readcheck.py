@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from llm_energy_sim.config.errors import UserError
+from llm_energy_sim.config.errors import UserError, require_file
 
 
 def require_columns(df: pd.DataFrame, columns, path: Path | str) -> None:
@@ -84,11 +84,7 @@ def read_any_table(path: Path, **csv_options) -> pd.DataFrame:
     directory, empty, not UTF-8, or not a table."""
     from pyarrow import ArrowException
 
-    path = Path(path)
-    if not path.exists():
-        raise UserError(f"{path}: file not found")
-    if not path.is_file():
-        raise UserError(f"{path}: not a file")
+    path = require_file(path)
     try:
         if path.suffix == ".parquet":
             return pd.read_parquet(path)
