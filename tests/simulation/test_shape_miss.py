@@ -106,12 +106,18 @@ def test_second_identical_request_pays_no_misses(fast):
     assert res.replicas[0].shape_misses == 50
 
 
-def test_fast_path_equals_step_path_with_misses():
-    _, fast, sf = _two_identical(True)
-    _, step, ss = _two_identical(False)
+def _assert_fast_equals_step(run_with):
+    """run_with(fast_forward) -> (res, requests, summary): the closed-form path reproduces
+    the step-by-step one, request by request and in total energy."""
+    _, fast, sf = run_with(True)
+    _, step, ss = run_with(False)
     for col in ("finish_s", "energy_j"):
         np.testing.assert_allclose(fast[col], step[col], rtol=1e-9)
     assert sf["energy"]["total_j"] == pytest.approx(ss["energy"]["total_j"], rel=1e-9)
+
+
+def test_fast_path_equals_step_path_with_misses():
+    _assert_fast_equals_step(_two_identical)
 
 
 def test_float32_has_no_misses():
@@ -189,8 +195,4 @@ def test_cuda_graph_capture_is_paid_once_per_padded_shape(fast):
 
 
 def test_graph_fast_path_equals_step_path():
-    _, fast, sf = _graph_burst(True)
-    _, step, ss = _graph_burst(False)
-    for col in ("finish_s", "energy_j"):
-        np.testing.assert_allclose(fast[col], step[col], rtol=1e-9)
-    assert sf["energy"]["total_j"] == pytest.approx(ss["energy"]["total_j"], rel=1e-9)
+    _assert_fast_equals_step(_graph_burst)
