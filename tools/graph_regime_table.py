@@ -1,17 +1,20 @@
 """Regenerate docs/accuracy.md's CUDA-graph tables: every live transformers-CB run with CUDA
 graphs on the H200 (measurements/live/h200-graphs*) predicted at the host speed measured in
-it (`sim run --host-speed`), compared with `sim compare`, and the eager-vs-graphs difference of
-the bursts run both ways in one call (h200-graphs-c). Prints Markdown; works on any CPU.
+it (as `sim run --host-speed` sets it), compared as `sim compare` does, and the
+eager-vs-graphs difference of the bursts run both ways in one call (h200-graphs-c). Prints
+Markdown; works on any CPU.
 
     python tools/graph_regime_table.py [OUT_DIR]   # default results/graph-regime
 """
 
 from __future__ import annotations
 
-import json
-import subprocess
 import sys
 from pathlib import Path
+
+from llm_energy_sim.analysis.compare import compare_dirs
+from llm_energy_sim.analysis.matrix import predict
+from llm_energy_sim.cli.options import load_with_host_speed, overrides
 
 ROOT = Path(__file__).resolve().parents[1]
 L = ROOT / "measurements/live"
@@ -30,18 +33,15 @@ METRICS = ("energy per request (total)", "TTFT p50", "TPOT p50", "makespan")
 
 
 def compare(out: Path, model: str, scen: str, measured: Path, graphs: bool) -> dict:
-    pred, cmp = (
-        out / f"pred-{measured.parent.name}-{measured.name}",
-        out / f"cmp-{measured.parent.name}-{measured.name}",
-    )
-    sets = [f"model={model}", "hardware.gpu=h200", f"server.cuda_graphs={str(graphs).lower()}"]
-    run = ["sim", "run", str(ROOT / f"scenarios/validation/{scen}.yaml"), "--out", str(pred), "--quiet",
-           "--host-speed", str(measured), *[a for s in sets for a in ("--set", s)]]  # fmt: skip
-    subprocess.run(run, check=True, capture_output=True)
-    subprocess.run(["sim", "compare", str(pred), str(measured), "--out", str(cmp), "--no-plot"],
-                   check=True, capture_output=True)  # fmt: skip
-    rows = json.loads((cmp / "compare.json").read_text())["metrics"]
-    return {r["metric"]: r for r in rows}
+    """Predict one run at the host speed measured in it and compare, with the pieces of
+    `sim run --host-speed` and `sim validate matrix` (load_with_host_speed, analysis.matrix
+    .predict, compare_dirs); the metric rows of `sim compare`'s table by name."""
+    path = ROOT / f"scenarios/validation/{scen}.yaml"
+    sets = (f"model={model}", "hardware.gpu=h200", f"server.cuda_graphs={str(graphs).lower()}")
+    scenario, runs = load_with_host_speed(path, overrides(None, sets), [measured], None)
+    pred = predict(scenario, path, out / f"pred-{measured.parent.name}-{measured.name}", None, runs)
+    table, _, _ = compare_dirs(pred, measured)
+    return {r["metric"]: r for r in table.to_dict("records")}
 
 
 def main() -> int:
