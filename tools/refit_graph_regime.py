@@ -66,6 +66,11 @@ def refit(name: str = "h200") -> dict:
             data["kernels"][kc] = by
     data["host"]["cuda_graph_replay"] = fitted["host"]["cuda_graph_replay"]
     data["host"][ENGINE] = fitted["host"][ENGINE]
+    data["provenance"]["graph_note"] = (
+        f"kernel classes *_graph and host cuda_graph_replay from {RAW.relative_to(ROOT)}/graph.csv"
+        " (sim calibrate --stages graph, 2026-12-02 08:10 UTC); host transformers_cb_graphs from"
+        " cbhost_graphs.csv in the same folder (tools/refit_graph_regime.py)"
+    )
     return data
 
 

@@ -59,8 +59,14 @@ def test_tp_host_entries_per_degree_from_every_pass():
         pd.concat([pd.read_csv(raw / d / "tphost.csv") for d in ("h200x2", "h200x2-b")])
     )
     assert list(passes["passes"]) == [2, 2]
-    for key in hosts:  # the shipped profile is this fit
-        assert prof.host[key].per_layer_s == pytest.approx(hosts[key].per_layer_s, rel=1e-6)
+    for key in hosts:  # the shipped profile is this fit, every term
+        for term in ("per_step_s", "per_layer_s", "per_sequence_s"):
+            assert getattr(prof.host[key], term) == pytest.approx(
+                getattr(hosts[key], term), rel=1e-6, abs=1e-12
+            ), (key, term)
+        # the tables hold batch 1 only: the per-sequence slope is the one-GPU entry's
+        assert hosts[key].per_sequence_s == prof.host["hf_eager"].per_sequence_s
+        assert "per_sequence_s not identified (one batch size" in hosts[key].source
     assert prof.host_overhead("hf_eager", "bfloat16", 2) is prof.host["hf_eager_tp2"]
     assert prof.host_overhead("hf_eager", "bfloat16", 4) is prof.host["hf_eager_tp4"]
     assert prof.host_overhead("hf_eager", "bfloat16", 8) is prof.host["hf_eager_tp"]

@@ -302,6 +302,11 @@ def decode_step(r, profile: Profile, engine: str = "hf_eager", tp: int = 1):
     return cm, cm.step_cost(StepWork(n_decode=b, decode_ctx_sum=b * ctx))
 
 
+# a run whose measured time exceeds its modelled GPU time by more than this fraction of it
+# is paced by the host: its time fits the host model and its wait carries the wait power
+HOST_PACED_FRACTION = 0.2
+
+
 def fit_host(
     runs: pd.DataFrame,
     profile: Profile,
@@ -309,12 +314,19 @@ def fit_host(
     engine: str = "hf_eager",
     tp: int = 1,
     standby_k: float = 0.0,
+    prior: tuple[str, HostOverhead] | None = None,
 ) -> tuple[HostOverhead, float]:
-    """HF eager decode steps are host-bound: fit host = a + b*layers + c*batch so that
-    max(GPU time, host) matches the measured decode time per token (least squares on the log
-    ratio, soft-L1 so one slow run cannot drag the fit; parameters >= 0). Then the host-wait
-    power per GPU: the measured energy (all tp GPUs) not explained by the kernels, over the
-    time the GPU waits, less the in-step standby share standby_k*(P_busy - host_wait)."""
+    """HF eager decode steps are host-bound: fit host = a + b*layers + c*batch (parameters
+    >= 0) so that max(GPU time, host) matches the measured decode time per token (least
+    squares on the log ratio, soft-L1 so one slow run cannot drag the fit). A run the GPU
+    paces (measured time within a fifth of its modelled GPU time) only bounds the host from
+    above, so a slope is fitted only where the host-paced runs identify it (more than one
+    layer count, or batch size, among them); otherwise it is pinned to the prior entry's
+    (name, entry; 0 without one) and said so in the source: along an unidentified direction
+    the optimum is wherever the optimizer stops, which moves with the CPU's floating point.
+    Then the host-wait power per GPU: the measured energy (all tp GPUs) not explained by the
+    kernels, over the time the GPU waits, less the in-step standby share
+    standby_k*(P_busy - host_wait)."""
     from llm_energy_sim.cost.costmodel import ENGINE_SHAPES
 
     # a CUDA-graph engine launches one replay per step, not a kernel per op: its host work has
@@ -328,19 +340,31 @@ def fit_host(
         busy_j.append(c.busy_energy_j)
     X, gpu, busy = np.array(X, float), np.array(gpu_s), np.array(busy_j)
     y = runs["decode_s_per_token"].to_numpy(float)
-    coef0, _ = nnls(X, y)
+    paced = y - gpu > HOST_PACED_FRACTION * y
+    if not paced.any():  # no run the host paces: every run bounds it from above
+        paced = np.ones_like(y, dtype=bool)
+    free, pinned = _identified_columns(X[paced], per_layer > 0)
+    coef = np.zeros(3)  # the pinned slopes: prior's, else 0
+    if prior is not None:
+        coef[1:] = (prior[1].per_layer_s * per_layer, prior[1].per_sequence_s)
+    coef[free] = 0.0  # fitted below
+    Xf, fixed = np.ascontiguousarray(X[:, free]), X[:, ~free] @ coef[~free]
+    coef0, _ = nnls(Xf, np.maximum(y - fixed, 0.0))
     sol = least_squares(
-        lambda c: np.log(np.maximum(X @ c, gpu) / y),
+        lambda c: np.log(np.maximum(Xf @ c + fixed, gpu) / y),
         np.maximum(coef0, 1e-6),
         bounds=(0.0, np.inf),
         loss="soft_l1",
         f_scale=0.1,
+        xtol=1e-15,
+        ftol=1e-15,
+        gtol=1e-15,
     )
-    coef = sol.x
+    coef[free] = sol.x
     err = _ape(np.maximum(X @ coef, gpu), y)
     e = runs["decode_j_per_token"].to_numpy(float)
     wait = y - gpu
-    ok = np.isfinite(e) & (wait > 0.2 * y)
+    ok = np.isfinite(e) & (wait > HOST_PACED_FRACTION * y)
     # per GPU: the meter sums all tp GPUs, and the cost model multiplies wait power by tp
     p_wait = (e[ok] - busy[ok]) / wait[ok] / tp
     p_busy = busy[ok] / gpu[ok] / tp
@@ -355,9 +379,37 @@ def fit_host(
             time_median_ape=float(np.median(err)),
             time_p90_ape=float(np.percentile(err, 90)),
         ),
-        source=f"{source} (errors on the fit runs themselves: no run held out)",
+        source=f"{source} (errors on the fit runs themselves: no run held out)"
+        + "".join(
+            f"; {name} not identified (one {what} among the host-paced runs): "
+            + (f"{prior[0]}'s" if prior is not None else "0")
+            for name, what in pinned
+        ),
     )
     return ho, host_wait
+
+
+def _identified_columns(X: np.ndarray, fit_layers: bool) -> tuple[np.ndarray, list]:
+    """Which of (per_step, per_layer, per_sequence) the design X identifies: the intercept
+    always; a slope when its column adds to the rank of the columns kept before it (a single
+    layer count or batch size makes it a multiple of the intercept). Returns the mask and
+    (name, what varies too little) of each slope left out (the per-layer term of a CUDA-graph
+    engine is absent by construction, not unidentified)."""
+    free = np.array([True, False, False])
+    pinned = []
+    for j, (name, what) in (
+        (1, ("per_layer_s", "layer count")),
+        (2, ("per_sequence_s", "batch size")),
+    ):
+        if j == 1 and not fit_layers:
+            continue
+        trial = free.copy()
+        trial[j] = True
+        if np.linalg.matrix_rank(X[:, trial] / np.abs(X[:, trial]).max(axis=0)) == trial.sum():
+            free = trial
+        else:
+            pinned.append((name, what))
+    return free, pinned
 
 
 def _prefill_step(r, profile: Profile, engine: str = "hf_eager"):
@@ -452,7 +504,7 @@ def fit_prefill(runs: pd.DataFrame, profile: Profile, hosts: dict[str, HostOverh
         gpu.append(q[ph[3]].to_numpy(float))
     e, w, busy, gpu = (np.concatenate(a) for a in (e, w, busy, gpu))
     t = w + gpu
-    ok = np.isfinite(e) & (w > 0.2 * t)  # waits long enough to carry their power
+    ok = np.isfinite(e) & (w > HOST_PACED_FRACTION * t)  # waits long enough to carry their power
     e, w, busy, p_busy = e[ok], w[ok], busy[ok], busy[ok] / gpu[ok]
     sol = least_squares(
         lambda p: (busy + (p[0] + p[1] * (p_busy - p[0])) * w) / e - 1.0,
@@ -485,7 +537,9 @@ def fit_hosts(
         rows = runs[runs["dtype"].isin(dts)]
         if len(rows) < 3:
             continue
-        ho, wait = fit_host(rows, profile, f"{source}; dtypes {', '.join(dts)}")
+        # bitsandbytes entries: a slope their runs leave free is the 16/32-bit entry's
+        prior = ("hf_eager", hosts["hf_eager"]) if suffix and "hf_eager" in hosts else None
+        ho, wait = fit_host(rows, profile, f"{source}; dtypes {', '.join(dts)}", prior=prior)
         hosts["hf_eager" + (f":{suffix}" if suffix else "")] = ho
         if not suffix and np.isfinite(wait):
             host_wait = wait
@@ -601,6 +655,7 @@ def fit_tp_hosts(
             engine=engine,
             tp=tp,
             standby_k=profile.idle.step_standby_fraction,
+            prior=(engine, profile.host[engine]) if engine in profile.host else None,
         )
         update = {"wait_w": wait if np.isfinite(wait) and wait > 0 else None}
         if engine == "hf_eager":
