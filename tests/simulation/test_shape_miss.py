@@ -196,3 +196,19 @@ def test_cuda_graph_capture_is_paid_once_per_padded_shape(fast):
 
 def test_graph_fast_path_equals_step_path():
     _assert_fast_equals_step(_graph_burst)
+
+
+def test_bitsandbytes_pays_its_activation_dtypes_miss():
+    """LLM.int8 attention runs in fp16 and NF4's in bf16 (config/dtypes.py act_dtype): their
+    plan misses are those dtypes' entries. The bench rows of int8/int4 (measured after fp16/bf16
+    at the same prompt lengths, plans cached) are not fitted as theirs."""
+    prof, _ = load_profile("h200")
+    card = load_model_card("qwen2.5-7b")
+    for dtype, act in (("int8", "float16"), ("int4", "bfloat16")):
+        bnb = CostModel(card, dtype, prof)
+        plain = CostModel(card, act, prof)
+        assert bnb.miss_s == pytest.approx(plain.miss_s) and bnb.miss_s > 0.02
+    fits = fit_shape_misses(pd.read_csv(RAW))
+    for engine, (per_dtype, per_layer, _) in fits.items():
+        assert not {"int8", "int4"} & set(per_dtype), engine
+        assert not {"int8", "int4"} & set(per_layer), engine

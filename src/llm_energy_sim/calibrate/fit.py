@@ -19,6 +19,7 @@ import pandas as pd
 from scipy.optimize import least_squares, nnls
 
 from llm_energy_sim.calibrate.rawread import MICROBENCH_COLUMNS, measured_rows, read_raw
+from llm_energy_sim.config.dtypes import dtype_info
 from llm_energy_sim.config.modelcard import load_model_card
 from llm_energy_sim.config.profile import (
     FitError,
@@ -704,8 +705,13 @@ def fit_shape_misses(
     """Per engine: per dtype the per-step and per-layer parts of (fresh - cached) step time
     (calibrate/shapemiss.py), and the GPU's power during the misses, from the energy of both
     runs (fresh step energy minus cached, over the time added), median over the rows with a
-    real miss."""
+    real miss. Rows of a dtype whose attention runs in another (bitsandbytes: the activation
+    dtype, config/dtypes.py) are left out: the miss is that dtype's cuDNN plan, which the
+    cost model takes from the activation dtype's entry, and the bench of miss-v1 ran them after
+    their activation dtype at the same prompt lengths, so their plans were already cached (a
+    fresh process measured 39-59 ms, measurements/calibration/h200-bnbprobe)."""
     ok = raw[raw["error"].isna() | (raw["error"].astype(str) == "")].copy()
+    ok = ok[[dtype_info(str(d)).act_dtype == str(d) for d in ok["dtype"]]]
     ok["p_miss"] = (
         ok["fresh_power_w"] * ok["fresh_step_s"] - ok["cached_power_w"] * ok["cached_step_s"]
     ) / (ok["fresh_step_s"] - ok["cached_step_s"])

@@ -19,6 +19,7 @@ GPU draws meanwhile. Rows are appended as measured (one per engine, dtype); reru
 
 from __future__ import annotations
 
+import itertools
 import time
 from datetime import datetime, timezone
 from pathlib import Path
@@ -36,7 +37,7 @@ from llm_energy_sim.calibrate.rawtable import (
 from llm_energy_sim.config.modelcard import ModelCard
 from llm_energy_sim.meter.monitor import EnergyMonitor, Measurement
 
-METHOD = "miss-v1"
+METHOD = "miss-v2"  # v2: fresh lengths unique in the process (v1 reused them per build)
 FIELDS = (
     "engine",
     *RUN_FIELDS,
@@ -60,6 +61,10 @@ WIDE_DTYPES = ("bfloat16", "float16")
 GENERATE_DTYPES = ("bfloat16", "float16", "float32", "int8", "int4")
 CB_DTYPES = ("bfloat16", "float16", "float32")
 PROMPT, NEW_TOKENS, CB_BATCH = 300, 24, 4
+# fresh prompt lengths, one process-wide sequence: cuDNN caches a plan per shape and dtype, not
+# per model, so a length reused by a later build (another dtype with the same activation dtype,
+# e.g. LLM.int8 after float16) would find its plans cached and measure no miss
+_FRESH_LENGTHS = itertools.count(PROMPT + 7, 53)
 
 
 def row_key(engine: str, name: str, layers: int, dtype: str, batch: int) -> str:
@@ -131,7 +136,7 @@ def measure_engine(
     model = build_uncached(card, BUILD_DTYPE[dtype], device, 0, "sdpa")
     if dtype in ("int8", "int4"):
         quantize_linears(model, dtype)
-    used = iter(range(PROMPT + 7, PROMPT + 7000, 53))  # a new length for every fresh request
+    used = _FRESH_LENGTHS  # a length no earlier request of this process used
     try:
         if engine == "hf_eager":
             batch = 1

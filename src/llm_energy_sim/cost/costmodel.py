@@ -146,9 +146,12 @@ class CostModel:
             host_overhead(self.profile, self.engine, self.dtype, self.tp), self.host_time_factor
         )
         self.wait_w = self.host.wait_w or self.profile.idle.host_wait_w
+        # the miss is cuDNN's plan for an attention call, which runs in the activation dtype
+        # (bitsandbytes LLM.int8: fp16, NF4: bf16): keyed by that dtype
+        att = self.dt.act_dtype
         self.miss_s = self.host.attn_shape_miss_s.get(
-            self.dtype, 0.0
-        ) + self.card.num_hidden_layers * self.host.attn_shape_miss_per_layer_s.get(self.dtype, 0.0)
+            att, 0.0
+        ) + self.card.num_hidden_layers * self.host.attn_shape_miss_per_layer_s.get(att, 0.0)
         self.miss_w = self.host.attn_shape_miss_w or self.wait_w
         self.cold_s = self.host.cold_start_s
         self.standby_k = self.profile.idle.step_standby_fraction
