@@ -14,20 +14,7 @@ from llm_energy_sim.analysis.grid import (
 from llm_energy_sim.analysis.sweep import SUMMARY_COLUMNS, plot_sweep, print_table, run_sweep
 from llm_energy_sim.cli.options import check_not_overridden, check_out_dir
 from llm_energy_sim.config.errors import UserError
-
-
-def check_points_memory(ref: ScenarioRef, points: list[dict], requests: int | None) -> None:
-    """UserError (one line) when any point that loads needs more memory than the limit
-    (points that do not load become rows with their error, as before)."""
-    from llm_energy_sim.config.estimate import check_memory
-
-    for p in points:
-        ov = dict(p) if requests is None else {**p, "workload.requests": requests}
-        try:
-            scen = ref.load(ov)
-        except UserError:
-            continue
-        check_memory(scen, source=f"{ref.source} point {p}")
+from llm_energy_sim.config.estimate import check_points_memory
 
 
 @click.command("sweep")
@@ -90,8 +77,7 @@ def sweep_cmd(
     if requests is not None:
         check_not_overridden(points[0], {"workload.requests": "--requests"})
     ref.load(points[0])  # fail fast on a bad key/value, with the usual one-line error
-    if not force:
-        check_points_memory(ref, points, requests)
+    check_points_memory(ref, points, requests, force)
     out_dir = out_dir or Path("results") / f"sweep-{Path(scenario).stem}"
     check_out_dir(out_dir)
     table = out_dir / f"sweep.{fmt}"
