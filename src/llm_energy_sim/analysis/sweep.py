@@ -29,6 +29,7 @@ from llm_energy_sim.analysis.grid import (
 )
 from llm_energy_sim.config.errors import UserError
 from llm_energy_sim.results.pngsave import pyplot, save_figure
+from llm_energy_sim.results.staging import remove_stale_temps, temp_path, write_text_atomic
 
 __all__ = ["parse_sets", "run_point", "run_sweep", "plot_sweep"]
 
@@ -102,17 +103,6 @@ def _append(path: Path, row: dict[str, Any]) -> None:
         os.fsync(f.fileno())
 
 
-def write_atomic(path: Path, text: str) -> None:
-    """Replace `path` by `text` whole: a temp file beside it, flushed, then os.replace, so a
-    kill at any moment leaves either the old file or the new one, never a torn one."""
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with tmp.open("w") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
 def read_spec(path: Path) -> dict[str, Any]:
     """The spec of an earlier run; UserError (one line) when it is not a JSON object."""
     try:
@@ -146,13 +136,14 @@ def _write_spec(table: Path, spec: dict[str, Any]) -> None:
     """The spec beside the journal, (re)written only when it is not already this one."""
     sp, text = spec_path(table), json.dumps(spec, indent=1) + "\n"
     if not (sp.is_file() and sp.read_text() == text):
-        write_atomic(sp, text)
+        write_text_atomic(sp, text)
 
 
 def write_table(rows: list[dict[str, Any]], table: Path) -> pd.DataFrame:
     """The tidy table, written to a temp file and renamed over `table` (never torn)."""
     df = pd.DataFrame(rows)
-    tmp = table.with_name(f".{table.name}.tmp-{os.getpid()}")
+    remove_stale_temps(table)
+    tmp = temp_path(table)
     if table.suffix == ".parquet":
         try:
             df.to_parquet(tmp, index=False)
@@ -185,10 +176,12 @@ def run_sweep(
     done = {r[POINT_KEY]: r for r in read_journal(jp)}  # checked before anything is written
     old = _read_text(jp) if jp.exists() else None
     table.parent.mkdir(parents=True, exist_ok=True)
+    for path in (table, spec_path(table), jp):  # what a killed run left half-written
+        remove_stale_temps(path)
     _write_spec(table, spec)
     kept = "".join(json.dumps(r, default=str) + "\n" for r in done.values())
     if old is not None and old != kept:  # drop a torn last line: appends start a clean line
-        write_atomic(jp, kept)
+        write_text_atomic(jp, kept)
     todo = [p for p in points if point_key(p) not in done]
     bar = tqdm(
         total=len(points),

@@ -143,8 +143,11 @@ def check_out_file(out: Path, what: str = "--out") -> None:
 def write_csv_atomic(df, out: Path) -> None:
     """`df` as CSV at `out`, written to a temp file beside it and renamed over it, so a kill
     leaves the old file or the new one, never a torn one."""
+    from llm_energy_sim.results.staging import remove_stale_temps, temp_path
+
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
+    remove_stale_temps(out)
+    tmp = temp_path(out)
     df.to_csv(tmp, index=False)
     os.replace(tmp, out)

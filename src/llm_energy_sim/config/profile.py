@@ -300,5 +300,8 @@ def load_profile(name_or_path: str) -> tuple[Profile, Path]:
 
 
 def save_profile(profile: Profile, path: Path) -> None:
+    """The profile as JSON at `path`, replaced whole (a kill never leaves a torn profile)."""
+    from llm_energy_sim.results.staging import write_text_atomic
+
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(profile.model_dump(mode="json"), indent=2) + "\n")
+    write_text_atomic(path, json.dumps(profile.model_dump(mode="json"), indent=2) + "\n")
