@@ -141,3 +141,32 @@ def test_replay_bad_gpus_is_one_line(tmp_path, gpus):
     path = write_scenario(tmp_path / "s.yaml", SMALL)
     line = refused(_replay_args(tmp_path, path, "--gpus", gpus), tmp_path)
     assert "--gpus" in line
+
+
+def _sparse(path, size: int):
+    """A file of `size` bytes that takes no disk (its bytes are never read)."""
+    with open(path, "wb") as f:
+        f.truncate(size)
+    return path
+
+
+def test_a_huge_trace_is_refused_before_it_is_read(tmp_path):
+    """A trace is read whole whatever workload.requests says: an 8 TB one (sparse, so the
+    test writes nothing) is refused by the estimate, not by MemoryError after minutes."""
+    _sparse(tmp_path / "trace.csv", 2**43)
+    data = copy.deepcopy(SMALL)
+    data["workload"] = {"requests": 3, "arrival": {"kind": "trace", "path": "trace.csv"}}
+    path = write_scenario(tmp_path / "s.yaml", data)
+    line = refused(["run", path, "--out", tmp_path / "o", "--quiet"], tmp_path)
+    _assert_memory_refusal(line, path)
+
+
+def test_a_huge_profile_or_summary_is_refused_before_it_is_read(tmp_path):
+    path = write_scenario(tmp_path / "s.yaml", SMALL)
+    prof = _sparse(tmp_path / "p.json", 2**40)
+    line = refused(["run", path, "--profile", prof, "--out", tmp_path / "o", "--quiet"], tmp_path)
+    assert "p.json" in line and "larger than" in line
+    assert sim(["run", path, "--out", tmp_path / "a", "--quiet"], tmp_path).exit_code == 0
+    _sparse(tmp_path / "a" / "summary.json", 2**40)
+    line = refused(["compare", tmp_path / "a", tmp_path / "a", "--out", tmp_path / "c"], tmp_path)
+    assert "summary.json" in line and "larger than" in line

@@ -25,10 +25,13 @@ def host_speed_option(help_text: str):
 
 
 def overrides(requests: int | None, sets: tuple[str, ...]) -> dict:
+    """The --set overrides, with --requests as workload.requests; UserError when a --set
+    key is one --requests sets (it would be overridden silently)."""
     from llm_energy_sim.config.scenario import parse_override
 
     ov = dict(parse_override(s) for s in sets)
     if requests is not None:
+        check_not_overridden(ov, {"workload.requests": "--requests"})
         ov["workload.requests"] = requests
     return ov
 
@@ -88,6 +91,23 @@ class FiniteFloat(click.ParamType):
         if not math.isfinite(v) or too_low or too_high:
             self.fail(f"{value!r} is not {self._allowed()}", param, ctx)
         return v
+
+
+def max_workers() -> int:
+    """The most local worker processes `--workers` may ask for: 4 per CPU core (a pool
+    forks them all at once, each holding a run; more gives no speed, only memory)."""
+    return 4 * (os.cpu_count() or 1)
+
+
+def check_workers(workers: int, dask_address: str | None = None) -> None:
+    """UserError (one line) unless 1 <= --workers <= max_workers() (unused with --dask)."""
+    if workers < 1:
+        raise UserError("--workers must be >= 1")
+    if dask_address is None and workers > max_workers():
+        raise UserError(
+            f"--workers {workers}: at most {max_workers()} local processes on this machine "
+            f"(4 per CPU core); use --dask for more"
+        )
 
 
 #: a positive finite float (rates, SLOs, seconds)

@@ -27,12 +27,17 @@ from llm_energy_sim.cli.options import (
     FiniteFloat,
     check_not_overridden,
     check_out_file,
+    check_workers,
     write_csv_atomic,
 )
 from llm_energy_sim.config.errors import UserError
+from llm_energy_sim.config.limits import MAX_RATE, MIN_RATE
 
 __all__ = ["Slo", "optimize", "saturation", "plan_cmd"]
 
+#: request rates a scenario may give (config/limits.py), per second and per day
+RATE = FiniteFloat(MIN_RATE, MAX_RATE)
+PER_DAY = FiniteFloat(MIN_RATE * SECONDS_PER_DAY, MAX_RATE * SECONDS_PER_DAY)
 #: what a plan's memory refusal suggests
 _PLAN_HINT = "shorten it (--requests, --max-replicas, output.timeline_bin_s) or give --force"
 
@@ -143,8 +148,8 @@ def _fmt(v: Any) -> str:
 @plan_cmd.command("saturation")
 @click.argument("scenario", type=click.Path(path_type=Path))
 @_slo_options
-@click.option("--min-rate", type=POSITIVE, default=0.05, show_default=True, help="req/s")
-@click.option("--max-rate", type=POSITIVE, default=50.0, show_default=True, help="req/s")
+@click.option("--min-rate", type=RATE, default=0.05, show_default=True, help="req/s")
+@click.option("--max-rate", type=RATE, default=50.0, show_default=True, help="req/s")
 @click.option(
     "--tolerance",
     type=FiniteFloat(0.0, 1.0, low_open=True, high_open=True),
@@ -218,8 +223,8 @@ def saturation_cmd(
 
 @plan_cmd.command("optimize")
 @click.argument("scenario", type=click.Path(path_type=Path))
-@click.option("--rate", type=POSITIVE, help="target requests per second (Poisson)")
-@click.option("--per-day", type=POSITIVE, help="target requests per day, instead of --rate")
+@click.option("--rate", type=RATE, help="target requests per second (Poisson)")
+@click.option("--per-day", type=PER_DAY, help="target requests per day, instead of --rate")
 @_slo_options
 @click.option("--dtypes", default="bfloat16,float16,int8,int4", show_default=True)
 @click.option("--tp", default="1,2,4,8", show_default=True, help="tensor-parallel degrees")
@@ -281,6 +286,7 @@ def optimize_cmd(
         raise UserError(f"--replicas {replicas}: above --max-replicas {max_replicas}")
     dtype_list = _dtypes(dtypes)
     tps = _ints(tp, "--tp")
+    check_workers(workers, dask_address)
     ref = ScenarioRef.from_path(scenario)
     axes = [parse_axis(s) for s in sets]
     check_not_overridden(

@@ -6,7 +6,8 @@ The figures are measured on this simulator (CPython 3.11, `sim run` of fixed50ms
 2 KB per request through the whole run (requests, their frame, the trace), 24 bytes per
 timeline cell (a bin x a column: every GPU's power, batch, queue and busy columns per
 replica), and 100 bytes per logged step; doubled here for pandas' copies, plus the
-interpreter and libraries (~130 MB).
+interpreter and libraries (~130 MB). A trace or length file is read whole: 4 bytes per
+byte of it.
 
 `sim sweep` and `sim plan` check every run they will simulate (check_points_memory): a
 sweep's grid points, a plan's bisection at its lowest rate and its largest fleet. `sim
@@ -41,6 +42,8 @@ PER_TOKEN_BYTES = 200.0
 PER_SAMPLE_BYTES = 200.0
 #: sim replay reads the counters this often (meter/sampler.py POLL_S)
 SAMPLE_INTERVAL_S = 0.02
+#: per byte of a trace or length file: pandas reads the whole CSV (its text, then columns)
+PER_FILE_BYTE = 4.0
 #: what the refusal of a simulated run suggests
 RUN_HINT = "shorten it (--requests, hardware.replicas, output.timeline_bin_s) or give --force"
 
@@ -111,7 +114,19 @@ def estimate_memory(
     )
     if step_log:
         total += PER_STEP_BYTES * n * _max_output(wl)
+    total += PER_FILE_BYTE * _files_bytes(wl)
     return MemoryEstimate(total, n, bins, columns)
+
+
+def _files_bytes(workload) -> int:
+    """Bytes of the trace and length files the workload reads (read whole, whatever
+    workload.requests is); 0 for a file that is not there (the run says so)."""
+    total = 0
+    for dist in (workload.arrival, *workload.length_distributions()):
+        path = getattr(dist, "path", None)
+        if isinstance(path, str) and os.path.isfile(path):
+            total += os.stat(path).st_size
+    return total
 
 
 def memory_limit() -> float:

@@ -279,11 +279,20 @@ def resolve_profile_path(name_or_path: str) -> Path:
     raise UserError(f"no profile '{name_or_path}': give a JSON path or one of: {', '.join(names)}")
 
 
+#: larger than this a profile file is refused before it is read (the shipped ones are at
+#: most 60 kB)
+MAX_PROFILE_BYTES = 16 * 2**20
+
+
 def load_profile(name_or_path: str) -> tuple[Profile, Path]:
     path = resolve_profile_path(name_or_path)
     if not path.exists():
         raise UserError(f"{path}: profile file not found")
     try:
+        if path.is_file() and path.stat().st_size > MAX_PROFILE_BYTES:
+            raise UserError(
+                f"{path}: larger than {MAX_PROFILE_BYTES // 2**20} MiB; not a calibration profile"
+            )
         data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError) as exc:
         raise UserError(f"{path}: cannot read the profile ({type(exc).__name__}: {exc})") from None
