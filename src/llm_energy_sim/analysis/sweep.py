@@ -28,8 +28,8 @@ from llm_energy_sim.analysis.grid import (
     run_point,
 )
 from llm_energy_sim.config.errors import UserError
+from llm_energy_sim.config.files import remove_stale_temps, temp_path, write_text_atomic
 from llm_energy_sim.results.pngsave import pyplot, save_figure
-from llm_energy_sim.results.staging import remove_stale_temps, temp_path, write_text_atomic
 
 __all__ = ["parse_sets", "run_point", "run_sweep", "plot_sweep"]
 

@@ -99,7 +99,7 @@ def repair_torn(path: Path) -> bool:
     kept = whole_rows(text)
     if kept == text:
         return False
-    from llm_energy_sim.results.staging import remove_stale_temps, temp_path
+    from llm_energy_sim.config.files import remove_stale_temps, temp_path
 
     remove_stale_temps(path)
     tmp = temp_path(path)

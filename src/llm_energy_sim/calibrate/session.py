@@ -76,7 +76,7 @@ def record_provenance(ctx: Context, stages: list[Stage], budget_minutes: float |
             "budget_minutes": budget_minutes,
         }
     )
-    from llm_energy_sim.results.staging import write_text_atomic
+    from llm_energy_sim.config.files import write_text_atomic
 
     write_text_atomic(path, json.dumps(prov, indent=2) + "\n")
 

@@ -163,7 +163,7 @@ def check_out_file(out: Path, what: str = "--out") -> None:
 def write_csv_atomic(df, out: Path) -> None:
     """`df` as CSV at `out`, written to a temp file beside it and renamed over it, so a kill
     leaves the old file or the new one, never a torn one."""
-    from llm_energy_sim.results.staging import remove_stale_temps, temp_path
+    from llm_energy_sim.config.files import remove_stale_temps, temp_path
 
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)

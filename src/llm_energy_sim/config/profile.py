@@ -310,7 +310,7 @@ def load_profile(name_or_path: str) -> tuple[Profile, Path]:
 
 def save_profile(profile: Profile, path: Path) -> None:
     """The profile as JSON at `path`, replaced whole (a kill never leaves a torn profile)."""
-    from llm_energy_sim.results.staging import write_text_atomic
+    from llm_energy_sim.config.files import write_text_atomic
 
     path.parent.mkdir(parents=True, exist_ok=True)
     write_text_atomic(path, json.dumps(profile.model_dump(mode="json"), indent=2) + "\n")
