@@ -93,7 +93,7 @@ CASES = {
     ),
     "negative rate": (
         lambda d: d["workload"].update(arrival={"kind": "poisson", "rate": -2}),
-        ["workload.arrival.poisson.rate", "greater than 0"],
+        ["workload.arrival.poisson.rate", "greater than or equal to 0.000000001"],
     ),
     "missing model card": (lambda d: d.update(model="gpt-17"), ["model", "gpt-17", "llama-3.1-8b"]),
     "unknown dtype": (lambda d: d.update(dtype="int3"), ["dtype", "bfloat16", "int4"]),

@@ -13,7 +13,7 @@ import sys
 import time
 
 import pytest
-from badinput import SMALL, refused, sim, write_scenario
+from badinput import SMALL, assert_refused, refused, sim, tree, write_scenario
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -143,6 +143,51 @@ def test_kill_during_an_append_reruns_only_that_point(finished, tmp_path_factory
     rows = read_journal(jp)
     assert len(rows) == 3 and len({row["point"] for row in rows}) == 3
     assert jp.read_text().endswith("\n")
+
+
+#: (column, value) of a journal cell no finished point writes
+BAD_CELLS = [
+    ("energy.per_request_wh", {"a": [1]}),
+    ("energy.per_request_wh", [1, 2]),
+    ("energy.per_request_wh", "abc"),
+    ("energy.per_request_wh", True),
+    ("energy.per_request_wh", float("inf")),
+    ("requests.completed", float("nan")),
+    ("latency_s.ttft.p90", "-Infinity"),
+    ("error", 5),
+    ("error", None),
+    ("set.seed", {"x": 1}),
+]
+
+
+@FUZZ
+@given(st.sampled_from(BAD_CELLS), st.integers(0, 2))
+def test_a_journal_cell_no_point_writes_is_one_line(finished, tmp_path_factory, cell, line_no):
+    """A hand-edited journal line with a cell that sim never writes: refused on one line
+    naming the line and the column (it used to reach the table, then a traceback in the
+    plot or the terminal table)."""
+    root = _copy(finished, tmp_path_factory.mktemp("c"))
+    jp = journal_path(root / "o" / "sweep.csv")
+    lines = jp.read_text().splitlines()
+    row = json.loads(lines[line_no])
+    row[cell[0]] = cell[1]
+    lines[line_no] = json.dumps(row)
+    jp.write_text("\n".join(lines) + "\n")
+    before = tree(root)
+    line = assert_refused(_resume(root, "--plot", "energy.per_request_wh"), before, root)
+    assert f"line {line_no + 1}" in line and cell[0] in line
+
+
+def test_a_non_finite_swept_value_resumes(tmp_path):
+    """The control: a swept value refused by the scenario (a point's error row, its set.
+    cell non-finite as given) is a finished point, and the journal resumes."""
+    path = write_scenario(tmp_path / "s.yaml", SMALL)
+    args = ["sweep", path, "--set", "hardware.host_time_factor=1,.inf", "--workers", "1"]
+    for _ in range(2):
+        r = sim([*args, "--out", tmp_path / "o", "--quiet"], tmp_path)
+        assert r.exit_code == 0, r.output
+    rows = read_journal(tmp_path / "o" / "sweep.jsonl")
+    assert len(rows) == 2 and sum(bool(r["error"]) for r in rows) == 1
 
 
 def test_option_overriding_a_swept_key_is_an_error(tmp_path):

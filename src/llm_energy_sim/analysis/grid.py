@@ -202,8 +202,10 @@ def _run(fn, arg_tuples, workers, dask_address) -> Iterator[Any]:
 
         from llm_energy_sim.analysis.workers import die_with_parent
 
-        with ProcessPoolExecutor(
-            max_workers=workers, initializer=die_with_parent, initargs=(os.getpid(),)
+        with ProcessPoolExecutor(  # no more processes than tasks: a pool forks them all
+            max_workers=min(workers, len(arg_tuples)),
+            initializer=die_with_parent,
+            initargs=(os.getpid(),),
         ) as ex:
             futs = [ex.submit(fn, *args) for args in arg_tuples]
             try:
@@ -223,6 +225,9 @@ def _run_dask(fn: Callable[..., Any], arg_tuples: list[tuple], address: str) -> 
         client = Client(address, timeout="20s")
     except OSError as exc:
         raise UserError(f"--dask {address}: cannot reach the scheduler ({exc})") from None
+    except (ValueError, TypeError) as exc:  # not an address: a user error, not a lost worker
+        msg = " ".join(str(exc).split())[:200]
+        raise UserError(f"--dask {address}: not a scheduler address ({msg})") from None
     with client:
         futs = [client.submit(on_worker, fn, *args, pure=False) for args in arg_tuples]
         try:

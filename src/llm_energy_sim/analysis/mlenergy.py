@@ -29,10 +29,10 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import yaml
 
 from llm_energy_sim.config.errors import UserError
 from llm_energy_sim.config.paths import DATA_DIR
+from llm_energy_sim.config.yamlio import read_yaml
 from llm_energy_sim.engine.workload import Trace
 
 MLENERGY_DIR = DATA_DIR / "external" / "mlenergy-v3"
@@ -88,30 +88,31 @@ def _data_dir(data_dir: Path | None) -> Path:
 
 def read_settings(data_dir: Path | None = None) -> RunSettings:
     d = _data_dir(data_dir) / SETTINGS_DIR
+    bench = read_yaml(d / "benchmark.yaml")
+    sweeps = read_yaml(d / "llama-3.1-8b-h100.sweeps.yaml")
+    vllm = read_yaml(d / "llama-3.1-8b-h100.monolithic.config.yaml")
     try:
-        bench = yaml.safe_load((d / "benchmark.yaml").read_text())
-        sweeps = yaml.safe_load((d / "llama-3.1-8b-h100.sweeps.yaml").read_text())
-        vllm = yaml.safe_load((d / "llama-3.1-8b-h100.monolithic.config.yaml").read_text())
         gpus = int((d / "llama-3.1-8b-h100.num_gpus.txt").read_text().strip())
-    except (OSError, yaml.YAMLError, ValueError) as exc:
-        raise UserError(f"{d}: cannot read the ML.ENERGY run settings: {exc}") from None
-    repeats = {
-        int(m): int(r)
-        for group in sweeps["sweep"]
-        for r in group["num_request_repeats"]
-        for m in group["max_num_seqs"]
-    }
-    wd = bench["workload_defaults"]
-    return RunSettings(
-        num_requests=int(wd["num_requests"]),
-        max_output_tokens=int(wd["max_output_tokens"]),
-        repeats=repeats,
-        max_num_batched_tokens=int(vllm["max-num-batched-tokens"]),
-        max_model_len=int(vllm["max-model-len"]),
-        dtype=str(vllm["dtype"]),
-        num_gpus=gpus,
-        async_scheduling=bool(vllm.get("async-scheduling", False)),
-    )
+        repeats = {
+            int(m): int(r)
+            for group in sweeps["sweep"]
+            for r in group["num_request_repeats"]
+            for m in group["max_num_seqs"]
+        }
+        wd = bench["workload_defaults"]
+        return RunSettings(
+            num_requests=int(wd["num_requests"]),
+            max_output_tokens=int(wd["max_output_tokens"]),
+            repeats=repeats,
+            max_num_batched_tokens=int(vllm["max-num-batched-tokens"]),
+            max_model_len=int(vllm["max-model-len"]),
+            dtype=str(vllm["dtype"]),
+            num_gpus=gpus,
+            async_scheduling=bool(vllm.get("async-scheduling", False)),
+        )
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        what = f"no field {exc}" if isinstance(exc, KeyError) else str(exc)
+        raise UserError(f"{d}: cannot read the ML.ENERGY run settings: {what}") from None
 
 
 def read_rows(data_dir: Path | None = None, gpu_prefix: str = GPU_PREFIX) -> list[MeasuredRow]:

@@ -28,6 +28,7 @@ from llm_energy_sim.analysis.grid import (
     run_point,
 )
 from llm_energy_sim.config.errors import UserError
+from llm_energy_sim.config.files import remove_stale_temps, temp_path, write_text_atomic
 from llm_energy_sim.results.pngsave import pyplot, save_figure
 
 __all__ = ["parse_sets", "run_point", "run_sweep", "plot_sweep"]
@@ -39,6 +40,72 @@ SUMMARY_COLUMNS = [
     "latency_s.tpot.p90",
     "requests.completed",
 ]
+
+
+# ---- the table's columns, from the summary's schema ----------------------------------------
+def _summary_columns(model: type, prefix: str = "") -> tuple[dict[str, bool], set[str]]:
+    """({column: numeric?}, open prefixes) a flattened summary of `model` can have: a nested
+    record's fields by dotted name (numeric when int or float); a free mapping's
+    (server_limits) any key under its prefix. Lists are dropped by the flattening."""
+    import typing
+
+    from pydantic import BaseModel
+
+    cols: dict[str, bool] = {}
+    open_: set[str] = set()
+    for name, field in model.model_fields.items():
+        kinds = [a for a in (field.annotation, *typing.get_args(field.annotation)) if a]
+        record = next((k for k in kinds if isinstance(k, type) and issubclass(k, BaseModel)), None)
+        if record is not None:
+            sub_cols, sub_open = _summary_columns(record, f"{prefix}{name}.")
+            cols.update(sub_cols)
+            open_ |= sub_open
+        elif any(typing.get_origin(k) is dict or k is dict for k in kinds):
+            open_.add(f"{prefix}{name}.")
+        elif not any(typing.get_origin(k) in (list, tuple) for k in kinds):
+            args = typing.get_args(field.annotation) or (field.annotation,)
+            scalar = [k for k in args if k is not type(None)]
+            cols[f"{prefix}{name}"] = bool(scalar) and all(k in (int, float) for k in scalar)
+    return cols, open_
+
+
+def table_columns() -> tuple[dict[str, bool], set[str]]:
+    """The columns the schema gives a sweep's table ({column: numeric?}, open prefixes):
+    the flattened summary's, `point`, `error` and the swept settings' (`set.KEY`); a row
+    may hold more (the summary's records allow extra fields)."""
+    from llm_energy_sim.results.schema import Summary
+
+    cols, open_ = _summary_columns(Summary)
+    cols.update({POINT_KEY: False, "error": False})
+    return cols, open_ | {SET_PREFIX}
+
+
+def missing_metrics(metrics: list[str], row: dict[str, Any]) -> list[str]:
+    """The --plot metrics that a finished point's row (one without an error) lacks."""
+    return [m for m in metrics if m not in row]
+
+
+def _refuse_metrics(missing: list[str], row: dict[str, Any]) -> None:
+    some = ", ".join(c for c in SUMMARY_COLUMNS if c in row)
+    raise UserError(f"--plot: no metric {', '.join(missing)} in the sweep's rows (e.g. {some})")
+
+
+def _bad_cell(row: dict[str, Any], numeric: dict[str, bool]) -> tuple[str, str] | None:
+    """(column, what it must be) of the first cell of a journal row that no finished point
+    writes, or None: cells are JSON scalars, numbers finite, numbers where the summary has
+    numbers, `error` text."""
+    import math
+
+    for col, v in row.items():
+        if v is not None and not isinstance(v, str | int | float | bool):
+            return col, "a single value (text, number, true/false or null)"
+        if isinstance(v, float) and not math.isfinite(v) and not col.startswith(SET_PREFIX):
+            return col, "a finite number"  # (a swept value is as given: its point failed)
+        if numeric.get(col) and (isinstance(v, bool | str)):
+            return col, "a number (or null)"
+        if col == "error" and not isinstance(v, str):
+            return col, "text ('' when the point ran)"
+    return None
 
 
 # ---- the journal: one JSON line per finished point ------------------------------------------
@@ -66,12 +133,15 @@ def _read_text(path: Path) -> str:
 
 def read_journal(path: Path) -> list[dict[str, Any]]:
     """Rows written so far. A last line cut short by a kill (no newline at its end) is
-    ignored: that point reruns. Any other line that is not a JSON object with a `point` is
-    a corrupted journal: UserError naming the line (--restart discards it)."""
+    ignored: that point reruns. Any other line that is not a JSON object with a `point`,
+    or holds a cell no finished point writes (a list or mapping, a non-finite number, text
+    where the summary has a number, an `error` that is not text), is a corrupted journal:
+    UserError naming the line and column (--restart discards it)."""
     if not path.exists():
         return []
     text = _read_text(path)
     lines = text.split("\n")
+    numeric, _ = table_columns()
     rows = []
     for i, line in enumerate(lines):
         last = i == len(lines) - 1  # after the final newline: '' or a torn line
@@ -90,6 +160,13 @@ def read_journal(path: Path) -> list[dict[str, Any]]:
                 f"{path}: line {i + 1} is not a finished point (a JSON object with "
                 f"'{POINT_KEY}'); the journal is corrupted: --restart discards it"
             )
+        bad = _bad_cell(row, numeric)
+        if bad is not None:
+            col, allowed = bad
+            raise UserError(
+                f"{path}: line {i + 1}, column '{col}': {row[col]!r:.60}; must be {allowed}; "
+                "the journal is corrupted: --restart discards it"
+            )
         rows.append(row)
     return rows
 
@@ -100,17 +177,6 @@ def _append(path: Path, row: dict[str, Any]) -> None:
         f.write(json.dumps(row, default=str) + "\n")
         f.flush()
         os.fsync(f.fileno())
-
-
-def write_atomic(path: Path, text: str) -> None:
-    """Replace `path` by `text` whole: a temp file beside it, flushed, then os.replace, so a
-    kill at any moment leaves either the old file or the new one, never a torn one."""
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with tmp.open("w") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
 
 
 def read_spec(path: Path) -> dict[str, Any]:
@@ -146,13 +212,14 @@ def _write_spec(table: Path, spec: dict[str, Any]) -> None:
     """The spec beside the journal, (re)written only when it is not already this one."""
     sp, text = spec_path(table), json.dumps(spec, indent=1) + "\n"
     if not (sp.is_file() and sp.read_text() == text):
-        write_atomic(sp, text)
+        write_text_atomic(sp, text)
 
 
 def write_table(rows: list[dict[str, Any]], table: Path) -> pd.DataFrame:
     """The tidy table, written to a temp file and renamed over `table` (never torn)."""
     df = pd.DataFrame(rows)
-    tmp = table.with_name(f".{table.name}.tmp-{os.getpid()}")
+    remove_stale_temps(table)
+    tmp = temp_path(table)
     if table.suffix == ".parquet":
         try:
             df.to_parquet(tmp, index=False)
@@ -173,8 +240,12 @@ def run_sweep(
     requests: int | None = None,
     progress: bool = True,
     restart: bool = False,
+    metrics: list[str] | None = None,
 ) -> pd.DataFrame:
-    """Run every point whose row is not yet in the journal; return the tidy table (grid order)."""
+    """Run every point whose row is not yet in the journal; return the tidy table (grid
+    order). `metrics` (the --plot ones) are checked against the first finished row without
+    an error, from the journal or as soon as one finishes: a UserError then, not after the
+    whole sweep (the finished points are kept)."""
     from tqdm import tqdm
 
     ref = as_ref(scenario)
@@ -185,10 +256,23 @@ def run_sweep(
     done = {r[POINT_KEY]: r for r in read_journal(jp)}  # checked before anything is written
     old = _read_text(jp) if jp.exists() else None
     table.parent.mkdir(parents=True, exist_ok=True)
+    for path in (table, spec_path(table), jp):  # what a killed run left half-written
+        remove_stale_temps(path)
     _write_spec(table, spec)
     kept = "".join(json.dumps(r, default=str) + "\n" for r in done.values())
     if old is not None and old != kept:  # drop a torn last line: appends start a clean line
-        write_atomic(jp, kept)
+        write_text_atomic(jp, kept)
+    pending = list(metrics or [])  # checked against the first row that ran
+
+    def check(row: dict[str, Any]) -> None:
+        nonlocal pending
+        if pending and not row.get("error"):
+            if missing := missing_metrics(pending, row):
+                _refuse_metrics(missing, row)
+            pending = []
+
+    for row in done.values():
+        check(row)
     todo = [p for p in points if point_key(p) not in done]
     bar = tqdm(
         total=len(points),
@@ -202,6 +286,7 @@ def run_sweep(
             _append(jp, row)
             done[row[POINT_KEY]] = row
             bar.update(1)
+            check(row)
     except InfrastructureError as exc:
         raise InfrastructureError(
             f"{exc}; the {len(done)} finished points are kept in {jp}: rerun to resume"

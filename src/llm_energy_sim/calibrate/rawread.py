@@ -99,7 +99,10 @@ def repair_torn(path: Path) -> bool:
     kept = whole_rows(text)
     if kept == text:
         return False
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    from llm_energy_sim.config.files import remove_stale_temps, temp_path
+
+    remove_stale_temps(path)
+    tmp = temp_path(path)
     with tmp.open("w", newline="") as f:
         f.write(kept)
         f.flush()

@@ -76,7 +76,9 @@ def record_provenance(ctx: Context, stages: list[Stage], budget_minutes: float |
             "budget_minutes": budget_minutes,
         }
     )
-    path.write_text(json.dumps(prov, indent=2) + "\n")
+    from llm_energy_sim.config.files import write_text_atomic
+
+    write_text_atomic(path, json.dumps(prov, indent=2) + "\n")
 
 
 def run_stage(stage: Stage, ctx: Context) -> None:

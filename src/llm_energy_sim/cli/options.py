@@ -25,10 +25,13 @@ def host_speed_option(help_text: str):
 
 
 def overrides(requests: int | None, sets: tuple[str, ...]) -> dict:
+    """The --set overrides, with --requests as workload.requests; UserError when a --set
+    key is one --requests sets (it would be overridden silently)."""
     from llm_energy_sim.config.scenario import parse_override
 
     ov = dict(parse_override(s) for s in sets)
     if requests is not None:
+        check_not_overridden(ov, {"workload.requests": "--requests"})
         ov["workload.requests"] = requests
     return ov
 
@@ -90,6 +93,23 @@ class FiniteFloat(click.ParamType):
         return v
 
 
+def max_workers() -> int:
+    """The most local worker processes `--workers` may ask for: 4 per CPU core (a pool
+    forks them all at once, each holding a run; more gives no speed, only memory)."""
+    return 4 * (os.cpu_count() or 1)
+
+
+def check_workers(workers: int, dask_address: str | None = None) -> None:
+    """UserError (one line) unless 1 <= --workers <= max_workers() (unused with --dask)."""
+    if workers < 1:
+        raise UserError("--workers must be >= 1")
+    if dask_address is None and workers > max_workers():
+        raise UserError(
+            f"--workers {workers}: at most {max_workers()} local processes on this machine "
+            f"(4 per CPU core); use --dask for more"
+        )
+
+
 #: a positive finite float (rates, SLOs, seconds)
 POSITIVE = FiniteFloat(0.0, low_open=True)
 #: an integer >= 1 (counts of requests, workers, replicas)
@@ -143,8 +163,11 @@ def check_out_file(out: Path, what: str = "--out") -> None:
 def write_csv_atomic(df, out: Path) -> None:
     """`df` as CSV at `out`, written to a temp file beside it and renamed over it, so a kill
     leaves the old file or the new one, never a torn one."""
+    from llm_energy_sim.config.files import remove_stale_temps, temp_path
+
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
+    remove_stale_temps(out)
+    tmp = temp_path(out)
     df.to_csv(tmp, index=False)
     os.replace(tmp, out)

@@ -16,21 +16,30 @@ from llm_energy_sim.analysis.capacity import (
     CONFIG_COLUMNS,
     SECONDS_PER_DAY,
     Slo,
+    arrival_at,
     optimize,
     saturation,
 )
-from llm_energy_sim.analysis.grid import ScenarioRef, parse_axis
+from llm_energy_sim.analysis.grid import ScenarioRef, grid_points, parse_axis
 from llm_energy_sim.cli.options import (
     AT_LEAST_ONE,
     POSITIVE,
     FiniteFloat,
     check_not_overridden,
     check_out_file,
+    check_workers,
     write_csv_atomic,
 )
 from llm_energy_sim.config.errors import UserError
+from llm_energy_sim.config.limits import MAX_RATE, MIN_RATE
 
 __all__ = ["Slo", "optimize", "saturation", "plan_cmd"]
+
+#: request rates a scenario may give (config/limits.py), per second and per day
+RATE = FiniteFloat(MIN_RATE, MAX_RATE)
+PER_DAY = FiniteFloat(MIN_RATE * SECONDS_PER_DAY, MAX_RATE * SECONDS_PER_DAY)
+#: what a plan's memory refusal suggests
+_PLAN_HINT = "shorten it (--requests, --max-replicas, output.timeline_bin_s) or give --force"
 
 
 @click.group("plan")
@@ -45,6 +54,14 @@ def _slo_options(f):
     )
 
 
+def _force_option(f):
+    return click.option(
+        "--force",
+        is_flag=True,
+        help="simulate even when a run's estimated memory is above half this machine's memory",
+    )(f)
+
+
 def _slo(ttft: float | None, tpot: float | None, required: bool) -> Slo:
     for name, v in (("--slo-ttft-p90", ttft), ("--slo-tpot-p90", tpot)):
         if v is not None and v <= 0:
@@ -52,6 +69,36 @@ def _slo(ttft: float | None, tpot: float | None, required: bool) -> Slo:
     if required and ttft is None and tpot is None:
         raise UserError("give at least one SLO: --slo-ttft-p90 and/or --slo-tpot-p90")
     return Slo(ttft, tpot)
+
+
+def check_optimize_memory(
+    ref: ScenarioRef,
+    rate: float,
+    dtypes: list[str],
+    tps: list[int],
+    replicas: list[int] | str,
+    axes: list[tuple[str, list[Any]]],
+    requests: int,
+    max_replicas: int,
+    force: bool = False,
+) -> None:
+    """UserError (one line) when a run `sim plan optimize` will simulate needs more memory
+    than the limit: each configuration's fleets at the target rate (with replicas 'auto',
+    up to max_replicas + 2, the fleet check's last try) and its one-replica bisection at
+    its lowest rate, rate / max_replicas."""
+    from llm_energy_sim.config.estimate import check_points_memory
+
+    base = grid_points([("dtype", dtypes), ("hardware.gpus_per_replica", tps), *axes])
+    if replicas == "auto":
+        runs = [(1, rate / max_replicas), (max_replicas + 2, rate)]
+    else:
+        runs = [(n, rate) for n in replicas]
+    points = [
+        {**cfg, "hardware.replicas": n, "workload.arrival": arrival_at(r)}
+        for cfg in base
+        for n, r in runs
+    ]
+    check_points_memory(ref, points, requests, force, _PLAN_HINT)
 
 
 def _ints(text: str, what: str) -> list[int]:
@@ -101,8 +148,8 @@ def _fmt(v: Any) -> str:
 @plan_cmd.command("saturation")
 @click.argument("scenario", type=click.Path(path_type=Path))
 @_slo_options
-@click.option("--min-rate", type=POSITIVE, default=0.05, show_default=True, help="req/s")
-@click.option("--max-rate", type=POSITIVE, default=50.0, show_default=True, help="req/s")
+@click.option("--min-rate", type=RATE, default=0.05, show_default=True, help="req/s")
+@click.option("--max-rate", type=RATE, default=50.0, show_default=True, help="req/s")
 @click.option(
     "--tolerance",
     type=FiniteFloat(0.0, 1.0, low_open=True, high_open=True),
@@ -122,6 +169,7 @@ def _fmt(v: Any) -> str:
 )
 @click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help="override a field")
 @click.option("--out", type=click.Path(path_type=Path), help="CSV of every evaluated rate")
+@_force_option
 def saturation_cmd(
     scenario,
     slo_ttft_p90,
@@ -133,6 +181,7 @@ def saturation_cmd(
     arrival,
     sets,
     out,
+    force,
 ) -> None:
     """Highest request rate whose p90 TTFT/TPOT meet the SLOs (bisection, qMeter 8.1)."""
     from llm_energy_sim.config.scenario import parse_override
@@ -147,7 +196,10 @@ def saturation_cmd(
     )
     from llm_energy_sim.config.estimate import check_memory
 
-    check_memory(ref.load({**overrides, "workload.requests": requests}), source=ref.source)
+    # the run at --min-rate is the longest: its timeline has the most bins
+    lowest = {**overrides, "workload.arrival": arrival_at(min_rate, arrival)}
+    lowest["workload.requests"] = requests
+    check_memory(ref.load(lowest), force, source=ref.source, hint=_PLAN_HINT)
     if out is not None:
         check_out_file(out)
     rate, rows = saturation(ref, slo, min_rate, max_rate, tolerance, arrival, requests, overrides)
@@ -171,8 +223,8 @@ def saturation_cmd(
 
 @plan_cmd.command("optimize")
 @click.argument("scenario", type=click.Path(path_type=Path))
-@click.option("--rate", type=POSITIVE, help="target requests per second (Poisson)")
-@click.option("--per-day", type=POSITIVE, help="target requests per day, instead of --rate")
+@click.option("--rate", type=RATE, help="target requests per second (Poisson)")
+@click.option("--per-day", type=PER_DAY, help="target requests per day, instead of --rate")
 @_slo_options
 @click.option("--dtypes", default="bfloat16,float16,int8,int4", show_default=True)
 @click.option("--tp", default="1,2,4,8", show_default=True, help="tensor-parallel degrees")
@@ -205,6 +257,7 @@ def saturation_cmd(
     type=click.Path(path_type=Path),
     help="CSV of the ranked table (default results/plan-<scenario>.csv)",
 )
+@_force_option
 def optimize_cmd(
     scenario,
     rate,
@@ -220,6 +273,7 @@ def optimize_cmd(
     workers,
     dask_address,
     out,
+    force,
 ) -> None:
     """Energy-optimal dtype x tensor parallel x replicas (x --set) for a rate under SLOs
     (qMeter 8.2). Configurations that do not fit the GPU memory are listed, not fatal."""
@@ -232,6 +286,7 @@ def optimize_cmd(
         raise UserError(f"--replicas {replicas}: above --max-replicas {max_replicas}")
     dtype_list = _dtypes(dtypes)
     tps = _ints(tp, "--tp")
+    check_workers(workers, dask_address)
     ref = ScenarioRef.from_path(scenario)
     axes = [parse_axis(s) for s in sets]
     check_not_overridden(
@@ -245,6 +300,7 @@ def optimize_cmd(
         },
     )
     ref.load({k: v[0] for k, v in axes})  # fail fast on a bad key/value, as sweep does
+    check_optimize_memory(ref, rate, dtype_list, tps, reps, axes, requests, max_replicas, force)
     out = out or Path("results") / f"plan-{Path(scenario).stem}.csv"
     check_out_file(out)
     df = optimize(

@@ -114,6 +114,11 @@ def _make_engine(name: str, scen, card, endpoint: str | None, model_name: str | 
     "hardware.host_time_factor (built-in engines, one GPU; about 10 s a pass) and record each "
     "replay's bracket in its summary.json and hostspeed.csv",
 )
+@click.option(
+    "--force",
+    is_flag=True,
+    help="replay even when the replay's estimated memory is above half this machine's memory",
+)
 @click.option("--quiet", is_flag=True)
 def replay_cmd(
     scenarios,
@@ -129,6 +134,7 @@ def replay_cmd(
     gpus,
     plot,
     hostspeed,
+    force,
     quiet,
 ) -> None:
     """Replay each SCENARIO's request trace against a live engine and measure it.
@@ -139,6 +145,7 @@ def replay_cmd(
     HF generate in static batches (every row to the batch's longest output).
     """
     from llm_energy_sim.cli.options import check_out_dir, overrides
+    from llm_energy_sim.config.estimate import check_replay_memory
     from llm_energy_sim.config.scenario import load_scenario
     from llm_energy_sim.results.output import SUMMARY_FILE
     from llm_energy_sim.results.provenance import provenance
@@ -150,8 +157,11 @@ def replay_cmd(
         from llm_energy_sim.live.protocol import check_endpoint
 
         check_endpoint(endpoint)
+    gpu_list = parse_gpus(gpus)
     # every scenario is checked before the first run, so a bad one costs no GPU time
     scens = [load_scenario(s, overrides(requests, sets)) for s in scenarios]
+    for scenario, scen in zip(scenarios, scens, strict=True):
+        check_replay_memory(scen, force, str(scenario))
     for scen in scens:
         check_out_dir(_results_dir(out_dir, scen, len(scens)))
         check_replaceable(_results_dir(out_dir, scen, len(scens)), SUMMARY_FILE)
@@ -176,7 +186,7 @@ def replay_cmd(
             timeout_s,
             device,
             meter,
-            gpus,
+            gpu_list,
             plot,
             quiet,
             provenance("sim replay", scenario, sets, requests),
@@ -188,6 +198,20 @@ def replay_cmd(
             # the pass after this scenario is the one before the next: each is bracketed
             record_host_speed(ok, scen, device, meter, before_csv=before_csv)
             before_csv = _as_next_before(ok / "hostspeed.csv")
+
+
+def parse_gpus(text: str | None) -> list[int] | None:
+    """--gpus '0,2' -> [0, 2] (None when not given); UserError (one line) unless it is
+    distinct whole numbers >= 0."""
+    if text is None:
+        return None
+    try:
+        ids = [int(g) for g in text.split(",")]
+    except ValueError:
+        ids = []
+    if not ids or min(ids) < 0 or len(set(ids)) != len(ids):
+        raise UserError(f"--gpus '{text}': expected distinct GPU indices >= 0, e.g. 0,1")
+    return ids
 
 
 def _results_dir(out_dir: Path | None, scen, n_scenarios: int) -> Path:
@@ -394,7 +418,7 @@ def _replay_one(
     else:
         engine = _make_engine(engine_name, scen, card, endpoint, model_name, device)
     n_gpus = scen.hardware.gpus_per_replica * scen.hardware.replicas
-    gpu_ids = [int(g) for g in gpus.split(",")] if gpus else list(range(n_gpus))
+    gpu_ids = list(gpus) if gpus else list(range(n_gpus))
 
     def ids_of(rec):
         return prompt_ids(scen.seed, rec.request_id, rec.prompt_tokens, card.vocab_size)

@@ -22,6 +22,9 @@ from llm_energy_sim.cost.costmodel import CostModel
 from llm_energy_sim.results.steptable import STEPS_FILE, STEPS_STEM, read_steps
 from llm_energy_sim.results.tables import has_table
 
+#: the file that makes a directory a `sim steps` check (one it may replace)
+CHECK_FILE = "steps_check.json"
+
 
 @click.command("steps")
 @click.argument("scenario", type=click.Path(path_type=Path))
@@ -50,6 +53,7 @@ def steps_cmd(scenario, measured, profile, sets, host_tables, predicted, out_dir
     from llm_energy_sim.config.scenario import scenario_card
     from llm_energy_sim.config.servers import server_kind
     from llm_energy_sim.results.marker import require_complete
+    from llm_energy_sim.results.staging import check_replaceable, staged_dir
     from llm_energy_sim.simulation import profile_for
 
     require_complete(measured)
@@ -65,6 +69,7 @@ def steps_cmd(scenario, measured, profile, sets, host_tables, predicted, out_dir
     scen, _ = load_with_host_speed(scenario, ov, host_tables, profile)
     out_dir = out_dir or Path("results") / f"steps-{scen.name}"
     check_out_dir(out_dir)
+    check_replaceable(out_dir, CHECK_FILE)  # before the costing, so nothing is done in vain
     if (measured / "summary.json").exists():
         from llm_energy_sim.results.output import read_summary
 
@@ -92,8 +97,13 @@ def steps_cmd(scenario, measured, profile, sets, host_tables, predicted, out_dir
     summary["profile"] = prof.name
     if predicted is not None:
         summary["schedule"] = compare_schedules(read_steps(predicted), steps)
-    write_check(df, summary, out_dir)
+    # the directory is written whole: a kill leaves the previous check as it was, and a
+    # rerun leaves nothing of it (a plot of an earlier run included)
+    with staged_dir(out_dir, CHECK_FILE) as tmp:
+        write_check(df, summary, tmp)
+        if plot:
+            plot_steps(df, tmp, f"{scen.name}: measured vs predicted step time")
     print_summary(summary, f"{scen.name}: live steps costed by the model")
     if plot:
-        path = plot_steps(df, out_dir, f"{scen.name}: measured vs predicted step time")
-        click.echo(f"wrote {out_dir / 'steps_check.csv'}, {out_dir / 'steps_check.json'}, {path}")
+        wrote = [out_dir / n for n in ("steps_check.csv", CHECK_FILE, "steps_check.png")]
+        click.echo("wrote " + ", ".join(map(str, wrote)))

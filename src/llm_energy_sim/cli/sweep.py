@@ -11,23 +11,15 @@ from llm_energy_sim.analysis.grid import (
     ScenarioRef,
     parse_sets,
 )
-from llm_energy_sim.analysis.sweep import SUMMARY_COLUMNS, plot_sweep, print_table, run_sweep
-from llm_energy_sim.cli.options import check_not_overridden, check_out_dir
+from llm_energy_sim.analysis.sweep import (
+    SUMMARY_COLUMNS,
+    plot_sweep,
+    print_table,
+    run_sweep,
+)
+from llm_energy_sim.cli.options import check_not_overridden, check_out_dir, check_workers
 from llm_energy_sim.config.errors import UserError
-
-
-def check_points_memory(ref: ScenarioRef, points: list[dict], requests: int | None) -> None:
-    """UserError (one line) when any point that loads needs more memory than the limit
-    (points that do not load become rows with their error, as before)."""
-    from llm_energy_sim.config.estimate import check_memory
-
-    for p in points:
-        ov = dict(p) if requests is None else {**p, "workload.requests": requests}
-        try:
-            scen = ref.load(ov)
-        except UserError:
-            continue
-        check_memory(scen, source=f"{ref.source} point {p}")
+from llm_energy_sim.config.estimate import check_points_memory
 
 
 @click.command("sweep")
@@ -83,20 +75,18 @@ def sweep_cmd(
     """Run SCENARIO over the cartesian grid of --set values; resumes an interrupted sweep."""
     if requests is not None and requests <= 0:
         raise UserError("--requests must be > 0")
-    if workers < 1:
-        raise UserError("--workers must be >= 1")
+    check_workers(workers, dask_address)
+    metrics = plot_metrics.split(",") if plot_metrics else []
     ref = ScenarioRef.from_path(scenario)
     points = parse_sets(sets)
     if requests is not None:
         check_not_overridden(points[0], {"workload.requests": "--requests"})
     ref.load(points[0])  # fail fast on a bad key/value, with the usual one-line error
-    if not force:
-        check_points_memory(ref, points, requests)
+    check_points_memory(ref, points, requests, force)
     out_dir = out_dir or Path("results") / f"sweep-{Path(scenario).stem}"
     check_out_dir(out_dir)
     table = out_dir / f"sweep.{fmt}"
-    metrics = plot_metrics.split(",") if plot_metrics else []
-    df = run_sweep(ref, points, table, workers, dask_address, requests, not quiet, restart)
+    df = run_sweep(ref, points, table, workers, dask_address, requests, not quiet, restart, metrics)
     if metrics:
         plot_sweep(df, metrics, out_dir / "sweep.png")
     if not quiet:

@@ -51,7 +51,13 @@ def _max_num_seqs(text: str | None) -> list[int] | None:
     type=click.IntRange(min=1),
     help="unique requests per repeat (default: the benchmark's 1024); fewer for a quick run",
 )
-@click.option("--seed", default=0, show_default=True, help="seed of the drawn workload")
+@click.option(
+    "--seed",
+    type=click.IntRange(0, 2**63 - 1),
+    default=0,
+    show_default=True,
+    help="seed of the drawn workload",
+)
 @click.option(
     "--out",
     "out_dir",

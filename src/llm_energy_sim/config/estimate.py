@@ -6,14 +6,22 @@ The figures are measured on this simulator (CPython 3.11, `sim run` of fixed50ms
 2 KB per request through the whole run (requests, their frame, the trace), 24 bytes per
 timeline cell (a bin x a column: every GPU's power, batch, queue and busy columns per
 replica), and 100 bytes per logged step; doubled here for pandas' copies, plus the
-interpreter and libraries (~130 MB).
+interpreter and libraries (~130 MB). A trace or length file is read whole: 4 bytes per
+byte of it.
+
+`sim sweep` and `sim plan` check every run they will simulate (check_points_memory): a
+sweep's grid points, a plan's bisection at its lowest rate and its largest fleet. `sim
+replay` holds what `sim run` holds and, besides, a time stamp per generated token (and the
+built-in engine's step log) and the energy counters read every 20 ms (estimate_replay_memory).
 """
 
 from __future__ import annotations
 
 import math
 import os
+from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 
 from llm_energy_sim.config.errors import UserError
 
@@ -27,6 +35,17 @@ PER_KV_BLOCK_BYTES = 120.0
 DEFAULT_BINS = 2000
 #: the default limit: this share of the machine's physical memory
 LIMIT_SHARE = 0.5
+#: sim replay, per generated token: its time stamp in the request's record, its line of
+#: token_times.csv as text, and the engine's step log (one step per token at most)
+PER_TOKEN_BYTES = 200.0
+#: sim replay, per reading of the energy counters (a time and an array of one value per GPU)
+PER_SAMPLE_BYTES = 200.0
+#: sim replay reads the counters this often (meter/sampler.py POLL_S)
+SAMPLE_INTERVAL_S = 0.02
+#: per byte of a trace or length file: pandas reads the whole CSV (its text, then columns)
+PER_FILE_BYTE = 4.0
+#: what the refusal of a simulated run suggests
+RUN_HINT = "shorten it (--requests, hardware.replicas, output.timeline_bin_s) or give --force"
 
 
 @dataclass(frozen=True)
@@ -95,7 +114,19 @@ def estimate_memory(
     )
     if step_log:
         total += PER_STEP_BYTES * n * _max_output(wl)
+    total += PER_FILE_BYTE * _files_bytes(wl)
     return MemoryEstimate(total, n, bins, columns)
+
+
+def _files_bytes(workload) -> int:
+    """Bytes of the trace and length files the workload reads (read whole, whatever
+    workload.requests is); 0 for a file that is not there (the run says so)."""
+    total = 0
+    for dist in (workload.arrival, *workload.length_distributions()):
+        path = getattr(dist, "path", None)
+        if isinstance(path, str) and os.path.isfile(path):
+            total += os.stat(path).st_size
+    return total
 
 
 def memory_limit() -> float:
@@ -108,6 +139,18 @@ def memory_limit() -> float:
     return LIMIT_SHARE * phys
 
 
+def estimate_replay_memory(scen) -> MemoryEstimate:
+    """The peak memory `sim replay` of `scen` needs in this process, roughly: the tables
+    `sim run` builds, plus PER_TOKEN_BYTES per generated token (at the workload's longest
+    output) and PER_SAMPLE_BYTES per energy reading over the arrivals' span (the model on
+    the GPU is not counted)."""
+    est = estimate_memory(scen)
+    wl = scen.workload
+    tokens = PER_TOKEN_BYTES * wl.requests * _max_output(wl)
+    samples = PER_SAMPLE_BYTES * _arrival_span_s(wl.arrival, wl.requests) / SAMPLE_INTERVAL_S
+    return MemoryEstimate(est.bytes + tokens + samples, est.requests, est.bins, est.columns)
+
+
 def _gpu_memory(scen, profile: str | None) -> float | None:
     from llm_energy_sim.config.profile import default_profile_name, load_profile
 
@@ -118,22 +161,59 @@ def _gpu_memory(scen, profile: str | None) -> float | None:
         return None  # the run itself says what is wrong with the profile
 
 
+def refuse_above_limit(
+    est: MemoryEstimate, source: str = "", what: str = "run", hint: str = RUN_HINT
+) -> None:
+    """UserError (one line) when `est` is above memory_limit(): what needs how much, the
+    limit, and `hint` (how to shorten it, or --force)."""
+    limit = memory_limit()
+    if est.bytes > limit:
+        where = f"{source}: " if source else ""
+        raise UserError(
+            f"{where}the {what} needs about {est.describe()}, above the limit of "
+            f"{limit / 2**30:.3g} GiB (half this machine's memory); {hint}"
+        )
+
+
 def check_memory(
     scen,
     force: bool = False,
     step_log: bool = False,
     source: str = "",
     profile: str | None = None,
+    hint: str = RUN_HINT,
 ) -> None:
     """UserError (one line) when the run's estimate is above memory_limit(), unless force."""
     if force:
         return
-    est = estimate_memory(scen, step_log, _gpu_memory(scen, profile))
-    limit = memory_limit()
-    if est.bytes > limit:
-        where = f"{source}: " if source else ""
-        raise UserError(
-            f"{where}the run needs about {est.describe()}, above the limit of "
-            f"{limit / 2**30:.3g} GiB (half this machine's memory); shorten it (--requests, "
-            "hardware.replicas, output.timeline_bin_s) or give --force"
-        )
+    refuse_above_limit(
+        estimate_memory(scen, step_log, _gpu_memory(scen, profile)), source, "run", hint
+    )
+
+
+def check_replay_memory(scen, force: bool = False, source: str = "") -> None:
+    """UserError (one line) when the replay's estimate is above memory_limit(), unless force."""
+    if not force:
+        hint = "shorten it (--requests, output.timeline_bin_s) or give --force"
+        refuse_above_limit(estimate_replay_memory(scen), source, "replay", hint)
+
+
+def check_points_memory(
+    ref,
+    points: Iterable[dict[str, Any]],
+    requests: int | None = None,
+    force: bool = False,
+    hint: str = RUN_HINT,
+) -> None:
+    """check_memory of the run of every point (a dict of overrides of the ScenarioRef `ref`,
+    with workload.requests = `requests` when given) that loads; one that does not load is
+    skipped (its run reports its error, as before)."""
+    if force:
+        return
+    for p in points:
+        ov = dict(p) if requests is None else {**p, "workload.requests": requests}
+        try:
+            scen = ref.load(ov)
+        except UserError:
+            continue
+        check_memory(scen, source=f"{ref.source} point {p}", hint=hint)

@@ -279,11 +279,20 @@ def resolve_profile_path(name_or_path: str) -> Path:
     raise UserError(f"no profile '{name_or_path}': give a JSON path or one of: {', '.join(names)}")
 
 
+#: larger than this a profile file is refused before it is read (the shipped ones are at
+#: most 60 kB)
+MAX_PROFILE_BYTES = 16 * 2**20
+
+
 def load_profile(name_or_path: str) -> tuple[Profile, Path]:
     path = resolve_profile_path(name_or_path)
     if not path.exists():
         raise UserError(f"{path}: profile file not found")
     try:
+        if path.is_file() and path.stat().st_size > MAX_PROFILE_BYTES:
+            raise UserError(
+                f"{path}: larger than {MAX_PROFILE_BYTES // 2**20} MiB; not a calibration profile"
+            )
         data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError) as exc:
         raise UserError(f"{path}: cannot read the profile ({type(exc).__name__}: {exc})") from None
@@ -300,5 +309,8 @@ def load_profile(name_or_path: str) -> tuple[Profile, Path]:
 
 
 def save_profile(profile: Profile, path: Path) -> None:
+    """The profile as JSON at `path`, replaced whole (a kill never leaves a torn profile)."""
+    from llm_energy_sim.config.files import write_text_atomic
+
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(profile.model_dump(mode="json"), indent=2) + "\n")
+    write_text_atomic(path, json.dumps(profile.model_dump(mode="json"), indent=2) + "\n")

@@ -17,6 +17,14 @@ from pydantic import (
 
 from llm_energy_sim.config.dtypes import DtypeName
 from llm_energy_sim.config.errors import UserError
+from llm_energy_sim.config.limits import (
+    MAX_HOST_TIME_FACTOR,
+    MAX_RATE,
+    MAX_SIGMA,
+    MAX_TIME_MS,
+    MAX_TIME_S,
+    MIN_RATE,
+)
 from llm_energy_sim.config.modelcard import ModelCard, load_model_card
 from llm_energy_sim.config.names import check_name, refuse_bool_numbers
 from llm_energy_sim.config.paths import shipped_scenario
@@ -38,15 +46,15 @@ class _Strict(BaseModel):
 # ---- arrivals ---------------------------------------------------------------------------
 class FixedArrival(_Strict):
     kind: Literal["fixed"]
-    interval_ms: float = Field(ge=0)
+    interval_ms: float = Field(ge=0, le=MAX_TIME_MS)
 
 
 class UniformArrival(_Strict):
     """Gaps drawn from U(low_ms, high_ms): the reference paper's random spacing U(k, l)."""
 
     kind: Literal["uniform"]
-    low_ms: float = Field(ge=0)
-    high_ms: float = Field(ge=0)
+    low_ms: float = Field(ge=0, le=MAX_TIME_MS)
+    high_ms: float = Field(ge=0, le=MAX_TIME_MS)
 
     @model_validator(mode="after")
     def _ordered(self) -> UniformArrival:
@@ -57,7 +65,7 @@ class UniformArrival(_Strict):
 
 class PoissonArrival(_Strict):
     kind: Literal["poisson"]
-    rate: float = Field(gt=0, description="requests per second")
+    rate: float = Field(ge=MIN_RATE, le=MAX_RATE, description="requests per second")
 
 
 class BurstArrival(_Strict):
@@ -65,7 +73,7 @@ class BurstArrival(_Strict):
 
     kind: Literal["burst"]
     size: int | None = Field(default=None, gt=0)
-    gap_ms: float = Field(default=0.0, ge=0)
+    gap_ms: float = Field(default=0.0, ge=0, le=MAX_TIME_MS)
 
 
 class TraceArrival(_Strict):
@@ -104,7 +112,7 @@ class LognormalLength(_Strict):
 
     kind: Literal["lognormal"]
     mean: float = Field(gt=0)
-    sigma: float = Field(default=0.8, gt=0)
+    sigma: float = Field(default=0.8, gt=0, le=MAX_SIGMA)
     min: int = Field(default=1, gt=0)
     max: int = Field(gt=0)
 
@@ -132,15 +140,15 @@ Length = Annotated[
 # ---- conversations (multi-turn chat whose prompts carry the history) -----------------------
 class FixedDuration(_Strict):
     kind: Literal["fixed"]
-    value_s: float = Field(ge=0)
+    value_s: float = Field(ge=0, le=MAX_TIME_S)
 
 
 class UniformDuration(_Strict):
     """Drawn from U(low_s, high_s)."""
 
     kind: Literal["uniform"]
-    low_s: float = Field(ge=0)
-    high_s: float = Field(ge=0)
+    low_s: float = Field(ge=0, le=MAX_TIME_S)
+    high_s: float = Field(ge=0, le=MAX_TIME_S)
 
     @model_validator(mode="after")
     def _ordered(self) -> UniformDuration:
@@ -151,7 +159,7 @@ class UniformDuration(_Strict):
 
 class ExponentialDuration(_Strict):
     kind: Literal["exponential"]
-    mean_s: float = Field(gt=0)
+    mean_s: float = Field(gt=0, le=MAX_TIME_S)
 
 
 class LognormalDuration(_Strict):
@@ -159,10 +167,12 @@ class LognormalDuration(_Strict):
     [min_s, max_s]."""
 
     kind: Literal["lognormal"]
-    mean_s: float = Field(gt=0)
-    sigma: float = Field(default=0.8, gt=0)
-    min_s: float = Field(default=0.0, ge=0)
-    max_s: float | None = Field(default=None, gt=0, description="default: no upper clip")
+    mean_s: float = Field(gt=0, le=MAX_TIME_S)
+    sigma: float = Field(default=0.8, gt=0, le=MAX_SIGMA)
+    min_s: float = Field(default=0.0, ge=0, le=MAX_TIME_S)
+    max_s: float | None = Field(
+        default=None, gt=0, le=MAX_TIME_S, description="default: no upper clip"
+    )
 
     @model_validator(mode="after")
     def _ordered(self) -> LognormalDuration:
@@ -291,6 +301,7 @@ class Hardware(_Strict):
     host_time_factor: float = Field(
         default=1.0,
         gt=0,
+        le=MAX_HOST_TIME_FACTOR,
         description="multiplier on every per-step host-side time of the profile (engine host "
         "overhead, attention plan misses, generate() set-up; not the one-time cold start, which "
         "did not follow it): the serving machine's CPU against the calibration host's; "

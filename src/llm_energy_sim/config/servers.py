@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from llm_energy_sim.config.dtypes import DTYPES
 from llm_energy_sim.config.errors import UserError
+from llm_energy_sim.config.limits import MAX_TIME_MS
 from llm_energy_sim.config.names import refuse_bool_numbers
 
 
@@ -57,7 +58,10 @@ class StaticServer(TransformersProcess):
     kind: Literal["static"]
     batch_size: int = Field(gt=0)
     max_wait_ms: float | None = Field(
-        default=None, ge=0, description="start a partial batch after the oldest waited this long"
+        default=None,
+        ge=0,
+        le=MAX_TIME_MS,
+        description="start a partial batch after the oldest waited this long",
     )
     finished: Literal["stay", "leave"] = Field(
         default="stay",

@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 
 from llm_energy_sim.config.errors import UserError
+from llm_energy_sim.config.limits import MAX_TIME_S
 from llm_energy_sim.config.scenario import (
     BurstArrival,
     Conversations,
@@ -82,18 +83,25 @@ def _read_csv(path: str, what: str) -> pd.DataFrame:
         raise UserError(f"{path}: cannot read CSV: {msg}") from None
 
 
-def _column(df: pd.DataFrame, col: str, path: str, whole: bool, low: float) -> np.ndarray:
-    """A trace column as floats: numeric, finite, >= low, and whole numbers where counts
-    (counts also below 2^31, so a cast to int64 never wraps)."""
+def _column(
+    df: pd.DataFrame, col: str, path: str, whole: bool, low: float, high: float | None = None
+) -> np.ndarray:
+    """A trace column as floats: numeric, finite, in [low, high], and whole numbers where
+    counts (counts also below 2^31, so a cast to int64 never wraps)."""
     values = pd.to_numeric(df[col], errors="coerce").to_numpy(dtype=float)
     bad = ~np.isfinite(values) | (values < low)
+    if high is not None:
+        bad |= values > high
     if whole:
         bad |= (values != np.round(values)) | (values > MAX_COUNT)
     if bad.any():
         row = int(np.argmax(bad))
-        kind = (
-            f"whole numbers from {low:g} to {MAX_COUNT}" if whole else f"finite numbers >= {low:g}"
-        )
+        if whole:
+            kind = f"whole numbers from {low:g} to {MAX_COUNT}"
+        elif high is not None:
+            kind = f"finite numbers from {low:g} to {high:g}"
+        else:
+            kind = f"finite numbers >= {low:g}"
         raise UserError(
             f"{path}: row {row + 2}, column '{col}': {df[col].iloc[row]!r}; must be {kind}"
         )
@@ -146,7 +154,7 @@ def generate_trace(workload: Workload, seed: int) -> Trace:
                 f"{arr.path}: the trace holds {len(df)} requests but workload.requests is {n}; "
                 f"ask for at most {len(df)} (workload.requests or --requests)"
             )
-        arrival = _column(df, "arrival_s", arr.path, whole=False, low=0.0)
+        arrival = _column(df, "arrival_s", arr.path, whole=False, low=0.0, high=MAX_TIME_S)
         prompt = _column(df, "prompt_tokens", arr.path, whole=True, low=1.0)
         output = _column(df, "output_tokens", arr.path, whole=True, low=1.0)
         order = np.argsort(arrival, kind="stable")[:n]

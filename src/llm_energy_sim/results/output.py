@@ -31,6 +31,8 @@ REQUESTS_FORMATS = ("parquet", "csv")
 PARQUET_ROWS = 1 << 17
 TIMELINE_FILE = "timeline.csv"
 SUMMARY_FILE = "summary.json"
+#: larger than this a summary.json is refused before it is read (they are a few kB)
+MAX_SUMMARY_BYTES = 16 * 2**20
 #: the timeline columns every reader needs
 TIMELINE_COLUMNS: dict[str, type] = {"t_start_s": float, "t_end_s": float, "power_total_w": float}
 
@@ -94,6 +96,10 @@ def read_summary(out_dir: Path) -> Summary:
     if not path.is_file():
         raise UserError(f"{out_dir}: not a results directory (no {SUMMARY_FILE})")
     require_complete(out_dir)
+    if path.stat().st_size > MAX_SUMMARY_BYTES:
+        raise UserError(
+            f"{path}: larger than {MAX_SUMMARY_BYTES // 2**20} MiB; not a results summary"
+        )
     try:
         return Summary.model_validate(json.loads(path.read_text()))
     except RecursionError:

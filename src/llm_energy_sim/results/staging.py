@@ -11,6 +11,8 @@ the next write to `out`). ``keep=True`` starts `tmp` as a copy of `out`: an amen
 An existing `out` is only replaced when it is empty or holds `marker` (the file that makes
 it an output of this kind, summary.json for results): `--out` pointed at any other
 directory is a UserError, never a deletion.
+
+A single file is replaced the same way by config/files.py (a temp file and os.replace).
 """
 
 from __future__ import annotations

@@ -64,15 +64,18 @@ def write_steps(out_dir: Path, rows: Iterable[tuple[float, float, Prefill, int, 
 
 
 def read_steps(path: Path) -> pd.DataFrame:
-    """The step log of a results directory (steps.parquet or steps.csv) or of a step-log
-    file, with `prefill` parsed to (new, past) tuples and `replica` filled in."""
+    """The step log of a results directory (steps.parquet or steps.csv; the directory
+    complete, with its marker) or of a step-log file, with `prefill` parsed to (new, past)
+    tuples and `replica` filled in."""
     from llm_energy_sim.config.errors import UserError
+    from llm_energy_sim.results.marker import require_complete
     from llm_energy_sim.results.readcheck import numeric_column, read_any_table, require_columns
     from llm_energy_sim.results.tables import table_path
 
     path = Path(path)
     csv_options = {"dtype": {"prefill": str}, "keep_default_na": False}
     if path.is_dir():
+        require_complete(path)
         df = read_table(path, STEPS_STEM, **csv_options)
         path = table_path(path, STEPS_STEM)
     elif not path.exists():
