@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
 
 from llm_energy_sim.config.errors import UserError
 from llm_energy_sim.config.scenario import (
@@ -26,6 +26,9 @@ from llm_energy_sim.config.scenario import (
     UniformLength,
     Workload,
 )
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 
 @dataclass(frozen=True)
@@ -51,6 +54,8 @@ class Trace:
         return len(self.arrival_s)
 
     def to_frame(self) -> pd.DataFrame:
+        import pandas as pd
+
         return pd.DataFrame(
             {
                 "request_id": np.arange(len(self)),
@@ -68,6 +73,8 @@ MAX_COUNT = 2**31 - 1
 
 
 def _read_csv(path: str, what: str) -> pd.DataFrame:
+    import pandas as pd
+
     p = Path(path)
     if not p.exists():
         raise UserError(f"{what}: file not found: {path}")
@@ -83,6 +90,8 @@ def _read_csv(path: str, what: str) -> pd.DataFrame:
 
 
 def _column(df: pd.DataFrame, col: str, path: str, whole: bool, low: float) -> np.ndarray:
+    import pandas as pd
+
     """A trace column as floats: numeric, finite, >= low, and whole numbers where counts
     (counts also below 2^31, so a cast to int64 never wraps)."""
     values = pd.to_numeric(df[col], errors="coerce").to_numpy(dtype=float)
@@ -243,6 +252,8 @@ def _conversation_trace(
         wait = np.zeros(len(cid))
         wait[later] = thinks
         # per-conversation running sums of float think times, each summed in turn order
+        import pandas as pd  # only conversation workloads group by conversation
+
         arrival = starts[cid] + pd.Series(wait).groupby(cid).cumsum().to_numpy()
         # prompts grow within a conversation, so the turns under the cap are a prefix of it
         keep = np.ones(len(cid), dtype=bool) if cap is None else prompt <= cap

@@ -9,43 +9,94 @@ attributed : each step's energy shared by its requests by tokens (prefill, decod
 
 from __future__ import annotations
 
-import numpy as np
-import pandas as pd
+from typing import TYPE_CHECKING
 
-from llm_energy_sim.results.metrics import (
-    add_latencies,
-    idle_shares,
-    scenario_fields,
-    summary_blocks,
-)
-from llm_energy_sim.results.schema import Batch, Provenance, Summary
+import numpy as np
+
+from llm_energy_sim.engine.requestlog import STATUSES
+from llm_energy_sim.results.metrics import latencies, scenario_fields, summary_blocks
+from llm_energy_sim.results.schema import REQUEST_COLUMNS, Batch, Provenance, RequestStatus, Summary
 from llm_energy_sim.simulation import SimResult
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+_OK_CODE = STATUSES.index(RequestStatus.OK)
+_STATUS_STRINGS = np.array([s.value for s in STATUSES], dtype=object)
+
+
+class RequestTable:
+    """requests.csv of a simulated run as numpy columns (results.schema.RequestRow), from the
+    run's request log and trace without copying them: `rows(lo, hi)` builds the columns of a
+    slice (what the Parquet writer takes a row group at a time), `table[name]` one whole
+    column. A million requests' table is 150 MB built whole; a slice of it is what a writer
+    holds."""
+
+    def __init__(self, res: SimResult) -> None:
+        self.res = res
+        self.n = res.log.n
+        self._ok = res.log.status == _OK_CODE
+        n_ok = int(self._ok.sum())
+        self._idle_share = total_idle_energy(res) / n_ok if n_ok else 0.0
+
+    @property
+    def columns(self) -> list[str]:
+        return list(REQUEST_COLUMNS)
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __getitem__(self, name: str) -> np.ndarray:
+        if name == "status":
+            return _STATUS_STRINGS[self.res.log.status]
+        return self.rows(0, self.n, (name,))[name]
+
+    def rows(self, lo: int, hi: int, names: tuple[str, ...] | None = None) -> dict:
+        """The columns `names` (default: every column, in order) of requests lo..hi-1."""
+        log, t = self.res.log, self.res.trace
+        ok = self._ok[lo:hi]
+        arrival = np.asarray(t.arrival_s[lo:hi], float)
+        first, finish = log.t_first[lo:hi], log.t_finish[lo:hi]
+        cols: dict[str, np.ndarray] = {
+            "request_id": np.arange(lo, hi, dtype=np.int64),
+            "replica": log.replica[lo:hi],
+            "arrival_s": arrival,
+            "start_s": log.t_start[lo:hi],
+            "first_token_s": first,
+            "finish_s": finish,
+            "prompt_tokens": np.asarray(t.prompt_tokens[lo:hi], np.int64),
+            "computed_prompt_tokens": log.computed_prompt[lo:hi],
+            "output_tokens": np.asarray(t.output_tokens[lo:hi], np.int64),
+            "generated_tokens": log.generated[lo:hi],
+            "energy_prefill_j": log.e_prefill[lo:hi],
+            "energy_decode_j": log.e_decode[lo:hi],
+        }
+        names = tuple(REQUEST_COLUMNS) if names is None else names
+        if "status" in names:
+            cols["status"] = _STATUS_STRINGS[log.status[lo:hi]]
+        if {"energy_idle_share_j", "energy_j"} & set(names):
+            idle = np.where(ok, self._idle_share, 0.0)
+            cols["energy_idle_share_j"] = idle
+            cols["energy_j"] = cols["energy_prefill_j"] + cols["energy_decode_j"] + idle
+        if {"ttft_s", "e2e_s", "tpot_s"} & set(names):
+            gen = cols["generated_tokens"]
+            cols["ttft_s"], cols["e2e_s"], cols["tpot_s"] = latencies(
+                ok, arrival, first, finish, gen
+            )
+        return {c: np.ascontiguousarray(cols[c]) for c in names}
+
+    def to_pandas(self) -> pd.DataFrame:
+        """The whole table as a DataFrame (status as strings)."""
+        import pandas as pd
+
+        df = pd.DataFrame(self.rows(0, self.n))
+        df["status"] = df["status"].astype("str")
+        return df
 
 
 def requests_frame(res: SimResult) -> pd.DataFrame:
-    """requests.csv of a simulated run: one row per request (results.schema.RequestRow)."""
-    log, t = res.log, res.trace
-    df = pd.DataFrame(
-        {
-            "request_id": np.arange(log.n, dtype=np.int64),
-            "replica": log.replica,
-            "status": pd.array(log.status_strings(), dtype="str"),
-            "arrival_s": np.asarray(t.arrival_s, float),
-            "start_s": log.t_start,
-            "first_token_s": log.t_first,
-            "finish_s": log.t_finish,
-            "prompt_tokens": np.asarray(t.prompt_tokens, np.int64),
-            "computed_prompt_tokens": log.computed_prompt,
-            "output_tokens": np.asarray(t.output_tokens, np.int64),
-            "generated_tokens": log.generated,
-            "energy_prefill_j": log.e_prefill,
-            "energy_decode_j": log.e_decode,
-        }
-    )
-    df["energy_idle_share_j"] = idle_shares(df["status"], total_idle_energy(res))
-    df["energy_j"] = df["energy_prefill_j"] + df["energy_decode_j"] + df["energy_idle_share_j"]
-    add_latencies(df)
-    return df
+    """requests.csv of a simulated run as a DataFrame (RequestTable(res).to_pandas())."""
+    return RequestTable(res).to_pandas()
 
 
 def total_idle_energy(res: SimResult) -> float:
@@ -70,11 +121,12 @@ def _batch(res: SimResult) -> Batch:
 
 def build_summary(
     res: SimResult,
-    df: pd.DataFrame,
+    df: pd.DataFrame | RequestTable,
     grid_g_per_kwh: float | None = None,
     provenance: Provenance | None = None,
 ) -> Summary:
-    """summary.json of a simulated run; CO2 figures with a grid intensity (gCO2/kWh)."""
+    """summary.json of a simulated run (from its requests table, a DataFrame or a
+    RequestTable); CO2 figures with a grid intensity (gCO2/kWh)."""
     scen = res.scenario
     n_gpus = scen.hardware.replicas * scen.hardware.gpus_per_replica
     busy = total_busy_energy(res)
@@ -110,12 +162,21 @@ def build_summary(
     return summary
 
 
-def summarize(res: SimResult, df: pd.DataFrame, grid_g_per_kwh: float | None = None) -> dict:
+def summarize(
+    res: SimResult, df: pd.DataFrame | RequestTable, grid_g_per_kwh: float | None = None
+) -> dict:
     """build_summary as the summary.json object (what sweeps and grids flatten)."""
     return build_summary(res, df, grid_g_per_kwh).to_dict()
 
 
 def timeline_frame(res: SimResult, bin_s: float | None = None) -> pd.DataFrame:
+    """timeline_columns as a DataFrame."""
+    import pandas as pd
+
+    return pd.DataFrame(timeline_columns(res, bin_s))
+
+
+def timeline_columns(res: SimResult, bin_s: float | None = None) -> dict[str, np.ndarray]:
     """Per time bin: mean power of each GPU (W), busy fraction, mean batch size, queue length."""
     t_end = res.t_end
     if bin_s is None:
@@ -126,12 +187,14 @@ def timeline_frame(res: SimResult, bin_s: float | None = None) -> pd.DataFrame:
     edges = np.append(edges, t_end) if t_end > 0 else np.array([0.0, bin_s])
     out = {"t_start_s": edges[:-1], "t_end_s": edges[1:]}
     width = np.diff(edges)
+    power_total = None
     for rep in res.replicas:
         led = rep.ledger
         cum = led.cumulative_energy(edges, t_end)
         power = np.diff(cum) / width / led.n_gpus
         for g in range(led.n_gpus):
             out[f"power_w_r{rep.index}g{g}"] = power
+            power_total = power if power_total is None else power_total + power
         s, e, _, b, _ = led.arrays()
         busy_time = _overlap_sum(s, e, np.ones_like(s), edges)
         batch_time = _overlap_sum(s, e, b, edges)
@@ -142,10 +205,8 @@ def timeline_frame(res: SimResult, bin_s: float | None = None) -> pd.DataFrame:
         out[f"queue_r{rep.index}"] = _step_mean(
             np.asarray(led.queue_t, float), np.asarray(led.queue_len, float), edges
         )
-    df = pd.DataFrame(out)
-    power_cols = [c for c in df.columns if c.startswith("power_w_")]
-    df["power_total_w"] = df[power_cols].sum(axis=1)
-    return df
+    out["power_total_w"] = power_total if power_total is not None else np.zeros(len(width))
+    return out
 
 
 def _overlap_sum(s: np.ndarray, e: np.ndarray, w: np.ndarray, edges: np.ndarray) -> np.ndarray:

@@ -24,7 +24,7 @@ Server owns time: it queues arrivals, sleeps, runs each plan on the replica and 
 
 from __future__ import annotations
 
-import math
+import contextlib
 from collections import deque
 from collections.abc import Callable, Generator
 from typing import ClassVar
@@ -161,29 +161,52 @@ class Server:
 
     # ---- the process -------------------------------------------------------------------------
     def run(self) -> Generator:
-        s = self.scheduler
+        """Plan, run on the replica, commit; until closed and idle. One generator, the steps
+        inline (a decode run's interrupt included): it resumes once or twice per request."""
+        env, s, rep = self.env, self.scheduler, self.replica
+        cuts = s.cuts_decode_runs
+        timeout = env.timeout
         while True:
-            plan = s.plan_step(self.env.now)
+            now = env.now
+            plan = s.plan_step(now)
             if plan is None:
                 if s.closed and s.idle():
                     return
-                yield from self.wait(s.wake_after(self.env.now))
+                yield from self.wait(s.wake_after(now))
                 continue
-            steps = yield from self.execute(plan)
-            s.commit(plan, steps, self.env.now)
-
-    def execute(self, plan: StepPlan) -> Generator[simpy.Event, None, int]:
-        """Run the plan on the replica; the steps done (a decode run may stop early)."""
-        for r in plan.admitted:
-            if math.isnan(r.t_start):
-                r.t_start = self.env.now
-        if plan.decode_steps:
-            cut = self if self.scheduler.cuts_decode_runs else None
-            reqs = [d.req for d in plan.decode]
-            ctx_sum = sum(d.kv_len for d in plan.decode)  # = plan.work.decode_ctx_sum
-            return (yield from self.replica.decode_run(reqs, plan.decode_steps, ctx_sum, cut))
-        yield from self.replica.step(plan.work, plan.shares)
-        return 1
+            for r in plan.admitted:
+                if r.t_start != r.t_start:  # NaN: its first step
+                    r.t_start = now
+            k = plan.decode_steps
+            if not k:
+                wall, energy, p_gpu = rep.forward_cost(plan)
+                yield timeout(wall)
+                rep.book_forward(plan, now, env.now, energy, p_gpu)
+                s.commit(plan, 1, env.now)
+                continue
+            reqs = []
+            ctx_sum = 0  # = plan.work.decode_ctx_sum
+            for d in plan.decode:
+                reqs.append(d.req)
+                ctx_sum += d.kv_len
+            seg, k, shapes = rep.decode_segment(len(reqs), ctx_sum, k)
+            if cuts:
+                self.in_segment = True
+            try:
+                yield timeout(seg.time(k))
+                done = k
+            except simpy.Interrupt:
+                # an arrival: the run stops at the end of the step in progress
+                done = seg.steps_to_reach(env.now - now, k)
+                self.in_segment = False
+                end = now + seg.time(done)
+                while env.now < end:  # finish the step in progress; later arrivals just queue
+                    with contextlib.suppress(simpy.Interrupt):
+                        yield timeout(end - env.now)
+            finally:
+                self.in_segment = False
+            rep.book_decode(reqs, seg, done, shapes, now, env.now, ctx_sum)
+            s.commit(plan, done, env.now)
 
     def wait(self, timeout: float | None = None) -> Generator:
         """Sleep until an arrival (or close, or the timeout)."""
