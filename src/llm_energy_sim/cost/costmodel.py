@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from functools import lru_cache
 
 import numpy as np
 
@@ -156,7 +155,9 @@ class CostModel:
         self._plimit = self.profile.gpu.power_limit_w
         self._fits = {}
         self.eager_fallbacks: set[str] = set()  # graph-mode classes priced with eager fits
-        self._layer_const = lru_cache(maxsize=1 << 16)(self._layer_const_uncached)
+        # _layer_const's two parts, memoised: per token rows, per sampled positions
+        self._rows_const: dict[int, tuple[float, float]] = {}
+        self._logits_const: dict[int, tuple[float, float, float, float]] = {}
         self.decode_pricer = DecodePricer(self, StepWork)  # decode steps, memoised per size
         self.step_pricer = None if self.shape.packed_attention else StepPricer(self)
 
@@ -195,8 +196,22 @@ class CostModel:
         t = ic.alpha_s + 2.0 * (self.tp - 1) / self.tp * nbytes / ic.bus_bandwidth
         return _GroupCost(t, ic.power_w * t)
 
-    def _layer_const_uncached(self, tokens: int, n_logits: int) -> tuple[float, float]:
-        """GPU time and per-GPU energy of everything whose cost depends only on the token count."""
+    def _layer_const(self, tokens: int, n_logits: int) -> tuple[float, float]:
+        """GPU time and per-GPU energy of everything whose cost depends only on the token
+        count (and the positions sampled): the layers' and the embedding's part, memoised per
+        token count, then the LM head's and the sampling's, memoised per n_logits, added in
+        the order a step's groups are (the same floats as summing them in one pass)."""
+        rows = self._rows_const.get(tokens)
+        if rows is None:
+            rows = self._rows_const[tokens] = self._rows_part(tokens)
+        head = self._logits_const.get(n_logits)
+        if head is None:
+            head = self._logits_const[n_logits] = self._logits_part(n_logits)
+        t, e = rows
+        return t + head[0] + head[2], e + head[1] + head[3]
+
+    def _rows_part(self, tokens: int) -> tuple[float, float]:
+        """Time and energy of every layer, then of the embedding gather and final norm."""
         c, L, dt = self.card, self.card.num_hidden_layers, self.dt
         groups = list(layer_linears(c, tokens, dt, self.tp, self.shape))
         if self.shape.eager_small_ops and "elementwise_eager" in self.profile.kernels:
@@ -228,17 +243,18 @@ class CostModel:
             e += gc.energy_j
         ar = self._allreduce_cost(tokens)
         t, e = L * (t + 2 * ar.time_s), L * (e + 2 * ar.energy_j)
-        # once per step: embedding gather, final norm, LM head on the sampled positions, sampling
-        once = [
-            elementwise_kernel(2.0 * tokens * c.hidden_size * dt.act_bytes, dt, 2),
-            linear_kernel(n_logits, c.hidden_size, math.ceil(c.vocab_size / self.tp), dt),
-            elementwise_kernel(3.0 * n_logits * c.vocab_size * 4, dt, 4),
-        ]
-        for g in once:
-            gc = self.group_cost(g)
-            t += gc.time_s
-            e += gc.energy_j
-        return t, e
+        # once per step: embedding gather, final norm (then the LM head and sampling)
+        gc = self.group_cost(elementwise_kernel(2.0 * tokens * c.hidden_size * dt.act_bytes, dt, 2))
+        return t + gc.time_s, e + gc.energy_j
+
+    def _logits_part(self, n_logits: int) -> tuple[float, float, float, float]:
+        """(time, energy) of the LM head on the sampled positions, then of sampling."""
+        c, dt = self.card, self.dt
+        head = self.group_cost(
+            linear_kernel(n_logits, c.hidden_size, math.ceil(c.vocab_size / self.tp), dt)
+        )
+        sample = self.group_cost(elementwise_kernel(3.0 * n_logits * c.vocab_size * 4, dt, 4))
+        return head.time_s, head.energy_j, sample.time_s, sample.energy_j
 
     def _attention(self, work: StepWork) -> tuple[float, float]:
         c, L, dt, tp = self.card, self.card.num_hidden_layers, self.dt, self.tp

@@ -24,10 +24,9 @@ Server owns time: it queues arrivals, sleeps, runs each plan on the replica and 
 
 from __future__ import annotations
 
-import contextlib
 from collections import deque
 from collections.abc import Callable, Generator
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import simpy
 
@@ -132,7 +131,10 @@ class Server:
         self.replica = replica
         self.scheduler = scheduler
         scheduler.queue_log = replica.ledger.note_queue
-        self.in_segment = False  # a decode run that an arrival may interrupt is in progress
+        self.in_segment = False  # a decode run that an arrival may cut is in progress
+        # that run: (its timeout, segment, start, steps); the steps it did, once over or cut
+        self._segment: tuple[simpy.Event, Any, float, int] | None = None
+        self._done = 0
         self._wake: simpy.Event | None = None
         self.process = env.process(self.run())
 
@@ -148,8 +150,23 @@ class Server:
         if self._wake is not None and not self._wake.triggered:
             self._wake.succeed()
         elif self.in_segment and s.should_interrupt(was_empty):
-            self.in_segment = False
-            self.process.interrupt("arrival")
+            self._cut()
+
+    def _cut(self) -> None:
+        """End the decode run in progress at the end of its step in progress (later arrivals
+        just queue): the process, waiting on the run's timeout, is moved to a timeout at that
+        step's end (or resumed now, at a step boundary), as SimPy's Process.interrupt moves
+        it off its target, without the Interruption event and the exception it throws."""
+        self.in_segment = False
+        env, proc = self.env, self.process
+        timeout, seg, start, k = self._segment
+        done = seg.steps_to_reach(env.now - start, k)
+        end = start + seg.time(done)
+        self._done = done
+        timeout.callbacks.remove(proc._resume)
+        nxt = env.timeout(end - env.now if env.now < end else 0.0)
+        nxt.callbacks.append(proc._resume)
+        proc._target = nxt
 
     def close(self) -> None:
         self.scheduler.closed = True
@@ -162,7 +179,7 @@ class Server:
     # ---- the process -------------------------------------------------------------------------
     def run(self) -> Generator:
         """Plan, run on the replica, commit; until closed and idle. One generator, the steps
-        inline (a decode run's interrupt included): it resumes once or twice per request."""
+        inline: it resumes once per step or decode run (a cut run included, see _cut)."""
         env, s, rep = self.env, self.scheduler, self.replica
         cuts = s.cuts_decode_runs
         timeout = env.timeout
@@ -190,21 +207,15 @@ class Server:
                 reqs.append(d.req)
                 ctx_sum += d.kv_len
             seg, k, shapes = rep.decode_segment(len(reqs), ctx_sum, k)
-            if cuts:
+            run = timeout(seg.time(k))
+            self._done = k
+            if cuts:  # an arrival may cut it (_cut sets the steps done)
+                self._segment = (run, seg, now, k)
                 self.in_segment = True
-            try:
-                yield timeout(seg.time(k))
-                done = k
-            except simpy.Interrupt:
-                # an arrival: the run stops at the end of the step in progress
-                done = seg.steps_to_reach(env.now - now, k)
-                self.in_segment = False
-                end = now + seg.time(done)
-                while env.now < end:  # finish the step in progress; later arrivals just queue
-                    with contextlib.suppress(simpy.Interrupt):
-                        yield timeout(end - env.now)
-            finally:
-                self.in_segment = False
+            yield run
+            self.in_segment = False
+            self._segment = None
+            done = self._done
             rep.book_decode(reqs, seg, done, shapes, now, env.now, ctx_sum)
             s.commit(plan, done, env.now)
 
