@@ -389,9 +389,8 @@ class CostModel:
         (the attention kernel's bound and the power clip are checked at both ends of any
         range used, see DecodeSegment); host time is constant.
         """
-        price = self.decode_pricer  # = step_cost's gpu_s and busy_energy_j, bit for bit
-        gpu0, busy0 = price.gpu_busy(n_decode, ctx_sum0)
-        gpu1, busy1 = price.gpu_busy(n_decode, ctx_sum0 + n_decode)
+        # = step_cost's gpu_s and busy_energy_j, bit for bit
+        gpu0, busy0, gpu1, busy1, host = self.decode_pricer.first_two(n_decode, ctx_sum0)
         return DecodeSegment(
             self,
             n_decode,
@@ -400,7 +399,7 @@ class CostModel:
             gpu1 - gpu0,
             busy0,
             busy1 - busy0,
-            price.host_s(n_decode),
+            host,
             self.wait_w * self.tp,
             self.standby_k,
         )

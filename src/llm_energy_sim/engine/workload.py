@@ -45,9 +45,10 @@ class Trace:
     turn: np.ndarray | None = None
 
     def prefix_ids(self) -> np.ndarray:
-        """prefix_id per request (-1 everywhere when the workload shares no prefixes)."""
+        """prefix_id per request (-1 everywhere when the workload shares no prefixes: then a
+        read-only view of one value, not n of them)."""
         if self.prefix_id is None:
-            return np.full(len(self), -1, dtype=np.int64)
+            return np.broadcast_to(np.int64(-1), (len(self),))
         return self.prefix_id
 
     def __len__(self) -> int:

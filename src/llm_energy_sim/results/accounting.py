@@ -13,6 +13,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from llm_energy_sim.engine.ledger import _view
+from llm_energy_sim.engine.prefix import chunks
 from llm_energy_sim.engine.requestlog import STATUSES
 from llm_energy_sim.results.metrics import latencies, scenario_fields, summary_blocks
 from llm_energy_sim.results.schema import REQUEST_COLUMNS, Batch, Provenance, RequestStatus, Summary
@@ -202,17 +204,57 @@ def timeline_columns(res: SimResult, bin_s: float | None = None) -> dict[str, np
         out[f"batch_r{rep.index}"] = np.where(
             busy_time > 0, batch_time / np.maximum(busy_time, 1e-300), 0.0
         )
-        out[f"queue_r{rep.index}"] = _step_mean(
-            np.asarray(led.queue_t, float), np.asarray(led.queue_len, float), edges
-        )
+        out[f"queue_r{rep.index}"] = _step_mean(_view(led.queue_t), _view(led.queue_len), edges)
     out["power_total_w"] = power_total if power_total is not None else np.zeros(len(width))
     return out
 
 
+def _interleave(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    out = np.empty(2 * len(a))
+    out[0::2], out[1::2] = a, b
+    return out
+
+
 def _overlap_sum(s: np.ndarray, e: np.ndarray, w: np.ndarray, edges: np.ndarray) -> np.ndarray:
-    """For each bin, sum over intervals of weight * overlap time (cumulative-integral trick)."""
-    if len(s) == 0:
+    """For each bin, sum over intervals of weight * overlap time (cumulative-integral trick).
+
+    A replica's intervals follow one another (s[i] <= e[i] <= s[i+1]), so their start and
+    end points in time order are s0, e0, s1, e1, ...: the integral is summed over them a
+    chunk of intervals at a time and read at the bin edges (the same floats as sorting the
+    points and summing them whole, _overlap_sum_sorting, which any other intervals take)."""
+    n = len(s)
+    if n == 0:
         return np.zeros(len(edges) - 1)
+    if not (np.all(e >= s) and np.all(s[1:] >= e[:-1])):
+        return _overlap_sum_sorting(s, e, w, edges)
+    x = np.asarray(edges, float)
+    k = np.searchsorted(s, x, side="right") + np.searchsorted(e, x, side="right") - 1
+    order = np.argsort(k, kind="stable")
+    ks = k[order]
+    rate_k, integral_k, t_k = np.zeros(len(x)), np.zeros(len(x)), np.zeros(len(x))
+    rate_carry, integral_carry = None, 0.0
+    for a, b in chunks(n):
+        t = _interleave(s[a:b], e[a:b])  # points 2a..2b-1
+        dw = _interleave(w[a:b], -w[a:b])
+        rate = np.cumsum(dw) if rate_carry is None else np.cumsum(np.r_[rate_carry, dw])[1:]
+        t_next = np.r_[t[1:], s[b]] if b < n else t[1:]
+        g = rate[: len(t_next)] * (t_next - t[: len(t_next)])
+        integral = np.cumsum(np.r_[integral_carry, g])  # the integral at points 2a..
+        lo, hi = np.searchsorted(ks, [2 * a, 2 * b])
+        sel = order[lo:hi]
+        at = ks[lo:hi] - 2 * a
+        rate_k[sel], integral_k[sel], t_k[sel] = rate[at], integral[at], t[at]
+        rate_carry, integral_carry = rate[-1], integral[-1]
+    found = k >= 0
+    base = np.where(found, integral_k, 0.0)
+    r = np.where(found, rate_k, 0.0)
+    return np.diff(base + r * (x - np.where(found, t_k, x)))
+
+
+def _overlap_sum_sorting(
+    s: np.ndarray, e: np.ndarray, w: np.ndarray, edges: np.ndarray
+) -> np.ndarray:
+    """_overlap_sum of any intervals: every start and end point sorted, summed whole."""
     t = np.concatenate([s, e])
     dw = np.concatenate([w, -w])
     order = np.argsort(t, kind="stable")
@@ -230,17 +272,27 @@ def _overlap_sum(s: np.ndarray, e: np.ndarray, w: np.ndarray, edges: np.ndarray)
 
 
 def _step_mean(t: np.ndarray, v: np.ndarray, edges: np.ndarray) -> np.ndarray:
-    """Time-average of a step function (value v[i] from t[i] on, 0 before) over each bin."""
-    if len(t) == 0:
+    """Time-average of a step function (value v[i] from t[i] on, 0 before) over each bin
+    (t in time order), its integral summed a chunk of steps at a time and read at the edges."""
+    q = len(t)
+    if q == 0:
         return np.zeros(len(edges) - 1)
-    dv = np.diff(np.concatenate([[0.0], v]))
-    tt = np.concatenate([t, [edges[-1]]])
-    level = np.cumsum(dv)
-    integral = np.concatenate([[0.0], np.cumsum(level * np.diff(tt))])
-
-    def at(x):
-        k = np.searchsorted(t, x, side="right") - 1
-        kk = np.clip(k, 0, None)
-        return np.where(k >= 0, integral[kk] + level[kk] * (x - t[kk]), 0.0)
-
-    return np.diff(at(edges)) / np.diff(edges)
+    x = np.asarray(edges, float)
+    k = np.searchsorted(t, x, side="right") - 1
+    order = np.argsort(k, kind="stable")
+    ks = k[order]
+    level_k, integral_k, t_k = np.zeros(len(x)), np.zeros(len(x)), np.zeros(len(x))
+    level_carry, integral_carry = None, 0.0
+    for a, b in chunks(q):
+        tc = np.asarray(t[a:b], float)
+        dv = np.diff(np.r_[v[a - 1] if a else 0.0, np.asarray(v[a:b], float)])
+        level = np.cumsum(dv) if level_carry is None else np.cumsum(np.r_[level_carry, dv])[1:]
+        t_next = np.r_[tc[1:], t[b] if b < q else edges[-1]]
+        integral = np.cumsum(np.r_[integral_carry, level * (t_next - tc)])
+        lo, hi = np.searchsorted(ks, [a, b])
+        sel = order[lo:hi]
+        at = ks[lo:hi] - a
+        level_k[sel], integral_k[sel], t_k[sel] = level[at], integral[at], tc[at]
+        level_carry, integral_carry = level[-1], integral[-1]
+    value = np.where(k >= 0, integral_k + level_k * (x - t_k), 0.0)
+    return np.diff(value) / np.diff(edges)

@@ -30,7 +30,7 @@ if TYPE_CHECKING:  # pandas, pyarrow and rich are imported where used (sim run n
 REQUESTS_FILE = "requests.csv"  # the CSV form; requests_path() names the one written
 REQUESTS_FORMATS = ("parquet", "csv")
 #: rows per Parquet row group (and per slice converted to Arrow at a time)
-PARQUET_ROWS = 1 << 17
+PARQUET_ROWS = 1 << 15
 TIMELINE_FILE = "timeline.csv"
 SUMMARY_FILE = "summary.json"
 #: the timeline columns every reader needs
