@@ -128,9 +128,9 @@ class TgiScheduler(Scheduler):
         decode: list[Decode] = []
         chunks: list[Chunk] = []
         if with_running:
-            for r in self.running:
-                if r.decoding:
-                    decode.append(Decode(r, r.kv_len))
+            for r in self.running:  # Request.decoding and .kv_len inline: once per sequence
+                if r.generated >= 1 and r.prefilled >= r.prompt:
+                    decode.append(Decode(r, r.prompt + r.generated))
                 else:
                     chunks.append(Chunk(r, r.next_chunk, r.prefilled))
         for r, c in new:
