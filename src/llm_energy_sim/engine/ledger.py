@@ -53,7 +53,7 @@ class Ledger:
         grow while such a view is alive: add_busy then raises BufferError)."""
         if self._arrays is None:
             out = tuple(
-                _view(a).astype(float, copy=False)
+                array_view(a).astype(float, copy=False)
                 for a in (self.starts, self.ends, self.energy, self.batch, self.p_last)
             )
             for a in out:
@@ -134,7 +134,7 @@ class Ledger:
         return out
 
 
-def _view(a: array) -> np.ndarray:
+def array_view(a: array) -> np.ndarray:
     """A numpy view of a typed array (no copy; empty arrays have no buffer to share)."""
     dtype = {"d": np.float64, "q": np.int64, "i": np.intc}[a.typecode]
     if not len(a):

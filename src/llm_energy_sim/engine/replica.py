@@ -3,16 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import Any
 
 import numpy as np
 
 from llm_energy_sim.cost.costmodel import CostModel, DecodeSegment, StepWork, first_reaching
 from llm_energy_sim.engine.ledger import Ledger
 from llm_energy_sim.engine.request import Request
-
-if TYPE_CHECKING:
-    from llm_energy_sim.servers.plan import StepPlan
 
 
 class PlanCache:
@@ -67,8 +64,9 @@ class Replica:
         return self.plans.misses
 
     # ---- one forward step -----------------------------------------------------------------
-    def forward_cost(self, plan: StepPlan) -> tuple[float, float, float]:
-        """(wall_s, energy_j of all GPUs, power per GPU) of the plan's one forward step."""
+    def forward_cost(self, plan: Any) -> tuple[float, float, float]:
+        """(wall_s, energy_j of all GPUs, power per GPU) of the plan's one forward step (a
+        servers.plan.StepPlan: its prefill chunks, decodes, graph_tokens and work)."""
         cold = self.cold_start and self.steps == 0
         if self._pricer is not None:
             ctx = 0
@@ -85,7 +83,7 @@ class Replica:
         return wall, energy, (energy / wall / self.cost.tp if wall > 0 else 0.0)
 
     def book_forward(
-        self, plan: StepPlan, start: float, end: float, energy: float, p_gpu: float
+        self, plan: Any, start: float, end: float, energy: float, p_gpu: float
     ) -> None:
         """The step ran over [start, end]: its energy shared by its requests by tokens."""
         decode, prefill = plan.decode, plan.prefill
@@ -126,10 +124,10 @@ class Replica:
             shapes = self.cost.decode_shapes(n, ctx_sum0, k)
             # a shape new to the engine costs its plan (or graph capture) once: on its first
             # step in the run, not again on the later steps at the same (padded) shape
-            seen, new = set(self.plans.seen), []
-            for s in shapes:
-                new.append(s not in seen)
-                seen.add(s)
+            seen, this_run, new = self.plans.seen, set(), []
+            for s in shapes:  # (not a copy of the engine's seen shapes: it grows all run)
+                new.append(s not in seen and s not in this_run)
+                this_run.add(s)
             return MissingShapes(seg, new, self.cost), k, shapes
         return seg, k, shapes
 
@@ -145,8 +143,13 @@ class Replica:
     ) -> None:
         """`done` steps of the segment ran over [start, end] (the caller counts the tokens):
         their energy shared equally by the batch."""
-        for shape in shapes[:done]:
-            self.plans.miss(shape)
+        if shapes:  # PlanCache.miss of each step's shape, inline
+            plans = self.plans
+            seen = plans.seen
+            for shape in shapes[:done]:
+                if shape not in seen:
+                    seen.add(shape)
+                    plans.misses += 1
         if done == 0:
             return
         n = len(reqs)

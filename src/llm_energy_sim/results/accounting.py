@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from llm_energy_sim.engine.ledger import _view
+from llm_energy_sim.engine.ledger import array_view
 from llm_energy_sim.engine.prefix import chunks
 from llm_energy_sim.engine.requestlog import STATUSES
 from llm_energy_sim.results.metrics import latencies, scenario_fields, summary_blocks
@@ -204,7 +204,9 @@ def timeline_columns(res: SimResult, bin_s: float | None = None) -> dict[str, np
         out[f"batch_r{rep.index}"] = np.where(
             busy_time > 0, batch_time / np.maximum(busy_time, 1e-300), 0.0
         )
-        out[f"queue_r{rep.index}"] = _step_mean(_view(led.queue_t), _view(led.queue_len), edges)
+        out[f"queue_r{rep.index}"] = _step_mean(
+            array_view(led.queue_t), array_view(led.queue_len), edges
+        )
     out["power_total_w"] = power_total if power_total is not None else np.zeros(len(width))
     return out
 

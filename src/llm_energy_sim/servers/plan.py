@@ -39,12 +39,12 @@ class StepPlan:
 
     prefill, decode: the step's sequences. admitted: requests that left the queue for this
     step (their first step stamps t_start). evicted: requests put back in the queue to make
-    room (their KV blocks freed). decode_steps: 0 for one forward (Replica.step); k >= 1 for
-    the decodes alone repeated for up to k steps in closed form (Replica.decode_run, which an
-    arrival may cut short when the scheduler lets it). graph_tokens: the CUDA-graph size the
-    step's tokens are padded to (StepWork.graph_tokens), 0 when it runs unpadded; a decode run
-    carries none (Replica.decode_run costs the bare batch), so a scheduler that pads keeps
-    padded decodes to single steps.
+    room (their KV blocks freed). decode_steps: 0 for one forward (Replica.forward_cost);
+    k >= 1 for the decodes alone repeated for up to k steps in closed form
+    (Replica.decode_segment; an arrival may cut the run short when the scheduler lets it).
+    graph_tokens: the CUDA-graph size the step's tokens are padded to (StepWork.graph_tokens),
+    0 when it runs unpadded; a decode run carries none (Replica.decode_segment costs the bare
+    batch), so a scheduler that pads keeps padded decodes to single steps.
     """
 
     prefill: tuple[Chunk, ...] = ()
