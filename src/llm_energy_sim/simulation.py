@@ -14,7 +14,7 @@ from llm_energy_sim.config.scenario import Scenario, scenario_card
 from llm_energy_sim.config.servers import server_kind
 from llm_energy_sim.cost.costmodel import CostModel
 from llm_energy_sim.engine.replica import Replica
-from llm_energy_sim.engine.request import Request
+from llm_energy_sim.engine.request import UNFINISHED, Request
 from llm_energy_sim.engine.requestlog import RequestLog
 from llm_energy_sim.engine.workload import Trace, generate_trace
 from llm_energy_sim.servers.balancer import Balancer
@@ -78,7 +78,7 @@ def simulate(
         cost = CostModel(
             card, scen.dtype, profile, engine, hw.gpus_per_replica, hw.host_time_factor
         )
-        rep = Replica(env, i, cost, scen.fast_forward, getattr(scen.server, "cold_start", False))
+        rep = Replica(i, cost, scen.fast_forward, getattr(scen.server, "cold_start", False))
         if step_log:
             rep.step_log = []
         srv, info = build_server(env, rep, scen, card, profile)
@@ -97,17 +97,27 @@ def simulate(
 
             bar = tqdm(total=n, unit="req", desc="simulating", leave=False, disable=None)
         cols = (trace.arrival_s, trace.prompt_tokens, trace.output_tokens, trace.prefix_ids())
+        live = log.live
+        one = servers[0] if len(servers) == 1 else None
+        timeout = env.timeout
         chunk = 1 << 14  # requests are made as they arrive, a chunk of the trace at a time
         for lo in range(0, n, chunk):
-            part = [np.asarray(c[lo : lo + chunk]).tolist() for c in cols]
+            part = [
+                np.asarray(c[lo : lo + chunk], t).tolist()
+                for c, t in zip(cols, (float, np.int64, np.int64, np.int64), strict=True)
+            ]
             for i, (a, p, o, g) in enumerate(zip(*part, strict=True), start=lo):
-                req = Request(i, float(a), int(p), int(o), prefix_id=int(g))
-                log.open(req)
-                if req.arrival > env.now:
-                    yield env.timeout(req.arrival - env.now)
-                idx = balancer.pick()
-                req.replica = idx
-                servers[idx].submit(req)
+                req = Request(i, a, p, o, -1, UNFINISHED, prefix_id=g)
+                live[i] = req  # log.open(req)
+                if a > env.now:
+                    yield timeout(a - env.now)
+                if one is None:
+                    idx = balancer.pick()
+                    req.replica = idx
+                    servers[idx].submit(req)
+                else:
+                    req.replica = 0
+                    one.submit(req)
                 if bar is not None:
                     bar.update(1)
         for s in servers:

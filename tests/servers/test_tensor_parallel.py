@@ -39,7 +39,7 @@ def test_two_allreduces_per_layer_of_hidden_activations(profile):
     nbytes = tokens * card.hidden_size * 2
     assert one.time_s == pytest.approx(ic.alpha_s + 2 * 3 / 4 * nbytes / ic.bus_bandwidth)
     # the step includes 2 per layer: removing them changes GPU time by exactly that much
-    with_ar = cm._layer_const_uncached(tokens, 1)[0]
+    with_ar = cm._layer_const(tokens, 1)[0]
     cm1 = CostModel(
         card,
         "bfloat16",
@@ -51,7 +51,7 @@ def test_two_allreduces_per_layer_of_hidden_activations(profile):
         engine="tgi",
         tp=4,
     )
-    without = cm1._layer_const_uncached(tokens, 1)[0]
+    without = cm1._layer_const(tokens, 1)[0]
     assert with_ar - without == pytest.approx(2 * card.num_hidden_layers * one.time_s, rel=1e-9)
 
 

@@ -134,11 +134,11 @@ def flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 
 def simulate_summary(ref: ScenarioRef, overrides: dict[str, Any]) -> dict[str, Any]:
     """Run one simulation and return its flattened summary (UserError propagates)."""
-    from llm_energy_sim.results.accounting import requests_frame, summarize
+    from llm_energy_sim.results.accounting import RequestTable, summarize
     from llm_energy_sim.simulation import simulate
 
     res = simulate(ref.load(overrides))
-    return flatten(summarize(res, requests_frame(res)))
+    return flatten(summarize(res, RequestTable(res)))  # numpy columns: no DataFrame
 
 
 def run_point(

@@ -86,7 +86,7 @@ def run_cmd(
     The directory is written whole: a rerun into it replaces every file of the previous
     run (plots included), and an interrupted run leaves the previous one as it was."""
     from llm_energy_sim.config.estimate import check_memory
-    from llm_energy_sim.results.accounting import build_summary, requests_frame, timeline_frame
+    from llm_energy_sim.results.accounting import RequestTable, build_summary, timeline_columns
     from llm_energy_sim.results.marker import mark_complete
     from llm_energy_sim.results.output import SUMMARY_FILE, print_summary, write_results
     from llm_energy_sim.results.provenance import provenance
@@ -105,14 +105,14 @@ def run_cmd(
     t0 = time.perf_counter()
     res = simulate(scen, profile_override=profile, progress=not quiet, step_log=step_log)
     wall = time.perf_counter() - t0
-    df = requests_frame(res)
+    df = RequestTable(res)  # numpy columns, no pandas
     summary = build_summary(
         res, df, grid_intensity, provenance("sim run", scenario, sets, requests)
     )
     summary.simulation_wall_s = wall
     if host_runs is not None:
         summary.host_time_factor_runs = host_runs  # the measured runs it averages
-    tl = timeline_frame(res)
+    tl = timeline_columns(res)
     with staged_dir(out_dir, SUMMARY_FILE) as tmp:
         write_results(tmp, summary, df, tl, requests_format)
         if step_log:
@@ -120,9 +120,11 @@ def run_cmd(
 
             write_steps(tmp, sorted(row for r in res.replicas for row in r.step_log))
         if plot:
+            import pandas as pd
+
             from llm_energy_sim.results.plots import plot_results
 
-            plot_results(tmp, summary.to_dict(), df, tl)
+            plot_results(tmp, summary.to_dict(), df.to_pandas(), pd.DataFrame(tl))
         mark_complete(tmp)  # last: readers refuse a directory without it
     if not quiet:
         print_summary(summary.to_dict())

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from functools import lru_cache
 
 import numpy as np
 
@@ -33,6 +32,7 @@ from llm_energy_sim.cost.kernels import (
     layer_linears,
     linear_kernel,
 )
+from llm_energy_sim.cost.stepprice import StepPricer
 
 # the graph-regime classes transformers CB's packed attention is priced with when measured
 PACKED_GRAPH_CLASSES = {"attn_kv_copy_graph", "attn_masked_sdpa_graph"}
@@ -158,8 +158,11 @@ class CostModel:
         self._plimit = self.profile.gpu.power_limit_w
         self._fits = {}
         self.eager_fallbacks: set[str] = set()  # graph-mode classes priced with eager fits
-        self._layer_const = lru_cache(maxsize=1 << 16)(self._layer_const_uncached)
+        # _layer_const's two parts, memoised: per token rows, per sampled positions
+        self._rows_const: dict[int, tuple[float, float]] = {}
+        self._logits_const: dict[int, tuple[float, float, float, float]] = {}
         self.decode_pricer = DecodePricer(self, StepWork)  # decode steps, memoised per size
+        self.step_pricer = None if self.shape.packed_attention else StepPricer(self)
 
     # ---- kernel costing -------------------------------------------------------------
     def _fit(self, kclass: str, dtype: str):
@@ -196,8 +199,22 @@ class CostModel:
         t = ic.alpha_s + 2.0 * (self.tp - 1) / self.tp * nbytes / ic.bus_bandwidth
         return _GroupCost(t, ic.power_w * t)
 
-    def _layer_const_uncached(self, tokens: int, n_logits: int) -> tuple[float, float]:
-        """GPU time and per-GPU energy of everything whose cost depends only on the token count."""
+    def _layer_const(self, tokens: int, n_logits: int) -> tuple[float, float]:
+        """GPU time and per-GPU energy of everything whose cost depends only on the token
+        count (and the positions sampled): the layers' and the embedding's part, memoised per
+        token count, then the LM head's and the sampling's, memoised per n_logits, added in
+        the order a step's groups are (the same floats as summing them in one pass)."""
+        rows = self._rows_const.get(tokens)
+        if rows is None:
+            rows = self._rows_const[tokens] = self._rows_part(tokens)
+        head = self._logits_const.get(n_logits)
+        if head is None:
+            head = self._logits_const[n_logits] = self._logits_part(n_logits)
+        t, e = rows
+        return t + head[0] + head[2], e + head[1] + head[3]
+
+    def _rows_part(self, tokens: int) -> tuple[float, float]:
+        """Time and energy of every layer, then of the embedding gather and final norm."""
         c, L, dt = self.card, self.card.num_hidden_layers, self.dt
         groups = list(layer_linears(c, tokens, dt, self.tp, self.shape))
         if self.shape.eager_small_ops and "elementwise_eager" in self.profile.kernels:
@@ -229,17 +246,18 @@ class CostModel:
             e += gc.energy_j
         ar = self._allreduce_cost(tokens)
         t, e = L * (t + 2 * ar.time_s), L * (e + 2 * ar.energy_j)
-        # once per step: embedding gather, final norm, LM head on the sampled positions, sampling
-        once = [
-            elementwise_kernel(2.0 * tokens * c.hidden_size * dt.act_bytes, dt, 2),
-            linear_kernel(n_logits, c.hidden_size, math.ceil(c.vocab_size / self.tp), dt),
-            elementwise_kernel(3.0 * n_logits * c.vocab_size * 4, dt, 4),
-        ]
-        for g in once:
-            gc = self.group_cost(g)
-            t += gc.time_s
-            e += gc.energy_j
-        return t, e
+        # once per step: embedding gather, final norm (then the LM head and sampling)
+        gc = self.group_cost(elementwise_kernel(2.0 * tokens * c.hidden_size * dt.act_bytes, dt, 2))
+        return t + gc.time_s, e + gc.energy_j
+
+    def _logits_part(self, n_logits: int) -> tuple[float, float, float, float]:
+        """(time, energy) of the LM head on the sampled positions, then of sampling."""
+        c, dt = self.card, self.dt
+        head = self.group_cost(
+            linear_kernel(n_logits, c.hidden_size, math.ceil(c.vocab_size / self.tp), dt)
+        )
+        sample = self.group_cost(elementwise_kernel(3.0 * n_logits * c.vocab_size * 4, dt, 4))
+        return head.time_s, head.energy_j, sample.time_s, sample.energy_j
 
     def _attention(self, work: StepWork) -> tuple[float, float]:
         c, L, dt, tp = self.card, self.card.num_hidden_layers, self.dt, self.tp
@@ -374,20 +392,19 @@ class CostModel:
         (the attention kernel's bound and the power clip are checked at both ends of any
         range used, see DecodeSegment); host time is constant.
         """
-        price = self.decode_pricer  # = step_cost's gpu_s and busy_energy_j, bit for bit
-        gpu0, busy0 = price.gpu_busy(n_decode, ctx_sum0)
-        gpu1, busy1 = price.gpu_busy(n_decode, ctx_sum0 + n_decode)
+        # = step_cost's gpu_s and busy_energy_j, bit for bit
+        gpu0, busy0, gpu1, busy1, host = self.decode_pricer.first_two(n_decode, ctx_sum0)
         return DecodeSegment(
-            model=self,
-            n=n_decode,
-            ctx0=ctx_sum0,
-            gpu0=gpu0,
-            dgpu=gpu1 - gpu0,
-            busy0=busy0,
-            dbusy=busy1 - busy0,
-            host=price.host_s(n_decode),
-            wait_w=self.wait_w * self.tp,
-            standby_k=self.standby_k,
+            self,
+            n_decode,
+            ctx_sum0,
+            gpu0,
+            gpu1 - gpu0,
+            busy0,
+            busy1 - busy0,
+            host,
+            self.wait_w * self.tp,
+            self.standby_k,
         )
 
 
@@ -493,33 +510,46 @@ def _sum_ratio(b0: float, db: float, g0: float, dg: float, n: int) -> float:
     return db / dg * n + (b0 - db * a) * harm
 
 
-@dataclass
 class DecodeSegment:
     """Cumulative wall time and energy of the first k steps of a decode-only batch, O(1) each.
 
     wall(j) = max(gpu0 + dgpu*j, host); energy(j) = busy0 + dbusy*j + p_wait(j)*(wall(j)-gpu(j))
     with p_wait(j) = (1-k)*wait_w + k*busy(j)/gpu(j) (CostModel.wait_power_w, all GPUs); the
-    sum of busy(j)/gpu(j) has a closed form too (_sum_ratio).
+    sum of busy(j)/gpu(j) has a closed form too (_sum_ratio). (A plain class with slots: one
+    is built per decode run.)
     """
 
-    model: CostModel
-    n: int
-    ctx0: int
-    gpu0: float
-    dgpu: float
-    busy0: float
-    dbusy: float
-    host: float
-    wait_w: float
-    standby_k: float = 0.0
+    __slots__ = ("model", "n", "ctx0", "gpu0", "dgpu", "busy0", "dbusy", "host", "wait_w")
+    __slots__ += ("standby_k", "_s_all")
+
+    def __init__(
+        self,
+        model: CostModel,
+        n: int,
+        ctx0: int,
+        gpu0: float,
+        dgpu: float,
+        busy0: float,
+        dbusy: float,
+        host: float,
+        wait_w: float,
+        standby_k: float = 0.0,
+    ) -> None:
+        self.model, self.n, self.ctx0 = model, n, ctx0
+        self.gpu0, self.dgpu, self.busy0, self.dbusy = gpu0, dgpu, busy0, dbusy
+        self.host, self.wait_w, self.standby_k = host, wait_w, standby_k
+        # host-bound leading steps of an unbounded run (None: every step)
+        if gpu0 >= host:
+            self._s_all: int | None = 0
+        elif dgpu <= 0:
+            self._s_all = None
+        else:
+            self._s_all = max(0, math.ceil((host - gpu0) / dgpu))
 
     def _split(self, k: int) -> int:
         """Number of leading steps (of k) that are host-bound (gpu(j) < host)."""
-        if self.gpu0 >= self.host:
-            return 0
-        if self.dgpu <= 0:
-            return k
-        return min(k, max(0, math.ceil((self.host - self.gpu0) / self.dgpu)))
+        s = self._s_all
+        return k if s is None or s > k else s
 
     def time(self, k: int) -> float:
         s = self._split(k)
@@ -551,8 +581,31 @@ class DecodeSegment:
         )
 
     def steps_to_reach(self, elapsed: float, k_max: int) -> int:
-        """Smallest k <= k_max with time(k) >= elapsed (the step in progress at `elapsed`)."""
-        return first_reaching(self.time, elapsed, k_max)
+        """Smallest k <= k_max with time(k) >= elapsed (the step in progress at `elapsed`):
+        first_reaching's answer, from the inverted closed form and a check of its neighbours
+        (time is non-decreasing in k) instead of a bisection."""
+        if elapsed <= 0.0 or k_max <= 0:
+            return 0
+        k = min(max(self._guess(elapsed), 1), k_max)
+        time = self.time
+        while k > 0 and time(k - 1) >= elapsed:
+            k -= 1
+        while k < k_max and time(k) < elapsed:
+            k += 1
+        return k
+
+    def _guess(self, elapsed: float) -> int:
+        """About the k where time(k) reaches elapsed (the quadratic of the GPU-bound part)."""
+        s = self._s_all
+        if s is None or elapsed <= s * self.host:
+            return math.ceil(elapsed / self.host) if self.host > 0 else 0
+        rest = elapsed - s * self.host  # n steps from step s: n*g + dgpu*n*(n-1)/2 >= rest
+        g = self.gpu0 + self.dgpu * s
+        b = g - self.dgpu / 2.0
+        disc = b * b + 2.0 * self.dgpu * rest
+        if disc <= 0 or b + math.sqrt(disc) <= 0:
+            return s + 1
+        return s + math.ceil(2.0 * rest / (b + math.sqrt(disc)))
 
     def last_step_power_per_gpu(self, k: int) -> float:
         """Power of step k-1 per GPU, used as the level the GPU leaves standby from."""

@@ -56,8 +56,24 @@ class DecodePricer:
     def gpu_busy(self, n: int, ctx_sum: int) -> tuple[float, float]:
         """(gpu_s, busy_energy_j) of step_cost(StepWork(n_decode=n, decode_ctx_sum=ctx_sum)),
         n >= 1, bit for bit."""
+        got = self._per_n.get(n)
+        return self._gpu_busy(n, ctx_sum, got if got is not None else self._constants(n))
+
+    def first_two(self, n: int, ctx_sum: int) -> tuple[float, float, float, float, float]:
+        """gpu_busy of the steps at ctx_sum and ctx_sum + n (a decode run's first two), and
+        the host time: (gpu0, busy0, gpu1, busy1, host_s)."""
+        got = self._per_n.get(n)
+        if got is None:
+            got = self._constants(n)
+        gpu0, busy0 = self._gpu_busy(n, ctx_sum, got)
+        gpu1, busy1 = self._gpu_busy(n, ctx_sum + n, got)
+        return gpu0, busy0, gpu1, busy1, got[2]
+
+    def _gpu_busy(
+        self, n: int, ctx_sum: int, constants: tuple[float, float, float, int]
+    ) -> tuple[float, float]:
         m = self.model
-        t_const, e_const, _, bytes_n = self._constants(n)
+        t_const, e_const, _, bytes_n = constants
         if self.packed:
             t_attn, e_attn = m._attention(self.step_work(n_decode=n, decode_ctx_sum=ctx_sum))
         else:

@@ -1,7 +1,7 @@
 """Energy ledger of one replica: busy intervals as they happen, idle gaps filled in at the end.
 
-Intervals are appended to typed arrays (array.array: 8 bytes a value, not a Python float
-each) and read back as numpy arrays without a copy, once per ledger (`arrays`): a run's
+Intervals are appended to typed arrays (array.array: 8 bytes a value, 4 a batch size, not a
+Python object each) and read back as numpy arrays without a copy, once per ledger (`arrays`): a run's
 accounting asks for them many times.
 """
 
@@ -14,6 +14,7 @@ import numpy as np
 
 from llm_energy_sim.config.profile import IdlePower
 from llm_energy_sim.cost.idle import gap_energy_per_gpu
+from llm_energy_sim.engine.prefix import chunks, prefix_at
 
 
 @dataclass
@@ -25,18 +26,17 @@ class Ledger:
     starts: array = field(default_factory=lambda: array("d"))
     ends: array = field(default_factory=lambda: array("d"))
     energy: array = field(default_factory=lambda: array("d"))  # all GPUs
-    batch: array = field(default_factory=lambda: array("q"))
+    batch: array = field(default_factory=lambda: array("i"))  # 4 bytes: a batch size
     p_last: array = field(default_factory=lambda: array("d"))  # per-GPU power, interval's last step
     queue_t: array = field(default_factory=lambda: array("d"))
-    queue_len: array = field(default_factory=lambda: array("q"))
+    queue_len: array = field(default_factory=lambda: array("i"))
     _arrays: tuple | None = field(default=None, repr=False, compare=False)
-    _gaps: tuple | None = field(default=None, repr=False, compare=False)
     _gap_e: tuple | None = field(default=None, repr=False, compare=False)
 
     def add_busy(
         self, start: float, end: float, energy_j: float, batch: int, p_last: float
     ) -> None:
-        self._arrays = self._gaps = self._gap_e = None
+        self._arrays = self._gap_e = None
         self.starts.append(start)
         self.ends.append(end)
         self.energy.append(energy_j)
@@ -53,7 +53,7 @@ class Ledger:
         grow while such a view is alive: add_busy then raises BufferError)."""
         if self._arrays is None:
             out = tuple(
-                _view(a).astype(float, copy=False)
+                array_view(a).astype(float, copy=False)
                 for a in (self.starts, self.ends, self.energy, self.batch, self.p_last)
             )
             for a in out:
@@ -61,22 +61,23 @@ class Ledger:
             self._arrays = out
         return self._arrays
 
-    def gaps(self, t_end: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(gap start, gap length, power of the step before) for every idle gap in [0, t_end]
-        (kept for the last t_end asked: the accounting asks several times)."""
-        arrays = self.arrays()
-        key = (t_end, id(arrays))
-        if self._gaps is not None and self._gaps[0] == key:
-            return self._gaps[1]
-        s, e, _, _, p = arrays
-        g_start = np.concatenate([[0.0], e])
-        g_end = np.concatenate([s, [max(t_end, e[-1] if len(e) else 0.0)]])
-        p_before = np.concatenate([[self.idle.active_idle_w], p])
-        out = (g_start, np.maximum(g_end - g_start, 0.0), p_before)
-        for a in out:
-            a.flags.writeable = False
-        self._gaps = (key, out)
-        return out
+    def _last_end(self, t_end: float) -> float:
+        """Where the last gap ends: t_end, or the last step's end if that is later."""
+        return max(t_end, self.ends[-1] if len(self.ends) else 0.0)
+
+    def gaps(self, t_end: float, lo: int = 0, hi: int | None = None) -> tuple[np.ndarray, ...]:
+        """(gap start, gap length, power of the step before) of idle gaps lo..hi-1 of the
+        n + 1 in [0, t_end] (gap j precedes busy interval j; default: all). Gaps between
+        back-to-back steps have length 0."""
+        s, e, _, _, p = self.arrays()
+        n = len(s)
+        hi = n + 1 if hi is None else hi
+        g_start = np.concatenate([[0.0], e[: hi - 1]] if lo == 0 else [e[lo - 1 : hi - 1]])
+        g_end = s[lo:hi] if hi <= n else np.concatenate([s[lo:], [self._last_end(t_end)]])
+        p_before = np.concatenate(
+            [[self.idle.active_idle_w], p[: hi - 1]] if lo == 0 else [p[lo - 1 : hi - 1]]
+        )
+        return g_start, np.maximum(g_end - g_start, 0.0), p_before
 
     def busy_energy(self) -> float:
         return float(np.sum(self.energy))
@@ -86,37 +87,56 @@ class Ledger:
         return float(np.sum(self._gap_energy(t_end))) * self.n_gpus
 
     def _gap_energy(self, t_end: float) -> np.ndarray:
-        """Energy of each gap, per GPU (kept with the gaps it belongs to)."""
-        gaps = self.gaps(t_end)
-        if self._gap_e is None or self._gap_e[0] is not gaps:
-            _, length, p_before = gaps
-            self._gap_e = (gaps, gap_energy_per_gpu(self.idle, p_before, length))
+        """Energy of each gap, per GPU (kept for the last t_end asked: the accounting asks
+        several times); worked out a chunk of gaps at a time (the same floats)."""
+        arrays = self.arrays()
+        key = (t_end, id(arrays))
+        if self._gap_e is None or self._gap_e[0] != key:
+            n_gaps = len(arrays[0]) + 1
+            out = np.empty(n_gaps)
+            for lo, hi in chunks(n_gaps):
+                _, length, p_before = self.gaps(t_end, lo, hi)
+                out[lo:hi] = gap_energy_per_gpu(self.idle, p_before, length)
+            out.flags.writeable = False
+            self._gap_e = (key, out)
         return self._gap_e[1]
 
     def cumulative_energy(self, t: np.ndarray, t_end: float) -> np.ndarray:
-        """Energy (all GPUs) drawn in [0, t] for each t: exact for gaps, linear within busy spans."""
-        s, e, en, _, _ = self.arrays()
-        g_start, g_len, p_before = self.gaps(t_end)
-        gap_e = self._gap_energy(t_end) * self.n_gpus
-        # cumulative energy at the start of each gap k (gap k precedes busy interval k)
-        cum_gap_start = np.concatenate([[0.0], np.cumsum(gap_e[:-1] + en)])
+        """Energy (all GPUs) drawn in [0, t] for each t: exact for gaps, linear within busy spans.
+        (The running sum of gap and busy energies is read at the gaps the times fall in, a
+        chunk at a time: engine/prefix.py.)"""
+        s, e, en, _, p = self.arrays()
+        n = len(s)
+        gap_e = self._gap_energy(t_end)
         t = np.asarray(t, float)
-        k = np.searchsorted(g_start, t, side="right") - 1  # gap k (and busy k-1 before it)
-        k = np.clip(k, 0, len(g_start) - 1)
-        into_gap = np.clip(t - g_start[k], 0.0, g_len[k])
-        out = cum_gap_start[k] + gap_energy_per_gpu(self.idle, p_before[k], into_gap) * self.n_gpus
+        # gap k (and busy k-1 before it): gap k starts at the end of step k-1 (gap 0 at 0)
+        k = np.clip(np.searchsorted(e, t, side="right"), 0, n)
+        if n:
+            before = np.maximum(k - 1, 0)
+            g_start = np.where(k == 0, 0.0, e[before])
+            g_end = np.where(k < n, s[np.minimum(k, n - 1)], self._last_end(t_end))
+            p_before = np.where(k == 0, self.idle.active_idle_w, p[before])
+        else:
+            g_start, g_end = np.zeros(t.shape), np.full(t.shape, self._last_end(t_end))
+            p_before = np.full(t.shape, self.idle.active_idle_w)
+        g_len = np.maximum(g_end - g_start, 0.0)
+        # cumulative energy at the start of each gap k: gaps and busy intervals before it
+        cum_gap_start = prefix_at(n, lambda lo, hi: gap_e[lo:hi] * self.n_gpus + en[lo:hi], k)
+        into_gap = np.clip(t - g_start, 0.0, g_len)
+        out = cum_gap_start + gap_energy_per_gpu(self.idle, p_before, into_gap) * self.n_gpus
         # inside busy interval k (after gap k): linear share of its energy
-        has_busy = k < len(s)
-        kb = np.minimum(k, max(len(s) - 1, 0))
-        if len(s):
+        has_busy = k < n
+        kb = np.minimum(k, max(n - 1, 0))
+        if n:
             dur = np.maximum(e[kb] - s[kb], 1e-300)
             frac = np.clip((t - s[kb]) / dur, 0.0, 1.0)
             out = out + np.where(has_busy & (t > s[kb]), frac * en[kb], 0.0)
         return out
 
 
-def _view(a: array) -> np.ndarray:
+def array_view(a: array) -> np.ndarray:
     """A numpy view of a typed array (no copy; empty arrays have no buffer to share)."""
+    dtype = {"d": np.float64, "q": np.int64, "i": np.intc}[a.typecode]
     if not len(a):
-        return np.zeros(0, float if a.typecode == "d" else np.int64)
-    return np.frombuffer(a, float if a.typecode == "d" else np.int64)
+        return np.zeros(0, dtype)
+    return np.frombuffer(a, dtype)

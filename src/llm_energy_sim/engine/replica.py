@@ -1,28 +1,15 @@
-"""One replica (tp GPUs running one model copy): executes steps, books time and energy."""
+"""One replica (tp GPUs running one model copy): prices steps, books their time and energy."""
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Generator, Sequence
-from typing import NamedTuple
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
-import simpy
 
 from llm_energy_sim.cost.costmodel import CostModel, DecodeSegment, StepWork, first_reaching
 from llm_energy_sim.engine.ledger import Ledger
 from llm_energy_sim.engine.request import Request
-
-PREFILL, DECODE = "prefill", "decode"
-
-
-class Share(NamedTuple):
-    """A request's part of a step: `tokens` of the step's tokens, in `phase` (a named tuple:
-    one is built per sequence and step)."""
-
-    req: Request
-    tokens: int
-    phase: str
 
 
 class PlanCache:
@@ -49,15 +36,16 @@ class PlanCache:
 
 
 class Replica:
+    """Prices the steps a server runs on it and books their time and energy (no SimPy: the
+    server's process owns the clock, servers/base.py)."""
+
     def __init__(
         self,
-        env: simpy.Environment,
         index: int,
         cost: CostModel,
         fast_forward: bool,
         cold_start: bool = False,
     ):
-        self.env = env
         self.cold_start = cold_start  # a fresh engine process: the first step pays its set-up
         self.index = index
         self.cost = cost
@@ -65,6 +53,8 @@ class Replica:
         self.ledger = Ledger(n_gpus=cost.tp, idle=cost.profile.idle)
         self.steps = 0
         self.plans = PlanCache(cost)
+        # the step pricer, where a step's cost needs no plan-cache shape (else step_cost)
+        self._pricer = None if self.plans.on else cost.step_pricer
         # when a list: every step as (start, end, prefill, n_decode, decode_ctx_sum, replica),
         # results/steptable.py's rows, to set beside a live engine's step log
         self.step_log: list[tuple] | None = None
@@ -73,41 +63,55 @@ class Replica:
     def shape_misses(self) -> int:
         return self.plans.misses
 
-    def _attribute(self, energy: float, shares: Sequence[Share]) -> None:
-        total = sum(s.tokens for s in shares)
-        for s in shares:
-            part = energy * s.tokens / total
-            if s.phase == PREFILL:
-                s.req.e_prefill += part
-            else:
-                s.req.e_decode += part
+    # ---- one forward step -----------------------------------------------------------------
+    def forward_cost(self, plan: Any) -> tuple[float, float, float]:
+        """(wall_s, energy_j of all GPUs, power per GPU) of the plan's one forward step (a
+        servers.plan.StepPlan: its prefill chunks, decodes, graph_tokens and work)."""
+        cold = self.cold_start and self.steps == 0
+        if self._pricer is not None:
+            ctx = 0
+            for d in plan.decode:
+                ctx += d.kv_len
+            pre = [(c.tokens, c.past) for c in plan.prefill]
+            wall, energy = self._pricer.price(
+                pre, len(plan.decode), ctx, plan.graph_tokens, False, cold
+            )
+        else:
+            work = plan.work
+            c = self.cost.step_cost(work, shape_miss=self.plans.step_miss(work), cold=cold)
+            wall, energy = c.wall_s, c.energy_j
+        return wall, energy, (energy / wall / self.cost.tp if wall > 0 else 0.0)
 
-    def step(self, work: StepWork, shares: Sequence[Share]) -> Generator:
-        """Run one forward step; energy is shared by the requests in it, by tokens."""
-        miss = self.plans.step_miss(work)
-        c = self.cost.step_cost(work, shape_miss=miss, cold=self.cold_start and self.steps == 0)
-        start = self.env.now
-        yield self.env.timeout(c.wall_s)
-        self._attribute(c.energy_j, shares)
-        self.ledger.add_busy(start, self.env.now, c.energy_j, work.n_seqs, c.power_per_gpu_w)
+    def book_forward(
+        self, plan: Any, start: float, end: float, energy: float, p_gpu: float
+    ) -> None:
+        """The step ran over [start, end]: its energy shared by its requests by tokens."""
+        decode, prefill = plan.decode, plan.prefill
+        total = len(decode)
+        for c in prefill:
+            total += c.tokens
+        part = energy * 1 / total
+        for d in decode:
+            d.req.e_decode += part
+        for c in prefill:
+            c.req.e_prefill += energy * c.tokens / total
+        self.ledger.add_busy(start, end, energy, len(decode) + len(prefill), p_gpu)
         self.steps += 1
         if self.step_log is not None:
-            self.step_log.append(
-                (start, self.env.now, work.prefill, work.n_decode, work.decode_ctx_sum, self.index)
-            )
+            w = plan.work
+            self.step_log.append((start, end, w.prefill, w.n_decode, w.decode_ctx_sum, self.index))
 
-    def decode_run(
-        self, reqs: Sequence[Request], k: int, ctx_sum0: int, server=None
-    ) -> Generator[simpy.Event, None, int]:
-        """Decode `reqs` (one token each per step) for up to k steps; returns steps done (the
-        caller counts the tokens).
+    # ---- a decode run ---------------------------------------------------------------------
+    def decode_segment(
+        self, n: int, ctx_sum0: int, k: int
+    ) -> tuple[DecodeSegment | MissingShapes, int, list[tuple[int, ...]]]:
+        """The closed form of up to k decode steps of n sequences from KV sum ctx_sum0: (the
+        segment, the steps it may run, the attention shape of each when the engine pays for
+        new shapes, else []).
 
-        With fast_forward the k steps are one event, costed in closed form; if `server` is
-        given, an arrival may interrupt it, and the run stops at the end of the step in
-        progress. Without fast_forward it runs exactly one step (the caller re-plans after
-        each), which is the step-by-step reference path.
+        With fast_forward the k steps are one event, costed in closed form; without it one
+        step (the caller re-plans after each), which is the step-by-step reference path.
         """
-        n = len(reqs)
         if not self.fast_forward:
             k = 1
         seg = self.cost.decode_segment(n, ctx_sum0)
@@ -120,44 +124,46 @@ class Replica:
             shapes = self.cost.decode_shapes(n, ctx_sum0, k)
             # a shape new to the engine costs its plan (or graph capture) once: on its first
             # step in the run, not again on the later steps at the same (padded) shape
-            seen, new = set(self.plans.seen), []
-            for s in shapes:
-                new.append(s not in seen)
-                seen.add(s)
-            seg = MissingShapes(seg, new, self.cost)
-        start = self.env.now
-        if server is not None:
-            server.in_segment = True
-        try:
-            yield self.env.timeout(seg.time(k))
-            done = k
-        except simpy.Interrupt:
-            elapsed = self.env.now - start
-            done = seg.steps_to_reach(elapsed, k)
-            server.in_segment = False
-            end = start + seg.time(done)
-            while self.env.now < end:  # finish the step in progress; later arrivals just queue
-                with contextlib.suppress(simpy.Interrupt):
-                    yield self.env.timeout(end - self.env.now)
-        finally:
-            if server is not None:
-                server.in_segment = False
-        for shape in shapes[:done]:
-            self.plans.miss(shape)
+            seen, this_run, new = self.plans.seen, set(), []
+            for s in shapes:  # (not a copy of the engine's seen shapes: it grows all run)
+                new.append(s not in seen and s not in this_run)
+                this_run.add(s)
+            return MissingShapes(seg, new, self.cost), k, shapes
+        return seg, k, shapes
+
+    def book_decode(
+        self,
+        reqs: Sequence[Request],
+        seg: DecodeSegment | MissingShapes,
+        done: int,
+        shapes: list[tuple[int, ...]],
+        start: float,
+        end: float,
+        ctx_sum0: int,
+    ) -> None:
+        """`done` steps of the segment ran over [start, end] (the caller counts the tokens):
+        their energy shared equally by the batch."""
+        if shapes:  # PlanCache.miss of each step's shape, inline
+            plans = self.plans
+            seen = plans.seen
+            for shape in shapes[:done]:
+                if shape not in seen:
+                    seen.add(shape)
+                    plans.misses += 1
         if done == 0:
-            return 0
+            return
+        n = len(reqs)
         energy = seg.energy(done)
         share = energy / n
         for r in reqs:
             r.e_decode += share
-        self.ledger.add_busy(start, self.env.now, energy, n, seg.last_step_power_per_gpu(done))
+        self.ledger.add_busy(start, end, energy, n, seg.last_step_power_per_gpu(done))
         self.steps += done
         if self.step_log is not None:  # the segment's steps one by one (KV grows by n a step)
             self.step_log.extend(
                 (start + seg.time(j), start + seg.time(j + 1), (), n, ctx_sum0 + n * j, self.index)
                 for j in range(done)
             )
-        return done
 
 
 class MissingShapes:

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
 
 from llm_energy_sim.config.errors import UserError
 from llm_energy_sim.config.limits import MAX_TIME_S
@@ -28,6 +28,9 @@ from llm_energy_sim.config.scenario import (
     Workload,
 )
 
+if TYPE_CHECKING:
+    import pandas as pd
+
 
 @dataclass(frozen=True)
 class Trace:
@@ -43,15 +46,18 @@ class Trace:
     turn: np.ndarray | None = None
 
     def prefix_ids(self) -> np.ndarray:
-        """prefix_id per request (-1 everywhere when the workload shares no prefixes)."""
+        """prefix_id per request (-1 everywhere when the workload shares no prefixes: then a
+        read-only view of one value, not n of them)."""
         if self.prefix_id is None:
-            return np.full(len(self), -1, dtype=np.int64)
+            return np.broadcast_to(np.int64(-1), (len(self),))
         return self.prefix_id
 
     def __len__(self) -> int:
         return len(self.arrival_s)
 
     def to_frame(self) -> pd.DataFrame:
+        import pandas as pd
+
         return pd.DataFrame(
             {
                 "request_id": np.arange(len(self)),
@@ -69,6 +75,8 @@ MAX_COUNT = 2**31 - 1
 
 
 def _read_csv(path: str, what: str) -> pd.DataFrame:
+    import pandas as pd
+
     p = Path(path)
     if not p.exists():
         raise UserError(f"{what}: file not found: {path}")
@@ -88,6 +96,8 @@ def _column(
 ) -> np.ndarray:
     """A trace column as floats: numeric, finite, in [low, high], and whole numbers where
     counts (counts also below 2^31, so a cast to int64 never wraps)."""
+    import pandas as pd
+
     values = pd.to_numeric(df[col], errors="coerce").to_numpy(dtype=float)
     bad = ~np.isfinite(values) | (values < low)
     if high is not None:
@@ -251,6 +261,8 @@ def _conversation_trace(
         wait = np.zeros(len(cid))
         wait[later] = thinks
         # per-conversation running sums of float think times, each summed in turn order
+        import pandas as pd  # only conversation workloads group by conversation
+
         arrival = starts[cid] + pd.Series(wait).groupby(cid).cumsum().to_numpy()
         # prompts grow within a conversation, so the turns under the cap are a prefix of it
         keep = np.ones(len(cid), dtype=bool) if cap is None else prompt <= cap

@@ -9,43 +9,96 @@ attributed : each step's energy shared by its requests by tokens (prefill, decod
 
 from __future__ import annotations
 
-import numpy as np
-import pandas as pd
+from typing import TYPE_CHECKING
 
-from llm_energy_sim.results.metrics import (
-    add_latencies,
-    idle_shares,
-    scenario_fields,
-    summary_blocks,
-)
-from llm_energy_sim.results.schema import Batch, Provenance, Summary
+import numpy as np
+
+from llm_energy_sim.engine.ledger import array_view
+from llm_energy_sim.engine.prefix import chunks
+from llm_energy_sim.engine.requestlog import STATUSES
+from llm_energy_sim.results.metrics import latencies, scenario_fields, summary_blocks
+from llm_energy_sim.results.schema import REQUEST_COLUMNS, Batch, Provenance, RequestStatus, Summary
 from llm_energy_sim.simulation import SimResult
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+_OK_CODE = STATUSES.index(RequestStatus.OK)
+_STATUS_STRINGS = np.array([s.value for s in STATUSES], dtype=object)
+
+
+class RequestTable:
+    """requests.csv of a simulated run as numpy columns (results.schema.RequestRow), from the
+    run's request log and trace without copying them: `rows(lo, hi)` builds the columns of a
+    slice (what the Parquet writer takes a row group at a time), `table[name]` one whole
+    column. A million requests' table is 150 MB built whole; a slice of it is what a writer
+    holds."""
+
+    def __init__(self, res: SimResult) -> None:
+        self.res = res
+        self.n = res.log.n
+        self._ok = res.log.status == _OK_CODE
+        n_ok = int(self._ok.sum())
+        self._idle_share = total_idle_energy(res) / n_ok if n_ok else 0.0
+
+    @property
+    def columns(self) -> list[str]:
+        return list(REQUEST_COLUMNS)
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __getitem__(self, name: str) -> np.ndarray:
+        if name == "status":
+            return _STATUS_STRINGS[self.res.log.status]
+        return self.rows(0, self.n, (name,))[name]
+
+    def rows(self, lo: int, hi: int, names: tuple[str, ...] | None = None) -> dict:
+        """The columns `names` (default: every column, in order) of requests lo..hi-1."""
+        log, t = self.res.log, self.res.trace
+        ok = self._ok[lo:hi]
+        arrival = np.asarray(t.arrival_s[lo:hi], float)
+        first, finish = log.t_first[lo:hi], log.t_finish[lo:hi]
+        cols: dict[str, np.ndarray] = {
+            "request_id": np.arange(lo, hi, dtype=np.int64),
+            "replica": log.replica[lo:hi],
+            "arrival_s": arrival,
+            "start_s": log.t_start[lo:hi],
+            "first_token_s": first,
+            "finish_s": finish,
+            "prompt_tokens": np.asarray(t.prompt_tokens[lo:hi], np.int64),
+            "computed_prompt_tokens": log.computed_prompt[lo:hi],
+            "output_tokens": np.asarray(t.output_tokens[lo:hi], np.int64),
+            "generated_tokens": log.generated[lo:hi],
+            "energy_prefill_j": log.e_prefill[lo:hi],
+            "energy_decode_j": log.e_decode[lo:hi],
+        }
+        names = tuple(REQUEST_COLUMNS) if names is None else names
+        if "status" in names:
+            cols["status"] = _STATUS_STRINGS[log.status[lo:hi]]
+        if {"energy_idle_share_j", "energy_j"} & set(names):
+            idle = np.where(ok, self._idle_share, 0.0)
+            cols["energy_idle_share_j"] = idle
+            cols["energy_j"] = cols["energy_prefill_j"] + cols["energy_decode_j"] + idle
+        if {"ttft_s", "e2e_s", "tpot_s"} & set(names):
+            gen = cols["generated_tokens"]
+            cols["ttft_s"], cols["e2e_s"], cols["tpot_s"] = latencies(
+                ok, arrival, first, finish, gen
+            )
+        return {c: np.ascontiguousarray(cols[c]) for c in names}
+
+    def to_pandas(self) -> pd.DataFrame:
+        """The whole table as a DataFrame (status as strings)."""
+        import pandas as pd
+
+        df = pd.DataFrame(self.rows(0, self.n))
+        df["status"] = df["status"].astype("str")
+        return df
 
 
 def requests_frame(res: SimResult) -> pd.DataFrame:
-    """requests.csv of a simulated run: one row per request (results.schema.RequestRow)."""
-    log, t = res.log, res.trace
-    df = pd.DataFrame(
-        {
-            "request_id": np.arange(log.n, dtype=np.int64),
-            "replica": log.replica,
-            "status": pd.array(log.status_strings(), dtype="str"),
-            "arrival_s": np.asarray(t.arrival_s, float),
-            "start_s": log.t_start,
-            "first_token_s": log.t_first,
-            "finish_s": log.t_finish,
-            "prompt_tokens": np.asarray(t.prompt_tokens, np.int64),
-            "computed_prompt_tokens": log.computed_prompt,
-            "output_tokens": np.asarray(t.output_tokens, np.int64),
-            "generated_tokens": log.generated,
-            "energy_prefill_j": log.e_prefill,
-            "energy_decode_j": log.e_decode,
-        }
-    )
-    df["energy_idle_share_j"] = idle_shares(df["status"], total_idle_energy(res))
-    df["energy_j"] = df["energy_prefill_j"] + df["energy_decode_j"] + df["energy_idle_share_j"]
-    add_latencies(df)
-    return df
+    """requests.csv of a simulated run as a DataFrame (RequestTable(res).to_pandas())."""
+    return RequestTable(res).to_pandas()
 
 
 def total_idle_energy(res: SimResult) -> float:
@@ -70,11 +123,12 @@ def _batch(res: SimResult) -> Batch:
 
 def build_summary(
     res: SimResult,
-    df: pd.DataFrame,
+    df: pd.DataFrame | RequestTable,
     grid_g_per_kwh: float | None = None,
     provenance: Provenance | None = None,
 ) -> Summary:
-    """summary.json of a simulated run; CO2 figures with a grid intensity (gCO2/kWh)."""
+    """summary.json of a simulated run (from its requests table, a DataFrame or a
+    RequestTable); CO2 figures with a grid intensity (gCO2/kWh)."""
     scen = res.scenario
     n_gpus = scen.hardware.replicas * scen.hardware.gpus_per_replica
     busy = total_busy_energy(res)
@@ -110,12 +164,21 @@ def build_summary(
     return summary
 
 
-def summarize(res: SimResult, df: pd.DataFrame, grid_g_per_kwh: float | None = None) -> dict:
+def summarize(
+    res: SimResult, df: pd.DataFrame | RequestTable, grid_g_per_kwh: float | None = None
+) -> dict:
     """build_summary as the summary.json object (what sweeps and grids flatten)."""
     return build_summary(res, df, grid_g_per_kwh).to_dict()
 
 
 def timeline_frame(res: SimResult, bin_s: float | None = None) -> pd.DataFrame:
+    """timeline_columns as a DataFrame."""
+    import pandas as pd
+
+    return pd.DataFrame(timeline_columns(res, bin_s))
+
+
+def timeline_columns(res: SimResult, bin_s: float | None = None) -> dict[str, np.ndarray]:
     """Per time bin: mean power of each GPU (W), busy fraction, mean batch size, queue length."""
     t_end = res.t_end
     if bin_s is None:
@@ -126,12 +189,14 @@ def timeline_frame(res: SimResult, bin_s: float | None = None) -> pd.DataFrame:
     edges = np.append(edges, t_end) if t_end > 0 else np.array([0.0, bin_s])
     out = {"t_start_s": edges[:-1], "t_end_s": edges[1:]}
     width = np.diff(edges)
+    power_total = None
     for rep in res.replicas:
         led = rep.ledger
         cum = led.cumulative_energy(edges, t_end)
         power = np.diff(cum) / width / led.n_gpus
         for g in range(led.n_gpus):
             out[f"power_w_r{rep.index}g{g}"] = power
+            power_total = power if power_total is None else power_total + power
         s, e, _, b, _ = led.arrays()
         busy_time = _overlap_sum(s, e, np.ones_like(s), edges)
         batch_time = _overlap_sum(s, e, b, edges)
@@ -140,18 +205,58 @@ def timeline_frame(res: SimResult, bin_s: float | None = None) -> pd.DataFrame:
             busy_time > 0, batch_time / np.maximum(busy_time, 1e-300), 0.0
         )
         out[f"queue_r{rep.index}"] = _step_mean(
-            np.asarray(led.queue_t, float), np.asarray(led.queue_len, float), edges
+            array_view(led.queue_t), array_view(led.queue_len), edges
         )
-    df = pd.DataFrame(out)
-    power_cols = [c for c in df.columns if c.startswith("power_w_")]
-    df["power_total_w"] = df[power_cols].sum(axis=1)
-    return df
+    out["power_total_w"] = power_total if power_total is not None else np.zeros(len(width))
+    return out
+
+
+def _interleave(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    out = np.empty(2 * len(a))
+    out[0::2], out[1::2] = a, b
+    return out
 
 
 def _overlap_sum(s: np.ndarray, e: np.ndarray, w: np.ndarray, edges: np.ndarray) -> np.ndarray:
-    """For each bin, sum over intervals of weight * overlap time (cumulative-integral trick)."""
-    if len(s) == 0:
+    """For each bin, sum over intervals of weight * overlap time (cumulative-integral trick).
+
+    A replica's intervals follow one another (s[i] <= e[i] <= s[i+1]), so their start and
+    end points in time order are s0, e0, s1, e1, ...: the integral is summed over them a
+    chunk of intervals at a time and read at the bin edges (the same floats as sorting the
+    points and summing them whole, _overlap_sum_sorting, which any other intervals take)."""
+    n = len(s)
+    if n == 0:
         return np.zeros(len(edges) - 1)
+    if not (np.all(e >= s) and np.all(s[1:] >= e[:-1])):
+        return _overlap_sum_sorting(s, e, w, edges)
+    x = np.asarray(edges, float)
+    k = np.searchsorted(s, x, side="right") + np.searchsorted(e, x, side="right") - 1
+    order = np.argsort(k, kind="stable")
+    ks = k[order]
+    rate_k, integral_k, t_k = np.zeros(len(x)), np.zeros(len(x)), np.zeros(len(x))
+    rate_carry, integral_carry = None, 0.0
+    for a, b in chunks(n):
+        t = _interleave(s[a:b], e[a:b])  # points 2a..2b-1
+        dw = _interleave(w[a:b], -w[a:b])
+        rate = np.cumsum(dw) if rate_carry is None else np.cumsum(np.r_[rate_carry, dw])[1:]
+        t_next = np.r_[t[1:], s[b]] if b < n else t[1:]
+        g = rate[: len(t_next)] * (t_next - t[: len(t_next)])
+        integral = np.cumsum(np.r_[integral_carry, g])  # the integral at points 2a..
+        lo, hi = np.searchsorted(ks, [2 * a, 2 * b])
+        sel = order[lo:hi]
+        at = ks[lo:hi] - 2 * a
+        rate_k[sel], integral_k[sel], t_k[sel] = rate[at], integral[at], t[at]
+        rate_carry, integral_carry = rate[-1], integral[-1]
+    found = k >= 0
+    base = np.where(found, integral_k, 0.0)
+    r = np.where(found, rate_k, 0.0)
+    return np.diff(base + r * (x - np.where(found, t_k, x)))
+
+
+def _overlap_sum_sorting(
+    s: np.ndarray, e: np.ndarray, w: np.ndarray, edges: np.ndarray
+) -> np.ndarray:
+    """_overlap_sum of any intervals: every start and end point sorted, summed whole."""
     t = np.concatenate([s, e])
     dw = np.concatenate([w, -w])
     order = np.argsort(t, kind="stable")
@@ -169,17 +274,27 @@ def _overlap_sum(s: np.ndarray, e: np.ndarray, w: np.ndarray, edges: np.ndarray)
 
 
 def _step_mean(t: np.ndarray, v: np.ndarray, edges: np.ndarray) -> np.ndarray:
-    """Time-average of a step function (value v[i] from t[i] on, 0 before) over each bin."""
-    if len(t) == 0:
+    """Time-average of a step function (value v[i] from t[i] on, 0 before) over each bin
+    (t in time order), its integral summed a chunk of steps at a time and read at the edges."""
+    q = len(t)
+    if q == 0:
         return np.zeros(len(edges) - 1)
-    dv = np.diff(np.concatenate([[0.0], v]))
-    tt = np.concatenate([t, [edges[-1]]])
-    level = np.cumsum(dv)
-    integral = np.concatenate([[0.0], np.cumsum(level * np.diff(tt))])
-
-    def at(x):
-        k = np.searchsorted(t, x, side="right") - 1
-        kk = np.clip(k, 0, None)
-        return np.where(k >= 0, integral[kk] + level[kk] * (x - t[kk]), 0.0)
-
-    return np.diff(at(edges)) / np.diff(edges)
+    x = np.asarray(edges, float)
+    k = np.searchsorted(t, x, side="right") - 1
+    order = np.argsort(k, kind="stable")
+    ks = k[order]
+    level_k, integral_k, t_k = np.zeros(len(x)), np.zeros(len(x)), np.zeros(len(x))
+    level_carry, integral_carry = None, 0.0
+    for a, b in chunks(q):
+        tc = np.asarray(t[a:b], float)
+        dv = np.diff(np.r_[v[a - 1] if a else 0.0, np.asarray(v[a:b], float)])
+        level = np.cumsum(dv) if level_carry is None else np.cumsum(np.r_[level_carry, dv])[1:]
+        t_next = np.r_[tc[1:], t[b] if b < q else edges[-1]]
+        integral = np.cumsum(np.r_[integral_carry, level * (t_next - tc)])
+        lo, hi = np.searchsorted(ks, [a, b])
+        sel = order[lo:hi]
+        at = ks[lo:hi] - a
+        level_k[sel], integral_k[sel], t_k[sel] = level[at], integral[at], tc[at]
+        level_carry, integral_carry = level[-1], integral[-1]
+    value = np.where(k >= 0, integral_k + level_k * (x - t_k), 0.0)
+    return np.diff(value) / np.diff(edges)

@@ -9,8 +9,11 @@ arrival, TPOT = (finish - first token) / (generated - 1) for requests of more th
 
 from __future__ import annotations
 
+from collections import Counter
+from collections.abc import Mapping
+from typing import Any
+
 import numpy as np
-import pandas as pd
 
 from llm_energy_sim.config.scenario import Scenario
 from llm_energy_sim.results.schema import (
@@ -25,47 +28,72 @@ from llm_energy_sim.results.schema import (
 )
 
 J_PER_WH = 3600.0
+_OK = RequestStatus.OK.value
+
+#: a requests table: a DataFrame, or any mapping of column name -> array (numpy columns)
+Table = Mapping[str, Any]
 
 
-def add_latencies(df: pd.DataFrame) -> None:
+def _col(df: Table, name: str, dtype=None) -> np.ndarray:
+    return np.asarray(df[name], dtype=dtype)
+
+
+def ok_mask(status) -> np.ndarray:
+    """True for the completed requests."""
+    return np.asarray(status, dtype=object) == _OK
+
+
+def latencies(
+    ok: np.ndarray,
+    arrival: np.ndarray,
+    first: np.ndarray,
+    finish: np.ndarray,
+    generated: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(ttft_s, e2e_s, tpot_s) of each request, NaN for those that did not complete."""
+    ttft = first - arrival
+    e2e = finish - arrival
+    tpot = np.where(generated > 1, (finish - first) / np.maximum(generated - 1, 1), np.nan)
+    for a in (ttft, e2e, tpot):
+        a[~ok] = np.nan
+    return ttft, e2e, tpot
+
+
+def add_latencies(df) -> None:
     """Add ttft_s, e2e_s, tpot_s (NaN for requests that did not complete) to df in place."""
-    ok = df["status"] == RequestStatus.OK
-    df["ttft_s"] = df["first_token_s"] - df["arrival_s"]
-    df["e2e_s"] = df["finish_s"] - df["arrival_s"]
-    df["tpot_s"] = np.where(
-        df["generated_tokens"] > 1,
-        (df["finish_s"] - df["first_token_s"]) / (df["generated_tokens"] - 1).clip(lower=1),
-        np.nan,
+    df["ttft_s"], df["e2e_s"], df["tpot_s"] = latencies(
+        ok_mask(df["status"]),
+        _col(df, "arrival_s", float),
+        _col(df, "first_token_s", float),
+        _col(df, "finish_s", float),
+        _col(df, "generated_tokens"),
     )
-    df.loc[~ok, ["ttft_s", "e2e_s", "tpot_s"]] = np.nan
 
 
-def idle_shares(status: pd.Series, idle_j: float) -> np.ndarray:
+def idle_shares(status, idle_j: float) -> np.ndarray:
     """Each request's equal share of the idle energy: idle_j / completed for completed
     requests, 0 for the others."""
-    ok = status == RequestStatus.OK
+    ok = ok_mask(status)
     n_ok = int(ok.sum())
     return np.where(ok, idle_j / n_ok if n_ok else 0.0, 0.0)
 
 
-def _pct(series: pd.Series, q: float) -> float | None:
-    s = series.dropna()
-    return float(np.percentile(s, q)) if len(s) else None
-
-
-def latency_stats(series: pd.Series) -> LatencyStats:
+def latency_stats(values) -> LatencyStats:
     """Mean and p50/p90/p99 of a latency column (NaN ignored; None when empty)."""
-    s = series.dropna()
-    return LatencyStats(
-        mean=float(s.mean()) if len(s) else None, p50=_pct(s, 50), p90=_pct(s, 90), p99=_pct(s, 99)
-    )
+    s = np.asarray(values, dtype=float)
+    s = s[~np.isnan(s)]
+    if not len(s):
+        return LatencyStats(mean=None, p50=None, p90=None, p99=None)
+    p50, p90, p99 = (float(np.percentile(s, q)) for q in (50, 90, 99))
+    return LatencyStats(mean=float(np.mean(s)), p50=p50, p90=p90, p99=p99)
 
 
-def request_counts(status: pd.Series, live: bool) -> RequestCounts:
+def request_counts(status, live: bool) -> RequestCounts:
     """How many requests ended how; a live run also counts errors and timeouts."""
-    n = status.value_counts().to_dict()
+    st = np.asarray(status, dtype=object)
+    n = Counter(st.tolist())
     counts = RequestCounts(
-        total=len(status),
+        total=len(st),
         completed=int(n.get(RequestStatus.OK, 0)),
         rejected_429=int(n.get(RequestStatus.REJECTED_QUEUE_FULL, 0)),
         rejected_422=int(n.get(RequestStatus.REJECTED_TOO_LONG, 0)),
@@ -92,7 +120,7 @@ def scenario_fields(scen: Scenario) -> dict:
 
 
 def summary_blocks(
-    df: pd.DataFrame,
+    df: Table,
     *,
     makespan_s: float,
     n_gpus: int,
@@ -104,21 +132,21 @@ def summary_blocks(
     live: bool,
     attribution: str | None = None,
 ) -> dict:
-    """The Summary fields computed from the requests frame and the run's energy totals:
+    """The Summary fields computed from the requests table (a DataFrame or numpy columns)
+    and the run's energy totals:
     requests, makespan_s, throughput, energy, latency_s, tokens, batch.
 
     Prefill and decode energy sum over every request; per-token and per-request figures
     divide by the completed requests' tokens and count.
     """
-    # only the columns used: a million-row frame's completed rows copied whole are 140 MB
-    used = ["prompt_tokens", "computed_prompt_tokens", "generated_tokens", "ttft_s", "tpot_s"]
-    ok = df.loc[df["status"] == RequestStatus.OK, [*used, "e2e_s"]]
-    n_ok = len(ok)
-    prompt_eff = int(ok["prompt_tokens"].sum())
-    prompt_comp = int(ok["computed_prompt_tokens"].sum())
-    out_tokens = int(ok["generated_tokens"].sum())
-    e_prefill = float(df["energy_prefill_j"].sum())
-    e_decode = float(df["energy_decode_j"].sum())
+    status = np.asarray(df["status"], dtype=object)
+    ok = status == _OK  # the completed rows' columns, one at a time (a million rows: 8 MB each)
+    n_ok = int(ok.sum())
+    prompt_eff = int(_col(df, "prompt_tokens")[ok].sum())
+    prompt_comp = int(_col(df, "computed_prompt_tokens")[ok].sum())
+    out_tokens = int(_col(df, "generated_tokens")[ok].sum())
+    e_prefill = float(np.nansum(_col(df, "energy_prefill_j", float)))  # NaN: not metered
+    e_decode = float(np.nansum(_col(df, "energy_decode_j", float)))
     total, idle = total_j, idle_j
     energy = Energy(
         total_j=total,
@@ -140,7 +168,7 @@ def summary_blocks(
     if attribution is not None:
         energy.attribution = attribution
     return {
-        "requests": request_counts(df["status"], live),
+        "requests": request_counts(status, live),
         "makespan_s": makespan_s,
         "throughput": Throughput(
             requests_per_s=n_ok / makespan_s if makespan_s > 0 else None,
@@ -148,9 +176,9 @@ def summary_blocks(
         ),
         "energy": energy,
         "latency_s": Latency(
-            ttft=latency_stats(ok["ttft_s"]),
-            tpot=latency_stats(ok["tpot_s"]),
-            e2e=latency_stats(ok["e2e_s"]),
+            ttft=latency_stats(_col(df, "ttft_s", float)[ok]),
+            tpot=latency_stats(_col(df, "tpot_s", float)[ok]),
+            e2e=latency_stats(_col(df, "e2e_s", float)[ok]),
         ),
         "tokens": Tokens(
             prompt_effective=prompt_eff, prompt_computed=prompt_comp, output=out_tokens

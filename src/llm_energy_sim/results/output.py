@@ -13,22 +13,24 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-import pandas as pd
+import numpy as np
 from pydantic import ValidationError
-from rich.console import Console
-from rich.table import Table
 
 from llm_energy_sim.config.errors import UserError
 from llm_energy_sim.results.marker import require_complete
-from llm_energy_sim.results.readcheck import check_typed, require_rows
 from llm_energy_sim.results.schema import REQUEST_COLUMNS, Summary, check_requests
 from llm_energy_sim.results.tables import read_table, table_path
+
+if TYPE_CHECKING:  # pandas, pyarrow and rich are imported where used (sim run needs no pandas)
+    import pandas as pd
+    from rich.console import Console
 
 REQUESTS_FILE = "requests.csv"  # the CSV form; requests_path() names the one written
 REQUESTS_FORMATS = ("parquet", "csv")
 #: rows per Parquet row group (and per slice converted to Arrow at a time)
-PARQUET_ROWS = 1 << 17
+PARQUET_ROWS = 1 << 15
 TIMELINE_FILE = "timeline.csv"
 SUMMARY_FILE = "summary.json"
 #: larger than this a summary.json is refused before it is read (they are a few kB)
@@ -53,39 +55,107 @@ def requests_path(out_dir: Path, requests_format: str) -> Path:
     return Path(out_dir) / f"requests.{requests_format}"
 
 
-def write_requests_parquet(path: Path, requests: pd.DataFrame) -> None:
-    """The requests frame as Parquet, converted to Arrow a row group at a time (memory: one
-    slice, not a second copy of the table)."""
+def write_requests_parquet(path: Path, requests: Any) -> None:
+    """The requests table as Parquet, converted to Arrow a row group at a time (memory: one
+    slice, not a second copy of the table). `requests` is a DataFrame, or a table of numpy
+    columns with `columns`, len() and `rows(lo, hi)` (results.accounting.RequestTable)."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    schema = pa.Schema.from_pandas(requests.iloc[:0], preserve_index=False)
-    with pq.ParquetWriter(path, schema) as writer:
-        for lo in range(0, max(len(requests), 1), PARQUET_ROWS):
-            part = requests.iloc[lo : lo + PARQUET_ROWS]
-            writer.write_table(pa.Table.from_pandas(part, schema=schema, preserve_index=False))
+    if hasattr(requests, "iloc"):  # a DataFrame
+        schema = pa.Schema.from_pandas(requests.iloc[:0], preserve_index=False)
+        with pq.ParquetWriter(path, schema) as writer:
+            for lo in range(0, max(len(requests), 1), PARQUET_ROWS):
+                part = requests.iloc[lo : lo + PARQUET_ROWS]
+                writer.write_table(pa.Table.from_pandas(part, schema=schema, preserve_index=False))
+        return
+    n, schema = len(requests), None
+    for lo in range(0, max(n, 1), PARQUET_ROWS):
+        cols = requests.rows(lo, min(lo + PARQUET_ROWS, n))
+        table = pa.Table.from_arrays([_arrow(v) for v in cols.values()], names=list(cols))
+        if schema is None:
+            schema = table.schema
+            writer = pq.ParquetWriter(path, schema)
+        writer.write_table(table)
+    writer.close()
+
+
+def _arrow(v: np.ndarray):
+    """A numpy column as an Arrow array over the same memory, strings as large_string
+    (pa.array would import pandas to look at its argument: 0.2 s of `sim run`)."""
+    import pyarrow as pa
+
+    if v.dtype == object:
+        data = [str(x).encode() for x in v.tolist()]
+        offsets = np.zeros(len(data) + 1, np.int64)
+        np.cumsum([len(b) for b in data], out=offsets[1:])
+        buffers = [None, pa.py_buffer(offsets), pa.py_buffer(b"".join(data))]
+        return pa.Array.from_buffers(pa.large_string(), len(data), buffers)
+    arrow_type, np_type = {"f": (pa.float64(), np.float64), "i": (pa.int64(), np.int64)}[
+        v.dtype.kind
+    ]
+    v = np.ascontiguousarray(v, dtype=np_type)
+    return pa.Array.from_buffers(arrow_type, len(v), [None, pa.py_buffer(v)])
+
+
+def check_table(requests: Any) -> None:
+    """check_requests for a table of numpy columns (RequestTable): every column of the
+    request row, of its type (a bug if not)."""
+    from llm_energy_sim.results.schema import REQUEST_COLUMNS
+
+    if list(requests.columns) != list(REQUEST_COLUMNS):
+        raise ValueError(f"requests table columns {requests.columns}")
+    kinds = {int: "iu", float: "f", str: "O"}
+    first = requests.rows(0, min(len(requests), 1))
+    wrong = {
+        c: str(a.dtype) for c, a in first.items() if a.dtype.kind not in kinds[REQUEST_COLUMNS[c]]
+    }
+    if wrong:
+        raise ValueError(f"requests table columns of the wrong dtype: {wrong}")
+
+
+def write_csv(path: Path, columns: dict, float_format: str = "%.9g") -> None:
+    """Float columns (numpy arrays of one length) as CSV, as DataFrame.to_csv(index=False,
+    float_format=...) writes them (NaN as an empty field)."""
+
+    def cell(v: float) -> str:
+        return "" if v != v else float_format % v
+
+    names = list(columns)
+    rows = zip(*(np.asarray(columns[c], float).tolist() for c in names), strict=True)
+    with open(path, "w", newline="") as f:
+        f.write(",".join(names) + "\n")
+        f.writelines(",".join(map(cell, row)) + "\n" for row in rows)
 
 
 def write_results(
     out_dir: Path,
     summary: Summary,
-    requests: pd.DataFrame,
-    timeline: pd.DataFrame,
+    requests: Any,
+    timeline: Any,
     requests_format: str = "csv",
 ) -> None:
     """summary.json, requests.csv|parquet (`requests_format`) and timeline.csv into out_dir
-    (the directory `staged_dir` yields). The requests frame must match the schema's request
-    row (a live row for a `sim replay` summary)."""
-    check_requests(requests, live=summary.measured is not None)
+    (the directory `staged_dir` yields). The requests table (a DataFrame, or a RequestTable
+    of numpy columns) must match the schema's request row (a live row for a `sim replay`
+    summary); the timeline is a DataFrame or a dict of float columns."""
+    frame = hasattr(requests, "iloc")
+    if frame:
+        check_requests(requests, live=summary.measured is not None)
+    else:
+        check_table(requests)
     out_dir.mkdir(parents=True, exist_ok=True)
     path = requests_path(out_dir, requests_format)
     if requests_format == "parquet":
         write_requests_parquet(path, requests)
     else:
-        requests.to_csv(path, index=False)
+        (requests if frame else requests.to_pandas()).to_csv(path, index=False)
     # nine significant digits: 0.1 ms at a day's run time, far below any bin; the timelines
     # are the bulk of the committed validation results, and half their size with full digits
-    timeline.to_csv(out_dir / TIMELINE_FILE, index=False, float_format="%.9g")
+    if hasattr(timeline, "to_csv"):
+        timeline.to_csv(out_dir / TIMELINE_FILE, index=False, float_format="%.9g")
+    else:
+        write_csv(out_dir / TIMELINE_FILE, timeline, "%.9g")
     write_summary(out_dir, summary)
 
 
@@ -116,6 +186,8 @@ def read_results(out_dir: Path) -> tuple[dict, pd.DataFrame, pd.DataFrame]:
     """(summary.json as a dict, requests, timeline) of a complete results directory; tables
     from Parquet or CSV. UserError (one line) without summary.json, the `.complete` marker or
     a table, or with a table whose columns are missing or hold no numbers where numbers go."""
+    from llm_energy_sim.results.readcheck import check_typed, require_rows
+
     out_dir = Path(out_dir)
     summary = read_summary(out_dir).to_dict()
     requests = read_table(out_dir, "requests")
@@ -134,6 +206,9 @@ def _fmt(v, unit: str = "", scale: float = 1.0, digits: int = 3) -> str:
 
 
 def print_summary(summary: dict, console: Console | None = None) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
     console = console or Console()
     e, lat, req = summary["energy"], summary["latency_s"], summary["requests"]
     t = Table(

@@ -8,10 +8,12 @@ forms read the same.
 from __future__ import annotations
 
 from pathlib import Path
-
-import pandas as pd  # noqa: F401  (the return type)
+from typing import TYPE_CHECKING
 
 from llm_energy_sim.config.errors import UserError
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 
 def table_path(directory: Path, stem: str) -> Path | None:

@@ -24,10 +24,9 @@ Server owns time: it queues arrivals, sleeps, runs each plan on the replica and 
 
 from __future__ import annotations
 
-import math
 from collections import deque
 from collections.abc import Callable, Generator
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import simpy
 
@@ -132,7 +131,10 @@ class Server:
         self.replica = replica
         self.scheduler = scheduler
         scheduler.queue_log = replica.ledger.note_queue
-        self.in_segment = False  # a decode run that an arrival may interrupt is in progress
+        self.in_segment = False  # a decode run that an arrival may cut is in progress
+        # that run: (its timeout, segment, start, steps); the steps it did, once over or cut
+        self._segment: tuple[simpy.Event, Any, float, int] | None = None
+        self._done = 0
         self._wake: simpy.Event | None = None
         self.process = env.process(self.run())
 
@@ -148,8 +150,23 @@ class Server:
         if self._wake is not None and not self._wake.triggered:
             self._wake.succeed()
         elif self.in_segment and s.should_interrupt(was_empty):
-            self.in_segment = False
-            self.process.interrupt("arrival")
+            self._cut()
+
+    def _cut(self) -> None:
+        """End the decode run in progress at the end of its step in progress (later arrivals
+        just queue): the process, waiting on the run's timeout, is moved to a timeout at that
+        step's end (or resumed now, at a step boundary), as SimPy's Process.interrupt moves
+        it off its target, without the Interruption event and the exception it throws."""
+        self.in_segment = False
+        env, proc = self.env, self.process
+        timeout, seg, start, k = self._segment
+        done = seg.steps_to_reach(env.now - start, k)
+        end = start + seg.time(done)
+        self._done = done
+        timeout.callbacks.remove(proc._resume)
+        nxt = env.timeout(end - env.now if env.now < end else 0.0)
+        nxt.callbacks.append(proc._resume)
+        proc._target = nxt
 
     def close(self) -> None:
         self.scheduler.closed = True
@@ -161,29 +178,46 @@ class Server:
 
     # ---- the process -------------------------------------------------------------------------
     def run(self) -> Generator:
-        s = self.scheduler
+        """Plan, run on the replica, commit; until closed and idle. One generator, the steps
+        inline: it resumes once per step or decode run (a cut run included, see _cut)."""
+        env, s, rep = self.env, self.scheduler, self.replica
+        cuts = s.cuts_decode_runs
+        timeout = env.timeout
         while True:
-            plan = s.plan_step(self.env.now)
+            now = env.now
+            plan = s.plan_step(now)
             if plan is None:
                 if s.closed and s.idle():
                     return
-                yield from self.wait(s.wake_after(self.env.now))
+                yield from self.wait(s.wake_after(now))
                 continue
-            steps = yield from self.execute(plan)
-            s.commit(plan, steps, self.env.now)
-
-    def execute(self, plan: StepPlan) -> Generator[simpy.Event, None, int]:
-        """Run the plan on the replica; the steps done (a decode run may stop early)."""
-        for r in plan.admitted:
-            if math.isnan(r.t_start):
-                r.t_start = self.env.now
-        if plan.decode_steps:
-            cut = self if self.scheduler.cuts_decode_runs else None
-            reqs = [d.req for d in plan.decode]
-            ctx_sum = sum(d.kv_len for d in plan.decode)  # = plan.work.decode_ctx_sum
-            return (yield from self.replica.decode_run(reqs, plan.decode_steps, ctx_sum, cut))
-        yield from self.replica.step(plan.work, plan.shares)
-        return 1
+            for r in plan.admitted:
+                if r.t_start != r.t_start:  # NaN: its first step
+                    r.t_start = now
+            k = plan.decode_steps
+            if not k:
+                wall, energy, p_gpu = rep.forward_cost(plan)
+                yield timeout(wall)
+                rep.book_forward(plan, now, env.now, energy, p_gpu)
+                s.commit(plan, 1, env.now)
+                continue
+            reqs = []
+            ctx_sum = 0  # = plan.work.decode_ctx_sum
+            for d in plan.decode:
+                reqs.append(d.req)
+                ctx_sum += d.kv_len
+            seg, k, shapes = rep.decode_segment(len(reqs), ctx_sum, k)
+            run = timeout(seg.time(k))
+            self._done = k
+            if cuts:  # an arrival may cut it (_cut sets the steps done)
+                self._segment = (run, seg, now, k)
+                self.in_segment = True
+            yield run
+            self.in_segment = False
+            self._segment = None
+            done = self._done
+            rep.book_decode(reqs, seg, done, shapes, now, env.now, ctx_sum)
+            s.commit(plan, done, env.now)
 
     def wait(self, timeout: float | None = None) -> Generator:
         """Sleep until an arrival (or close, or the timeout)."""

@@ -128,9 +128,9 @@ class TgiScheduler(Scheduler):
         decode: list[Decode] = []
         chunks: list[Chunk] = []
         if with_running:
-            for r in self.running:
-                if r.decoding:
-                    decode.append(Decode(r, r.kv_len))
+            for r in self.running:  # Request.decoding and .kv_len inline: once per sequence
+                if r.generated >= 1 and r.prefilled >= r.prompt:
+                    decode.append(Decode(r, r.prompt + r.generated))
                 else:
                     chunks.append(Chunk(r, r.next_chunk, r.prefilled))
         for r, c in new:
@@ -148,23 +148,24 @@ class TgiScheduler(Scheduler):
                 if not new:  # head cannot be served even on an empty GPU
                     return None
                 return self._forward(new, with_running=False)
-            if s.chunked_prefill:
-                min_size, max_size = None, None
-                budget = max(lim.max_batch_prefill_tokens - self._current_tokens(), 0)
-            else:
-                min_size = (
-                    None
-                    if self.waiting_tokens >= s.max_waiting_tokens
-                    else math.floor(len(self.running) * s.waiting_served_ratio)
-                )
-                max_size = (
-                    None if s.max_batch_size is None else s.max_batch_size - len(self.running)
-                )
-                budget = lim.max_batch_prefill_tokens
-            new = self._next_batch(now, min_size, max_size, budget) if self.queue else []
-            if new:
-                self.mid_iteration = True
-                return self._forward(new, with_running=s.chunked_prefill)
+            if self.queue:  # (the budget is worked out only when a request waits)
+                if s.chunked_prefill:
+                    min_size, max_size = None, None
+                    budget = max(lim.max_batch_prefill_tokens - self._current_tokens(), 0)
+                else:
+                    min_size = (
+                        None
+                        if self.waiting_tokens >= s.max_waiting_tokens
+                        else math.floor(len(self.running) * s.waiting_served_ratio)
+                    )
+                    max_size = (
+                        None if s.max_batch_size is None else s.max_batch_size - len(self.running)
+                    )
+                    budget = lim.max_batch_prefill_tokens
+                new = self._next_batch(now, min_size, max_size, budget)
+                if new:
+                    self.mid_iteration = True
+                    return self._forward(new, with_running=s.chunked_prefill)
         # the iteration's decode of the running batch
         self.mid_iteration = False
         if not self.running:
@@ -200,13 +201,19 @@ class TgiScheduler(Scheduler):
         self._plan_chunks()
 
     def _retire(self, now: float) -> None:
-        done = [r for r in self.running if r.generated >= r.output and r.decoding]
+        """Free and finish every running request with all its tokens (Request.decoding and
+        no Request.remaining, inline: this runs after every step)."""
+        done = [
+            r
+            for r in self.running
+            if r.generated >= r.output and r.generated >= 1 and r.prefilled >= r.prompt
+        ]
         if not done:
             return
         for r in done:
             self.pool.free(r)
             self.finish(r, now)
-        self.running = [r for r in self.running if not (r.generated >= r.output and r.decoding)]
+        self.running = [r for r in self.running if r not in done]
 
     def _plan_chunks(self) -> None:
         """flash_causal_lm.py: next chunk per prefilling request, budget shared newest-last."""
@@ -218,7 +225,12 @@ class TgiScheduler(Scheduler):
                 budget -= r.next_chunk
 
     def _current_tokens(self) -> int:
-        return sum(1 if r.decoding else r.next_chunk for r in self.running)
+        """Tokens the running batch computes in its next forward (one per decoding request,
+        the next chunk of a prefilling one)."""
+        n = 0
+        for r in self.running:
+            n += 1 if r.generated >= 1 and r.prefilled >= r.prompt else r.next_chunk
+        return n
 
     def _steps_until_admissible(self) -> int | float:
         """Decode steps before the queue head could be taken, with the batch unchanged.

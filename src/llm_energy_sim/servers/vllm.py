@@ -38,7 +38,7 @@ engine/arg_utils.py (defaults: servers/vllm_limits.py).
   decode-only steps as full graphs, mixed and prefill steps as piecewise graphs (attention
   outside the graph, on the real tokens). Assumed here: both pad the token rows
   (StepWork.graph_tokens); larger steps run eager, unpadded. A decode run in closed form is
-  costed unpadded (Replica.decode_run), so decodes whose batch would be padded run as single
+  costed unpadded (Replica.decode_segment), so decodes whose batch would be padded run as single
   steps.
 - Async scheduling (`async_scheduling`, off by default in 0.11): the scheduler plans step
   n+1 while step n runs. The schedule is the same; only host time overlaps the GPU, which is
