@@ -124,16 +124,27 @@ def check_memory(
     step_log: bool = False,
     source: str = "",
     profile: str | None = None,
+    extra_runs: int = 0,
 ) -> None:
-    """UserError (one line) when the run's estimate is above memory_limit(), unless force."""
+    """UserError (one line) when the run's estimate, plus `extra_runs` copies of it without
+    a step log alive at the same time (sim run's interval bound runs), is above
+    memory_limit(), unless force."""
     if force:
         return
-    est = estimate_memory(scen, step_log, _gpu_memory(scen, profile))
+    gpu = _gpu_memory(scen, profile)
+    est = estimate_memory(scen, step_log, gpu)
+    total = est.bytes + extra_runs * estimate_memory(scen, False, gpu).bytes
     limit = memory_limit()
-    if est.bytes > limit:
+    if total > limit:
         where = f"{source}: " if source else ""
+        also = (
+            f" plus {extra_runs} interval bound run(s) alongside ({total / 2**30:.3g} GiB in all; "
+            "--no-interval runs one)"
+            if extra_runs
+            else ""
+        )
         raise UserError(
-            f"{where}the run needs about {est.describe()}, above the limit of "
+            f"{where}the run needs about {est.describe()}{also}, above the limit of "
             f"{limit / 2**30:.3g} GiB (half this machine's memory); shorten it (--requests, "
             "hardware.replicas, output.timeline_bin_s) or give --force"
         )
