@@ -271,14 +271,61 @@ def test_the_table_shows_value_and_bounds(tmp_path):
     assert "[lo, hi]: 80% prediction interval" in out and "median of the 82" in out
 
 
-def test_parallel_bound_runs_equal_the_in_process_ones():
-    scen = _scen()
-    p = iv.plan(scen, H200)
-    with iv.BoundRuns(scen, p.bound_factors, None, parallel=True) as par:
-        a = par.results()
-    with iv.BoundRuns(scen, p.bound_factors, None, parallel=False) as seq:
-        b = seq.results()
-    assert a == b
+PARALLEL_CHECK = """
+import json, sys
+from llm_energy_sim.analysis import intervals as iv
+from llm_energy_sim.config.profile import load_profile
+from llm_energy_sim.config.scenario import load_scenario_dict
+scen = load_scenario_dict(json.loads(sys.argv[1]), "<test>")
+p = iv.plan(scen, load_profile("h200")[0])
+assert iv.can_fork()
+with iv.BoundRuns(scen, p.bound_factors, None, parallel=True) as par:
+    assert len(par._workers) == 2
+    a = par.results()
+with iv.BoundRuns(scen, p.bound_factors, None, parallel=False) as seq:
+    b = seq.results()
+assert a == b, (a, b)
+bad = {**json.loads(sys.argv[1]), "model": "llama-3.1-70b", "dtype": "float32"}
+try:
+    with iv.BoundRuns(load_scenario_dict(bad, "<bad>"), (1.0, 2.0), None, True) as par:
+        par.results()
+except Exception as exc:
+    assert type(exc).__name__ == "UserError" and "does not fit" in str(exc), exc
+else:
+    raise AssertionError("a bound run's UserError was lost")
+print("ok")
+"""
+
+
+def test_forked_bound_runs_equal_the_in_process_ones():
+    """In a fresh interpreter (one thread, as `sim run` forks): the forked bound runs give the
+    same figures as in-process ones, and a bound run's UserError comes back as one."""
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
+    p = subprocess.run(
+        [sys.executable, "-c", PARALLEL_CHECK, json.dumps(SEQ)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
+    assert p.returncode == 0 and p.stdout.strip() == "ok", p.stderr[-2000:]
+
+
+def test_no_fork_beside_other_threads():
+    import threading
+
+    stop = threading.Event()
+    t = threading.Thread(target=stop.wait)
+    t.start()
+    try:
+        assert not iv.can_fork()
+    finally:
+        stop.set()
+        t.join()
 
 
 def test_tgi_interval_is_the_run_to_run_spread_alone(tmp_path):

@@ -267,47 +267,85 @@ def spare_cpus() -> int:
     return max(n - 1, 0)
 
 
+def can_fork() -> bool:
+    """Whether bound runs may be forked off this process: the platform forks, and no other
+    Python thread runs here (a fork copies the locks other threads hold, not the threads, so
+    a child can wait on one forever; the `sim run` process has none when it forks)."""
+    import multiprocessing as mp
+    import threading
+
+    return "fork" in mp.get_all_start_methods() and threading.active_count() == 1
+
+
+def _bound_worker(conn, parent: int, scen, factor: float, profile_override) -> None:
+    """A forked bound run: its figures, or the UserError it raised, sent back on `conn`."""
+    from llm_energy_sim.analysis.workers import die_with_parent
+    from llm_energy_sim.config.errors import UserError
+
+    die_with_parent(parent)
+    try:
+        conn.send(("ok", figures_at(scen, factor, profile_override)))
+    except UserError as exc:
+        conn.send(("error", str(exc)))
+    finally:
+        conn.close()
+
+
 class BoundRuns:
-    """The bound runs of a plan. With `parallel`, each starts at once in its own worker process
-    (forked where the platform can, so the workers share the loaded libraries), beside the
+    """The bound runs of a plan. With `parallel`, each starts at once in a process forked off
+    this one (it shares the loaded libraries; the caller checks can_fork()), beside the
     caller's central run; otherwise they run in this process when results() asks. A context
-    manager: leaving it ends the workers (at once when leaving on an error)."""
+    manager: leaving it ends the workers (kills them when leaving on an error)."""
 
     def __init__(
         self, scen, factors: tuple[float, ...], profile_override: str | None, parallel: bool
     ) -> None:
         self.scen, self.factors, self.profile_override = scen, factors, profile_override
-        self._pool = None
-        self._pending: list = []
+        self._workers: list = []  # (process, receiving end)
         if parallel and factors:
             import multiprocessing as mp
             import os
 
-            from llm_energy_sim.analysis.workers import die_with_parent
-
-            ctx = mp.get_context("fork" if "fork" in mp.get_all_start_methods() else None)
-            self._pool = ctx.Pool(
-                len(factors), initializer=die_with_parent, initargs=(os.getpid(),)
-            )
-            self._pending = [
-                self._pool.apply_async(figures_at, (scen, f, profile_override)) for f in factors
-            ]
+            ctx = mp.get_context("fork")
+            for f in factors:
+                recv, send = ctx.Pipe(duplex=False)
+                proc = ctx.Process(
+                    target=_bound_worker,
+                    args=(send, os.getpid(), scen, f, profile_override),
+                    daemon=True,
+                )
+                proc.start()
+                send.close()  # the child's end: EOF here when the child is gone
+                self._workers.append((proc, recv))
 
     def results(self) -> list[dict]:
         """The figures of each bound run, in factor order (a UserError of a run propagates)."""
-        if self._pool is None:
+        from llm_energy_sim.config.errors import UserError
+
+        if not self._workers:
             return [figures_at(self.scen, f, self.profile_override) for f in self.factors]
-        return [r.get() for r in self._pending]
+        out = []
+        for proc, recv in self._workers:
+            try:
+                status, value = recv.recv()
+            except EOFError:
+                raise UserError(
+                    f"an interval bound run (process {proc.pid}) ended without a result "
+                    f"(exit code {proc.exitcode}); --no-interval runs without them"
+                ) from None
+            if status == "error":
+                raise UserError(value)
+            out.append(value)
+        return out
 
     def close(self, abort: bool = False) -> None:
-        """End the workers: wait for them, or with `abort` kill them."""
-        if self._pool is not None:
-            if abort:
-                self._pool.terminate()
-            else:
-                self._pool.close()
-            self._pool.join()
-            self._pool = None
+        """End the workers: wait for them, or with `abort` kill them first."""
+        for proc, recv in self._workers:
+            if abort and proc.is_alive():
+                proc.kill()
+            proc.join()
+            recv.close()
+        self._workers = []
 
     def __enter__(self) -> BoundRuns:
         return self

@@ -116,7 +116,7 @@ def run_cmd(
     )
     bounds = iv.plan(scen, profile_for(scen, profile)[0]) if interval else None
     n_bounds = len(bounds.bound_factors) if bounds is not None else 0
-    parallel = n_bounds > 0 and iv.spare_cpus() >= 1
+    parallel = n_bounds > 0 and iv.spare_cpus() >= 1 and iv.can_fork()
     extra = n_bounds if parallel else min(n_bounds, 1)
     check_memory(scen, force, step_log, str(scenario), profile, extra_runs=extra)
     out_dir = out_dir or Path("results") / scen.name
