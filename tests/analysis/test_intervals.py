@@ -337,6 +337,10 @@ def test_tgi_interval_is_the_run_to_run_spread_alone(tmp_path):
     e = ivs["figures"]["energy_per_request_wh"]
     w = ivs["run_to_run"]["t_quantile"] * ivs["run_to_run"]["sigma_log"]["energy_per_request_wh"]
     assert e["upper"] == pytest.approx(e["value"] * math.exp(w))
+    # no run ends before its last request arrives: the makespan's lower bound is at least that
+    req = pd.read_parquet(tmp_path / "r" / "requests.parquet")
+    m = ivs["figures"]["makespan_s"]
+    assert m["lower"] >= req["arrival_s"].max() and m["lower"] <= m["value"]
 
 
 @pytest.mark.parametrize("dof", [1, 2, 3, 4, 7, 30])

@@ -17,6 +17,7 @@ The method, per figure with central value c (the run at the scenario's host_time
 3. Combined, per side, in log space (the two parts independent; for two normal parts the
    10% / 90% offsets of their sum are the root sum of squares of theirs):
    lower = c exp(-sqrt(ln(c / lo_h)^2 + w^2)), upper = c exp(sqrt(ln(hi_h / c)^2 + w^2)).
+   No makespan is shorter than the last arrival's time: its lower bound is raised to it.
 
 Nothing here is fitted to any validation: the interval follows from the profile's measured
 samples and repeats alone.
@@ -181,11 +182,20 @@ def t_quantile(dof: int, q: float = QUANTILES[1]) -> float:
     return (lo + hi) / 2
 
 
+def floors(res) -> dict[str, float]:
+    """Lower limits no run can go below: the makespan is at least the last arrival's time."""
+    arrivals = res.trace.arrival_s
+    return {"makespan_s": float(arrivals[-1])} if len(arrivals) else {}
+
+
 def combine(
-    central: dict[str, float | None], bounds: list[dict[str, float | None]], p: BoundPlan
+    central: dict[str, float | None],
+    bounds: list[dict[str, float | None]],
+    p: BoundPlan,
+    floor: dict[str, float] | None = None,
 ) -> dict[str, Any]:
     """The summary's `intervals` block from the central figures and those of the bound runs
-    (in p.bound_factors order)."""
+    (in p.bound_factors order); a lower bound is raised to its `floor` (floors(res))."""
     w_q = t_quantile(p.spread.dof) if p.spread is not None else 0.0
     out: dict[str, Any] = {}
     for name in INTERVAL_FIGURES:
@@ -200,7 +210,7 @@ def combine(
         d_lo, d_hi = math.log(c / lo_h), math.log(hi_h / c)
         entry: dict[str, Any] = {
             "value": c,
-            "lower": c * math.exp(-math.hypot(d_lo, w)),
+            "lower": max(c * math.exp(-math.hypot(d_lo, w)), min((floor or {}).get(name, 0), c)),
             "upper": c * math.exp(math.hypot(d_hi, w)),
             "host_lower": lo_h,
             "host_upper": hi_h,
@@ -222,7 +232,8 @@ def combine(
         "method": (
             "per figure: lo_h, hi_h = min, max over the central run and the bound runs; "
             "w = t(0.9, dof) x sigma_log; lower = value x exp(-sqrt(ln(value / lo_h)^2 + w^2)), "
-            "upper = value x exp(sqrt(ln(hi_h / value)^2 + w^2)) (analysis/intervals.py)"
+            "upper = value x exp(sqrt(ln(hi_h / value)^2 + w^2)); the makespan's lower bound "
+            "at least the last arrival (analysis/intervals.py)"
         ),
         "figures": out,
     }
@@ -252,7 +263,7 @@ def simulate_with_bounds(scen, profile_override: str | None = None) -> tuple[dic
     summary = summarize(res, requests_frame(res))
     if not p.empty:
         bounds = [figures_at(scen, f, profile_override) for f in p.bound_factors]
-        summary["intervals"] = combine(figures(summary), bounds, p)
+        summary["intervals"] = combine(figures(summary), bounds, p, floors(res))
     return summary, res
 
 

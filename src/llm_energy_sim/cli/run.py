@@ -133,7 +133,7 @@ def run_cmd(
         )
         if bounds is not None and not bounds.empty:
             central = iv.figures(summary.to_dict())
-            summary.intervals = iv.combine(central, pending.results(), bounds)
+            summary.intervals = iv.combine(central, pending.results(), bounds, iv.floors(res))
     waited = time.perf_counter() - t0 - wall  # the bound runs beyond the central one
     summary.simulation_wall_s = wall
     if host_runs is not None:
