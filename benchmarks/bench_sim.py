@@ -16,6 +16,9 @@ tokens of each shipped scenario's trace) from that directory and adds the ratio 
 --dask measures `sim plan optimize` on a dask LocalCluster of 1 and of 2 workers, and beside
 it the speed-up the machine itself allows 2 processes (a CPU-bound pure-Python burn): on a
 shared machine whose other jobs hold a core, no cluster can beat that.
+The `sim run` cases time the simulator alone (`--no-interval`; a checkout from before the
+intervals has none). --intervals prints instead what the 80% prediction intervals cost: each
+of INTERVAL_CASES with and without them, on all cores and pinned to one (docs/host-speed.md).
 """
 
 from __future__ import annotations
@@ -75,8 +78,48 @@ def sim(*args: str) -> list[str]:
     return [sys.executable, "-m", "llm_energy_sim.cli", *args]
 
 
-def run_case(args: list[str], out: Path) -> list[str]:
-    return sim("run", *args, "--quiet", "--out", str(out))
+def run_case(args: list[str], out: Path, interval: bool = False) -> list[str]:
+    """`sim run ARGS` quietly into out; without `interval`, with --no-interval."""
+    return sim("run", *args, "--quiet", "--out", str(out), *([] if interval else ["--no-interval"]))
+
+
+#: the cases of --intervals: a TGI run (no host term: no bound runs), HF generate, static
+#: batches, transformers CB
+INTERVAL_CASES = [
+    ("`fixed500ms.yaml` (TGI, 10^4: no bound runs)", [str(SCEN / "fixed500ms.yaml")]),
+    ("`sequential.yaml` (HF generate, 10^4)", [str(SCEN / "sequential.yaml")]),
+    ("`static_b4.yaml` (10^4)", [str(SCEN / "static_b4.yaml")]),
+    ("`validation/fixed500ms.yaml` (CB, 100)", [str(SCEN / "validation" / "fixed500ms.yaml")]),
+    (
+        "`validation/fixed50ms.yaml --requests 2000` (CB)",
+        [str(SCEN / "validation" / "fixed50ms.yaml"), "--requests", "2000"],
+    ),
+]
+
+
+def interval_table(repeat: int) -> str:
+    """Best-of-`repeat` wall times of each INTERVAL_CASES run with its intervals and with
+    --no-interval, on every core and pinned to one, interleaved; a markdown table."""
+    head = (
+        "| `sim run` | all cores: with / `--no-interval` (s) | ratio "
+        "| 1 core: with / without (s) | ratio |\n| --- | --- | --- | --- | --- |"
+    )
+    lines = [head]
+    with tempfile.TemporaryDirectory() as tmp:
+        for label, argv in INTERVAL_CASES:
+            got: dict[tuple[bool, bool], list[Measure]] = {}
+            for _ in range(repeat):
+                for pin in (False, True):
+                    for interval in (True, False):
+                        m = measure(run_case(argv, Path(tmp) / "o", interval), pin=pin)
+                        got.setdefault((pin, interval), []).append(m)
+            cells = [label]
+            for pin in (False, True):
+                a, b = best(got[(pin, True)]), best(got[(pin, False)])
+                cells += [f"{a.wall_s:.2f} / {b.wall_s:.2f}", f"{a.wall_s / b.wall_s:.2f}x"]
+            lines.append("| " + " | ".join(cells) + " |")
+            print(lines[-1], flush=True)
+    return "\n".join(lines)
 
 
 def best(ms: list[Measure]) -> Measure:
@@ -133,7 +176,11 @@ def main() -> None:
     ap.add_argument("--vidur", type=Path, help="a Vidur checkout, to time on the same traces")
     ap.add_argument("--repeat", type=int, default=1)
     ap.add_argument("--markdown", action="store_true", help="print a markdown table")
+    ap.add_argument("--intervals", action="store_true", help="only: what sim run's intervals cost")
     args = ap.parse_args()
+    if args.intervals:
+        print(interval_table(max(args.repeat, 1)))
+        return
 
     cases: list[tuple[str, list[str], float | None, float | None, Path | None, int | None]] = [
         # label, sim arguments, goal s, goal MB, scenario for Vidur, its requests
@@ -166,13 +213,14 @@ def main() -> None:
             if sub == ["run"]:
                 argv = [str(scen)] + ([] if n is None else ["--requests", str(n)])
                 cmd = run_case(argv, out)
+                base_cmd = run_case(argv, out, interval=True)  # older code: no such option
             else:
-                cmd = sim(*sub)
+                cmd = base_cmd = sim(*sub)
             ours, theirs = [], []
             for _ in range(args.repeat):
                 ours.append(measure(cmd))
                 if args.baseline:
-                    theirs.append(measure(cmd, pythonpath=args.baseline))
+                    theirs.append(measure(base_cmd, pythonpath=args.baseline))
             row = {"case": label, "ours": best(ours), "goal_s": goal_s, "goal_mb": goal_mb}
             if theirs:
                 row["base"] = best(theirs)

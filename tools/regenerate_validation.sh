@@ -12,7 +12,10 @@
 # Each lease's hardware.host_time_factor comes from the host runs measured on that lease
 # (`sim run --host-speed`: sim replay --hostspeed's runs before and after the replays, or the
 # TP host benchmarks run in the same call); lease A (h200/, 2026-11-30 06:12 UTC), the H100
-# lease and the TP 4 lease had none measured, so they run at 1.0 (measurements/README.md).
+# lease, the first TP 2 lease (tp2/) and the TP 4 lease had none measured, so they run at 1.0,
+# the calibration host's speed, given explicitly ($AT_1): without a factor, sim run takes the
+# profile's default, the median of the serving-host speeds it carries (docs/host-speed.md),
+# and the tables of docs/accuracy.md for these runs are at 1.0 (measurements/README.md).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 L=measurements/live
@@ -35,6 +38,7 @@ TPHOST_B=$(host_csv $L/tp2-b/host/tphost.parquet)
 TPCBHOST_B=$(host_csv $L/tp2-b/host/tpcbhost.parquet)
 TPCBHOST_C=$(host_csv $L/tp2-c/host/tpcbhost.parquet)
 
+AT_1="--set hardware.host_time_factor=1.0"  # the runs whose host speed was not measured
 CASES="burst fixed50ms fixed300ms fixed500ms uniform sequential"
 one_gpu() {  # LEASE [--host-speed TABLE ...]   (the cases: $CASES; @CASE@ in an argument: the case)
   local lease=$1
@@ -57,15 +61,15 @@ tp() {  # LEASE TP PREFIX CASE [--host-speed TABLE]   (tp4/ keeps each session's
 }
 
 for n in burst fixed50ms fixed300ms fixed500ms uniform sequential; do
-  sim run scenarios/validation/$n.yaml --profile h100-sxm --out $V/predicted-s5/$n --quiet
+  sim run scenarios/validation/$n.yaml --profile h100-sxm $AT_1 --out $V/predicted-s5/$n --quiet
   sim compare $V/predicted-s5/$n $L/h100/$n --out $V/compare-s5/$n > /dev/null
 done
-sim run scenarios/validation/fixed500ms.yaml --profile h100-sxm --set server.cold_start=true \
+sim run scenarios/validation/fixed500ms.yaml --profile h100-sxm $AT_1 --set server.cold_start=true \
   --out $V/predicted-s5-cold/fixed500ms --quiet
 sim compare $V/predicted-s5-cold/fixed500ms $L/h100-s2/fixed500ms \
   --out $V/compare-s5-remeasured > /dev/null
 
-one_gpu h200
+one_gpu h200 $AT_1
 # lease B: the host run before the replays (the first call on that lease) and the one after
 one_gpu h200-b --host-speed $B_BEFORE --host-speed $L/h200-b/burst
 one_gpu h200-c --host-speed $L/h200-c/burst  # its hostspeed table: the before and after rows
@@ -85,11 +89,11 @@ CASES="$CASES burst_warm" one_gpu h200-h --host-speed "$L/h200-h/@CASE@"
 CASES="$CASES burst_warm" one_gpu h200-i --host-speed "$L/h200-i/@CASE@"
 
 for n in sequential fixed2s cb_fixed500ms cb_burst; do
-  tp tp2 2 "" $n
+  tp tp2 2 "" $n $AT_1
 done
 for n in sequential fixed2s; do
   tp tp2-b 2 "" $n --host-speed $TPHOST_B  # HF generate under TP 2
-  tp tp4 4 s5- $n
+  tp tp4 4 s5- $n $AT_1
 done
 for n in cb_fixed500ms cb_burst; do
   tp tp2-b 2 "" $n --host-speed $TPCBHOST_B  # CB under TP 2
@@ -134,7 +138,7 @@ for lease in h200-g h200-h h200-i; do
   done
 done
 steps scenarios/validation/sequential.yaml $L/h100/sequential $V/steps-s5/sequential \
-  --profile h100-sxm
+  --profile h100-sxm $AT_1
 for n in cb_fixed500ms cb_burst; do
   m=${n//_/-}
   steps scenarios/validation/tp2_70b8l_$n.yaml $L/tp2-c/val-tp2-70b8l-$m $V/tp2-c/steps-$m \
@@ -146,7 +150,7 @@ for n in sequential fixed2s; do
   steps scenarios/validation/tp2_70b8l_$n.yaml $L/tp2-b/val-tp2-70b8l-$n $V/tp2-b/steps-$n \
     --profile h200 --host-speed $TPHOST_B
   steps scenarios/validation/tp4_70b8l_$n.yaml $L/tp4/val-tp4-70b8l-$n $V/tp4/steps-$n \
-    --profile h200
+    --profile h200 $AT_1
   posthoc scenarios/validation/tp4_70b8l_$n.yaml $L/tp4/val-tp4-70b8l-$n $V/tp4/steps-$n \
     $V/tp4/posthoc-$n --profile h200
 done

@@ -37,6 +37,8 @@ class SimResult:
     servers: list[Server]
     t_end: float
     server_info: dict
+    #: where scenario.hardware.host_time_factor came from (resolve_host_factor)
+    host_time_factor_source: str = "scenario"
     _requests: list[Request] | None = field(default=None, repr=False)
 
     @property
@@ -54,6 +56,24 @@ def profile_for(scen: Scenario, override: str | None = None) -> tuple[Profile, P
     return load_profile(name)
 
 
+def resolve_host_factor(scen: Scenario, profile: Profile) -> tuple[Scenario, str]:
+    """The scenario with hardware.host_time_factor set, and where the factor came from: the
+    scenario's own (its file, --set, --host-speed) when it gives one, else the profile's
+    default, the median of its serving-host samples (1.0 for a profile without any)."""
+    if scen.hardware.host_time_factor is not None:
+        return scen, "scenario"
+    factor = profile.default_host_time_factor()
+    hw = scen.hardware.model_copy(update={"host_time_factor": factor})
+    hs = profile.host_speed
+    source = (
+        f"median of the {len(hs.samples)} serving-host samples of profile '{profile.name}' "
+        "(host_speed)"
+        if hs is not None
+        else f"1.0: profile '{profile.name}' has no serving-host samples (host_speed)"
+    )
+    return scen.model_copy(update={"hardware": hw}), source
+
+
 def simulate(
     scen: Scenario,
     profile_override: str | None = None,
@@ -64,8 +84,10 @@ def simulate(
     """Run the scenario to completion (every request finished or rejected). step_log: keep
     every step's composition and times on each replica (Replica.step_log). trace: serve these
     requests instead of the ones the scenario's workload draws (a trace built in Python, e.g.
-    analysis/mlenergy.py's measured workload)."""
+    analysis/mlenergy.py's measured workload). A scenario without hardware.host_time_factor
+    runs at the profile's default (resolve_host_factor); the result's scenario has it set."""
     profile, ppath = profile_for(scen, profile_override)
+    scen, factor_source = resolve_host_factor(scen, profile)
     card = scenario_card(scen)
     if trace is None:
         trace = generate_trace(scen.workload, scen.seed)
@@ -130,4 +152,6 @@ def simulate(
     log.close_all()  # the requests still in the system: unfinished
     info = {**info, **merged_run_stats(s.scheduler for s in servers)}
     t_end = max([env.now] + [float(trace.arrival_s[-1]) if len(trace) else 0.0])
-    return SimResult(scen, card, profile, ppath, trace, log, replicas, servers, t_end, info)
+    return SimResult(
+        scen, card, profile, ppath, trace, log, replicas, servers, t_end, info, factor_source
+    )

@@ -77,7 +77,13 @@ def test_saturation_bisection_finds_the_analytic_point(tmp_path):
     }
     path = _write(tmp_path, data)
     profile, _ = load_profile(default_profile_name("h100-sxm"))
-    cm = CostModel(load_model_card("qwen2.5-0.5b"), "float32", profile, engine="hf_eager")
+    cm = CostModel(  # at the factor the scenario runs at: the profile's default
+        load_model_card("qwen2.5-0.5b"),
+        "float32",
+        profile,
+        engine="hf_eager",
+        host_time_factor=profile.default_host_time_factor(),
+    )
     prefill = cm.step_cost(StepWork(prefill=((prompt, 0),))).wall_s
     decode = sum(
         cm.step_cost(StepWork(n_decode=1, decode_ctx_sum=prompt + j)).wall_s

@@ -39,7 +39,7 @@ def test_host_time_factor_scales_host_bound_latency_not_the_physics():
         "prompt_tokens": {"kind": "fixed", "value": 300},
         "output_tokens": {"kind": "fixed", "value": 40},
     }
-    base = scenario(server={"kind": "sequential"}, workload=wl)
+    base = scenario(server={"kind": "sequential"}, workload=wl, hardware={"host_time_factor": 1.0})
     slow = scenario(server={"kind": "sequential"}, workload=wl, hardware={"host_time_factor": 1.5})
     (_, df0, s0), (_, df1, s1) = run(base), run(slow)
     ratio = df1["tpot_s"].median() / df0["tpot_s"].median()

@@ -51,6 +51,7 @@ def test_rerun_without_plot_leaves_no_png(tmp_path):
         "power.png",
         "batch_queue.png",
         "request_energy.png",
+        "intervals.png",  # the 80% prediction intervals
     }
     assert (out / "steps.csv").exists()
     _sim(str(REPO / SCEN), "--requests", "10", "--out", str(out))

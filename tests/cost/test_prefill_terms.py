@@ -130,7 +130,8 @@ def test_sequential_server_pays_the_setup_per_request():
     }
     _, req, _ = run(scenario(server={"kind": "sequential"}, workload=wl))
     prof, _ = load_profile("h100-sxm")
-    cm = CostModel(load_model_card("llama-3.1-8b"), "bfloat16", prof)
+    factor = prof.default_host_time_factor()  # the scenario sets none: the profile's default
+    cm = CostModel(load_model_card("llama-3.1-8b"), "bfloat16", prof, host_time_factor=factor)
     pre = cm.step_cost(StepWork(prefill=((512, 0),)))
     first = cm.step_cost(StepWork(prefill=((512, 0),)), shape_miss=True)  # a new shape once
     ttft = (req.first_token_s - req.start_s).to_numpy()

@@ -96,12 +96,13 @@ def test_fast_path_matches_step_path(server, arrival):
 def test_fifo_prefers_decodes_prefill_first_prefers_chunks():
     """With a small budget, FIFO keeps decoding while a long prompt is chunked; prefill_first
     finishes the prompt first, so its first token comes earlier and the decodes wait (arrivals
-    every 300 ms, so prompts overlap running decodes; much closer arrivals queue so long, with
-    the measured attention shape misses, that both schedulers' TTFT is queueing alone)."""
-    fifo = _cb({"max_batch_tokens": 256}, {"kind": "fixed", "interval_ms": 300}, requests=20)
+    every 400 ms, so prompts overlap running decodes; at the profile's default host speed,
+    closer arrivals (300 ms) queue so long, with the measured attention shape misses, that
+    both schedulers' TTFT is queueing alone)."""
+    fifo = _cb({"max_batch_tokens": 256}, {"kind": "fixed", "interval_ms": 400}, requests=20)
     pf = _cb(
         {"max_batch_tokens": 256, "scheduler": "prefill_first"},
-        {"kind": "fixed", "interval_ms": 300},
+        {"kind": "fixed", "interval_ms": 400},
         requests=20,
     )
     _, d_fifo, s_fifo = run(fifo)

@@ -22,17 +22,26 @@ from typing import Any
 import pandas as pd
 
 from llm_energy_sim.analysis.grid import ScenarioRef, as_ref, grid_points, run_parallel, run_point
+from llm_energy_sim.analysis.intervals import bound_column
 from llm_energy_sim.config.errors import UserError
 
 SECONDS_PER_DAY = 86400.0
 
 
+#: where a plan checks its SLOs: the central prediction, or the upper bound of its 80%
+#: interval (analysis/intervals.py)
+SLO_AT = ("central", "upper")
+
+
 @dataclass(frozen=True)
 class Slo:
-    """Service-level objectives on the p90 of TTFT and TPOT (seconds); None = no bound."""
+    """Service-level objectives on the p90 of TTFT and TPOT (seconds); None = no bound.
+    `at`: met by the central prediction, or by the upper bound of its 80% interval (a row
+    then needs the interval: run it with `interval`)."""
 
     ttft_p90_s: float | None = None
     tpot_p90_s: float | None = None
+    at: str = "central"
 
     def __post_init__(self) -> None:
         for name, v in (("TTFT", self.ttft_p90_s), ("TPOT", self.tpot_p90_s)):
@@ -40,6 +49,17 @@ class Slo:
                 raise UserError(
                     f"the {name} p90 SLO must be a finite number of seconds > 0 (got {v})"
                 )
+        if self.at not in SLO_AT:
+            raise UserError(f"--slo-at {self.at!r}: one of {', '.join(SLO_AT)}")
+
+    @property
+    def needs_interval(self) -> bool:
+        return self.at == "upper"
+
+    def _latency(self, row: dict[str, Any], figure: str, column: str) -> float | None:
+        if self.at == "upper":
+            return _num(row.get(bound_column(figure, "upper")))
+        return _num(row.get(column))
 
     def violations(self, row: dict[str, Any]) -> list[str]:
         """Why a simulated run misses the SLOs ([] if it meets them). Refused or unfinished
@@ -50,12 +70,17 @@ class Slo:
         total, done = row.get("requests.total", 0), row.get("requests.completed", 0)
         if done < total:
             out.append(f"{total - done} of {total} requests not served")
-        ttft, tpot = _num(row.get("latency_s.ttft.p90")), _num(row.get("latency_s.tpot.p90"))
+        ttft = self._latency(row, "ttft_p90_s", "latency_s.ttft.p90")
+        tpot = self._latency(row, "tpot_p90_s", "latency_s.tpot.p90")
+        which = " (80% upper bound)" if self.at == "upper" else ""
+        if self.at == "upper" and ttft is None and _num(row.get("latency_s.ttft.p90")):
+            out.append("no 80% interval for this run (its profile has no host-speed samples)")
+            return out
         if self.ttft_p90_s is not None and (ttft is None or ttft > self.ttft_p90_s):
-            out.append(f"TTFT p90 {_s(ttft)} > {self.ttft_p90_s:g} s")
+            out.append(f"TTFT p90{which} {_s(ttft)} > {self.ttft_p90_s:g} s")
         # TPOT is undefined when every request generates one token: nothing to violate
         if self.tpot_p90_s is not None and tpot is not None and tpot > self.tpot_p90_s:
-            out.append(f"TPOT p90 {_s(tpot)} > {self.tpot_p90_s:g} s")
+            out.append(f"TPOT p90{which} {_s(tpot)} > {self.tpot_p90_s:g} s")
         return out
 
     def met(self, row: dict[str, Any]) -> bool:
@@ -91,9 +116,12 @@ def saturation(
     arrival: str = "poisson",
     requests: int | None = None,
     overrides: dict[str, Any] | None = None,
+    interval: bool = False,
 ) -> tuple[float, list[dict[str, Any]]]:
     """Highest rate in [lo, hi] (req/s) that meets the SLO, to within rel_tol; returns it and
     every evaluated row (with `rate` and `slo_met`). Returns hi itself if hi still meets it.
+    Rows carry their 80% intervals with `interval`, or when the SLO is checked at the upper
+    bound.
 
     Bisects on the geometric mean: the bracket may span decades (0.05 to 50 req/s) and the
     relative precision is what matters for capacity.
@@ -107,7 +135,7 @@ def saturation(
 
     def ok(rate: float) -> bool:
         ov = {**(overrides or {}), "workload.arrival": arrival_at(rate, arrival)}
-        row = run_point(ref, ov, requests)
+        row = run_point(ref, ov, requests, interval or slo.needs_interval)
         if row["error"]:  # a configuration error (e.g. does not fit): no rate will do
             raise UserError(row["error"])
         row["rate"] = rate
@@ -140,6 +168,7 @@ class Target:
     slo: Slo
     requests: int | None = None
     max_replicas: int = 64
+    interval: bool = True  # the fleet's rows carry their 80% intervals
 
 
 def evaluate_config(ref: ScenarioRef, config: dict[str, Any], target: Target) -> dict[str, Any]:
@@ -158,7 +187,7 @@ def evaluate_config(ref: ScenarioRef, config: dict[str, Any], target: Target) ->
         if auto:
             one = {**cfg, "hardware.replicas": 1}
             lo = target.rate / target.max_replicas
-            sat, _ = saturation(
+            sat, _ = saturation(  # bounds only where the SLO is checked on them
                 ref, target.slo, lo, target.rate, 0.02, "poisson", target.requests, one
             )
             n = math.ceil(target.rate / sat * (1 - 1e-9))
@@ -172,6 +201,7 @@ def evaluate_config(ref: ScenarioRef, config: dict[str, Any], target: Target) ->
                 ref,
                 {**cfg, "hardware.replicas": n, "workload.arrival": arrival_at(target.rate)},
                 target.requests,
+                target.interval or target.slo.needs_interval,
             )
             if row["error"]:
                 raise UserError(row["error"])
@@ -191,16 +221,34 @@ def evaluate_config(ref: ScenarioRef, config: dict[str, Any], target: Target) ->
 
 def _metrics(row: dict[str, Any], target: Target) -> dict[str, Any]:
     wh = _num(row.get("energy.per_request_wh"))
-    return {
+
+    def per_day(v: float | None) -> float | None:
+        return v * target.rate * SECONDS_PER_DAY / 1000.0 if v is not None else None
+
+    out = {
         "gpus": row.get("gpus"),
         "wh_per_request": wh,
         "active_wh_per_request": _num(row.get("energy.per_request_active_wh")),
-        "kwh_per_day": wh * target.rate * SECONDS_PER_DAY / 1000.0 if wh is not None else None,
+        "kwh_per_day": per_day(wh),
         "mean_power_per_gpu_w": _num(row.get("energy.mean_power_per_gpu_w")),
         "ttft_p90_s": _num(row.get("latency_s.ttft.p90")),
         "tpot_p90_s": _num(row.get("latency_s.tpot.p90")),
         "served": f"{row.get('requests.completed')}/{row.get('requests.total')}",
     }
+    for col, fig in INTERVAL_COLUMNS.items():  # the 80% intervals' bounds, where computed
+        for side in ("lower", "upper"):
+            out[f"{col}_{side}"] = _num(row.get(bound_column(fig, side)))
+    for side in ("lower", "upper"):
+        out[f"kwh_per_day_{side}"] = per_day(out[f"wh_per_request_{side}"])
+    return out
+
+
+#: plan columns with an 80% interval, and their figure (analysis/intervals.py)
+INTERVAL_COLUMNS = {
+    "wh_per_request": "energy_per_request_wh",
+    "ttft_p90_s": "ttft_p90_s",
+    "tpot_p90_s": "tpot_p90_s",
+}
 
 
 def optimize(
@@ -215,6 +263,7 @@ def optimize(
     workers: int = 1,
     dask: str | None = None,
     max_replicas: int = 64,
+    interval: bool = True,
 ) -> pd.DataFrame:
     """Every dtype x TP x replicas x axes configuration at `rate` req/s, ranked: those meeting
     the SLOs first, by energy per request (= by kWh/day at a fixed rate), then the rest.
@@ -235,7 +284,7 @@ def optimize(
         *(axes or []),
     ]
     configs = grid_points(all_axes)
-    target = Target(rate, slo, requests, max_replicas)
+    target = Target(rate, slo, requests, max_replicas, interval)
     rows = []
     for r in run_parallel(evaluate_config, [(ref, c, target) for c in configs], workers, dask):
         cfg = r.pop("config")
@@ -275,6 +324,11 @@ COLUMNS = [
     "mean_power_per_gpu_w",
     "saturation_rps_per_replica",
     "note",
+    *(
+        f"{c}_{side}"
+        for c in ("wh_per_request", "kwh_per_day", "ttft_p90_s", "tpot_p90_s")
+        for side in ("lower", "upper")
+    ),
 ]
 
 

@@ -132,20 +132,34 @@ def flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     return out
 
 
-def simulate_summary(ref: ScenarioRef, overrides: dict[str, Any]) -> dict[str, Any]:
-    """Run one simulation and return its flattened summary (UserError propagates)."""
+def simulate_summary(
+    ref: ScenarioRef, overrides: dict[str, Any], interval: bool = False
+) -> dict[str, Any]:
+    """Run one simulation and return its flattened summary (UserError propagates); with
+    `interval`, also the bound runs of its 80% intervals (analysis/intervals.py), one after
+    the other, as intervals.<figure>.lower / .upper columns."""
+    from llm_energy_sim.analysis.intervals import flat_bounds, simulate_with_bounds
     from llm_energy_sim.results.accounting import RequestTable, summarize
     from llm_energy_sim.simulation import simulate
 
-    res = simulate(ref.load(overrides))
-    return flatten(summarize(res, RequestTable(res)))  # numpy columns: no DataFrame
+    scen = ref.load(overrides)
+    if not interval:
+        res = simulate(scen)
+        return flatten(summarize(res, RequestTable(res)))
+    summary, _ = simulate_with_bounds(scen)
+    intervals = summary.pop("intervals", None)
+    return {**flatten(summary), **flat_bounds(intervals)}
 
 
 def run_point(
-    scenario: str | Path | ScenarioRef, overrides: dict[str, Any], requests: int | None = None
+    scenario: str | Path | ScenarioRef,
+    overrides: dict[str, Any],
+    requests: int | None = None,
+    interval: bool = False,
 ) -> dict[str, Any]:
     """One grid point -> one row. A user error (e.g. the model does not fit the GPU) is a row
-    with its message in `error`, not a crash: a grid commonly holds such points."""
+    with its message in `error`, not a crash: a grid commonly holds such points. With
+    `interval`, the row carries the 80% intervals' bounds (simulate_summary)."""
     ref = as_ref(scenario)
     ov = dict(overrides)
     if requests is not None:
@@ -155,7 +169,7 @@ def run_point(
         **{f"{SET_PREFIX}{k}": _cell(v) for k, v in overrides.items()},
     }
     try:
-        row.update(simulate_summary(ref, ov))
+        row.update(simulate_summary(ref, ov, interval))
         row["error"] = ""
     except UserError as exc:
         row["error"] = str(exc)

@@ -162,3 +162,168 @@ def markdown(rows: list[dict], profile: str) -> str:
         else f"\n{s['cases']} cases, profile {profile}: no energy errors (nothing metered).\n"
     )
     return head + "\n".join(lines) + "\n" + tail
+
+
+# ---- coverage of the 80% prediction intervals (analysis/intervals.py) ---------------------
+#: the figures whose interval the coverage check tests against the measured value
+COVERAGE_FIGURES = {
+    "energy_per_request_wh": "energy / request",
+    "ttft_p50_s": "TTFT p50",
+    "tpot_p50_s": "TPOT p50",
+}
+#: the matrix row's error column of each figure (the prediction at the case's own factor)
+OWN_ERROR = {
+    "energy_per_request_wh": "energy_error",
+    "ttft_p50_s": "ttft_p50_error",
+    "tpot_p50_s": "tpot_p50_error",
+}
+#: the accuracy targets (docs/accuracy.md): energy per request 15%, p50 TTFT and TPOT 20%;
+#: they split the coverage by whether the model is right at the case's own host speed
+TARGETS = {"energy_per_request_wh": 0.15, "ttft_p50_s": 0.20, "tpot_p50_s": 0.20}
+
+
+def coverage_row(
+    case: MatrixCase, scen, measured: dict, intervals: dict | None, own: dict | None = None
+) -> dict:
+    """One case's coverage line: per figure the measured value, the interval (predicted
+    from the profile's host-speed distribution, not the case's own factor), whether it holds
+    the measured value, its width relative to the central value, and (own: the case's
+    matrix row) the error of the prediction at the case's own measured host factor."""
+    from llm_energy_sim.analysis.intervals import figures
+
+    meas = figures(measured)
+    figs = (intervals or {}).get("figures") or {}
+    row: dict = {
+        "case": case.name,
+        "model": scen.model,
+        "dtype": scen.dtype,
+        "server": server_label(scen.server),
+        "host_time_factor": (intervals or {}).get("host_time_factor"),
+    }
+    for fig in COVERAGE_FIGURES:
+        e, m = figs.get(fig), meas.get(fig)
+        ok = e is not None and m is not None
+        row[f"{fig}_measured"] = m
+        row[f"{fig}_value"] = e["value"] if e else None
+        row[f"{fig}_lower"] = e["lower"] if e else None
+        row[f"{fig}_upper"] = e["upper"] if e else None
+        row[f"{fig}_inside"] = bool(e["lower"] <= m <= e["upper"]) if ok else None
+        row[f"{fig}_width"] = (e["upper"] - e["lower"]) / e["value"] if e else None
+        err = (own or {}).get(OWN_ERROR[fig])
+        row[f"{fig}_error_at_own_factor"] = (
+            float(err) if err is not None and math.isfinite(err) else None
+        )
+    return row
+
+
+def _median(xs: list[float]) -> float | None:
+    xs = sorted(xs)
+    n = len(xs)
+    if not n:
+        return None
+    return xs[n // 2] if n % 2 else (xs[n // 2 - 1] + xs[n // 2]) / 2
+
+
+def coverage_stats(rows: list[dict]) -> dict:
+    """Per figure and over all (case, figure) pairs: how many intervals hold the measured
+    value, of how many, the fraction, and the median relative width (upper - lower) / value."""
+    out: dict = {}
+    every_inside, every_width = [], []
+    for fig in COVERAGE_FIGURES:
+        inside = [r[f"{fig}_inside"] for r in rows if r[f"{fig}_inside"] is not None]
+        widths = [r[f"{fig}_width"] for r in rows if r[f"{fig}_width"] is not None]
+        every_inside += inside
+        every_width += widths
+        out[fig] = {
+            "covered": sum(inside),
+            "cases": len(inside),
+            "fraction": sum(inside) / len(inside) if inside else None,
+            "median_width": _median(widths),
+        }
+    out["all"] = {
+        "covered": sum(every_inside),
+        "cases": len(every_inside),
+        "fraction": sum(every_inside) / len(every_inside) if every_inside else None,
+        "median_width": _median(every_width),
+    }
+    # the pairs whose prediction at the case's own measured factor meets the target: where
+    # what is left is the host speed (and run-to-run), which is what the interval covers
+    right = [
+        r[f"{fig}_inside"]
+        for r in rows
+        for fig in COVERAGE_FIGURES
+        if r[f"{fig}_inside"] is not None
+        and r.get(f"{fig}_error_at_own_factor") is not None
+        and abs(r[f"{fig}_error_at_own_factor"]) <= TARGETS[fig]
+    ]
+    out["within_target_at_own_factor"] = {
+        "covered": sum(right),
+        "cases": len(right),
+        "fraction": sum(right) / len(right) if right else None,
+    }
+    return out
+
+
+def _g(x: float | None) -> str:
+    return "-" if x is None else f"{x:.4g}"
+
+
+def _frac(s: dict) -> str:
+    if s["fraction"] is None:
+        return "-"
+    return (
+        f"{s['covered']}/{s['cases']} ({s['fraction']:.0%}), median width {s['median_width']:.1%}"
+    )
+
+
+def coverage_markdown(rows: list[dict], stats: dict, title: str) -> str:
+    """The coverage table (one line per case: measured and [lower, upper] per figure, a
+    check mark when inside) and its per-figure coverage and median relative width."""
+    figs = list(COVERAGE_FIGURES)
+    head = "| model | dtype | server | " + " | ".join(
+        f"{COVERAGE_FIGURES[f]} measured [80% interval]" for f in figs
+    )
+    head += " |\n| --- | --- | --- |" + " --- |" * len(figs) + "\n"
+    lines = []
+    for r in rows:
+        cells = []
+        for f in figs:
+            mark = {True: "in", False: "**out**", None: "-"}[r[f"{f}_inside"]]
+            cells.append(
+                f"{_g(r[f'{f}_measured'])} [{_g(r[f'{f}_lower'])}, {_g(r[f'{f}_upper'])}] {mark}"
+            )
+        lines.append(f"| {r['model']} | {r['dtype']} | {r['server']} | " + " | ".join(cells) + " |")
+    tail = f"\n{title}: " + "; ".join(f"{COVERAGE_FIGURES[f]} {_frac(stats[f])}" for f in figs)
+    tail += f"; all {_frac(stats['all'])}."
+    w = stats.get("within_target_at_own_factor") or {}
+    if w.get("fraction") is not None:
+        tail += (
+            f" Of the {w['cases']} (case, figure) pairs whose prediction at the case's own "
+            "measured host factor meets the target (energy 15%, p50 latencies 20%), the "
+            f"interval holds {w['covered']} ({w['fraction']:.0%})."
+        )
+    return head + "\n".join(lines) + "\n" + tail + "\n"
+
+
+def _under(source: str, root: Path) -> bool:
+    """Whether a sample's source directory (repository-relative, or absolute) lies under the
+    matrix directory `root`: the last three parts of root's path run through source's."""
+    tail = Path(root).resolve().parts[-3:]
+    parts = Path(source).parts
+    return any(parts[i : i + len(tail)] == tail for i in range(len(parts) - len(tail) + 1))
+
+
+def held_out(profile, root: Path):
+    """The profile with the host-speed samples measured in the matrix directory `root` left
+    out (None when it has none there, or none would remain)."""
+    hs = profile.host_speed
+    if hs is None:
+        return None
+    kept = [s for s in hs.samples if not _under(s.source, root)]
+    if len(kept) == len(hs.samples) or not kept:
+        return None
+    left = len(hs.samples) - len(kept)
+    new = hs.model_copy(
+        update={"samples": kept, "source": f"{hs.source}; {left} samples from {root} held out"}
+    )
+    return profile.model_copy(update={"name": f"{profile.name}-without-matrix", "host_speed": new})

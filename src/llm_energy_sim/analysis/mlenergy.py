@@ -459,7 +459,13 @@ def row_scenario(row: MeasuredRow, settings: RunSettings, n: int, server: dict |
         "name": f"mlenergy-v3-h100-mns{row.max_num_seqs}",
         "model": MODEL_CARD,
         "dtype": settings.dtype,
-        "hardware": {"gpu": "h100-sxm", "gpus_per_replica": settings.num_gpus},
+        # the measuring host's speed is unknown, and it is not one of this project's leases
+        # (whose spread the profile's default comes from): the calibration host's, 1.0
+        "hardware": {
+            "gpu": "h100-sxm",
+            "gpus_per_replica": settings.num_gpus,
+            "host_time_factor": 1.0,
+        },
         "server": server or vllm_server(row, settings),
         "workload": {
             "requests": n,

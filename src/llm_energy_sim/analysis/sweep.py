@@ -241,16 +241,23 @@ def run_sweep(
     progress: bool = True,
     restart: bool = False,
     metrics: list[str] | None = None,
+    interval: bool = True,
 ) -> pd.DataFrame:
     """Run every point whose row is not yet in the journal; return the tidy table (grid
     order). `metrics` (the --plot ones) are checked against the first finished row without
     an error, from the journal or as soon as one finishes: a UserError then, not after the
-    whole sweep (the finished points are kept)."""
+    whole sweep (the finished points are kept). With `interval`, every row carries its 80%
+    intervals' bounds (grid.simulate_summary)."""
     from tqdm import tqdm
 
     ref = as_ref(scenario)
     table = Path(table)
-    spec = {"scenario": ref.source, "digest": ref.digest(), "requests": requests}
+    spec = {
+        "scenario": ref.source,
+        "digest": ref.digest(),
+        "requests": requests,
+        "interval": interval,
+    }
     _check_spec(table, spec, restart)
     jp = journal_path(table)
     done = {r[POINT_KEY]: r for r in read_journal(jp)}  # checked before anything is written
@@ -282,7 +289,8 @@ def run_sweep(
         disable=not progress,
     )
     try:
-        for row in run_parallel(run_point, [(ref, p, requests) for p in todo], workers, dask):
+        args = [(ref, p, requests, interval) for p in todo]
+        for row in run_parallel(run_point, args, workers, dask):
             _append(jp, row)
             done[row[POINT_KEY]] = row
             bar.update(1)
@@ -303,9 +311,20 @@ def _swept(df: pd.DataFrame) -> list[str]:
     return [c for c in df.columns if c.startswith(SET_PREFIX) and df[c].nunique() > 1]
 
 
+def _bound_columns(metric: str) -> tuple[str | None, str | None]:
+    """The lower / upper bound columns of a summary column with an 80% interval."""
+    from llm_energy_sim.analysis.intervals import FIGURE_COLUMNS, bound_column
+
+    for fig, col in FIGURE_COLUMNS.items():
+        if col == metric:
+            return bound_column(fig, "lower"), bound_column(fig, "upper")
+    return None, None
+
+
 def plot_sweep(df: pd.DataFrame, metrics: list[str], out_png: Path) -> None:
     """One panel per metric against the first numeric swept key (else the first swept key),
-    one line per combination of the other swept keys."""
+    one line per combination of the other swept keys, a metric's 80% interval as a band
+    around its line where the rows carry one."""
     plt = pyplot()
 
     missing = [m for m in metrics if m not in df.columns]
@@ -328,7 +347,10 @@ def plot_sweep(df: pd.DataFrame, metrics: list[str], out_png: Path) -> None:
                 f"{k[len(SET_PREFIX) :]}={v}"
                 for k, v in zip(hue, name if isinstance(name, tuple) else (name,), strict=True)
             )
-            ax.plot(xs, g[m], marker="o", label=label or None)
+            line = ax.plot(xs, g[m], marker="o", label=label or None)[0]
+            lo, hi = _bound_columns(m)
+            if lo in g.columns and g[lo].notna().any():  # the 80% interval as a band
+                ax.fill_between(xs, g[lo], g[hi], color=line.get_color(), alpha=0.2, lw=0)
         ax.set_xlabel(x[len(SET_PREFIX) :] if x else "point")
         ax.set_ylabel(m)
         ax.grid(alpha=0.3)
@@ -349,8 +371,17 @@ def print_table(df: pd.DataFrame, metrics: list[str]) -> None:
     for c in cols:
         t.add_column(c[len(SET_PREFIX) :] if c in keys else c, overflow="fold")
     for _, r in df.iterrows():
-        t.add_row(*(_fmt(r.get(c)) for c in cols))
+        t.add_row(*(_cell(r, c) for c in cols))
     Console().print(t)
+
+
+def _cell(r: pd.Series, c: str) -> str:
+    """A table cell: the value, and '[lo, hi]' where the row carries its 80% interval."""
+    lo, hi = _bound_columns(c)
+    text = _fmt(r.get(c))
+    if lo is not None and _fmt(r.get(lo)) != "-":
+        text += f" [{_fmt(r.get(lo))}, {_fmt(r.get(hi))}]"
+    return text
 
 
 def _fmt(v: Any) -> str:

@@ -15,6 +15,7 @@ import pandas as pd
 from llm_energy_sim.analysis.capacity import (
     CONFIG_COLUMNS,
     SECONDS_PER_DAY,
+    SLO_AT,
     Slo,
     arrival_at,
     optimize,
@@ -48,6 +49,21 @@ def plan_cmd() -> None:
 
 
 def _slo_options(f):
+    f = click.option(
+        "--interval/--no-interval",
+        default=True,
+        show_default=True,
+        help="give the result rows the 80% prediction intervals of sim run (two more runs "
+        "per row for host-bound engines)",
+    )(f)
+    f = click.option(
+        "--slo-at",
+        type=click.Choice(SLO_AT),
+        default="central",
+        show_default=True,
+        help="meet the SLOs with the central prediction, or with the upper bound of its 80% "
+        "prediction interval (host speed and run-to-run spread; needs the interval)",
+    )(f)
     f = click.option("--slo-tpot-p90", type=POSITIVE, help="p90 time per output token bound (s)")(f)
     return click.option("--slo-ttft-p90", type=POSITIVE, help="p90 time to first token bound (s)")(
         f
@@ -62,13 +78,17 @@ def _force_option(f):
     )(f)
 
 
-def _slo(ttft: float | None, tpot: float | None, required: bool) -> Slo:
+def _slo(
+    ttft: float | None, tpot: float | None, required: bool, at: str = "central", interval=True
+) -> Slo:
     for name, v in (("--slo-ttft-p90", ttft), ("--slo-tpot-p90", tpot)):
         if v is not None and v <= 0:
             raise UserError(f"{name} must be > 0")
     if required and ttft is None and tpot is None:
         raise UserError("give at least one SLO: --slo-ttft-p90 and/or --slo-tpot-p90")
-    return Slo(ttft, tpot)
+    if at == "upper" and not interval:
+        raise UserError("--slo-at upper needs the interval: drop --no-interval")
+    return Slo(ttft, tpot, at)
 
 
 def check_optimize_memory(
@@ -145,6 +165,14 @@ def _fmt(v: Any) -> str:
     return f"{v:.4g}" if isinstance(v, float) else str(v)
 
 
+def _range(row: dict, col: str) -> str:
+    """' (80% interval lo-hi)' of a plan row's column, '' without one."""
+    lo, hi = row.get(f"{col}_lower"), row.get(f"{col}_upper")
+    if _fmt(lo) == "-" or _fmt(hi) == "-":
+        return ""
+    return f" (80% interval {lo:.3g}-{hi:.3g})"
+
+
 @plan_cmd.command("saturation")
 @click.argument("scenario", type=click.Path(path_type=Path))
 @_slo_options
@@ -174,6 +202,8 @@ def saturation_cmd(
     scenario,
     slo_ttft_p90,
     slo_tpot_p90,
+    slo_at,
+    interval,
     min_rate,
     max_rate,
     tolerance,
@@ -183,10 +213,11 @@ def saturation_cmd(
     out,
     force,
 ) -> None:
-    """Highest request rate whose p90 TTFT/TPOT meet the SLOs (bisection, qMeter 8.1)."""
+    """Highest request rate whose p90 TTFT/TPOT meet the SLOs (bisection, qMeter 8.1); with
+    --slo-at upper, the upper bounds of their 80% prediction intervals must."""
     from llm_energy_sim.config.scenario import parse_override
 
-    slo = _slo(slo_ttft_p90, slo_tpot_p90, required=True)
+    slo = _slo(slo_ttft_p90, slo_tpot_p90, True, slo_at, interval)
     if min_rate >= max_rate:
         raise UserError(f"--min-rate ({min_rate:g}) must be below --max-rate ({max_rate:g})")
     ref = ScenarioRef.from_path(scenario)
@@ -202,7 +233,9 @@ def saturation_cmd(
     check_memory(ref.load(lowest), force, source=ref.source, hint=_PLAN_HINT)
     if out is not None:
         check_out_file(out)
-    rate, rows = saturation(ref, slo, min_rate, max_rate, tolerance, arrival, requests, overrides)
+    rate, rows = saturation(
+        ref, slo, min_rate, max_rate, tolerance, arrival, requests, overrides, interval
+    )
     df = pd.DataFrame(rows).sort_values("rate")
     cols = [
         "rate",
@@ -212,7 +245,19 @@ def saturation_cmd(
         "energy.per_request_wh",
         "slo_violations",
     ]
-    _print(df, cols, f"{ref.source}: {len(rows)} simulated runs of {requests} requests")
+    shown = df.copy()
+    if interval:  # "value [lo, hi]" where the row has its interval
+        from llm_energy_sim.analysis.intervals import FIGURE_COLUMNS, bound_column
+
+        for fig, col in FIGURE_COLUMNS.items():
+            if col in cols and bound_column(fig, "lower") in df.columns:
+                lo, hi = df[bound_column(fig, "lower")], df[bound_column(fig, "upper")]
+                shown[col] = [
+                    f"{_fmt(v)} [{_fmt(a)}, {_fmt(b)}]"
+                    for v, a, b in zip(df[col], lo, hi, strict=True)
+                ]
+    at = " (SLOs at the 80% upper bound)" if slo.at == "upper" else ""
+    _print(shown, cols, f"{ref.source}: {len(rows)} simulated runs of {requests} requests{at}")
     if out:
         write_csv_atomic(df, out)
     if rate >= max_rate:
@@ -264,6 +309,8 @@ def optimize_cmd(
     per_day,
     slo_ttft_p90,
     slo_tpot_p90,
+    slo_at,
+    interval,
     dtypes,
     tp,
     replicas,
@@ -276,11 +323,13 @@ def optimize_cmd(
     force,
 ) -> None:
     """Energy-optimal dtype x tensor parallel x replicas (x --set) for a rate under SLOs
-    (qMeter 8.2). Configurations that do not fit the GPU memory are listed, not fatal."""
+    (qMeter 8.2). Configurations that do not fit the GPU memory are listed, not fatal. Rows
+    carry the 80% intervals of energy, kWh/day and the p90 latencies (columns *_lower,
+    *_upper); --slo-at upper sizes the fleet so that the upper bounds meet the SLOs."""
     if (rate is None) == (per_day is None):
         raise UserError("give exactly one of --rate (req/s) and --per-day (requests/day)")
     rate = rate if rate is not None else per_day / SECONDS_PER_DAY
-    slo = _slo(slo_ttft_p90, slo_tpot_p90, required=False)
+    slo = _slo(slo_ttft_p90, slo_tpot_p90, False, slo_at, interval)
     reps = "auto" if replicas.strip() == "auto" else _ints(replicas, "--replicas")
     if reps != "auto" and max(reps) > max_replicas:
         raise UserError(f"--replicas {replicas}: above --max-replicas {max_replicas}")
@@ -315,6 +364,7 @@ def optimize_cmd(
         workers,
         dask_address,
         max_replicas,
+        interval,
     )
     write_csv_atomic(df, out)
     extra = [c for c in df.columns if "." in c]
@@ -329,14 +379,22 @@ def optimize_cmd(
         "tpot_p90_s",
         "note",
     ]
-    _print(df, cols, f"{ref.source} at {rate:.4g} req/s ({rate * SECONDS_PER_DAY:.3g}/day)")
+    shown = df.copy()
+    for c in ("wh_per_request", "kwh_per_day", "ttft_p90_s", "tpot_p90_s"):
+        lo, hi = df[f"{c}_lower"], df[f"{c}_upper"]
+        shown[c] = [
+            _fmt(v) + ("" if _fmt(a) == "-" else f" [{_fmt(a)}, {_fmt(b)}]")
+            for v, a, b in zip(df[c], lo, hi, strict=True)
+        ]
+    at = ", SLOs at the 80% upper bound" if slo.at == "upper" else ""
+    _print(shown, cols, f"{ref.source} at {rate:.4g} req/s ({rate * SECONDS_PER_DAY:.3g}/day{at})")
     best = df[df.feasible]
     if len(best):
         b = best.iloc[0].to_dict()
         click.echo(
             f"best: {b['gpu']} {b['dtype']} TP{b['tp']} x {b['replicas']} replica(s) = "
             f"{b['gpus']} GPUs, {b['wh_per_request']:.3g} Wh/request, "
-            f"{b['kwh_per_day']:.3g} kWh/day"
+            f"{b['kwh_per_day']:.3g} kWh/day{_range(b, 'kwh_per_day')}"
         )
     else:
         click.echo("no configuration meets the SLOs at this rate")

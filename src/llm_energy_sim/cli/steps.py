@@ -54,7 +54,7 @@ def steps_cmd(scenario, measured, profile, sets, host_tables, predicted, out_dir
     from llm_energy_sim.config.servers import server_kind
     from llm_energy_sim.results.marker import require_complete
     from llm_energy_sim.results.staging import check_replaceable, staged_dir
-    from llm_energy_sim.simulation import profile_for
+    from llm_energy_sim.simulation import profile_for, resolve_host_factor
 
     require_complete(measured)
     if predicted is not None:
@@ -82,6 +82,7 @@ def steps_cmd(scenario, measured, profile, sets, host_tables, predicted, out_dir
     if steps.empty:
         raise UserError(f"{measured}: the run has no completed steps")
     prof, _ = profile_for(scen, profile)
+    scen, _ = resolve_host_factor(scen, prof)  # none given: the profile's default, as sim run
     hw = scen.hardware
     cost = CostModel(
         scenario_card(scen),

@@ -58,6 +58,13 @@ from llm_energy_sim.config.estimate import check_points_memory
 @click.option(
     "--force", is_flag=True, help="run points whose estimated memory is above the limit too"
 )
+@click.option(
+    "--interval/--no-interval",
+    default=True,
+    show_default=True,
+    help="give every row the 80% prediction intervals of sim run (intervals.<figure>.lower "
+    "/ .upper columns; two more runs per point for host-bound engines)",
+)
 @click.option("--quiet", is_flag=True, help="no progress bar, no table")
 def sweep_cmd(
     scenario,
@@ -70,9 +77,12 @@ def sweep_cmd(
     plot_metrics,
     restart,
     force,
+    interval,
     quiet,
 ) -> None:
-    """Run SCENARIO over the cartesian grid of --set values; resumes an interrupted sweep."""
+    """Run SCENARIO over the cartesian grid of --set values; resumes an interrupted sweep.
+    A point without hardware.host_time_factor runs at the profile's default (the median of
+    its serving-host samples), as sim run does."""
     if requests is not None and requests <= 0:
         raise UserError("--requests must be > 0")
     check_workers(workers, dask_address)
@@ -86,7 +96,9 @@ def sweep_cmd(
     out_dir = out_dir or Path("results") / f"sweep-{Path(scenario).stem}"
     check_out_dir(out_dir)
     table = out_dir / f"sweep.{fmt}"
-    df = run_sweep(ref, points, table, workers, dask_address, requests, not quiet, restart, metrics)
+    df = run_sweep(
+        ref, points, table, workers, dask_address, requests, not quiet, restart, metrics, interval
+    )
     if metrics:
         plot_sweep(df, metrics, out_dir / "sweep.png")
     if not quiet:

@@ -233,7 +233,13 @@ MATRIX_OUT = Path("results") / "validate-matrix"
     show_default=True,
     help="directory to write (replaced whole on a rerun)",
 )
-def matrix_cmd(measured: Path, profile: str | None, out_dir: Path) -> None:
+@click.option(
+    "--interval/--no-interval",
+    default=True,
+    show_default=True,
+    help="also check the 80% prediction intervals' coverage (coverage.md, coverage.csv)",
+)
+def matrix_cmd(measured: Path, profile: str | None, out_dir: Path, interval: bool) -> None:
     """Predict every case of a live validation matrix (tools/device/matrix.sh's results,
     default measurements/live/h200-matrix) and set the errors side by side.
 
@@ -248,7 +254,16 @@ def matrix_cmd(measured: Path, profile: str | None, out_dir: Path) -> None:
 
     Writes OUT/matrix.md (model, dtype, server, scenario, energy per request measured /
     predicted / error, TTFT / TPOT / E2E p50 errors, then the median and worst |energy
-    error|), OUT/matrix.csv and validate.json; prints the Markdown."""
+    error|), OUT/matrix.csv and validate.json; prints the Markdown.
+
+    \b
+    Coverage (--interval, default): each case predicted as a user would get it, at the
+    profile's default host_time_factor (the median of its serving-host samples, not the
+    case's own), with sim run's 80% prediction intervals; per case whether the interval
+    holds the measured energy per request, TTFT p50 and TPOT p50, then the fraction held
+    and the median relative width (upper - lower) / value, per figure and over all; then
+    the same with the samples measured in MEASURED itself left out of the distribution.
+    Writes OUT/coverage.md and OUT/coverage.csv."""
     import pandas as pd
 
     from llm_energy_sim.analysis import matrix as mx
@@ -265,10 +280,12 @@ def matrix_cmd(measured: Path, profile: str | None, out_dir: Path) -> None:
             try:
                 scen, runs = load_with_host_speed(case.scenario, {}, tables, profile)
             except UserError as exc:  # passes that all failed: say so, predict at 1.0
-                notes.append(f"{case.name}: {exc}; predicted at host_time_factor 1.0")
+                notes.append(f"{case.name}: {exc}; predicted at the profile's default")
                 scen, runs = load_with_host_speed(case.scenario, {}, [], profile)
             if runs is None:
-                notes.append(f"{case.name}: no host-speed passes; host_time_factor 1.0")
+                notes.append(
+                    f"{case.name}: no host-speed passes; the profile's default host_time_factor"
+                )
             pred = mx.predict(scen, case.scenario, tmp / "predicted" / case.name, profile, runs)
             table, _, _ = compare_dirs(pred, case.measured)
             (tmp / "compare").mkdir(exist_ok=True)
@@ -281,11 +298,17 @@ def matrix_cmd(measured: Path, profile: str | None, out_dir: Path) -> None:
             md += "\n" + "\n".join(f"- {n}" for n in notes) + "\n"
         (tmp / "matrix.md").write_text(md)
         pd.DataFrame(rows).to_csv(tmp / "matrix.csv", index=False)
+        coverage = _coverage(cases, measured, profile, tmp, rows) if interval else None
+        if coverage is not None:
+            md += "\n" + coverage["markdown"]
         meta = {
             "check": "live validation matrix (tools/device/matrix.sh)",
             "measured": str(measured),
             "profile": name,
             "summary": mx.summary_stats(rows),
+            "coverage": None
+            if coverage is None
+            else {k: v for k, v in coverage.items() if k != "markdown"},
             "notes": notes,
             "rows": [
                 {
@@ -297,9 +320,64 @@ def matrix_cmd(measured: Path, profile: str | None, out_dir: Path) -> None:
         }
         (tmp / VALIDATE_FILE).write_text(json.dumps(meta, indent=2) + "\n")
     click.echo(md, nl=False)
+    cov = f", {out_dir / 'coverage.md'}, {out_dir / 'coverage.csv'}" if interval else ""
     click.echo(
-        f"wrote {out_dir / 'matrix.md'}, {out_dir / 'matrix.csv'}, {out_dir / VALIDATE_FILE}"
+        f"wrote {out_dir / 'matrix.md'}, {out_dir / 'matrix.csv'}{cov}, {out_dir / VALIDATE_FILE}"
     )
+
+
+def _coverage(cases, measured: Path, profile: str | None, tmp: Path, matrix_rows) -> dict:
+    """Each case predicted as a user would get it (the profile's default host factor and its
+    80% intervals, not the case's own measured factor), against the measured figures; then
+    the same with this matrix's own host-speed samples left out of the distribution.
+    matrix_rows: the cases' matrix lines (their errors at their own factor). Writes
+    coverage.md / coverage.csv (and the held-out profile copies under profiles/)."""
+    import pandas as pd
+
+    from llm_energy_sim.analysis import matrix as mx
+    from llm_energy_sim.analysis.intervals import simulate_with_bounds
+    from llm_energy_sim.config.profile import save_profile
+    from llm_energy_sim.config.scenario import load_scenario
+    from llm_energy_sim.simulation import profile_for
+
+    out: dict = {}
+    md = ""
+    tables = []
+    for variant in ("shipped", "held_out"):
+        rows = []
+        for case in cases:
+            scen = load_scenario(case.scenario)  # no host factor: the profile's default
+            prof, _ = profile_for(scen, profile)
+            use = profile
+            if variant == "held_out":
+                kept = mx.held_out(prof, measured)
+                if kept is None:
+                    continue
+                use = str(tmp / "profiles" / f"{kept.name}.json")
+                if not Path(use).exists():
+                    save_profile(kept, Path(use))
+            summary, _ = simulate_with_bounds(scen, use)
+            own = next(r for r in matrix_rows if r["case"] == case.name)
+            iv = summary.get("intervals")
+            rows.append(mx.coverage_row(case, scen, _measured_summary(case), iv, own))
+        if not rows:
+            continue
+        stats = mx.coverage_stats(rows)
+        n = len(prof.host_speed.samples) if prof.host_speed is not None else 0
+        title = (
+            f"80% intervals from profile {prof.name}'s {n} serving-host samples (as shipped)"
+            if variant == "shipped"
+            else f"the same with the samples measured in {measured} left out"
+        )
+        md += (f"\n### {title}\n\n" if variant == "held_out" else "") + mx.coverage_markdown(
+            rows, stats, "coverage" if variant == "shipped" else "coverage, held out"
+        )
+        out[variant] = {"title": title, "stats": stats, "rows": rows}
+        tables.append(pd.DataFrame(rows).assign(variant=variant))
+    (tmp / "coverage.md").write_text(md)
+    pd.concat(tables, ignore_index=True).to_csv(tmp / "coverage.csv", index=False)
+    out["markdown"] = md
+    return out
 
 
 def _measured_summary(case) -> dict:

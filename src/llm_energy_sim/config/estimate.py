@@ -17,6 +17,7 @@ built-in engine's step log) and the energy counters read every 20 ms (estimate_r
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 from collections.abc import Iterable
@@ -182,13 +183,20 @@ def check_memory(
     source: str = "",
     profile: str | None = None,
     hint: str = RUN_HINT,
+    extra_runs: int = 0,
 ) -> None:
-    """UserError (one line) when the run's estimate is above memory_limit(), unless force."""
+    """UserError (one line) when the run's estimate, plus `extra_runs` copies of it without
+    a step log alive at the same time (sim run's interval bound runs), is above
+    memory_limit(), unless force."""
     if force:
         return
-    refuse_above_limit(
-        estimate_memory(scen, step_log, _gpu_memory(scen, profile)), source, "run", hint
-    )
+    gpu = _gpu_memory(scen, profile)
+    est = estimate_memory(scen, step_log, gpu)
+    if extra_runs:  # the bound runs alive beside the central one
+        extra = extra_runs * estimate_memory(scen, False, gpu).bytes
+        est = dataclasses.replace(est, bytes=est.bytes + extra)
+        hint += f" (this counts {extra_runs} interval bound run(s); --no-interval runs one)"
+    refuse_above_limit(est, source, "run", hint)
 
 
 def check_replay_memory(scen, force: bool = False, source: str = "") -> None:

@@ -7,10 +7,19 @@ group carries a `source` saying where its numbers come from.
 from __future__ import annotations
 
 import json
+import math
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from llm_energy_sim.config.dtypes import NF4_GEMV
 from llm_energy_sim.config.errors import UserError
@@ -140,6 +149,97 @@ class GpuSpec(_Strict):
     source: str
 
 
+#: the headline figures of a run that carry an 80% prediction interval (analysis/intervals.py
+#: maps each to its summary.json key); the keys of RunToRunSpread.sigma_log
+INTERVAL_FIGURES = (
+    "energy_per_request_wh",
+    "total_energy_wh",
+    "ttft_p50_s",
+    "ttft_p90_s",
+    "tpot_p50_s",
+    "tpot_p90_s",
+    "makespan_s",
+)
+
+
+class HostSpeedSample(_Strict):
+    """One host-speed pass measured on a serving machine: its host_time_factor against this
+    profile (calibrate/hostspeed.py: the host-fit run's decode time per token over this
+    profile's prediction), when it ran (ISO 8601 UTC) and the directory of the table it came
+    from."""
+
+    factor: float = Field(gt=0)
+    utc: str
+    source: str = Field(min_length=1)
+
+    @field_validator("utc")
+    @classmethod
+    def _iso_utc(cls, v: str) -> str:
+        try:
+            datetime.fromisoformat(v)
+        except ValueError:
+            raise ValueError(f"utc {v!r} is not an ISO 8601 time") from None
+        return v
+
+
+class HostSpeedDistribution(_Strict):
+    """The spread of serving-host speeds over leases: every measured pass, once. Its median
+    is the host_time_factor a scenario gets when it sets none; its quantiles bound the
+    prediction intervals (analysis/intervals.py). Written by tools/host_speed_samples.py."""
+
+    samples: list[HostSpeedSample] = Field(min_length=1)
+    source: str
+
+    def factors(self) -> list[float]:
+        return sorted(s.factor for s in self.samples)
+
+    def quantile(self, q: float) -> float:
+        """The q-quantile of the factors, linear between order statistics (numpy's default,
+        Hyndman & Fan type 7)."""
+        if not 0.0 <= q <= 1.0:
+            raise ValueError(f"quantile {q} outside [0, 1]")
+        xs = self.factors()
+        pos = q * (len(xs) - 1)
+        lo = math.floor(pos)
+        hi = min(lo + 1, len(xs) - 1)
+        return xs[lo] + (pos - lo) * (xs[hi] - xs[lo])
+
+    def median(self) -> float:
+        return self.quantile(0.5)
+
+
+class RunToRunSpread(_Strict):
+    """How much repeated identical live runs differ: per headline figure the pooled standard
+    deviation of ln(figure) within groups of repeats (sigma_log, about the relative spread),
+    its degrees of freedom (runs minus groups) and the repeated runs. Written by
+    tools/host_speed_samples.py."""
+
+    sigma_log: dict[str, float]
+    dof: int = Field(gt=0)
+    runs: list[list[str]] = Field(min_length=1)
+    source: str
+
+    @field_validator("sigma_log")
+    @classmethod
+    def _figures(cls, v: dict[str, float]) -> dict[str, float]:
+        unknown = sorted(set(v) - set(INTERVAL_FIGURES))
+        if unknown:
+            raise ValueError(
+                f"unknown figure {', '.join(unknown)} (allowed: {', '.join(INTERVAL_FIGURES)})"
+            )
+        for k, s in v.items():
+            if not (math.isfinite(s) and s >= 0):
+                raise ValueError(f"sigma_log.{k} ({s}) must be a finite number >= 0")
+        return v
+
+    @field_validator("runs")
+    @classmethod
+    def _groups(cls, v: list[list[str]]) -> list[list[str]]:
+        if any(len(g) < 2 for g in v):
+            raise ValueError("every group of repeated runs needs at least two runs")
+        return v
+
+
 # a profile measured before a class existed costs it with its nearest measured class:
 # attn_packed (transformers CB's masked SDPA) with the flash prefill fit -- an optimistic
 # stand-in, since the masked kernel runs slower than flash attention
@@ -158,6 +258,10 @@ class Profile(_Strict):
     interconnect: dict[str, Interconnect] = Field(
         default_factory=dict, description="keyed by GPU count as a string ('2', '4', '8')"
     )
+    # measured serving-host speeds over leases; None: no samples (the factor defaults to 1.0)
+    host_speed: HostSpeedDistribution | None = None
+    # measured spread of repeated identical live runs; None: not measured
+    run_to_run: RunToRunSpread | None = None
 
     @model_validator(mode="after")
     def _physical(self) -> Profile:
@@ -188,6 +292,11 @@ class Profile(_Strict):
             if not k.isdigit() or int(k) < 2:
                 raise ValueError(f"interconnect key '{k}' must be a GPU count >= 2 ('2', '4', ...)")
         return self
+
+    def default_host_time_factor(self) -> float:
+        """The host_time_factor of a scenario that sets none: the median of the profile's
+        serving-host samples, 1.0 (the calibration host) when it has none."""
+        return self.host_speed.median() if self.host_speed is not None else 1.0
 
     def kernel(self, kclass: str, dtype: str) -> KernelFit:
         """Fit of a kernel class in a dtype; a dtype missing for a non-linear class falls back

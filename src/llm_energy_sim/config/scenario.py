@@ -298,14 +298,16 @@ class Hardware(_Strict):
     gpus_per_replica: int = Field(default=1, gt=0, description="tensor-parallel degree")
     replicas: int = Field(default=1, gt=0)
     balancer: Literal["round_robin", "least_loaded"] = "round_robin"
-    host_time_factor: float = Field(
-        default=1.0,
+    host_time_factor: float | None = Field(
+        default=None,
         gt=0,
         le=MAX_HOST_TIME_FACTOR,
         description="multiplier on every per-step host-side time of the profile (engine host "
         "overhead, attention plan misses, generate() set-up; not the one-time cold start, which "
         "did not follow it): the serving machine's CPU against the calibration host's; "
-        "`sim calibrate --stages hostspeed` measures it on a machine",
+        "`sim calibrate --stages hostspeed` measures it on a machine. Default (null): the "
+        "median of the profile's serving-host samples (its host_speed; 1.0 for a profile "
+        "without any)",
     )
 
 

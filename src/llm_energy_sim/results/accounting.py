@@ -160,7 +160,9 @@ def build_summary(
         e.co2_g = total / 3.6e6 * grid_g_per_kwh
         e.co2_g_per_request = e.co2_g / n_ok if n_ok else None
     if provenance is not None:
-        summary.provenance = provenance
+        summary.provenance = provenance.model_copy(
+            update={"host_time_factor": res.host_time_factor_source}
+        )
     return summary
 
 

@@ -10,6 +10,7 @@ seconds to format.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 from pathlib import Path
@@ -205,12 +206,22 @@ def _fmt(v, unit: str = "", scale: float = 1.0, digits: int = 3) -> str:
     return f"{v * scale:.{digits}g}{unit}"
 
 
+def _bounds(summary: dict, figure: str, unit: str = "", digits: int = 3) -> str:
+    """' [lower, upper]' of a figure's 80% interval (summary 'intervals'), '' without one."""
+    e = ((summary.get("intervals") or {}).get("figures") or {}).get(figure)
+    if not e:
+        return ""
+    return f" [{_fmt(e['lower'], digits=digits)}, {_fmt(e['upper'], unit, digits=digits)}]"
+
+
 def print_summary(summary: dict, console: Console | None = None) -> None:
+    """The terminal table of a summary; a figure with an 80% interval shows 'value [lo, hi]'."""
     from rich.console import Console
     from rich.table import Table
 
     console = console or Console()
     e, lat, req = summary["energy"], summary["latency_s"], summary["requests"]
+    b = functools.partial(_bounds, summary)
     t = Table(
         title=f"{summary['scenario']}: {summary['model']} {summary['dtype']} on {summary['server']}, "
         f"{summary['gpus']} GPU(s)",
@@ -225,13 +236,16 @@ def print_summary(summary: dict, console: Console | None = None) -> None:
             "rejected (429 queue full / 422 too long)",
             f"{req['rejected_429']} / {req['rejected_422']}",
         )
-    t.add_row("makespan", _fmt(summary["makespan_s"], " s", digits=4))
-    t.add_row("energy per request (total, idle incl.)", _fmt(e["per_request_wh"], " Wh", digits=4))
+    t.add_row("makespan", _fmt(summary["makespan_s"], " s", digits=4) + b("makespan_s", " s", 4))
+    t.add_row(
+        "energy per request (total, idle incl.)",
+        _fmt(e["per_request_wh"], " Wh", digits=4) + b("energy_per_request_wh", " Wh", 4),
+    )
     t.add_row(
         "  active (prefill+decode) / idle share",
         f"{_fmt(e['per_request_active_wh'], ' Wh')} / {_fmt(e['per_request_idle_share_wh'], ' Wh')}",
     )
-    t.add_row("total energy", _fmt(e["total_wh"], " Wh", digits=4))
+    t.add_row("total energy", _fmt(e["total_wh"], " Wh", digits=4) + b("total_energy_wh", " Wh", 4))
     t.add_row("idle fraction of energy", _fmt(e["idle_fraction"], " %", 100, 3))
     t.add_row(
         "deep-idle floor (all GPUs x makespan)", _fmt(e["deep_idle_floor_j"], " Wh", 1 / 3600, 4)
@@ -244,6 +258,11 @@ def print_summary(summary: dict, console: Console | None = None) -> None:
     t.add_row("energy / output token", _fmt(e["per_output_token_j"], " J"))
     for name in ("ttft", "tpot", "e2e"):
         s = lat[name]
+        if name != "e2e" and summary.get("intervals"):  # one row per quantile: value [lo, hi]
+            for q in ("p50", "p90"):
+                t.add_row(f"{name.upper()} {q}", _fmt(s[q], " s") + b(f"{name}_{q}_s", " s"))
+            t.add_row(f"{name.upper()} p99", _fmt(s["p99"], " s"))
+            continue
         t.add_row(
             f"{name.upper()} p50 / p90 / p99",
             f"{_fmt(s['p50'], ' s')} / {_fmt(s['p90'], ' s')} / {_fmt(s['p99'], ' s')}",
@@ -257,3 +276,16 @@ def print_summary(summary: dict, console: Console | None = None) -> None:
         t.add_row("CO2", f"{_fmt(e['co2_g'], ' g')} ({_fmt(e['co2_g_per_request'], ' g/request')})")
     console.print(t)
     console.print(f"profile: {summary['profile']} ({summary['profile_path']})")
+    prov = summary.get("provenance") or {}
+    if "host_time_factor" in summary:
+        why = f" ({prov['host_time_factor']})" if prov.get("host_time_factor") else ""
+        console.print(f"host_time_factor {summary['host_time_factor']:.4g}{why}", markup=False)
+    iv = summary.get("intervals")
+    if iv:
+        rr = iv.get("run_to_run")
+        spread = f"; run-to-run spread of repeated live runs ({rr['dof']} dof)" if rr else ""
+        console.print(
+            f"[lo, hi]: {iv['level']:.0%} prediction interval: {iv['host']}{spread}",
+            markup=False,
+            highlight=False,
+        )

@@ -71,7 +71,59 @@ def plot_results(
     axes[1].set_ylabel("energy per request (Wh)")
     fig.suptitle(f"Per-request energy: {title}")
     paths.append(_save(plt, fig, out_dir / "request_energy.png"))
+    if (summary.get("intervals") or {}).get("figures"):
+        paths.append(plot_intervals(out_dir / "intervals.png", summary["intervals"], title))
     return paths
+
+
+#: the labels of the interval figures (analysis/intervals.py FIGURE_KEYS), their units
+INTERVAL_LABELS = {
+    "energy_per_request_wh": ("energy per request", "Wh"),
+    "total_energy_wh": ("total energy", "Wh"),
+    "ttft_p50_s": ("TTFT p50", "s"),
+    "ttft_p90_s": ("TTFT p90", "s"),
+    "tpot_p50_s": ("TPOT p50", "s"),
+    "tpot_p90_s": ("TPOT p90", "s"),
+    "makespan_s": ("makespan", "s"),
+}
+
+
+def plot_intervals(path: Path, intervals: dict, title: str) -> Path:
+    """intervals.png: each headline figure's 80% prediction interval relative to its value
+    (bar: lower to upper; thick part: the host-speed part alone), labelled in its units."""
+    plt = pyplot()
+    figs = [(k, e) for k, e in intervals["figures"].items() if e]
+    fig, ax = plt.subplots(figsize=(9, 0.55 * len(figs) + 1.6))
+    for i, (name, e) in enumerate(reversed(figs)):
+        v = e["value"]
+        ax.plot([e["lower"] / v - 1, e["upper"] / v - 1], [i, i], color="tab:blue", lw=2)
+        ax.plot(
+            [e["host_lower"] / v - 1, e["host_upper"] / v - 1],
+            [i, i],
+            color="tab:blue",
+            lw=7,
+            alpha=0.5,
+        )
+        ax.plot([0], [i], "o", color="k", ms=4)
+        label, unit = INTERVAL_LABELS.get(name, (name, ""))
+        ax.annotate(
+            f"{v:.4g} [{e['lower']:.4g}, {e['upper']:.4g}] {unit}",
+            (e["upper"] / v - 1, i),
+            xytext=(6, -3),
+            textcoords="offset points",
+            fontsize=7,
+        )
+    ax.set_yticks(range(len(figs)))
+    ax.set_yticklabels([INTERVAL_LABELS.get(k, (k, ""))[0] for k, _ in reversed(figs)])
+    ax.axvline(0, color="gray", lw=0.8)
+    ax.xaxis.set_major_formatter(lambda x, _: f"{x:+.0%}")
+    ax.set_xlabel(
+        f"relative to the predicted value: {intervals['level']:.0%} interval (thin), its "
+        "host-speed part alone (thick)"
+    )
+    ax.set_title(f"Prediction intervals: {title}", fontsize=9)
+    ax.margins(x=0.5)
+    return _save(plt, fig, path)
 
 
 def _label_timeline(ax, ylabel: str, title: str) -> None:

@@ -4,9 +4,9 @@
 :class:`Summary`; summary.json is its JSON form (:meth:`Summary.to_dict`). Compatibility rule:
 keys are added, never renamed, so every summary.json written before a key existed still reads.
 A key listed in a model's ``OPTIONAL`` is written only when it was set (or read from a file
-holding it): `sim run` writes ``host_time_factor`` and ``simulation_wall_s``, `sim replay`
-writes ``measured`` and the ``errors``/``timeouts`` counts, and old files keep their keys as
-they are. Keys a file holds beyond this schema are kept (``extra="allow"``).
+holding it): `sim run` writes ``host_time_factor``, ``simulation_wall_s`` and ``intervals``,
+`sim replay` writes ``measured`` and the ``errors``/``timeouts`` counts, and old files keep
+their keys as they are. Keys a file holds beyond this schema are kept (``extra="allow"``).
 """
 
 from __future__ import annotations
@@ -143,8 +143,10 @@ class Overrides(Record):
 
 
 class Provenance(Record):
-    """What produced a results directory (results/provenance.py fills it in)."""
+    """What produced a results directory (results/provenance.py fills it in); `sim run`
+    also says where its host_time_factor came from (simulation.resolve_host_factor)."""
 
+    OPTIONAL: ClassVar[frozenset[str]] = frozenset({"host_time_factor"})
     command: str  # "sim run", "sim replay"
     package: str
     version: str  # llm_energy_sim.__version__
@@ -153,6 +155,7 @@ class Provenance(Record):
     scenario_path: str | None
     overrides: Overrides
     created_utc: str  # ISO 8601, seconds
+    host_time_factor: str | None = None  # where the simulated run's factor came from
 
 
 class Summary(Record):
@@ -166,6 +169,7 @@ class Summary(Record):
             "measured",
             "host_speed",
             "provenance",
+            "intervals",
         }
     )
     scenario: str
@@ -193,6 +197,8 @@ class Summary(Record):
     measured: dict[str, Any] | None = None  # sim replay: engine, meter, send lag, files
     host_speed: dict[str, Any] | None = None  # sim replay --hostspeed
     provenance: Provenance | None = None  # absent in results written before it existed
+    # sim run: 80% prediction intervals of the headline figures (analysis/intervals.py)
+    intervals: dict[str, Any] | None = None
 
 
 def _finite(obj):
