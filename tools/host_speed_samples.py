@@ -38,6 +38,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from llm_energy_sim.analysis.intervals import FIGURE_KEYS  # summary.json key of each figure
 from llm_energy_sim.calibrate.hostspeed import host_time_factor
 from llm_energy_sim.config.paths import PROFILES_DIR
 from llm_energy_sim.config.profile import (
@@ -66,16 +67,6 @@ REPEATS = (
         "measurements/live/h200-graphs-c/graphs-qwen2.5-7b",
     ),
 )
-#: summary.json key of each headline figure (the same as analysis/intervals.py FIGURE_KEYS)
-FIGURE_KEYS = {
-    "energy_per_request_wh": ("energy", "per_request_wh"),
-    "total_energy_wh": ("energy", "total_wh"),
-    "ttft_p50_s": ("latency_s", "ttft", "p50"),
-    "ttft_p90_s": ("latency_s", "ttft", "p90"),
-    "tpot_p50_s": ("latency_s", "tpot", "p50"),
-    "tpot_p90_s": ("latency_s", "tpot", "p90"),
-    "makespan_s": ("makespan_s",),
-}
 
 
 def host_tables(live: Path = LIVE) -> list[Path]:
