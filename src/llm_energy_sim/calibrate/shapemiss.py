@@ -136,12 +136,11 @@ def measure_engine(
     model = build_uncached(card, BUILD_DTYPE[dtype], device, 0, "sdpa")
     if dtype in ("int8", "int4"):
         quantize_linears(model, dtype)
-    used = _FRESH_LENGTHS  # a length no earlier request of this process used
     try:
         if engine == "hf_eager":
             batch = 1
             same = [PROMPT] * 3
-            fresh = [next(used) for _ in range(3)]
+            fresh = [next(_FRESH_LENGTHS) for _ in range(3)]
 
             def run(ps):
                 return _generate_runs(model, card.vocab_size, device, ps, sync)
@@ -151,7 +150,7 @@ def measure_engine(
             batch = cb_batch
             cb = CbBatches(model, device)
             same = [[PROMPT + i for i in range(batch)]] * 3
-            fresh = [[next(used) for _ in range(batch)] for _ in range(3)]
+            fresh = [[next(_FRESH_LENGTHS) for _ in range(batch)] for _ in range(3)]
 
             def run(ps):
                 return cb_runs(cb, card.vocab_size, ps)
