@@ -92,13 +92,15 @@ def simulate(
     if trace is None:
         trace = generate_trace(scen.workload, scen.seed)
     env = simpy.Environment()
-    engine = server_kind(scen.server.kind).cost_engine_of(scen.server)
+    kind = server_kind(scen.server.kind)
+    engine = kind.cost_engine_of(scen.server)
+    masked = kind.masked_attention_of(scen)
     replicas, servers = [], []
     info: dict = {}
     for i in range(scen.hardware.replicas):
         hw = scen.hardware
         cost = CostModel(
-            card, scen.dtype, profile, engine, hw.gpus_per_replica, hw.host_time_factor
+            card, scen.dtype, profile, engine, hw.gpus_per_replica, hw.host_time_factor, masked
         )
         rep = Replica(i, cost, scen.fast_forward, getattr(scen.server, "cold_start", False))
         if step_log:

@@ -28,6 +28,8 @@ def _models():
                         except (UserError, KeyError, ValueError):
                             continue  # no fit or host entry for this combination
                         out.append(m)
+                        if engine == "hf_eager":  # and under a padding mask (static batches)
+                            out.append(CostModel(card, dtype, profile, engine, tp, 1.3, True))
     return out
 
 

@@ -84,13 +84,15 @@ def steps_cmd(scenario, measured, profile, sets, host_tables, predicted, out_dir
     prof, _ = profile_for(scen, profile)
     scen, _ = resolve_host_factor(scen, prof)  # none given: the profile's default, as sim run
     hw = scen.hardware
+    kind = server_kind(scen.server.kind)
     cost = CostModel(
         scenario_card(scen),
         scen.dtype,
         prof,
-        server_kind(scen.server.kind).cost_engine_of(scen.server),
+        kind.cost_engine_of(scen.server),
         hw.gpus_per_replica,
         hw.host_time_factor,
+        kind.masked_attention_of(scen),
     )
     df = cost_steps(steps, cost, bool(getattr(scen.server, "cold_start", False)))
     summary = summarize(df, hw.host_time_factor, source)

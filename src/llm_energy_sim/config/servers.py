@@ -182,7 +182,8 @@ class ServerKind:
     imports nothing above it). cost_engine: the cost model's engine (an ENGINE_SHAPES key and
     the profile's host-overhead entry). dtypes: those the engine runs (a scenario with another
     is refused at load). live_engine: the `sim replay --engine` that runs this kind, None if
-    none does.
+    none does. pads_prompts: its batches run left-padded under an attention mask (HF generate
+    on a static batch: hf/greedy.left_pad), see masked_attention_of.
     """
 
     name: str
@@ -191,6 +192,19 @@ class ServerKind:
     cost_engine: str
     dtypes: tuple[str, ...]
     live_engine: str | None = None
+    pads_prompts: bool = False
+
+    def masked_attention_of(self, scenario) -> bool:
+        """Whether this scenario's attention runs under a padding mask: a padding kind whose
+        batches hold several prompts of unequal length (transformers drops an all-ones mask,
+        so a batch of equal prompts, fixed-length prompts or a batch of one is unmasked).
+        Decided per scenario: a rare batch whose drawn prompts happen to be equal is priced
+        masked too."""
+        if not self.pads_prompts or getattr(scenario.server, "batch_size", 1) <= 1:
+            return False
+        w = scenario.workload
+        fixed = getattr(w.prompt_tokens, "kind", None) == "fixed"
+        return not (fixed and w.arrival.kind != "trace")
 
     def cost_engine_of(self, settings: ServerSettings) -> str:
         """The cost-model engine of a server with these settings: the entry's cost_engine,
@@ -235,6 +249,7 @@ SERVER_KINDS: dict[str, ServerKind] = {
             cost_engine="hf_eager",
             dtypes=DTYPES,
             live_engine="transformers-static",
+            pads_prompts=True,
         ),
         ServerKind(
             name="tgi",

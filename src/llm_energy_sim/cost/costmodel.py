@@ -135,6 +135,9 @@ class CostModel:
     engine: str = "hf_eager"
     tp: int = 1
     host_time_factor: float = 1.0  # this machine's host time / the calibration host's
+    # attention under a padding mask (HF generate on left-padded static batches:
+    # ServerKind.masked_attention_of): see kv_read_heads
+    masked_attention: bool = False
     shape: EngineShape = field(init=False)
     dt: DtypeInfo = field(init=False)
     host: HostOverhead = field(init=False)
@@ -146,6 +149,9 @@ class CostModel:
             host_overhead(self.profile, self.engine, self.dtype, self.tp), self.host_time_factor
         )
         self.wait_w = self.host.wait_w or self.profile.idle.host_wait_w
+        self.kv_read_heads = kv_read_heads(
+            self.card, self.tp, self.masked_attention, self.dt.act_dtype
+        )
         # the miss is cuDNN's plan for an attention call, which runs in the activation dtype
         # (bitsandbytes LLM.int8: fp16, NF4: bf16): keyed by that dtype
         att = self.dt.act_dtype
@@ -264,6 +270,7 @@ class CostModel:
         nh, nkv, d = c.num_attention_heads // tp, max(c.num_key_value_heads // tp, 1), c.d_head
         if self.shape.packed_attention:
             return self._packed_attention(work, L, nh, nkv, d)
+        nkv = self.kv_read_heads
         t = e = 0.0
         if work.prefill:
             # one attention call per layer covers every sequence prefilled in the step (HF
@@ -406,6 +413,30 @@ class CostModel:
             self.wait_w * self.tp,
             self.standby_k,
         )
+
+
+def kv_read_heads(card: ModelCard, tp: int, masked: bool, act_dtype: str) -> int:
+    """The K/V heads per GPU whose cache rows an attention call's bytes count (kernels.py
+    attn_prefill_kernel, attn_decode_kernel: n_kv).
+
+    Unmasked, in 16 bit: the model's KV heads, read once (torch SDPA's cuDNN and flash
+    kernels take grouped K/V natively; cuDNN's SDPA runs fp16/bf16/fp8 only: the cuDNN
+    frontend's attention support matrix). Under a padding mask transformers' SDPA path turns
+    native GQA off (transformers integrations/sdpa_attention.py, use_gqa_in_sdpa: only when
+    attention_mask is None) and repeat_kv copies K and V out to every query head first: the
+    copy reads nkv heads and writes nh, the attention then reads nh, so 2 * nh + nkv heads'
+    rows move, priced at the attention class's bandwidth (inside its roofline: in a
+    compute-bound prefill the copy hides under the FLOPs, ~0.5% of an 8 x 900-token
+    Llama-3.1-8B prefill). float32 attention runs torch's
+    efficient or math kernel, whose GQA repeats K/V in either case (torch's SDPA reference:
+    enable_gqa is a repeat_interleave), so the fitted float32 class already holds the copy
+    and a mask adds none. Measured: measurements/calibration/h200-paddedpower, a padded batch
+    of 16 Qwen2.5-14B bf16 rows drew 523 W and 31 J per step against 395 W and 18 J
+    unpadded."""
+    nh, nkv = card.num_attention_heads // tp, max(card.num_key_value_heads // tp, 1)
+    if not masked or nh == nkv or act_dtype == "float32":
+        return nkv
+    return 2 * nh + nkv
 
 
 def host_overhead(profile: Profile, engine: str, dtype: str, tp: int = 1) -> HostOverhead:

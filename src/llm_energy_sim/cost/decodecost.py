@@ -28,7 +28,7 @@ class DecodePricer:
         c, tp = model.card, model.tp
         self.layers = c.num_hidden_layers
         self.nh = c.num_attention_heads // tp
-        self.nkv = max(c.num_key_value_heads // tp, 1)
+        self.nkv = model.kv_read_heads  # the model card's KV heads, or more under a mask
         self.d = c.d_head
         self.packed = model.shape.packed_attention
         # attn_decode_kernel's FLOPs = (4.0*nh*d) * C; bytes = (2.0*nkv*d) * C * kv_bytes + const

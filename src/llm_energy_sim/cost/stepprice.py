@@ -25,7 +25,7 @@ class StepPricer:
         c, tp = model.card, model.tp
         self.tp = tp
         self.layers = c.num_hidden_layers
-        nh, nkv, d = c.num_attention_heads // tp, max(c.num_key_value_heads // tp, 1), c.d_head
+        nh, nkv, d = c.num_attention_heads // tp, model.kv_read_heads, c.d_head
         self.packed = model.shape.packed_attention
         self._flops_c = 4.0 * nh * d  # attention FLOPs per visible (query, key) pair
         self._q_bytes = 2 * nh * d * model.dt.act_bytes  # Q and O per new token
