@@ -87,3 +87,12 @@ def test_a_case_without_its_scenario_file_is_refused(matrix, tmp_path):
         find_cases(tmp_path)
     with pytest.raises(UserError, match="no case directories"):
         find_cases(tmp_path / SAME)
+
+
+def test_with_nothing_to_order_the_ordering_check_says_so(matrix):
+    _, out, printed = matrix
+    meta = json.loads((out / "validate.json").read_text())["ordering"]
+    assert meta["pairs"] == []  # one model, but a static batch and a sequential server
+    assert all(s["comparable"] == 0 for s in meta["stats"].values())
+    first = "dtype ordering: no pair of cases differs only in dtype; no pair of the same model"
+    assert first in printed and "No pair of cases is comparable." in printed

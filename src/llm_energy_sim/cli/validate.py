@@ -293,12 +293,14 @@ def matrix_cmd(measured: Path, profile: str | None, out_dir: Path, interval: boo
             factor = scen.hardware.host_time_factor if runs is not None else None
             rows.append(mx.case_row(case, scen, _measured_summary(case), table, factor))
         name = profile or "each scenario's (h200)"
+        coverage = _coverage(cases, measured, profile, tmp, rows) if interval else None
+        ordering = _ordering(cases, profile, rows, coverage)
         md = mx.markdown(rows, name)
         if notes:
             md += "\n" + "\n".join(f"- {n}" for n in notes) + "\n"
+        md += "\n" + ordering["markdown"]
         (tmp / "matrix.md").write_text(md)
         pd.DataFrame(rows).to_csv(tmp / "matrix.csv", index=False)
-        coverage = _coverage(cases, measured, profile, tmp, rows) if interval else None
         if coverage is not None:
             md += "\n" + coverage["markdown"]
         meta = {
@@ -309,6 +311,7 @@ def matrix_cmd(measured: Path, profile: str | None, out_dir: Path, interval: boo
             "coverage": None
             if coverage is None
             else {k: v for k, v in coverage.items() if k != "markdown"},
+            "ordering": {k: v for k, v in ordering.items() if k != "markdown"},
             "notes": notes,
             "rows": [
                 {
@@ -378,6 +381,39 @@ def _coverage(cases, measured: Path, profile: str | None, tmp: Path, matrix_rows
     pd.concat(tables, ignore_index=True).to_csv(tmp / "coverage.csv", index=False)
     out["markdown"] = md
     return out
+
+
+def _ordering(cases, profile: str | None, rows: list[dict], coverage: dict | None) -> dict:
+    """The ordering check of the matrix (analysis/matrix.ordering_pairs): every pair of
+    cases that differ in dtype (or across models on one workload), measured order against
+    predicted; a measured order within the cases' run-to-run spread is a tie."""
+    from llm_energy_sim.analysis import matrix as mx
+    from llm_energy_sim.analysis.intervals import t_quantile
+    from llm_energy_sim.config.scenario import load_scenario
+    from llm_energy_sim.simulation import profile_for
+
+    scenarios, tie = {}, {}
+    for case in cases:
+        scen = load_scenario(case.scenario)  # as replayed, before any host factor
+        scenarios[case.name] = scen
+        spread = profile_for(scen, profile)[0].run_to_run
+        sigma = spread.sigma_log.get("energy_per_request_wh", 0.0) if spread else 0.0
+        tie[case.name] = t_quantile(spread.dof) * sigma if spread else 0.0
+    at_default = None
+    if coverage is not None and "shipped" in coverage:
+        at_default = {
+            r["case"]: r["energy_per_request_wh_value"]
+            for r in coverage["shipped"]["rows"]
+            if r["energy_per_request_wh_value"] is not None
+        }
+    pairs = mx.ordering_pairs(rows, scenarios, tie, at_default)
+    stats = mx.ordering_stats(pairs)
+    return {
+        "summary": mx.ordering_summary(stats),
+        "stats": stats,
+        "pairs": pairs,
+        "markdown": mx.ordering_markdown(pairs, stats),
+    }
 
 
 def _measured_summary(case) -> dict:
