@@ -257,6 +257,15 @@ def matrix_cmd(measured: Path, profile: str | None, out_dir: Path, interval: boo
     error|), OUT/matrix.csv and validate.json; prints the Markdown.
 
     \b
+    Ordering (issue 17: the order of dtypes by energy as measured): every pair of cases
+    whose scenarios differ only in dtype; of one model and server kind across dtypes
+    (also differing in batch or workload, listed); across models on one workload. Per
+    pair the measured order of energy per request (a tie within the two measurements'
+    run-to-run spread compares nothing) against the predicted one, at each case's own
+    host factor and (with --interval) at the profile's default; it says so when no pair
+    differs only in dtype. In matrix.md, the printed output and validate.json "ordering".
+
+    \b
     Coverage (--interval, default): each case predicted as a user would get it, at the
     profile's default host_time_factor (the median of its serving-host samples, not the
     case's own), with sim run's 80% prediction intervals; per case whether the interval
