@@ -114,7 +114,8 @@ def live_validation_code(fig: str) -> str:
     return f"""\
 from pathlib import Path
 
-from llm_energy_sim.analysis.matrix import live_cell, live_status, load_matrix
+from llm_energy_sim.analysis.matrix import live_cell, live_status
+from llm_energy_sim.cli.validate import load_matrix
 
 MATRIX = load_matrix(Path("..") / "measurements" / "live" / "h200-matrix")  # sim validate matrix
 live = pd.DataFrame([live_status(MATRIX["rows"], *c) for c in {configs}])
@@ -700,7 +701,7 @@ def build(cells: list[tuple[str, str]], matrix_rows: list[dict], stem: str) -> n
 
 
 def main() -> None:
-    from llm_energy_sim.analysis.matrix import load_matrix
+    from llm_energy_sim.cli.validate import load_matrix
 
     rows = load_matrix(MATRIX_DIR)["rows"]  # sim validate matrix on the committed matrix
     paths = []

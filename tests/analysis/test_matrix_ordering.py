@@ -108,7 +108,8 @@ def test_orders_follow_from_the_measured_and_predicted_energies(validated):
         else:
             assert p["agree"] == (p["predicted_order"] == want)
             assert p["agree_at_default"] == (p["predicted_at_default_order"] == want)
-    for kind, s in meta["ordering"]["stats"].items():
+    for kind in mx.PAIR_KINDS:
+        s = meta["ordering"]["stats"][kind]
         ps = [p for p in meta["ordering"]["pairs"] if p["kind"] == kind]
         assert s["pairs"] == len(ps)
         assert s["agree"] == sum(p["agree"] is True for p in ps)
@@ -184,3 +185,33 @@ def test_live_status_of_a_figure_cell(validated):
         or (r["server"] == "static b4" and r["model"] == "llama-3.1-8b")
     }
     assert near  # the float32 Qwen batches of 4
+
+
+def test_repeats_are_found_and_said_and_the_smallest_difference_is_reported(validated):
+    _, meta, printed = validated
+    scen = _scenarios()
+    repeats = [
+        (a, b) for a, b in itertools.combinations(scen, 2) if not mx.differences(scen[a], scen[b])
+    ]
+    third = meta["ordering"]["summary"][2]
+    assert third in printed
+    if not repeats:
+        assert third.startswith("measured orders: no case of the matrix was measured twice")
+    ordered = [p for p in meta["ordering"]["pairs"] if p["kind"] != "repeat"]
+    smallest = min(abs(_measured_wh(p["a"]) / _measured_wh(p["b"]) - 1) for p in ordered)
+    m = meta["ordering"]["stats"]["measured"]
+    assert m["smallest_difference"] == pytest.approx(smallest)
+    assert f"the smallest difference of a pair {smallest:.1%}" in third
+
+
+def test_the_same_scenario_twice_is_a_repeat_not_an_order():
+    path = MATRIX / "scenarios" / f"{FP16}.yaml"
+    scen = {FP16: load_scenario(path), "again": load_scenario(path)}
+    assert mx.pair_kind(scen[FP16], scen["again"]) == "repeat"
+    rows = [_row(FP16, 0.03, 0.025), {**_row(FP16, 0.02, 0.026), "case": "again"}]
+    (p,) = mx.ordering_pairs(rows, scen, {FP16: 0.01, "again": 0.01}, {FP16: 1.0, "again": 2.0})
+    assert p["kind"] == "repeat" and p["agree"] is None and p["agree_at_default"] is None
+    stats = mx.ordering_stats([p])
+    assert all(stats[k]["comparable"] == 0 for k in mx.PAIR_KINDS)
+    assert stats["measured"]["smallest_difference"] is None  # nothing ordered
+    assert mx.ordering_summary(stats)[2] == "measured orders: 1 pair of cases repeat one scenario."

@@ -12,7 +12,7 @@ import re
 import pytest
 from conftest import REPO
 
-from llm_energy_sim.analysis.matrix import load_matrix
+from llm_energy_sim.cli.validate import load_matrix
 
 nbformat = pytest.importorskip("nbformat")  # as the notebook tests: the notebook extra
 

@@ -337,6 +337,7 @@ PAIR_KINDS = {
     "dtype+": "same model and server kind, differ in dtype and also in workload or batch",
     "model": "differ only in model (same dtype, server, batch and workload)",
     "model+dtype": "differ in model and dtype only (same server, batch and workload)",
+    "repeat": "the same scenario measured twice (its difference is run to run: not ordered)",
 }
 
 
@@ -370,6 +371,8 @@ def pair_kind(a, b) -> str | None:
     """Which of PAIR_KINDS two scenarios form, or None when they are not comparable here
     (different model and server kind, or a different workload across models)."""
     diff = set(differences(a, b))
+    if not diff:
+        return "repeat"
     if diff == {"dtype"}:
         return "dtype"
     if "dtype" in diff and a.model == b.model and a.server.kind == b.server.kind:
@@ -425,13 +428,13 @@ def ordering_pairs(
                 "tie_rel": noise,
                 "measured_order": measured,
                 "predicted_order": predicted,
-                "agree": None if measured == "=" else predicted == measured,
+                "agree": None if measured == "=" or kind == "repeat" else predicted == measured,
             }
             if at_default is not None and a in at_default and b in at_default:
                 dflt = _order(at_default[a], at_default[b], 0.0)
                 pair["predicted_at_default_wh"] = [at_default[a], at_default[b]]
                 pair["predicted_at_default_order"] = dflt
-                pair["agree_at_default"] = None if measured == "=" else dflt == measured
+                pair["agree_at_default"] = None if pair["agree"] is None else dflt == measured
             out.append(pair)
     order = list(PAIR_KINDS)
     return sorted(out, key=lambda p: order.index(p["kind"]))
@@ -447,8 +450,16 @@ def _label(row: dict, kind: str) -> str:
 def ordering_stats(pairs: list[dict]) -> dict:
     """Per pair kind: how many pairs, how many of them have a measured order (not a tie),
     and of those how many the prediction orders the same (at the cases' own host factors,
-    and at the profile's default where the pairs carry it)."""
+    and at the profile's default where the pairs carry it); under "measured", the smallest
+    measured difference |a / b - 1| of the ordered pairs and the largest tie threshold."""
     out: dict = {}
+    ordered = [p for p in pairs if p["kind"] != "repeat"]
+    out["measured"] = {
+        "smallest_difference": min(
+            (abs(p["measured_wh"][0] / p["measured_wh"][1] - 1) for p in ordered), default=None
+        ),
+        "largest_tie": max((math.expm1(p["tie_rel"]) for p in ordered), default=None),
+    }
     for kind in PAIR_KINDS:
         ps = [p for p in pairs if p["kind"] == kind]
         settled = [p for p in ps if p["agree"] is not None]
@@ -499,6 +510,19 @@ def ordering_summary(stats: dict) -> list[str]:
         for k in names
     ]
     lines.append("ordering across models on one workload: " + "; ".join(across) + ".")
+    rep, m = stats["repeat"]["pairs"], stats["measured"]
+    third = (
+        f"measured orders: {rep} pair{'s' if rep != 1 else ''} of cases repeat one scenario"
+        if rep
+        else "measured orders: no case of the matrix was measured twice, so no order is repeated"
+    )
+    if m["largest_tie"] is not None:
+        third += (
+            f"; an order counts beyond the run-to-run spread of repeated live runs (profile "
+            f"run_to_run, at most {m['largest_tie']:.1%} here), the smallest difference of a "
+            f"pair {m['smallest_difference']:.1%}"
+        )
+    lines.append(third + ".")
     return lines
 
 
@@ -586,22 +610,3 @@ def live_cell(status: dict) -> str:
     if not status["validated"]:
         return "unvalidated"
     return "; ".join(f"live: {_pct(c['energy_error'])} ({c['case']})" for c in status["cases"])
-
-
-def load_matrix(measured: Path, profile: str | None = None) -> dict:
-    """`sim validate matrix --no-interval` on a matrix directory (the committed one:
-    measurements/live/h200-matrix) into a temporary directory: its validate.json, as a dict."""
-    import contextlib
-    import io
-    import json
-    import tempfile
-
-    from llm_energy_sim.cli.main import main
-
-    with tempfile.TemporaryDirectory() as tmp:
-        args = ["validate", "matrix", str(measured), "--no-interval", "--out", f"{tmp}/out"]
-        if profile is not None:
-            args += ["--profile", profile]
-        with contextlib.redirect_stdout(io.StringIO()):
-            main.main(args, standalone_mode=False)
-        return json.loads((Path(tmp) / "out" / "validate.json").read_text())

@@ -338,6 +338,23 @@ def matrix_cmd(measured: Path, profile: str | None, out_dir: Path, interval: boo
     )
 
 
+def load_matrix(measured: Path, profile: str | None = None) -> dict:
+    """`sim validate matrix --no-interval` on a matrix directory (the committed one:
+    measurements/live/h200-matrix) into a temporary directory: its validate.json, as a
+    dict (the notebooks of Figures 1 and 2 state from it which cells were validated)."""
+    import contextlib
+    import io
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        args = [str(measured), "--no-interval", "--out", f"{tmp}/out"]
+        if profile is not None:
+            args += ["--profile", profile]
+        with contextlib.redirect_stdout(io.StringIO()):
+            matrix_cmd.main(args, standalone_mode=False)
+        return json.loads((Path(tmp) / "out" / VALIDATE_FILE).read_text())
+
+
 def _coverage(cases, measured: Path, profile: str | None, tmp: Path, matrix_rows) -> dict:
     """Each case predicted as a user would get it (the profile's default host factor and its
     80% intervals, not the case's own measured factor), against the measured figures; then
