@@ -81,7 +81,7 @@ def test_the_matrix_says_so_when_no_pair_differs_only_in_dtype(validated):
         assert stats["dtype"]["comparable"] == 0 and stats["dtype"]["agree"] == 0
     loose = stats["dtype+"]
     assert f"{loose['agree']} of {loose['comparable']} comparable pairs agree" in first
-    assert first in printed and first in (validated[0] / "matrix.md").read_text()
+    assert f"- {first}\n" in printed and f"- {first}\n" in (validated[0] / "matrix.md").read_text()
 
 
 def test_orders_follow_from_the_measured_and_predicted_energies(validated):
@@ -194,7 +194,7 @@ def test_repeats_are_found_and_said_and_the_smallest_difference_is_reported(vali
         (a, b) for a, b in itertools.combinations(scen, 2) if not mx.differences(scen[a], scen[b])
     ]
     third = meta["ordering"]["summary"][2]
-    assert third in printed
+    assert f"- {third}\n" in printed
     if not repeats:
         assert third.startswith("measured orders: no case of the matrix was measured twice")
     ordered = [p for p in meta["ordering"]["pairs"] if p["kind"] != "repeat"]

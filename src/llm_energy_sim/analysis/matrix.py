@@ -535,7 +535,7 @@ def ordering_markdown(pairs: list[dict], stats: dict) -> str:
     """The ordering check as Markdown: its summary lines, then one table line per pair (both
     cases, what else differs, measured and predicted Wh/request and both orders)."""
     lines = ["### Ordering by energy per request", ""]
-    lines += [f"{s}" for s in ordering_summary(stats)]
+    lines += [f"- {s}" for s in ordering_summary(stats)]
     lines += [
         "",
         "A measured order counts only beyond the run-to-run spread of the two measurements "
