@@ -198,7 +198,8 @@ def test_repeats_are_found_and_said_and_the_smallest_difference_is_reported(vali
     if not repeats:
         assert third.startswith("measured orders: no case of the matrix was measured twice")
     ordered = [p for p in meta["ordering"]["pairs"] if p["kind"] != "repeat"]
-    smallest = min(abs(_measured_wh(p["a"]) / _measured_wh(p["b"]) - 1) for p in ordered)
+    ratios = [_measured_wh(p["a"]) / _measured_wh(p["b"]) for p in ordered]
+    smallest = min(max(r, 1 / r) - 1 for r in ratios)
     m = meta["ordering"]["stats"]["measured"]
     assert m["smallest_difference"] == pytest.approx(smallest)
     assert f"the smallest difference of a pair {smallest:.1%}" in third

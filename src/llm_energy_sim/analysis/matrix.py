@@ -451,12 +451,14 @@ def ordering_stats(pairs: list[dict]) -> dict:
     """Per pair kind: how many pairs, how many of them have a measured order (not a tie),
     and of those how many the prediction orders the same (at the cases' own host factors,
     and at the profile's default where the pairs carry it); under "measured", the smallest
-    measured difference |a / b - 1| of the ordered pairs and the largest tie threshold."""
+    measured difference (larger / smaller - 1) of the ordered pairs and the largest tie
+    threshold, as the same relative difference."""
     out: dict = {}
     ordered = [p for p in pairs if p["kind"] != "repeat"]
     out["measured"] = {
         "smallest_difference": min(
-            (abs(p["measured_wh"][0] / p["measured_wh"][1] - 1) for p in ordered), default=None
+            (math.expm1(abs(math.log(p["measured_wh"][0] / p["measured_wh"][1]))) for p in ordered),
+            default=None,
         ),
         "largest_tie": max((math.expm1(p["tie_rel"]) for p in ordered), default=None),
     }
