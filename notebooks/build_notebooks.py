@@ -34,6 +34,97 @@ def verdict(ok: bool, partly: bool = False) -> str:
     return "yes" if ok else ("partly" if partly else "no")"""
 
 
+# ---- which cells of Figures 1 and 2 the live H200 matrix validated (issue 17 item 4) ------
+MATRIX_DIR = HERE.parent / "measurements" / "live" / "h200-matrix"
+#: the figures' configurations: Figure 1 is HF generate one request at a time (the matrix's
+#: "sequential" server), Figure 2 HF static batching of Llama-3.1-8B in float32
+FIG1_MODELS = [
+    "qwen2.5-0.5b",
+    "qwen2.5-1.5b",
+    "qwen2.5-3b",
+    "qwen2.5-7b",
+    "mistral-7b",
+    "llama-3.1-8b",
+    "qwen2.5-14b",
+]
+FIG1_DTYPES = ["float32", "bfloat16", "float16", "int8", "int4"]
+FIG2_MODEL, FIG2_DTYPE = "llama-3.1-8b", "float32"
+FIG2_BATCHES = [1, 2, 4, 8, 16, 32, 64]
+
+LIVE_INTRO = """\
+### Which cells were validated live
+
+A cell is *validated live* when the H200 validation matrix (issue 17,
+`measurements/live/h200-matrix`, `sim validate matrix`) has a live case of the same model,
+dtype, server and batch size; its error is that case's energy per request, predicted / measured
+- 1, each case predicted at the host speed measured in its own engine process. The matrix ran
+on the H200 with the `h200` profile, this notebook predicts the H100 with `h100-sxm`: a
+validated cell says the cost model got that configuration right on the H200, not that this
+H100 number was measured. The matrix measures whole requests, not the prefill / decode split."""
+
+
+def live_validation_markdown(fig: str, rows: list[dict]) -> str:
+    """The markdown cell stating, per configuration of Figure `fig` ("fig1" or "fig2"),
+    whether the matrix (its validate.json rows) validated it live, and its measured error."""
+    from llm_energy_sim.analysis.matrix import live_cell, live_status
+
+    if fig == "fig1":
+        configs = [(m, d, "sequential") for m in FIG1_MODELS for d in FIG1_DTYPES]
+    else:
+        configs = [(FIG2_MODEL, FIG2_DTYPE, f"static b{b}") for b in FIG2_BATCHES]
+    status = [live_status(rows, *c) for c in configs]
+    n = sum(s["validated"] for s in status)
+    lines = [
+        LIVE_INTRO,
+        "",
+        f"As of the last `python notebooks/build_notebooks.py` ({len(rows)} matrix cases): "
+        f"**{n} of {len(configs)} configurations validated live**; the code cell below "
+        "recomputes the table with the current cost model.",
+        "",
+    ]
+    if fig == "fig1":
+        lines += ["| model (HF generate, batch 1) | " + " | ".join(FIG1_DTYPES) + " |"]
+        lines += ["| --- |" + " --- |" * len(FIG1_DTYPES)]
+        by = {(s["model"], s["dtype"]): live_cell(s) for s in status}
+        lines += [
+            f"| {m} | " + " | ".join(by[m, d] for d in FIG1_DTYPES) + " |" for m in FIG1_MODELS
+        ]
+    else:
+        lines += [
+            f"| batch ({FIG2_MODEL} {FIG2_DTYPE}, static) | validated live | nearest live cases "
+            "(not this configuration): energy error |",
+            "| ---: | --- | --- |",
+        ]
+        for b, s in zip(FIG2_BATCHES, status, strict=True):
+            near = "; ".join(f"{c['case']} {_pct(c['energy_error'])}" for c in s["nearest"])
+            lines.append(f"| {b} | {live_cell(s)} | {near or '-'} |")
+    return "\n".join(lines)
+
+
+def _pct(x: float | None) -> str:
+    return "-" if x is None else f"{x * 100:+.1f}%"
+
+
+def live_validation_code(fig: str) -> str:
+    """The code cell that recomputes the validation table from the matrix when run."""
+    if fig == "fig1":
+        configs = f"[(m, d, 'sequential') for m in {FIG1_MODELS!r} for d in {FIG1_DTYPES!r}]"
+    else:
+        configs = f"[({FIG2_MODEL!r}, {FIG2_DTYPE!r}, f'static b{{b}}') for b in {FIG2_BATCHES!r}]"
+    return f"""\
+from pathlib import Path
+
+from llm_energy_sim.analysis.matrix import live_cell, live_status
+from llm_energy_sim.cli.validate import load_matrix
+
+MATRIX = load_matrix(Path("..") / "measurements" / "live" / "h200-matrix")  # sim validate matrix
+live = pd.DataFrame([live_status(MATRIX["rows"], *c) for c in {configs}])
+live["live energy error"] = [live_cell(s) for s in live.to_dict("records")]
+print(f"{{int(live.validated.sum())}} of {{len(live)}} configurations validated live "
+      f"(matrix: {{len(MATRIX['rows'])}} cases, profile {{MATRIX['profile']}})")
+live[["model", "dtype", "server", "validated", "live energy error"]]"""
+
+
 # ---- Figure 1 -------------------------------------------------------------------------------
 FIG1 = [
     (
@@ -66,9 +157,12 @@ from llm_energy_sim.config.modelcard import load_model_card
 from llm_energy_sim.config.scenario import load_scenario
 from llm_energy_sim.engine.workload import generate_trace
 
-MODELS = ["qwen2.5-0.5b", "qwen2.5-1.5b", "qwen2.5-3b", "qwen2.5-7b", "mistral-7b",
-          "llama-3.1-8b", "qwen2.5-14b"]
-DTYPES = ["float32", "bfloat16", "float16", "int8", "int4"]
+MODELS = """
+        + repr(FIG1_MODELS)
+        + """
+DTYPES = """
+        + repr(FIG1_DTYPES)
+        + """
 trace = generate_trace(
     load_scenario(SCENARIOS / "sequential.yaml", {"workload.requests": 200}).workload, seed=0
 )
@@ -137,6 +231,8 @@ ratios.round(2)""",
   as in the paper; the ratio table shows by how much per model: the host overhead weighs
   most on the small models, whose GPU work per token is smallest.""",
     ),
+    ("live-md", "fig1"),
+    ("code", live_validation_code("fig1")),
     ("code", VERDICT),
     (
         "code",
@@ -220,10 +316,14 @@ from llm_energy_sim.config.scenario import load_scenario
 from llm_energy_sim.simulation import simulate
 
 rows, misfits = [], {}
-for b in [1, 2, 4, 8, 16, 32, 64]:
+for b in """
+        + repr(FIG2_BATCHES)
+        + f""":
     scen = load_scenario(SCENARIOS / "static_b4.yaml",
-                         {"dtype": "float32", "server.batch_size": b, "workload.requests": 256})
-    try:
+                         {{"model": {FIG2_MODEL!r}, "dtype": {FIG2_DTYPE!r}, "server.batch_size": b,
+                          "workload.requests": 256}})
+"""
+        + """    try:
         df = requests_frame(simulate(scen))
     except UserError as exc:  # the padded batch does not fit the GPU memory
         misfits[b] = str(exc)
@@ -251,6 +351,8 @@ for ax, norm in zip(axes, NORMS, strict=True):
 plt.tight_layout()
 fig2.pivot(index="batch", columns="phase", values=NORMS).round(3)""",
     ),
+    ("live-md", "fig2"),
+    ("code", live_validation_code("fig2")),
     ("code", VERDICT),
     (
         "code",
@@ -574,12 +676,21 @@ NOTEBOOKS = {
 }
 
 
-def build(cells: list[tuple[str, str]]) -> nbf.NotebookNode:
+def build(cells: list[tuple[str, str]], matrix_rows: list[dict], stem: str) -> nbf.NotebookNode:
+    """A notebook of (kind, text) cells: "md", "code", or "live-md" (text: the figure), the
+    validation table computed from the matrix rows now. Cell ids are `stem-<index>`, so a
+    rebuild changes only what changed."""
     nb = nbf.v4.new_notebook()
     nb.cells = [
-        nbf.v4.new_markdown_cell(t) if kind == "md" else nbf.v4.new_code_cell(t)
+        nbf.v4.new_code_cell(t)
+        if kind == "code"
+        else nbf.v4.new_markdown_cell(
+            live_validation_markdown(t, matrix_rows) if kind == "live-md" else t
+        )
         for kind, t in cells
     ]
+    for i, cell in enumerate(nb.cells):
+        cell.id = f"{stem}-{i}"
     nb.metadata["kernelspec"] = {
         "name": "python3",
         "display_name": "Python 3",
@@ -590,9 +701,12 @@ def build(cells: list[tuple[str, str]]) -> nbf.NotebookNode:
 
 
 def main() -> None:
+    from llm_energy_sim.cli.validate import load_matrix
+
+    rows = load_matrix(MATRIX_DIR)["rows"]  # sim validate matrix on the committed matrix
     paths = []
     for name, cells in NOTEBOOKS.items():
-        nbf.write(build(cells), HERE / name)
+        nbf.write(build(cells, rows, Path(name).stem), HERE / name)
         paths.append(str(HERE / name))
         print(f"wrote {HERE / name}")
     # the repo's lint/format rules apply to notebooks too (ruff reads .ipynb)

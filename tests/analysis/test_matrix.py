@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 from click.testing import CliRunner
 
-from llm_energy_sim.analysis.matrix import find_cases, summary_stats
+from llm_energy_sim.analysis.matrix import PAIR_KINDS, find_cases, summary_stats
 from llm_energy_sim.cli.main import main
 from llm_energy_sim.config.errors import UserError
 from llm_energy_sim.config.profile import load_profile
@@ -87,3 +87,12 @@ def test_a_case_without_its_scenario_file_is_refused(matrix, tmp_path):
         find_cases(tmp_path)
     with pytest.raises(UserError, match="no case directories"):
         find_cases(tmp_path / SAME)
+
+
+def test_with_nothing_to_order_the_ordering_check_says_so(matrix):
+    _, out, printed = matrix
+    meta = json.loads((out / "validate.json").read_text())["ordering"]
+    assert meta["pairs"] == []  # one model, but a static batch and a sequential server
+    assert all(meta["stats"][k]["comparable"] == 0 for k in PAIR_KINDS)
+    first = "dtype ordering: no pair of cases differs only in dtype; no pair of the same model"
+    assert first in printed and "No pair of cases is comparable." in printed

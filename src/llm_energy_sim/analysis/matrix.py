@@ -327,3 +327,288 @@ def held_out(profile, root: Path):
         update={"samples": kept, "source": f"{hs.source}; {left} samples from {root} held out"}
     )
     return profile.model_copy(update={"name": f"{profile.name}-without-matrix", "host_speed": new})
+
+
+# ---- the ordering of cases by energy per request (issue 17 item 4) ------------------------
+#: the kinds of pair the ordering check sets side by side, in the order it reports them:
+#: what the two cases' scenarios differ in (config/scenario.py fields, the case name aside)
+PAIR_KINDS = {
+    "dtype": "differ only in dtype (same model, server, batch and workload)",
+    "dtype+": "same model and server kind, differ in dtype and also in workload or batch",
+    "model": "differ only in model (same dtype, server, batch and workload)",
+    "model+dtype": "differ in model and dtype only (same server, batch and workload)",
+    "repeat": "the same scenario measured twice (its difference is run to run: not ordered)",
+}
+
+
+def scenario_fields(scen) -> dict[str, object]:
+    """A scenario's settings as dotted keys ("workload.requests"), its name left out."""
+
+    def flat(d: dict, pre: str) -> dict[str, object]:
+        out: dict[str, object] = {}
+        for k, v in d.items():
+            if isinstance(v, dict):
+                out.update(flat(v, f"{pre}{k}."))
+            else:
+                out[f"{pre}{k}"] = v
+        return out
+
+    fields = flat(scen.model_dump(mode="json"), "")
+    fields.pop("name", None)
+    return fields
+
+
+def differences(a, b) -> dict[str, tuple[object, object]]:
+    """The dotted scenario keys whose values differ between scenarios a and b, with both
+    values (a key only one of them has counts, with None for the other)."""
+    fa, fb = scenario_fields(a), scenario_fields(b)
+    return {
+        k: (fa.get(k), fb.get(k)) for k in sorted(fa.keys() | fb.keys()) if fa.get(k) != fb.get(k)
+    }
+
+
+def pair_kind(a, b) -> str | None:
+    """Which of PAIR_KINDS two scenarios form, or None when they are not comparable here
+    (different model and server kind, or a different workload across models)."""
+    diff = set(differences(a, b))
+    if not diff:
+        return "repeat"
+    if diff == {"dtype"}:
+        return "dtype"
+    if "dtype" in diff and a.model == b.model and a.server.kind == b.server.kind:
+        return "dtype+"
+    if diff == {"model"}:
+        return "model"
+    if diff == {"model", "dtype"}:
+        return "model+dtype"
+    return None
+
+
+def _order(x: float, y: float, tie: float) -> str:
+    """'>' or '<' when ln(x / y) is beyond +-tie, else '='."""
+    r = math.log(x / y)
+    return "=" if abs(r) <= tie else (">" if r > 0 else "<")
+
+
+def ordering_pairs(
+    rows: list[dict],
+    scenarios: dict,
+    tie: dict[str, float],
+    at_default: dict[str, float] | None = None,
+) -> list[dict]:
+    """Every pair of matrix cases of one of PAIR_KINDS (scenarios: each case's scenario as
+    it replayed, before any host factor), with the order of their measured and predicted
+    energy per request. tie: per case, the relative run-to-run spread of a measured energy
+    (t(0.9, dof) x sigma_log of its profile); a measured order counts only when
+    |ln(a / b)| exceeds the two cases' spreads combined (sqrt(tie_a^2 + tie_b^2)), else the
+    pair is a tie and compares nothing. at_default: each case's prediction at the profile's
+    default host factor (the coverage's central value), checked the same way."""
+    out = []
+    for i, ra in enumerate(rows):
+        for rb in rows[i + 1 :]:
+            a, b = ra["case"], rb["case"]
+            kind = pair_kind(scenarios[a], scenarios[b])
+            values = (ra["energy_wh_measured"], rb["energy_wh_measured"])
+            preds = (ra["energy_wh_predicted"], rb["energy_wh_predicted"])
+            if kind is None or not all(math.isfinite(v) and v > 0 for v in (*values, *preds)):
+                continue
+            noise = math.hypot(tie.get(a, 0.0), tie.get(b, 0.0))
+            measured = _order(*values, noise)
+            predicted = _order(*preds, 0.0)
+            diff = differences(scenarios[a], scenarios[b])
+            pair = {
+                "kind": kind,
+                "a": a,
+                "b": b,
+                "label_a": _label(ra, kind),
+                "label_b": _label(rb, kind),
+                "also_differ": {k: list(v) for k, v in diff.items() if k not in ("model", "dtype")},
+                "measured_wh": list(values),
+                "predicted_wh": list(preds),
+                "tie_rel": noise,
+                "measured_order": measured,
+                "predicted_order": predicted,
+                "agree": None if measured == "=" or kind == "repeat" else predicted == measured,
+            }
+            if at_default is not None and a in at_default and b in at_default:
+                dflt = _order(at_default[a], at_default[b], 0.0)
+                pair["predicted_at_default_wh"] = [at_default[a], at_default[b]]
+                pair["predicted_at_default_order"] = dflt
+                pair["agree_at_default"] = None if pair["agree"] is None else dflt == measured
+            out.append(pair)
+    order = list(PAIR_KINDS)
+    return sorted(out, key=lambda p: order.index(p["kind"]))
+
+
+def _label(row: dict, kind: str) -> str:
+    """What tells the two cases of a pair apart: the dtype, or the model (and dtype)."""
+    if kind.startswith("dtype"):
+        return row["dtype"]
+    return row["model"] if kind == "model" else f"{row['model']} {row['dtype']}"
+
+
+def ordering_stats(pairs: list[dict]) -> dict:
+    """Per pair kind: how many pairs, how many of them have a measured order (not a tie),
+    and of those how many the prediction orders the same (at the cases' own host factors,
+    and at the profile's default where the pairs carry it); under "measured", the smallest
+    measured difference (larger / smaller - 1) of the ordered pairs and the largest tie
+    threshold, as the same relative difference."""
+    out: dict = {}
+    ordered = [p for p in pairs if p["kind"] != "repeat"]
+    out["measured"] = {
+        "smallest_difference": min(
+            (math.expm1(abs(math.log(p["measured_wh"][0] / p["measured_wh"][1]))) for p in ordered),
+            default=None,
+        ),
+        "largest_tie": max((math.expm1(p["tie_rel"]) for p in ordered), default=None),
+    }
+    for kind in PAIR_KINDS:
+        ps = [p for p in pairs if p["kind"] == kind]
+        settled = [p for p in ps if p["agree"] is not None]
+        s = {
+            "pairs": len(ps),
+            "comparable": len(settled),
+            "agree": sum(p["agree"] for p in settled),
+        }
+        dflt = [p for p in settled if p.get("agree_at_default") is not None]
+        if dflt:
+            s["agree_at_default"] = sum(p["agree_at_default"] for p in dflt)
+            s["comparable_at_default"] = len(dflt)
+        out[kind] = s
+    return out
+
+
+def _agree_text(s: dict) -> str:
+    text = f"{s['agree']} of {s['comparable']} comparable pairs agree"
+    if "agree_at_default" in s:
+        text += (
+            f" ({s['agree_at_default']} of {s['comparable_at_default']} at the profile's "
+            "default host speed)"
+        )
+    ties = s["pairs"] - s["comparable"]
+    if ties:
+        text += f"; {ties} measured tie{'s' if ties > 1 else ''} within run-to-run spread"
+    return text
+
+
+def ordering_summary(stats: dict) -> list[str]:
+    """The printed summary lines: the dtype ordering first (pairs that differ only in dtype,
+    or the statement that none does), then the looser dtype pairs and the pairs across
+    models, each saying how many pairs there are to compare."""
+    dt, loose = stats["dtype"], stats["dtype+"]
+    if dt["pairs"]:
+        first = f"dtype ordering: {_agree_text(dt)}"
+    else:
+        first = "dtype ordering: no pair of cases differs only in dtype"
+    first += (
+        f"; same model and server kind, also differing in workload or batch: {_agree_text(loose)}"
+        if loose["pairs"]
+        else "; no pair of the same model and server kind differs in dtype at all"
+    )
+    lines = [first + "."]
+    names = {"model": "same dtype, only the model differs", "model+dtype": "model and dtype differ"}
+    across = [
+        f"{names[k]}: {_agree_text(stats[k])}" if stats[k]["pairs"] else f"{names[k]}: no pair"
+        for k in names
+    ]
+    lines.append("ordering across models on one workload: " + "; ".join(across) + ".")
+    rep, m = stats["repeat"]["pairs"], stats["measured"]
+    third = (
+        f"measured orders: {rep} pair{'s' if rep != 1 else ''} of cases repeat one scenario"
+        if rep
+        else "measured orders: no case of the matrix was measured twice, so no order is repeated"
+    )
+    if m["largest_tie"] is not None:
+        third += (
+            f"; an order counts beyond the run-to-run spread of repeated live runs (profile "
+            f"run_to_run, at most {m['largest_tie']:.1%} here), the smallest difference of a "
+            f"pair {m['smallest_difference']:.1%}"
+        )
+    lines.append(third + ".")
+    return lines
+
+
+def _ord_text(p: dict, order_key: str) -> str:
+    o = p[order_key]
+    return f"{p['label_a']} = {p['label_b']}" if o == "=" else f"{p['label_a']} {o} {p['label_b']}"
+
+
+def ordering_markdown(pairs: list[dict], stats: dict) -> str:
+    """The ordering check as Markdown: its summary lines, then one table line per pair (both
+    cases, what else differs, measured and predicted Wh/request and both orders)."""
+    lines = ["### Ordering by energy per request", ""]
+    lines += [f"- {s}" for s in ordering_summary(stats)]
+    lines += [
+        "",
+        "A measured order counts only beyond the run-to-run spread of the two measurements "
+        "(t(0.9, dof) x sigma_log of each profile, combined). Predicted: at each case's own "
+        "measured host factor (the matrix table's), and, with the coverage check, both cases "
+        "at the profile's default host speed; the measured cases ran at their own host "
+        "speeds, so a close pair can flip at one common speed.",
+        "",
+    ]
+    if not pairs:
+        return "\n".join([*lines, "No pair of cases is comparable.", ""])
+    dflt = any("predicted_at_default_order" in p for p in pairs)
+    head = (
+        "| pair | case a | case b | also differ | Wh/request measured a, b | predicted a, b "
+        "| measured order | predicted order | agree |"
+    )
+    sep = "| --- | --- | --- | --- | ---: | ---: | --- | --- | --- |"
+    if dflt:
+        head += " at default host speed |"
+        sep += " --- |"
+    lines += [head, sep]
+    mark = {True: "yes", False: "**no**", None: "tie"}
+    for p in pairs:
+        also = ", ".join(f"{k} {v[0]} vs {v[1]}" for k, v in p["also_differ"].items()) or "-"
+        (ma, mb), (pa, pb) = p["measured_wh"], p["predicted_wh"]
+        line = (
+            f"| {p['kind']} | {p['a']} | {p['b']} | {also} | {ma:.4g}, {mb:.4g} "
+            f"| {pa:.4g}, {pb:.4g} | {_ord_text(p, 'measured_order')} "
+            f"| {_ord_text(p, 'predicted_order')} | {mark[p['agree']]} |"
+        )
+        if dflt:
+            d = p.get("predicted_at_default_order")
+            line += (
+                " - |"
+                if d is None
+                else f" {_ord_text(p, 'predicted_at_default_order')}: "
+                f"{mark[p['agree_at_default']]} |"
+            )
+        lines.append(line)
+    kinds = "; ".join(f"{k}: {v}" for k, v in PAIR_KINDS.items())
+    return "\n".join([*lines, "", f"Pair kinds: {kinds}.", ""])
+
+
+# ---- which configurations of a figure the matrix validated live ---------------------------
+def live_status(rows: list[dict], model: str, dtype: str, server: str) -> dict:
+    """Whether the matrix has a live case of exactly this model, dtype and server (a table
+    server label: "sequential", "static b8", "transformers-cb") and its errors; otherwise
+    the nearest live cases (same model and dtype on another server, or same server with
+    another model or dtype), so a reader sees what was measured around it."""
+    same = [r for r in rows if (r["model"], r["dtype"], r["server"]) == (model, dtype, server)]
+    out: dict = {"model": model, "dtype": dtype, "server": server, "validated": bool(same)}
+    out["cases"] = [
+        {k: r[k] for k in ("case", "requests", "energy_error", "ttft_p50_error", "tpot_p50_error")}
+        for r in same
+    ]
+    out["nearest"] = (
+        []
+        if same
+        else [
+            {"case": r["case"], "energy_error": r["energy_error"]}
+            for r in rows
+            if (r["model"], r["dtype"]) == (model, dtype)
+            or (r["server"] == server and (r["model"] == model or r["dtype"] == dtype))
+        ]
+    )
+    return out
+
+
+def live_cell(status: dict) -> str:
+    """A status as a short table cell: "live: -7.2% (mistral-7b-int4-sequential)" per case,
+    or "unvalidated"."""
+    if not status["validated"]:
+        return "unvalidated"
+    return "; ".join(f"live: {_pct(c['energy_error'])} ({c['case']})" for c in status["cases"])

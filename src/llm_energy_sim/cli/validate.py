@@ -257,6 +257,15 @@ def matrix_cmd(measured: Path, profile: str | None, out_dir: Path, interval: boo
     error|), OUT/matrix.csv and validate.json; prints the Markdown.
 
     \b
+    Ordering (issue 17: the order of dtypes by energy as measured): every pair of cases
+    whose scenarios differ only in dtype; of one model and server kind across dtypes
+    (also differing in batch or workload, listed); across models on one workload. Per
+    pair the measured order of energy per request (a tie within the two measurements'
+    run-to-run spread compares nothing) against the predicted one, at each case's own
+    host factor and (with --interval) at the profile's default; it says so when no pair
+    differs only in dtype. In matrix.md, the printed output and validate.json "ordering".
+
+    \b
     Coverage (--interval, default): each case predicted as a user would get it, at the
     profile's default host_time_factor (the median of its serving-host samples, not the
     case's own), with sim run's 80% prediction intervals; per case whether the interval
@@ -293,12 +302,14 @@ def matrix_cmd(measured: Path, profile: str | None, out_dir: Path, interval: boo
             factor = scen.hardware.host_time_factor if runs is not None else None
             rows.append(mx.case_row(case, scen, _measured_summary(case), table, factor))
         name = profile or "each scenario's (h200)"
+        coverage = _coverage(cases, measured, profile, tmp, rows) if interval else None
+        ordering = _ordering(cases, profile, rows, coverage)
         md = mx.markdown(rows, name)
         if notes:
             md += "\n" + "\n".join(f"- {n}" for n in notes) + "\n"
+        md += "\n" + ordering["markdown"]
         (tmp / "matrix.md").write_text(md)
         pd.DataFrame(rows).to_csv(tmp / "matrix.csv", index=False)
-        coverage = _coverage(cases, measured, profile, tmp, rows) if interval else None
         if coverage is not None:
             md += "\n" + coverage["markdown"]
         meta = {
@@ -309,6 +320,7 @@ def matrix_cmd(measured: Path, profile: str | None, out_dir: Path, interval: boo
             "coverage": None
             if coverage is None
             else {k: v for k, v in coverage.items() if k != "markdown"},
+            "ordering": {k: v for k, v in ordering.items() if k != "markdown"},
             "notes": notes,
             "rows": [
                 {
@@ -324,6 +336,23 @@ def matrix_cmd(measured: Path, profile: str | None, out_dir: Path, interval: boo
     click.echo(
         f"wrote {out_dir / 'matrix.md'}, {out_dir / 'matrix.csv'}{cov}, {out_dir / VALIDATE_FILE}"
     )
+
+
+def load_matrix(measured: Path, profile: str | None = None) -> dict:
+    """`sim validate matrix --no-interval` on a matrix directory (the committed one:
+    measurements/live/h200-matrix) into a temporary directory: its validate.json, as a
+    dict (the notebooks of Figures 1 and 2 state from it which cells were validated)."""
+    import contextlib
+    import io
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        args = [str(measured), "--no-interval", "--out", f"{tmp}/out"]
+        if profile is not None:
+            args += ["--profile", profile]
+        with contextlib.redirect_stdout(io.StringIO()):
+            matrix_cmd.main(args, standalone_mode=False)
+        return json.loads((Path(tmp) / "out" / VALIDATE_FILE).read_text())
 
 
 def _coverage(cases, measured: Path, profile: str | None, tmp: Path, matrix_rows) -> dict:
@@ -378,6 +407,39 @@ def _coverage(cases, measured: Path, profile: str | None, tmp: Path, matrix_rows
     pd.concat(tables, ignore_index=True).to_csv(tmp / "coverage.csv", index=False)
     out["markdown"] = md
     return out
+
+
+def _ordering(cases, profile: str | None, rows: list[dict], coverage: dict | None) -> dict:
+    """The ordering check of the matrix (analysis/matrix.ordering_pairs): every pair of
+    cases that differ in dtype (or across models on one workload), measured order against
+    predicted; a measured order within the cases' run-to-run spread is a tie."""
+    from llm_energy_sim.analysis import matrix as mx
+    from llm_energy_sim.analysis.intervals import t_quantile
+    from llm_energy_sim.config.scenario import load_scenario
+    from llm_energy_sim.simulation import profile_for
+
+    scenarios, tie = {}, {}
+    for case in cases:
+        scen = load_scenario(case.scenario)  # as replayed, before any host factor
+        scenarios[case.name] = scen
+        spread = profile_for(scen, profile)[0].run_to_run
+        sigma = spread.sigma_log.get("energy_per_request_wh", 0.0) if spread else 0.0
+        tie[case.name] = t_quantile(spread.dof) * sigma if spread else 0.0
+    at_default = None
+    if coverage is not None and "shipped" in coverage:
+        at_default = {
+            r["case"]: r["energy_per_request_wh_value"]
+            for r in coverage["shipped"]["rows"]
+            if r["energy_per_request_wh_value"] is not None
+        }
+    pairs = mx.ordering_pairs(rows, scenarios, tie, at_default)
+    stats = mx.ordering_stats(pairs)
+    return {
+        "summary": mx.ordering_summary(stats),
+        "stats": stats,
+        "pairs": pairs,
+        "markdown": mx.ordering_markdown(pairs, stats),
+    }
 
 
 def _measured_summary(case) -> dict:
