@@ -7,7 +7,7 @@ projections, Qwen2.5-0.5B's small ones, a 70B projection sharded over 4 GPUs).
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 from llm_energy_sim.config.dtypes import dtype_info
 from llm_energy_sim.cost.kernels import (
@@ -48,6 +48,15 @@ TP_LINEAR_SHAPES = tuple(
 TP_TOKENS = (1, 128, 2048)
 TP_DTYPES = ("bfloat16", "fp8")
 TP_HEADS = ((32, 4), (16, 2))
+# attention under a padding mask as HF generate runs a left-padded static batch (transformers
+# 5.17 sdpa_attention_forward with a mask: repeat_kv, then SDPA with a boolean mask), 16 bit:
+# (query heads, KV heads) of Llama-3.1-8B / Mistral-7B, Qwen2.5-14B and Qwen2.5-7B; decode
+# batches x KV lengths, prefill batches x prompt lengths (a batch of one is never padded)
+MASKED_HEADS = ((32, 8), (40, 8), (28, 4))
+MASKED_DECODE = tuple((b, kv) for b in (2, 4, 8, 16, 32) for kv in (256, 1024, 4096))
+MASKED_PREFILL = tuple((b, s) for b in (2, 4, 8, 16) for s in (256, 1024))
+MASKED_DTYPES = ("bfloat16", "float16")
+MASKED_CLASSES = ("attn_prefill_masked", "attn_decode_masked")
 
 
 @dataclass(frozen=True)
@@ -81,6 +90,14 @@ class Point:
                 self.batch * self.kv_len, self.batch, self.heads, self.kv_heads, self.head_dim, dt
             )
             return KernelGroup(g.kclass, self.dtype, g.flops, g.bytes, 1)
+        if self.kclass in MASKED_CLASSES:
+            # the unmasked kernel's FLOPs; its bytes with K/V copied out to every query head
+            # (cost/costmodel.kv_read_heads: the copy reads kv_heads, writes heads, the
+            # attention reads heads)
+            wide = replace(self, kclass=self.kclass.removesuffix("_masked"))
+            wide = replace(wide, kv_heads=2 * self.heads + self.kv_heads)
+            g = wide.kernel()
+            return KernelGroup(self.kclass, self.dtype, g.flops, g.bytes, 1)
         if self.kclass == "attn_packed":
             return attn_packed_kernel(
                 self.m, self.kv_len, self.heads, self.kv_heads, self.head_dim, dt
@@ -126,6 +143,24 @@ def build_grid(dtypes: tuple[str, ...] = LINEAR_DTYPES, quick: bool = False) -> 
             ]
     if not quick:
         pts += tp_shard_points(dtypes)
+        pts += masked_points(dtypes)
+    return pts
+
+
+def masked_points(dtypes: tuple[str, ...] = MASKED_DTYPES) -> list[Point]:
+    """Attention under a left-padding mask (MASKED_HEADS x MASKED_DECODE / MASKED_PREFILL),
+    in the 16-bit dtypes asked for."""
+    pts: list[Point] = []
+    for dt in [d for d in MASKED_DTYPES if d in dtypes]:
+        for h, kvh in MASKED_HEADS:
+            pts += [
+                Point("attn_decode_masked", dt, batch=b, kv_len=kv, heads=h, kv_heads=kvh)
+                for b, kv in MASKED_DECODE
+            ]
+            pts += [
+                Point("attn_prefill_masked", dt, batch=b, seq=q, heads=h, kv_heads=kvh)
+                for b, q in MASKED_PREFILL
+            ]
     return pts
 
 

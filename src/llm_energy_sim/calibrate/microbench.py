@@ -60,6 +60,36 @@ def _attention(p: Point, device: str) -> Callable[[], None]:
     return lambda: f(q, k, v, is_causal=causal, enable_gqa=True)
 
 
+def _masked_attention(p: Point, device: str) -> Callable[[], None]:
+    """Attention of a left-padded HF generate batch as transformers 5.17 runs it under a
+    padding mask (integrations/sdpa_attention.py: no native GQA when a mask is given):
+    repeat_kv of K and V (expand + reshape: a copy to every query head), then SDPA with a
+    boolean mask (batch, 1, queries, keys); row i of the batch has i * keys / (2 * batch)
+    padding keys on the left, prefill masks are causal as well."""
+    import torch
+
+    prefill = p.kclass == "attn_prefill_masked"
+    q_len, kv_len = (p.seq, p.seq) if prefill else (1, p.kv_len)
+    b, h, kvh, d = p.batch, p.heads, p.kv_heads, p.head_dim
+    q = _rand((b, h, q_len, d), p.dtype, device)
+    k = _rand((b, kvh, kv_len, d), p.dtype, device)
+    v = _rand((b, kvh, kv_len, d), p.dtype, device)
+    pads = torch.tensor([i * kv_len // (2 * b) for i in range(b)], device=device)
+    mask = (torch.arange(kv_len, device=device)[None, :] >= pads[:, None])[:, None, None, :]
+    if prefill:
+        causal = torch.ones((q_len, kv_len), dtype=torch.bool, device=device).tril()
+        mask = mask & causal[None, None]
+    rep = h // kvh
+    f = torch.nn.functional.scaled_dot_product_attention
+
+    def run() -> None:
+        k2 = k[:, :, None].expand(b, kvh, rep, kv_len, d).reshape(b, h, kv_len, d)
+        v2 = v[:, :, None].expand(b, kvh, rep, kv_len, d).reshape(b, h, kv_len, d)
+        f(q, k2, v2, attn_mask=mask)
+
+    return run
+
+
 def _packed_attention(p: Point, device: str) -> Callable[[], None]:
     """One layer of transformers CB's paged|sdpa path (integrations/sdpa_paged.py and the
     cache's index_select read-back): gather K/V rows of the paged cache, repeat the KV heads,
@@ -154,6 +184,8 @@ def make_kernel(p: Point, device: str) -> Callable[[], None]:
         return _linear(p, device)
     if p.kclass in ("attn_prefill", "attn_decode"):
         return _attention(p, device)
+    if p.kclass in ("attn_prefill_masked", "attn_decode_masked"):
+        return _masked_attention(p, device)
     if p.kclass == "attn_packed":
         return _packed_attention(p, device)
     if p.kclass == "elementwise":

@@ -243,7 +243,13 @@ class RunToRunSpread(_Strict):
 # a profile measured before a class existed costs it with its nearest measured class:
 # attn_packed (transformers CB's masked SDPA) with the flash prefill fit -- an optimistic
 # stand-in, since the masked kernel runs slower than flash attention
-CLASS_FALLBACK = {"attn_packed": "attn_prefill"}
+CLASS_FALLBACK = {
+    "attn_packed": "attn_prefill",
+    # attention under a padding mask (cost/costmodel.kv_read_heads), priced with the unmasked
+    # fit at the masked path's bytes where a profile has no masked measurement
+    "attn_prefill_masked": "attn_prefill",
+    "attn_decode_masked": "attn_decode",
+}
 
 
 class Profile(_Strict):

@@ -152,6 +152,12 @@ class CostModel:
         self.kv_read_heads = kv_read_heads(
             self.card, self.tp, self.masked_attention, self.dt.act_dtype
         )
+        repeats_kv = self.kv_read_heads != max(self.card.num_key_value_heads // self.tp, 1)
+        self._class_alias = (
+            {"attn_prefill": "attn_prefill_masked", "attn_decode": "attn_decode_masked"}
+            if repeats_kv
+            else {}
+        )
         # the miss is cuDNN's plan for an attention call, which runs in the activation dtype
         # (bitsandbytes LLM.int8: fp16, NF4: bf16): keyed by that dtype
         att = self.dt.act_dtype
@@ -174,7 +180,11 @@ class CostModel:
     def _fit(self, kclass: str, dtype: str):
         """The fit a kernel is priced with: under CUDA graphs the class measured inside graph
         replays ('<class>_graph', calibrate/graphbench.py) where the profile has it, else the
-        eager class (the classes priced so are collected in `eager_fallbacks`)."""
+        eager class (the classes priced so are collected in `eager_fallbacks`). Under a
+        padding mask the attention classes are the masked ones ('<class>_masked', measured as
+        transformers runs them: calibrate/microbench.py _masked_attention), which a profile
+        without them prices with the unmasked fit (config/profile.py CLASS_FALLBACK)."""
+        kclass = self._class_alias.get(kclass, kclass)
         key = (kclass, dtype)
         if key not in self._fits:
             fit = None
