@@ -1,0 +1,61 @@
+"""Fit the shipped h200 profile's masked-attention classes (attn_decode_masked,
+attn_prefill_masked: HF generate's attention on left-padded static batches, transformers'
+repeat_kv + SDPA under a boolean mask) from measurements/calibration/h200-masked/microbench.csv.gz
+(tools/device/masked_bench.py, calibrate/grid.py masked_points) with the kernel fit every class
+uses (calibrate/fit.py fit_kernels). Every other field of the profile is kept.
+
+    python tools/refit_masked_attention.py            # rewrite the shipped profile
+    python tools/refit_masked_attention.py --check    # exit 1 if it is stale
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import pandas as pd
+
+from llm_energy_sim.calibrate.fit import fit_kernels
+from llm_energy_sim.calibrate.grid import MASKED_CLASSES
+from llm_energy_sim.config.paths import PROFILES_DIR
+from llm_energy_sim.config.profile import load_profile
+
+ROOT = Path(__file__).resolve().parents[1]
+RAW = ROOT / "measurements/calibration/h200-masked"
+WHERE = (
+    "NVIDIA H200 (driver 580.159.04), measured 2026-12-02T20:13Z by tools/device/masked_bench.py"
+)
+
+
+def refit(name: str = "h200") -> dict:
+    prof, path = load_profile(name)
+    raw = pd.read_csv(RAW / "microbench.csv.gz")
+    fits = fit_kernels(
+        raw,
+        prof.gpu.power_limit_w,
+        f"masked-attention microbenchmarks on {WHERE}; raw: {RAW.name}/microbench.csv.gz",
+    )
+    data = json.loads(Path(path).read_text())
+    for kc in MASKED_CLASSES:
+        data["kernels"][kc] = {dt: json.loads(f.model_dump_json()) for dt, f in fits[kc].items()}
+    return data
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--check", action="store_true")
+    args = ap.parse_args()
+    path = PROFILES_DIR / "h200.json"
+    text = json.dumps(refit(), indent=2) + "\n"
+    stale = path.read_text() != text
+    if stale and not args.check:
+        path.write_text(text)
+    if stale:
+        print(("stale: " if args.check else "rewrote: ") + "h200")
+    return 1 if (args.check and stale) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
