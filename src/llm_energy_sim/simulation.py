@@ -100,7 +100,14 @@ def simulate(
     for i in range(scen.hardware.replicas):
         hw = scen.hardware
         cost = CostModel(
-            card, scen.dtype, profile, engine, hw.gpus_per_replica, hw.host_time_factor, masked
+            card,
+            scen.dtype,
+            profile,
+            engine,
+            hw.gpus_per_replica,
+            hw.host_time_factor,
+            masked,
+            hw.kernel_cache == "cold",
         )
         rep = Replica(i, cost, scen.fast_forward, getattr(scen.server, "cold_start", False))
         if step_log:

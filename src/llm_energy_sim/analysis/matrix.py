@@ -60,6 +60,48 @@ def find_cases(root: Path) -> list[MatrixCase]:
     return sorted(cases, key=lambda c: (started(c), c.name))
 
 
+MACHINE_FILE = "machine.yaml"
+
+
+def cold_cache_cases(cases: list[MatrixCase], root: Path) -> dict[str, str]:
+    """The cases that ran on a cold CUDA JIT cache, with why. Only where the matrix says its
+    machine started with one (root/machine.yaml `kernel_cache_at_start: cold`): then, in run
+    order, the first case per activation dtype whose attention runs under a padding mask in
+    16 bit (an HF static batch, config/servers.py masked_attention_of), since the machine's
+    cache keeps what a case compiled for the cases after it (measurements/calibration/
+    h200-jitprobe: per machine, not per process)."""
+    from llm_energy_sim.config.dtypes import dtype_info
+    from llm_energy_sim.config.scenario import load_scenario
+    from llm_energy_sim.config.servers import server_kind
+    from llm_energy_sim.config.yamlio import read_yaml
+
+    machine = Path(root) / MACHINE_FILE
+    if not machine.is_file():
+        return {}
+    start = (read_yaml(machine) or {}).get("kernel_cache_at_start", "warm")
+    if start not in ("warm", "cold"):
+        raise UserError(f"{machine}: kernel_cache_at_start '{start}': expected warm or cold")
+    if start == "warm":
+        return {}
+    out: dict[str, str] = {}
+    compiled: set[str] = set()
+    for case in cases:
+        scen = load_scenario(case.scenario)
+        act = dtype_info(scen.dtype).act_dtype
+        masked = server_kind(scen.server.kind).masked_attention_of(scen)
+        if masked and act != "float32" and act not in compiled:
+            compiled.add(act)
+            out[case.name] = f"the matrix's first padded static batch in {act}"
+    return out
+
+
+def on_cold_cache(scen):
+    """The scenario on a cold kernel cache (hardware.kernel_cache: cold)."""
+    return scen.model_copy(
+        update={"hardware": scen.hardware.model_copy(update={"kernel_cache": "cold"})}
+    )
+
+
 def predict(scen, scenario_path: Path, out_dir: Path, profile: str | None, host_runs) -> Path:
     """Simulate `scen` (its host_time_factor already set) into a results directory, as
     `sim run` writes one; returns out_dir."""

@@ -93,6 +93,7 @@ def steps_cmd(scenario, measured, profile, sets, host_tables, predicted, out_dir
         hw.gpus_per_replica,
         hw.host_time_factor,
         kind.masked_attention_of(scen),
+        hw.kernel_cache == "cold",
     )
     df = cost_steps(steps, cost, bool(getattr(scen.server, "cold_start", False)))
     summary = summarize(df, hw.host_time_factor, source)

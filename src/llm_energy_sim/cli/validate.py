@@ -283,6 +283,8 @@ def matrix_cmd(measured: Path, profile: str | None, out_dir: Path, interval: boo
     cases = mx.find_cases(measured)
     check_replaceable(out_dir, VALIDATE_FILE)
     rows, notes = [], []
+    cold = mx.cold_cache_cases(cases, measured)
+    notes += [f"{name}: predicted on a cold kernel cache ({why})" for name, why in cold.items()]
     with staged_dir(out_dir, VALIDATE_FILE) as tmp:
         for case in cases:
             tables = [case.measured] if case.has_host_speed else []
@@ -295,6 +297,8 @@ def matrix_cmd(measured: Path, profile: str | None, out_dir: Path, interval: boo
                 notes.append(
                     f"{case.name}: no host-speed passes; the profile's default host_time_factor"
                 )
+            if case.name in cold:
+                scen = mx.on_cold_cache(scen)
             pred = mx.predict(scen, case.scenario, tmp / "predicted" / case.name, profile, runs)
             table, _, _ = compare_dirs(pred, case.measured)
             (tmp / "compare").mkdir(exist_ok=True)
@@ -369,6 +373,8 @@ def _coverage(cases, measured: Path, profile: str | None, tmp: Path, matrix_rows
     from llm_energy_sim.config.scenario import load_scenario
     from llm_energy_sim.simulation import profile_for
 
+    cold = mx.cold_cache_cases(cases, measured)
+
     out: dict = {}
     md = ""
     tables = []
@@ -376,6 +382,8 @@ def _coverage(cases, measured: Path, profile: str | None, tmp: Path, matrix_rows
         rows = []
         for case in cases:
             scen = load_scenario(case.scenario)  # no host factor: the profile's default
+            if case.name in cold:
+                scen = mx.on_cold_cache(scen)
             prof, _ = profile_for(scen, profile)
             use = profile
             if variant == "held_out":

@@ -90,6 +90,11 @@ class HostOverhead(_Strict):
     # host time added to the first forward step of a fresh engine process (library handles,
     # lazily loaded kernels; measured by `sim calibrate --stages coldstart`); 0: warmed up
     cold_start_s: float = Field(default=0.0, ge=0)
+    # per activation dtype: host seconds of compiling the masked-attention kernel of a new
+    # key-length alignment class on a machine whose CUDA JIT cache lacks it (hardware.
+    # kernel_cache: cold), a decode step's and a prefill's (tools/fit_jit_compiles.py)
+    jit_masked_decode_s: dict[str, float] = Field(default_factory=dict)
+    jit_masked_prefill_s: dict[str, float] = Field(default_factory=dict)
     fit_error: FitError | None = None
     source: str
 

@@ -309,6 +309,14 @@ class Hardware(_Strict):
         "median of the profile's serving-host samples (its host_speed; 1.0 for a profile "
         "without any)",
     )
+    kernel_cache: Literal["warm", "cold"] = Field(
+        default="warm",
+        description="CUDA's on-disk JIT cache of the machine: 'warm' (it has run this engine's "
+        "kernels before: a serving host in production) or 'cold' (a fresh machine or "
+        "container: HF static batches compile a masked-attention kernel the first time each "
+        "key-length alignment class meets a padding mask, measurements/calibration/"
+        "h200-jitprobe)",
+    )
 
 
 class Output(_Strict):

@@ -138,6 +138,9 @@ class CostModel:
     # attention under a padding mask (HF generate on left-padded static batches:
     # ServerKind.masked_attention_of): see kv_read_heads
     masked_attention: bool = False
+    # the machine's CUDA JIT cache lacks the masked-attention kernels (hardware.kernel_cache
+    # cold): see compile_key
+    jit_cold: bool = False
     shape: EngineShape = field(init=False)
     dt: DtypeInfo = field(init=False)
     host: HostOverhead = field(init=False)
@@ -158,6 +161,19 @@ class CostModel:
             if repeats_kv
             else {}
         )
+        # masked 16-bit attention runs cuDNN kernels compiled per key-length alignment class
+        # (float32's efficient/math kernels ship precompiled)
+        compiles = self.jit_cold and self.masked_attention and self.dt.act_dtype != "float32"
+        self.jit_s = (
+            {
+                "decode": self.host.jit_masked_decode_s.get(self.dt.act_dtype, 0.0),
+                "prefill": self.host.jit_masked_prefill_s.get(self.dt.act_dtype, 0.0),
+            }
+            if compiles and not self.shape.packed_attention
+            else {}
+        )
+        if not any(self.jit_s.values()):
+            self.jit_s = {}
         # the miss is cuDNN's plan for an attention call, which runs in the activation dtype
         # (bitsandbytes LLM.int8: fp16, NF4: bf16): keyed by that dtype
         att = self.dt.act_dtype
@@ -362,13 +378,40 @@ class CostModel:
         per_seq = -(-ctx_sum0 // n_decode)
         return [(n_decode, 1, per_seq + j) for j in range(k)]
 
+    def compile_key(self, work: StepWork) -> tuple[str, int] | None:
+        """The masked-attention kernel variant a step needs compiled on a cold machine
+        (jit_s non-empty): (phase, alignment class of its key length), else None. The class is
+        the largest power of two dividing the key length, 16 and above one class: in a fresh
+        JIT cache the first padded batch of longest prompt 881 compiled exactly at key lengths
+        882, 883, 884, 888 and 896 (classes 2, 1, 4, 8, 16+), a later batch at other lengths
+        of those classes compiled none (measurements/calibration/h200-staticprobe,
+        h200-jitprobe)."""
+        if not self.jit_s:
+            return None
+        if work.prefill:
+            return "prefill", align_class(max(new + past for new, past in work.prefill))
+        return "decode", align_class(-(-work.decode_ctx_sum // work.n_decode))
+
+    def decode_compile_keys(self, n_decode: int, ctx_sum0: int, k: int) -> list[tuple[str, int]]:
+        """compile_key of the k steps of a decode segment ([] when nothing compiles)."""
+        if not self.jit_s:
+            return []
+        per_seq = -(-ctx_sum0 // n_decode)
+        return [("decode", align_class(per_seq + j)) for j in range(k)]
+
     def step_rows(self, tokens: int, graph_tokens: int = 0) -> int:
         """The token rows a step's token-wise kernels run at: a CUDA-graph step's are padded
         to its captured size (graph_tokens, the scheduler's) or to the engine's static
         query padding (EngineShape.pad_q), whichever is larger."""
         return max(graph_tokens, self.shape.padded(tokens, 0)[0])
 
-    def step_cost(self, work: StepWork, shape_miss: bool = False, cold: bool = False) -> StepCost:
+    def step_cost(
+        self,
+        work: StepWork,
+        shape_miss: bool = False,
+        cold: bool = False,
+        compile_s: float = 0.0,
+    ) -> StepCost:
         """Cost of one forward step (all GPUs of the replica).
 
         Decode-only steps: wall = max(gpu, host). Steps with prefill work overlap host and GPU
@@ -393,9 +436,11 @@ class CostModel:
                 host += h.setup_s
         wait_e = self.wait_power_w(gpu, self.tp * busy) * (wall - gpu)
         # host-only work serial with the step, the GPU drained and waiting: the attention plan
-        # built before the step's attention runs (a new shape), and a fresh process's one-time
-        # set-up before its first kernels
+        # built before the step's attention runs (a new shape), a kernel compiled for it on a
+        # cold machine (compile_s), and a fresh process's one-time set-up before its first
+        # kernels
         serial = (self.miss_s if shape_miss else 0.0) + (self.cold_s if cold else 0.0)
+        serial += compile_s
         wall += serial
         host += serial
         wait_e += self.miss_w * serial
@@ -423,6 +468,14 @@ class CostModel:
             self.wait_w * self.tp,
             self.standby_k,
         )
+
+
+ALIGN_CLASSES = 16  # key lengths divisible by 16 or more share one compiled variant
+
+
+def align_class(length: int) -> int:
+    """The largest power of two dividing `length`, capped at ALIGN_CLASSES (compile_key)."""
+    return min(length & -length, ALIGN_CLASSES)
 
 
 def kv_read_heads(card: ModelCard, tp: int, masked: bool, act_dtype: str) -> int:
@@ -495,6 +548,11 @@ def _scaled_host(h: HostOverhead, f: float) -> HostOverhead:
             "attn_shape_miss_per_layer_s": {
                 k: v * f for k, v in h.attn_shape_miss_per_layer_s.items()
             },
+            # compiling is host work too (measured live: the compile steps of the matrix's
+            # first static case, host factor 1.70, took 0.63-0.77 s against 0.39-0.47 s at
+            # 0.87 in measurements/calibration/h200-jitprobe)
+            "jit_masked_decode_s": {k: v * f for k, v in h.jit_masked_decode_s.items()},
+            "jit_masked_prefill_s": {k: v * f for k, v in h.jit_masked_prefill_s.items()},
         }
     )
 

@@ -14,14 +14,27 @@ from llm_energy_sim.engine.request import Request
 
 class PlanCache:
     """The attention shapes one engine process has run (its plan cache): a step at a shape it
-    has not run before pays the plan build (CostModel.miss_s). Kept only when the engine pays
-    for new shapes. Shared by the simulated replicas and `sim steps`, which costs live steps."""
+    has not run before pays the plan build (CostModel.miss_s); and, on a machine with a cold
+    CUDA JIT cache, the masked-attention variants compiled so far (CostModel.compile_key): a
+    step needing a new one pays its compile (CostModel.jit_s). Kept only when the engine pays
+    for either. Shared by the simulated replicas and `sim steps`, which costs live steps."""
 
     def __init__(self, cost: CostModel) -> None:
         self.cost = cost
-        self.on = bool(cost.miss_s)
+        self.on = bool(cost.miss_s) or bool(cost.jit_s)
         self.seen: set[tuple[int, ...]] = set()
+        self.compiled: set[tuple[str, int]] = set()
         self.misses = 0
+        self.compiles = 0
+
+    def step_compile_s(self, work: StepWork) -> float:
+        """Compile seconds a step pays (and remember its variant): 0 on a warm machine."""
+        key = self.cost.compile_key(work)
+        if key is None or key in self.compiled:
+            return 0.0
+        self.compiled.add(key)
+        self.compiles += 1
+        return self.cost.jit_s[key[0]]
 
     def miss(self, shape: tuple[int, ...]) -> bool:
         """Whether a step at `shape` builds a plan (and remember the shape)."""
@@ -78,7 +91,12 @@ class Replica:
             )
         else:
             work = plan.work
-            c = self.cost.step_cost(work, shape_miss=self.plans.step_miss(work), cold=cold)
+            c = self.cost.step_cost(
+                work,
+                shape_miss=self.plans.step_miss(work),
+                cold=cold,
+                compile_s=self.plans.step_compile_s(work),
+            )
             wall, energy = c.wall_s, c.energy_j
         return wall, energy, (energy / wall / self.cost.tp if wall > 0 else 0.0)
 
@@ -125,10 +143,18 @@ class Replica:
             # a shape new to the engine costs its plan (or graph capture) once: on its first
             # step in the run, not again on the later steps at the same (padded) shape
             seen, this_run, new = self.plans.seen, set(), []
+            miss_s = self.cost.miss_s
             for s in shapes:  # (not a copy of the engine's seen shapes: it grows all run)
-                new.append(s not in seen and s not in this_run)
+                new.append(miss_s if s not in seen and s not in this_run else 0.0)
                 this_run.add(s)
-            return MissingShapes(seg, new, self.cost), k, shapes
+            keys = self.cost.decode_compile_keys(n, ctx_sum0, k)
+            if keys:  # a cold machine: a variant not compiled yet costs its compile, once
+                compiled, this_run_keys, jit = self.plans.compiled, set(), self.cost.jit_s
+                for j, key in enumerate(keys):
+                    if key not in compiled and key not in this_run_keys:
+                        new[j] += jit[key[0]]
+                    this_run_keys.add(key)
+            return MissingShapes(seg, new, self.cost, keys), k, shapes
         return seg, k, shapes
 
     def book_decode(
@@ -150,6 +176,11 @@ class Replica:
                 if shape not in seen:
                     seen.add(shape)
                     plans.misses += 1
+            if isinstance(seg, MissingShapes):  # and the variants compiled by these steps
+                for key in seg.keys[:done]:
+                    if key not in plans.compiled:
+                        plans.compiled.add(key)
+                        plans.compiles += 1
         if done == 0:
             return
         n = len(reqs)
@@ -168,20 +199,28 @@ class Replica:
 
 class MissingShapes:
     """A decode segment whose steps at attention shapes not seen before also pay the plan
-    build (CostModel.miss_s, serial, at the power measured meanwhile): time and energy of the
-    first k steps are the segment's plus miss cost times the misses among them."""
+    build (CostModel.miss_s), and on a cold machine the compile of a masked-attention variant
+    not compiled yet (CostModel.jit_s), serial, at the power measured meanwhile: time and
+    energy of the first k steps are the segment's plus the serial seconds among them (`new`:
+    each step's; `keys`: each step's compile variant, [] on a warm machine)."""
 
-    def __init__(self, seg: DecodeSegment, new: list[bool], cost: CostModel) -> None:
+    def __init__(
+        self,
+        seg: DecodeSegment,
+        new: list[float],
+        cost: CostModel,
+        keys: list[tuple[str, int]] | None = None,
+    ) -> None:
         self.seg = seg
-        self.cum = np.concatenate([[0], np.cumsum(new)])
-        self.dt = cost.miss_s
-        self.de = cost.tp * cost.miss_w * cost.miss_s
+        self.keys = keys or []
+        self.cum = np.concatenate([[0.0], np.cumsum(new)])
+        self.pe = cost.tp * cost.miss_w
 
     def time(self, k: int) -> float:
-        return self.seg.time(k) + self.dt * float(self.cum[k])
+        return self.seg.time(k) + float(self.cum[k])
 
     def energy(self, k: int) -> float:
-        return self.seg.energy(k) + self.de * float(self.cum[k])
+        return self.seg.energy(k) + self.pe * float(self.cum[k])
 
     def steps_to_reach(self, elapsed: float, k_max: int) -> int:
         return first_reaching(self.time, elapsed, k_max)
