@@ -162,7 +162,8 @@ def test_sim_run_defaults_to_the_median_and_an_explicit_factor_wins(tmp_path):
     _run(["run", scen, "--out", tmp_path / "a", "--quiet", "--no-interval"], tmp_path)
     a = json.loads((tmp_path / "a" / "summary.json").read_text())
     assert a["host_time_factor"] == H200.default_host_time_factor()
-    assert a["provenance"]["host_time_factor"].startswith("median of the 82 serving-host")
+    n = len(H200.host_speed.samples)
+    assert a["provenance"]["host_time_factor"].startswith(f"median of the {n} serving-host")
     assert "intervals" not in a
     _run(
         ["run", scen, "--out", tmp_path / "b", "--quiet", "--set", "hardware.host_time_factor=1.1"],
@@ -268,7 +269,8 @@ def test_the_table_shows_value_and_bounds(tmp_path):
     s = json.loads((tmp_path / "r" / "summary.json").read_text())
     e = s["intervals"]["figures"]["tpot_p50_s"]
     assert f"[{e['lower']:.3g}, {e['upper']:.3g} s]" in out
-    assert "[lo, hi]: 80% prediction interval" in out and "median of the 82" in out
+    n = len(H200.host_speed.samples)
+    assert "[lo, hi]: 80% prediction interval" in out and f"median of the {n}" in out
 
 
 PARALLEL_CHECK = """
