@@ -1,8 +1,8 @@
 """Energy ledger of one replica: busy intervals as they happen, idle gaps filled in at the end.
 
 Intervals are appended to typed arrays (array.array: 8 bytes a value, 4 a batch size, not a
-Python object each) and read back as numpy arrays without a copy, once per ledger (`arrays`): a run's
-accounting asks for them many times.
+Python object each) and read back as numpy arrays without a copy, once per ledger (`arrays`): a
+run's accounting asks for them many times, and works on them a chunk at a time.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ class Ledger:
     queue_t: array = field(default_factory=lambda: array("d"))
     queue_len: array = field(default_factory=lambda: array("i"))
     _arrays: tuple | None = field(default=None, repr=False, compare=False)
-    _gap_e: tuple | None = field(default=None, repr=False, compare=False)
+    _gap_e: tuple | None = field(default=None, repr=False, compare=False)  # idle_energy's
 
     def add_busy(
         self, start: float, end: float, energy_j: float, batch: int, p_last: float
@@ -48,12 +48,12 @@ class Ledger:
         self.queue_len.append(length)
 
     def arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        """(starts, ends, energy, batch, p_last) as float arrays, read-only, built once: for
-        after the run (the first three are views of the ledger's own buffers, which cannot
-        grow while such a view is alive: add_busy then raises BufferError)."""
+        """(starts, ends, energy, batch, p_last), read-only, built once: for after the run.
+        Views of the ledger's own buffers, no copy (batch sizes stay 4-byte ints), which
+        cannot grow while such a view is alive: add_busy then raises BufferError."""
         if self._arrays is None:
             out = tuple(
-                array_view(a).astype(float, copy=False)
+                array_view(a)
                 for a in (self.starts, self.ends, self.energy, self.batch, self.p_last)
             )
             for a in out:
@@ -80,26 +80,24 @@ class Ledger:
         return g_start, np.maximum(g_end - g_start, 0.0), p_before
 
     def busy_energy(self) -> float:
-        return float(np.sum(self.energy))
+        return float(np.sum(array_view(self.energy)))  # (np.sum of the array.array: a copy)
 
     def idle_energy(self, t_end: float) -> float:
-        """Energy of every idle gap in [0, t_end], all GPUs."""
-        return float(np.sum(self._gap_energy(t_end))) * self.n_gpus
-
-    def _gap_energy(self, t_end: float) -> np.ndarray:
-        """Energy of each gap, per GPU (kept for the last t_end asked: the accounting asks
-        several times); worked out a chunk of gaps at a time (the same floats)."""
+        """Energy of every idle gap in [0, t_end], all GPUs (summed a chunk of gaps at a time,
+        and kept for the last t_end asked: the accounting asks several times)."""
         arrays = self.arrays()
         key = (t_end, id(arrays))
         if self._gap_e is None or self._gap_e[0] != key:
-            n_gaps = len(arrays[0]) + 1
-            out = np.empty(n_gaps)
-            for lo, hi in chunks(n_gaps):
-                _, length, p_before = self.gaps(t_end, lo, hi)
-                out[lo:hi] = gap_energy_per_gpu(self.idle, p_before, length)
-            out.flags.writeable = False
-            self._gap_e = (key, out)
-        return self._gap_e[1]
+            total = 0.0
+            for lo, hi in chunks(len(arrays[0]) + 1):
+                total += float(np.sum(self._gap_energy(t_end, lo, hi)))
+            self._gap_e = (key, total)
+        return self._gap_e[1] * self.n_gpus
+
+    def _gap_energy(self, t_end: float, lo: int, hi: int) -> np.ndarray:
+        """Energy of gaps lo..hi-1, per GPU (no whole-run array: a chunk is asked at a time)."""
+        _, length, p_before = self.gaps(t_end, lo, hi)
+        return gap_energy_per_gpu(self.idle, p_before, length)
 
     def cumulative_energy(self, t: np.ndarray, t_end: float) -> np.ndarray:
         """Energy (all GPUs) drawn in [0, t] for each t: exact for gaps, linear within busy spans.
@@ -107,7 +105,6 @@ class Ledger:
         chunk at a time: engine/prefix.py.)"""
         s, e, en, _, p = self.arrays()
         n = len(s)
-        gap_e = self._gap_energy(t_end)
         t = np.asarray(t, float)
         # gap k (and busy k-1 before it): gap k starts at the end of step k-1 (gap 0 at 0)
         k = np.clip(np.searchsorted(e, t, side="right"), 0, n)
@@ -121,7 +118,9 @@ class Ledger:
             p_before = np.full(t.shape, self.idle.active_idle_w)
         g_len = np.maximum(g_end - g_start, 0.0)
         # cumulative energy at the start of each gap k: gaps and busy intervals before it
-        cum_gap_start = prefix_at(n, lambda lo, hi: gap_e[lo:hi] * self.n_gpus + en[lo:hi], k)
+        cum_gap_start = prefix_at(
+            n, lambda lo, hi: self._gap_energy(t_end, lo, hi) * self.n_gpus + en[lo:hi], k
+        )
         into_gap = np.clip(t - g_start, 0.0, g_len)
         out = cum_gap_start + gap_energy_per_gpu(self.idle, p_before, into_gap) * self.n_gpus
         # inside busy interval k (after gap k): linear share of its energy

@@ -2,7 +2,7 @@
 
 A run keeps a Request object only while the request is in the system (from its arrival to
 its completion or refusal); `RequestLog.close` copies its outcome into numpy columns indexed
-by request id and forgets the object, so memory per request is the columns' ~60 bytes, not a
+by request id and forgets the object, so memory per request is the columns' 53 bytes, not a
 Python object's ~400. `close_all` closes the requests still in the system when the run ends
 (unfinished). `requests()` rebuilds Request objects from the columns for callers that want
 them (small runs: tests, analysis/mlenergy.py).
@@ -19,15 +19,16 @@ STATUSES: tuple[RequestStatus, ...] = tuple(RequestStatus)
 _CODE = {s: i for i, s in enumerate(STATUSES)}
 
 
-#: the columns, in the order close() writes them
+#: the columns, in the order close() writes them (counts in 4 bytes: token counts are below
+#: 2**31, workload.MAX_COUNT; the requests table widens them to int64)
 FIELDS = (
-    ("replica", np.int64),
+    ("replica", np.int32),
     ("status", np.int8),
     ("t_start", np.float64),
     ("t_first", np.float64),
     ("t_finish", np.float64),
-    ("computed_prompt", np.int64),
-    ("generated", np.int64),
+    ("computed_prompt", np.int32),
+    ("generated", np.int32),
     ("e_prefill", np.float64),
     ("e_decode", np.float64),
 )
