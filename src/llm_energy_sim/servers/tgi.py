@@ -136,7 +136,7 @@ class TgiScheduler(Scheduler):
         for r, c in new:
             r.computed_prompt = r.prompt
             chunks.append(Chunk(r, c, r.prefilled))
-        return StepPlan(tuple(chunks), tuple(decode), admitted=tuple(r for r, _ in new))
+        return StepPlan(tuple(chunks), tuple(decode), admitted=tuple([r for r, _ in new]))
 
     def plan_step(self, now: float) -> StepPlan | None:
         s, lim = self.settings, self.limits
