@@ -139,6 +139,8 @@ def run_cmd(
     if host_runs is not None:
         summary.host_time_factor_runs = host_runs  # the measured runs it averages
     tl = timeline_columns(res)
+    for rep in res.replicas:  # the summary and timeline are made: what is written needs no ledger
+        rep.ledger.release()
     with staged_dir(out_dir, SUMMARY_FILE) as tmp:
         write_results(tmp, summary, df, tl, requests_format)
         if step_log:

@@ -61,6 +61,14 @@ class Ledger:
             self._arrays = out
         return self._arrays
 
+    def release(self) -> None:
+        """Forget every interval and queue note (after the run's accounting: a million-request
+        run's ledgers are ~130 MB that writing the requests table does not need)."""
+        self._arrays = self._gap_e = None
+        for name in ("starts", "ends", "energy", "p_last", "queue_t"):
+            setattr(self, name, array("d"))
+        self.batch, self.queue_len = array("i"), array("i")
+
     def _last_end(self, t_end: float) -> float:
         """Where the last gap ends: t_end, or the last step's end if that is later."""
         return max(t_end, self.ends[-1] if len(self.ends) else 0.0)
