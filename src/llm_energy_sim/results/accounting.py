@@ -9,6 +9,7 @@ attributed : each step's energy shared by its requests by tokens (prefill, decod
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -39,7 +40,7 @@ class RequestTable:
         self.n = res.log.n
         self._ok = res.log.status == _OK_CODE
         n_ok = int(self._ok.sum())
-        self._idle_share = total_idle_energy(res) / n_ok if n_ok else 0.0
+        self._idle_share = ledger_figures(res).idle_j / n_ok if n_ok else 0.0
 
     @property
     def columns(self) -> list[str]:
@@ -117,6 +118,26 @@ def requests_frame(res: SimResult) -> pd.DataFrame:
     return RequestTable(res).to_pandas()
 
 
+@dataclass(frozen=True)
+class LedgerFigures:
+    """What a run's summary takes from its replicas' ledgers: busy and idle energy (J, all
+    GPUs) and the batch sizes."""
+
+    busy_j: float
+    idle_j: float
+    batch: Batch
+
+
+def ledger_figures(res: SimResult) -> LedgerFigures:
+    """The run's LedgerFigures, worked out once and kept on the result (its ledgers may be
+    released afterwards: Ledger.release)."""
+    if res.ledger_figures is None:
+        res.ledger_figures = LedgerFigures(
+            total_busy_energy(res), total_idle_energy(res), _batch(res)
+        )
+    return res.ledger_figures
+
+
 def total_idle_energy(res: SimResult) -> float:
     return sum(r.ledger.idle_energy(res.t_end) for r in res.replicas)
 
@@ -131,7 +152,7 @@ def _batch(res: SimResult) -> Batch:
     weighted = busy = 0.0
     largest = None
     for r in res.replicas:
-        s, e, _, b, _ = r.ledger.arrays()
+        s, e, _, b = r.ledger.arrays()
         for lo, hi in chunks(len(s)):
             d = e[lo:hi] - s[lo:hi]
             weighted += float(np.dot(b[lo:hi], d))
@@ -154,8 +175,8 @@ def build_summary(
     RequestTable); CO2 figures with a grid intensity (gCO2/kWh)."""
     scen = res.scenario
     n_gpus = scen.hardware.replicas * scen.hardware.gpus_per_replica
-    busy = total_busy_energy(res)
-    idle = total_idle_energy(res)
+    figures = ledger_figures(res)
+    busy, idle = figures.busy_j, figures.idle_j
     total = busy + idle
     makespan = res.t_end
     summary = Summary(
@@ -173,7 +194,7 @@ def build_summary(
             busy_j=busy,
             idle_j=idle,
             deep_idle_floor_j=res.profile.idle.deep_idle_w * n_gpus * makespan,
-            batch=_batch(res),
+            batch=figures.batch,
             live=False,
         ),
         steps=sum(r.steps for r in res.replicas),
@@ -222,7 +243,7 @@ def timeline_columns(res: SimResult, bin_s: float | None = None) -> dict[str, np
         for g in range(led.n_gpus):
             out[f"power_w_r{rep.index}g{g}"] = power
             power_total = power if power_total is None else power_total + power
-        s, e, _, b, _ = led.arrays()
+        s, e, _, b = led.arrays()
         busy_time = _overlap_sum(s, e, np.ones_like(s), edges)
         batch_time = _overlap_sum(s, e, b, edges)
         out[f"busy_frac_r{rep.index}"] = busy_time / width
