@@ -78,6 +78,13 @@ def sim(*args: str) -> list[str]:
     return [sys.executable, "-m", "llm_energy_sim.cli", *args]
 
 
+def has_no_interval(pythonpath: str) -> bool:
+    """Whether the `sim run` of the package at `pythonpath` has --no-interval."""
+    env = {**os.environ, "PYTHONPATH": pythonpath}
+    p = subprocess.run(sim("run", "--help"), env=env, capture_output=True, text=True)
+    return "--no-interval" in p.stdout
+
+
 def run_case(args: list[str], out: Path, interval: bool = False) -> list[str]:
     """`sim run ARGS` quietly into out; without `interval`, with --no-interval."""
     return sim("run", *args, "--quiet", "--out", str(out), *([] if interval else ["--no-interval"]))
@@ -207,13 +214,15 @@ def main() -> None:
         f"python {platform.python_version()}; sim run pinned to one core; best of {args.repeat}"
     )
     rows = []
+    # a baseline from before the intervals has no --no-interval (and runs none)
+    base_interval = bool(args.baseline) and not has_no_interval(args.baseline)
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "res"
         for label, sub, goal_s, goal_mb, scen, n in cases:
             if sub == ["run"]:
                 argv = [str(scen)] + ([] if n is None else ["--requests", str(n)])
                 cmd = run_case(argv, out)
-                base_cmd = run_case(argv, out, interval=True)  # older code: no such option
+                base_cmd = run_case(argv, out, interval=base_interval)
             else:
                 cmd = base_cmd = sim(*sub)
             ours, theirs = [], []

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import simpy
@@ -40,6 +41,8 @@ class SimResult:
     #: where scenario.hardware.host_time_factor came from (resolve_host_factor)
     host_time_factor_source: str = "scenario"
     _requests: list[Request] | None = field(default=None, repr=False)
+    #: what the accounting takes from the ledgers, once (results.accounting.ledger_figures)
+    ledger_figures: Any = field(default=None, repr=False)
 
     @property
     def requests(self) -> list[Request]:

@@ -86,3 +86,18 @@ def test_parquet_tables_read_like_csv(written, tmp_path):
     assert s == s_csv == json.loads((written / "summary.json").read_text())
     pd.testing.assert_frame_equal(r, r_csv)
     pd.testing.assert_frame_equal(t, t_csv)
+
+
+def test_requests_csv_streamed_in_slices_is_the_whole_frame_text(tmp_path, monkeypatch):
+    """requests.csv written a slice of rows at a time is the text of the whole table's
+    DataFrame.to_csv, and so is each slice's row count (slices of 7 rows: several)."""
+    from llm_energy_sim.results import output
+    from llm_energy_sim.results.accounting import RequestTable
+
+    monkeypatch.setattr(output, "PARQUET_ROWS", 7)
+    res = simulate(scenario(workload={**scenario().workload.model_dump(), "requests": 30}))
+    table = RequestTable(res)
+    output.write_requests_csv(tmp_path / "streamed.csv", table)
+    table.to_pandas().to_csv(tmp_path / "whole.csv", index=False)
+    assert (tmp_path / "streamed.csv").read_text() == (tmp_path / "whole.csv").read_text()
+    assert len(pd.read_csv(tmp_path / "streamed.csv")) == 30

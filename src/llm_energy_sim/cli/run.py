@@ -102,7 +102,12 @@ def run_cmd(
     only (TGI does not move with the host)."""
     from llm_energy_sim.analysis import intervals as iv
     from llm_energy_sim.config.estimate import check_memory
-    from llm_energy_sim.results.accounting import RequestTable, build_summary, timeline_columns
+    from llm_energy_sim.results.accounting import (
+        RequestTable,
+        build_summary,
+        ledger_figures,
+        timeline_columns,
+    )
     from llm_energy_sim.results.marker import mark_complete
     from llm_energy_sim.results.output import SUMMARY_FILE, print_summary, write_results
     from llm_energy_sim.results.provenance import provenance
@@ -127,6 +132,12 @@ def run_cmd(
     with iv.BoundRuns(scen, tuple(factors), profile, parallel) as pending:
         res = simulate(scen, profile_override=profile, progress=not quiet, step_log=step_log)
         wall = time.perf_counter() - t0
+        # what needs the replicas' ledgers first; then they are released (a million
+        # requests' are ~80 MB that the requests table and its summary do not need)
+        tl = timeline_columns(res)
+        ledger_figures(res)
+        for rep in res.replicas:
+            rep.ledger.release()
         df = RequestTable(res)  # numpy columns, no pandas
         summary = build_summary(
             res, df, grid_intensity, provenance("sim run", scenario, sets, requests)
@@ -138,7 +149,6 @@ def run_cmd(
     summary.simulation_wall_s = wall
     if host_runs is not None:
         summary.host_time_factor_runs = host_runs  # the measured runs it averages
-    tl = timeline_columns(res)
     with staged_dir(out_dir, SUMMARY_FILE) as tmp:
         write_results(tmp, summary, df, tl, requests_format)
         if step_log:

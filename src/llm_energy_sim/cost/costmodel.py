@@ -651,13 +651,20 @@ class DecodeSegment:
         return k if s is None or s > k else s
 
     def time(self, k: int) -> float:
-        s = self._split(k)
-        return s * self.host + _sum_affine(self.gpu0, self.dgpu, s, k)
+        s = self._s_all  # _split and _sum_affine inline (this runs several times a run)
+        if s is None or s > k:
+            return k * self.host  # + _sum_affine over no steps: 0.0
+        n = k - s
+        if n <= 0:
+            return s * self.host + 0.0
+        return s * self.host + (n * self.gpu0 + self.dgpu * (s + k - 1) * n / 2.0)
 
     def energy(self, k: int) -> float:
         s = self._split(k)
-        busy = _sum_affine(self.busy0, self.dbusy, 0, k)
-        idle_s = s * self.host - _sum_affine(self.gpu0, self.dgpu, 0, s)
+        # _sum_affine(busy0, dbusy, 0, k) and (gpu0, dgpu, 0, s) inline
+        busy = k * self.busy0 + self.dbusy * (k - 1) * k / 2.0 if k > 0 else 0.0
+        gpu = s * self.gpu0 + self.dgpu * (s - 1) * s / 2.0 if s > 0 else 0.0
+        idle_s = s * self.host - gpu
         if self.standby_k == 0.0:
             return busy + self.wait_w * idle_s
         k = self.standby_k

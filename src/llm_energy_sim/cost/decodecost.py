@@ -36,6 +36,7 @@ class DecodePricer:
         self._bytes_per_ctx = 2.0 * self.nkv * self.d
         self._fit = None  # looked up on first use, as group_cost does
         self._per_n: dict[int, tuple[float, float, float, int]] = {}
+        self._terms: tuple | None = None  # _flat(), on first use
 
     def _constants(self, n: int) -> tuple[float, float, float, int]:
         """(GPU time, busy energy of the token-wise kernels, host time, attention bytes that
@@ -65,9 +66,65 @@ class DecodePricer:
         got = self._per_n.get(n)
         if got is None:
             got = self._constants(n)
-        gpu0, busy0 = self._gpu_busy(n, ctx_sum, got)
-        gpu1, busy1 = self._gpu_busy(n, ctx_sum + n, got)
-        return gpu0, busy0, gpu1, busy1, got[2]
+        if self.packed:
+            gpu0, busy0 = self._gpu_busy(n, ctx_sum, got)
+            gpu1, busy1 = self._gpu_busy(n, ctx_sum + n, got)
+            return gpu0, busy0, gpu1, busy1, got[2]
+        # _gpu_busy twice, inline (the same float operations: one call per decode run)
+        t_const, e_const, host, bytes_n = got
+        fc, bc, kvb, peak, bw, t0, pb, wc, wm, plimit, layers, tp = self._terms or self._flat()
+        tc = fc * ctx_sum / peak
+        tm = (bc * ctx_sum * kvb + bytes_n) / bw
+        t = (tc if tc >= tm else tm) + t0
+        if t <= 0:
+            t = e = 0.0
+        else:
+            e = pb * t + wc * tc + wm * tm
+            lim = plimit * t
+            if lim < e:
+                e = lim
+        c1 = ctx_sum + n
+        tc = fc * c1 / peak
+        tm = (bc * c1 * kvb + bytes_n) / bw
+        t1 = (tc if tc >= tm else tm) + t0
+        if t1 <= 0:
+            t1 = e1 = 0.0
+        else:
+            e1 = pb * t1 + wc * tc + wm * tm
+            lim = plimit * t1
+            if lim < e1:
+                e1 = lim
+        return (
+            t_const + layers * t,
+            tp * (e_const + layers * e),
+            t_const + layers * t1,
+            tp * (e_const + layers * e1),
+            host,
+        )
+
+    def _flat(self) -> tuple:
+        """The constants of the attention group's pricing, one tuple (engines without packed
+        attention): per-context FLOPs and bytes, kv bytes, the fit's six terms, the power
+        limit, layers and tp."""
+        m = self.model
+        fit = self._fit
+        if fit is None:
+            fit = self._fit = m._fit("attn_decode", m.dt.act_dtype)
+        self._terms = (
+            self._flops_per_ctx,
+            self._bytes_per_ctx,
+            m.dt.kv_bytes,
+            fit.peak_flops,
+            fit.bandwidth,
+            1 * fit.t0_s,
+            fit.p_base_w,
+            fit.w_compute,
+            fit.w_memory,
+            m._plimit,
+            self.layers,
+            m.tp,
+        )
+        return self._terms
 
     def _gpu_busy(
         self, n: int, ctx_sum: int, constants: tuple[float, float, float, int]
@@ -76,17 +133,16 @@ class DecodePricer:
         t_const, e_const, _, bytes_n = constants
         if self.packed:
             t_attn, e_attn = m._attention(self.step_work(n_decode=n, decode_ctx_sum=ctx_sum))
+            return t_const + t_attn, m.tp * (e_const + e_attn)
+        fc, bc, kvb, peak, bw, t0, pb, wc, wm, plimit, layers, tp = self._terms or self._flat()
+        tc = fc * ctx_sum / peak
+        tm = (bc * ctx_sum * kvb + bytes_n) / bw
+        t = (tc if tc >= tm else tm) + t0
+        if t <= 0:
+            t = e = 0.0
         else:
-            fit = self._fit
-            if fit is None:
-                fit = self._fit = m._fit("attn_decode", m.dt.act_dtype)
-            tc = self._flops_per_ctx * ctx_sum / fit.peak_flops
-            tm = (self._bytes_per_ctx * ctx_sum * m.dt.kv_bytes + bytes_n) / fit.bandwidth
-            t = max(tc, tm) + 1 * fit.t0_s
-            if t <= 0:
-                t = e = 0.0
-            else:
-                e = fit.p_base_w * t + fit.w_compute * tc + fit.w_memory * tm
-                e = min(e, m._plimit * t)
-            t_attn, e_attn = self.layers * t, self.layers * e
-        return t_const + t_attn, m.tp * (e_const + e_attn)
+            e = pb * t + wc * tc + wm * tm
+            lim = plimit * t
+            if lim < e:
+                e = lim
+        return t_const + layers * t, tp * (e_const + layers * e)

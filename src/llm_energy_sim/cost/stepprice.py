@@ -60,10 +60,11 @@ class StepPricer:
         new_sum = 0
         fl = by = 0  # batched(): sum() of the prefill groups' FLOPs and bytes, from int 0
         any_fresh = False
+        flops_c, q_bytes, kv_bytes = self._flops_c, self._q_bytes, self._kv_bytes
         for new, past in prefill:
             new_sum += new
-            fl += self._flops_c * (past * new + new * (new + 1) / 2.0)
-            by += self._q_bytes * new + self._kv_bytes * (past + new)
+            fl += flops_c * (past * new + new * (new + 1) / 2.0)
+            by += q_bytes * new + kv_bytes * (past + new)
             if past == 0:
                 any_fresh = True
         tokens = new_sum + n_decode
@@ -90,7 +91,7 @@ class StepPricer:
             if fit is None:
                 fit = self._dec = self._fit("attn_decode")
             peak, bw, t0, pb, wc, wm = fit
-            tc = self._flops_c * ctx_sum / peak
+            tc = flops_c * ctx_sum / peak
             tm = (self._dec_kv * ctx_sum * self._kvb + self._dec_q * n_decode) / bw
             g = (tc if tc > tm else tm) + t0
             if g > 0:

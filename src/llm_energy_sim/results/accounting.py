@@ -9,6 +9,7 @@ attributed : each step's energy shared by its requests by tokens (prefill, decod
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -16,7 +17,7 @@ import numpy as np
 from llm_energy_sim.engine.ledger import array_view
 from llm_energy_sim.engine.prefix import chunks
 from llm_energy_sim.engine.requestlog import STATUSES
-from llm_energy_sim.results.metrics import latencies, scenario_fields, summary_blocks
+from llm_energy_sim.results.metrics import scenario_fields, summary_blocks
 from llm_energy_sim.results.schema import REQUEST_COLUMNS, Batch, Provenance, RequestStatus, Summary
 from llm_energy_sim.simulation import SimResult
 
@@ -39,7 +40,7 @@ class RequestTable:
         self.n = res.log.n
         self._ok = res.log.status == _OK_CODE
         n_ok = int(self._ok.sum())
-        self._idle_share = total_idle_energy(res) / n_ok if n_ok else 0.0
+        self._idle_share = ledger_figures(res).idle_j / n_ok if n_ok else 0.0
 
     @property
     def columns(self) -> list[str]:
@@ -54,38 +55,54 @@ class RequestTable:
         return self.rows(0, self.n, (name,))[name]
 
     def rows(self, lo: int, hi: int, names: tuple[str, ...] | None = None) -> dict:
-        """The columns `names` (default: every column, in order) of requests lo..hi-1."""
-        log, t = self.res.log, self.res.trace
-        ok = self._ok[lo:hi]
-        arrival = np.asarray(t.arrival_s[lo:hi], float)
-        first, finish = log.t_first[lo:hi], log.t_finish[lo:hi]
-        cols: dict[str, np.ndarray] = {
-            "request_id": np.arange(lo, hi, dtype=np.int64),
-            "replica": log.replica[lo:hi],
-            "arrival_s": arrival,
-            "start_s": log.t_start[lo:hi],
-            "first_token_s": first,
-            "finish_s": finish,
-            "prompt_tokens": np.asarray(t.prompt_tokens[lo:hi], np.int64),
-            "computed_prompt_tokens": log.computed_prompt[lo:hi],
-            "output_tokens": np.asarray(t.output_tokens[lo:hi], np.int64),
-            "generated_tokens": log.generated[lo:hi],
-            "energy_prefill_j": log.e_prefill[lo:hi],
-            "energy_decode_j": log.e_decode[lo:hi],
-        }
+        """The columns `names` (default: every column, in order) of requests lo..hi-1; only
+        those asked for are built (a summary asks for one whole column at a time)."""
         names = tuple(REQUEST_COLUMNS) if names is None else names
-        if "status" in names:
-            cols["status"] = _STATUS_STRINGS[log.status[lo:hi]]
-        if {"energy_idle_share_j", "energy_j"} & set(names):
+        return {c: np.ascontiguousarray(self._column(c, lo, hi)) for c in names}
+
+    def _column(self, name: str, lo: int, hi: int) -> np.ndarray:
+        """One column of requests lo..hi-1 (a view of the log or the trace where it can be)."""
+        log, t = self.res.log, self.res.trace
+        views = {
+            "replica": log.replica,
+            "start_s": log.t_start,
+            "first_token_s": log.t_first,
+            "finish_s": log.t_finish,
+            "computed_prompt_tokens": log.computed_prompt,
+            "generated_tokens": log.generated,
+            "energy_prefill_j": log.e_prefill,
+            "energy_decode_j": log.e_decode,
+        }
+        if name in views:
+            v = views[name][lo:hi]
+            return v if v.dtype.kind == "f" else v.astype(np.int64, copy=False)
+        if name == "request_id":
+            return np.arange(lo, hi, dtype=np.int64)
+        if name == "arrival_s":
+            return np.asarray(t.arrival_s[lo:hi], float)
+        if name in ("prompt_tokens", "output_tokens"):
+            return np.asarray(getattr(t, name)[lo:hi], np.int64)
+        if name == "status":
+            return _STATUS_STRINGS[log.status[lo:hi]]
+        ok = self._ok[lo:hi]
+        if name == "energy_idle_share_j":
+            return np.where(ok, self._idle_share, 0.0)
+        if name == "energy_j":
             idle = np.where(ok, self._idle_share, 0.0)
-            cols["energy_idle_share_j"] = idle
-            cols["energy_j"] = cols["energy_prefill_j"] + cols["energy_decode_j"] + idle
-        if {"ttft_s", "e2e_s", "tpot_s"} & set(names):
-            gen = cols["generated_tokens"]
-            cols["ttft_s"], cols["e2e_s"], cols["tpot_s"] = latencies(
-                ok, arrival, first, finish, gen
-            )
-        return {c: np.ascontiguousarray(cols[c]) for c in names}
+            return log.e_prefill[lo:hi] + log.e_decode[lo:hi] + idle
+        if name in ("ttft_s", "e2e_s", "tpot_s"):  # latencies()'s one column
+            arrival = np.asarray(t.arrival_s[lo:hi], float)
+            first, finish = log.t_first[lo:hi], log.t_finish[lo:hi]
+            if name == "ttft_s":
+                out = first - arrival
+            elif name == "e2e_s":
+                out = finish - arrival
+            else:
+                gen = log.generated[lo:hi].astype(np.int64, copy=False)
+                out = np.where(gen > 1, (finish - first) / np.maximum(gen - 1, 1), np.nan)
+            out[~ok] = np.nan
+            return out
+        raise KeyError(name)
 
     def to_pandas(self) -> pd.DataFrame:
         """The whole table as a DataFrame (status as strings)."""
@@ -101,6 +118,26 @@ def requests_frame(res: SimResult) -> pd.DataFrame:
     return RequestTable(res).to_pandas()
 
 
+@dataclass(frozen=True)
+class LedgerFigures:
+    """What a run's summary takes from its replicas' ledgers: busy and idle energy (J, all
+    GPUs) and the batch sizes."""
+
+    busy_j: float
+    idle_j: float
+    batch: Batch
+
+
+def ledger_figures(res: SimResult) -> LedgerFigures:
+    """The run's LedgerFigures, worked out once and kept on the result (its ledgers may be
+    released afterwards: Ledger.release)."""
+    if res.ledger_figures is None:
+        res.ledger_figures = LedgerFigures(
+            total_busy_energy(res), total_idle_energy(res), _batch(res)
+        )
+    return res.ledger_figures
+
+
 def total_idle_energy(res: SimResult) -> float:
     return sum(r.ledger.idle_energy(res.t_end) for r in res.replicas)
 
@@ -110,14 +147,21 @@ def total_busy_energy(res: SimResult) -> float:
 
 
 def _batch(res: SimResult) -> Batch:
-    """Mean batch size over the busy time (steps weighted by duration) and the largest."""
-    arrays = [r.ledger.arrays() for r in res.replicas]
-    batch_sizes = np.concatenate([a[3] for a in arrays]) if arrays else np.array([])
-    durations = np.concatenate([a[1] - a[0] for a in arrays]) if arrays else np.array([])
-    mean_batch = float(np.average(batch_sizes, weights=durations)) if durations.sum() > 0 else 0.0
+    """Mean batch size over the busy time (steps weighted by duration) and the largest; summed
+    a chunk of steps at a time (no whole-run temporaries)."""
+    weighted = busy = 0.0
+    largest = None
+    for r in res.replicas:
+        s, e, _, b = r.ledger.arrays()
+        for lo, hi in chunks(len(s)):
+            d = e[lo:hi] - s[lo:hi]
+            weighted += float(np.dot(b[lo:hi], d))
+            busy += float(d.sum())
+            top = float(b[lo:hi].max())
+            largest = top if largest is None or top > largest else largest
     return Batch(
-        mean_size_when_busy=mean_batch,
-        max_size=float(batch_sizes.max()) if len(batch_sizes) else 0.0,
+        mean_size_when_busy=weighted / busy if busy > 0 else 0.0,
+        max_size=largest if largest is not None else 0.0,
     )
 
 
@@ -131,8 +175,8 @@ def build_summary(
     RequestTable); CO2 figures with a grid intensity (gCO2/kWh)."""
     scen = res.scenario
     n_gpus = scen.hardware.replicas * scen.hardware.gpus_per_replica
-    busy = total_busy_energy(res)
-    idle = total_idle_energy(res)
+    figures = ledger_figures(res)
+    busy, idle = figures.busy_j, figures.idle_j
     total = busy + idle
     makespan = res.t_end
     summary = Summary(
@@ -150,7 +194,7 @@ def build_summary(
             busy_j=busy,
             idle_j=idle,
             deep_idle_floor_j=res.profile.idle.deep_idle_w * n_gpus * makespan,
-            batch=_batch(res),
+            batch=figures.batch,
             live=False,
         ),
         steps=sum(r.steps for r in res.replicas),
@@ -199,7 +243,7 @@ def timeline_columns(res: SimResult, bin_s: float | None = None) -> dict[str, np
         for g in range(led.n_gpus):
             out[f"power_w_r{rep.index}g{g}"] = power
             power_total = power if power_total is None else power_total + power
-        s, e, _, b, _ = led.arrays()
+        s, e, _, b = led.arrays()
         busy_time = _overlap_sum(s, e, np.ones_like(s), edges)
         batch_time = _overlap_sum(s, e, b, edges)
         out[f"busy_frac_r{rep.index}"] = busy_time / width

@@ -41,6 +41,7 @@ class TgiScheduler(Scheduler):
         self.pool = BlockPool.of_tokens(limits.kv_capacity_tokens, settings.block_size)
         self.waiting_tokens = 1
         self.mid_iteration = False  # the iteration's new batch ran; its decode comes next
+        self._run_left: int | float = 0  # the decode run planned last: its fewest tokens left
 
     @classmethod
     def build(cls, scenario, card, profile) -> tuple[TgiScheduler, dict]:
@@ -136,7 +137,7 @@ class TgiScheduler(Scheduler):
         for r, c in new:
             r.computed_prompt = r.prompt
             chunks.append(Chunk(r, c, r.prefilled))
-        return StepPlan(tuple(chunks), tuple(decode), admitted=tuple(r for r, _ in new))
+        return StepPlan(tuple(chunks), tuple(decode), admitted=tuple([r for r, _ in new]))
 
     def plan_step(self, now: float) -> StepPlan | None:
         s, lim = self.settings, self.limits
@@ -181,6 +182,7 @@ class TgiScheduler(Scheduler):
             if r.output - r.generated < left:
                 left = r.output - r.generated
         k = min(left, self._steps_until_admissible())
+        self._run_left = left  # no request of the run finishes before this many steps
         return StepPlan(decode=tuple(decode), decode_steps=k)
 
     def commit(self, plan: StepPlan, steps: int, now: float) -> None:
@@ -188,7 +190,8 @@ class TgiScheduler(Scheduler):
         for d in plan.decode:
             d.req.generated += steps
         if plan.decode_steps:
-            self._retire(now)
+            if steps >= self._run_left:  # (fewer steps: no request has all its tokens)
+                self._retire(now)
             return
         for c in plan.prefill:
             r = c.req
