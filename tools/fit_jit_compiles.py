@@ -22,7 +22,6 @@ hf_eager:int8, hf_eager:int4); every other field is kept.
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from pathlib import Path
@@ -32,9 +31,12 @@ import pandas as pd
 
 from llm_energy_sim.calibrate.hostspeed import host_time_factor
 from llm_energy_sim.config.dtypes import dtype_info
-from llm_energy_sim.config.paths import PROFILES_DIR
 from llm_energy_sim.config.profile import load_profile
 from llm_energy_sim.cost.costmodel import align_class
+
+if __package__ in (None, ""):  # run as a script: the repository root on the path, for tools.*
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from tools.profile_refit import run  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 RAW = ROOT / "measurements/calibration/h200-jitprobe"
@@ -102,17 +104,7 @@ def refit(name: str = "h200") -> dict:
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--check", action="store_true")
-    args = ap.parse_args()
-    path = PROFILES_DIR / "h200.json"
-    text = json.dumps(refit(), indent=2) + "\n"
-    stale = path.read_text() != text
-    if stale and not args.check:
-        path.write_text(text)
-    if stale:
-        print(("stale: " if args.check else "rewrote: ") + "h200")
-    return 1 if (args.check and stale) else 0
+    return run(refit, __doc__.splitlines()[0])
 
 
 if __name__ == "__main__":

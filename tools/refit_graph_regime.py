@@ -13,7 +13,6 @@ put it in the calibration host's time, as every host term is. Every other field 
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from pathlib import Path
@@ -23,8 +22,11 @@ import pandas as pd
 from llm_energy_sim.calibrate.fit import fit_cb_host
 from llm_energy_sim.calibrate.graphcapture import fit_captures
 from llm_energy_sim.calibrate.graphfit import with_graph_fits
-from llm_energy_sim.config.paths import PROFILES_DIR
 from llm_energy_sim.config.profile import load_profile
+
+if __package__ in (None, ""):  # run as a script: the repository root on the path, for tools.*
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from tools.profile_refit import run  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 RAW = ROOT / "measurements/calibration/h200-graphs"
@@ -75,17 +77,7 @@ def refit(name: str = "h200") -> dict:
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--check", action="store_true")
-    args = ap.parse_args()
-    path = PROFILES_DIR / "h200.json"
-    text = json.dumps(refit(), indent=2) + "\n"
-    stale = path.read_text() != text
-    if stale and not args.check:
-        path.write_text(text)
-    if stale:
-        print(("stale: " if args.check else "rewrote: ") + "h200")
-    return 1 if (args.check and stale) else 0
+    return run(refit, __doc__.splitlines()[0])
 
 
 if __name__ == "__main__":
