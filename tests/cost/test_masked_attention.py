@@ -39,12 +39,14 @@ def test_a_masked_step_moves_more_bytes_and_costs_more(dtype):
     assert masked.step_cost(work).gpu_s >= plain.step_cost(work).gpu_s
 
 
-def test_float32_masked_steps_cost_the_same():
+def test_float32_masked_steps_move_no_extra_bytes_but_run_the_masked_kernel():
     profile, _ = load_profile("h200")
     work = StepWork(n_decode=16, decode_ctx_sum=16 * 1000)
-    a = CostModel(LLAMA, "float32", profile, "hf_eager").step_cost(work)
-    b = CostModel(LLAMA, "float32", profile, "hf_eager", masked_attention=True).step_cost(work)
-    assert a == b
+    plain = CostModel(LLAMA, "float32", profile, "hf_eager")
+    masked = CostModel(LLAMA, "float32", profile, "hf_eager", masked_attention=True)
+    assert masked.kv_read_heads == plain.kv_read_heads == 8
+    assert masked._fit("attn_decode", "float32") is profile.kernel("attn_decode_masked", "float32")
+    assert masked.step_cost(work).gpu_s != plain.step_cost(work).gpu_s
 
 
 @pytest.mark.parametrize(

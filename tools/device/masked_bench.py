@@ -3,7 +3,7 @@ left-padding mask as transformers runs a padded HF generate batch) on one GPU, m
 --out/microbench.csv (the microbenchmark table's columns; rerun skips measured points). Fitted
 into the shipped profile by tools/refit_masked_attention.py. Not part of `sim`.
 
-    python tools/device/masked_bench.py --out DIR
+    python tools/device/masked_bench.py --out DIR [--dtypes bfloat16,float16,float32]
 """
 
 from __future__ import annotations
@@ -15,13 +15,19 @@ from pathlib import Path
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", type=Path, required=True)
+    ap.add_argument("--dtypes", default="bfloat16,float16,float32")
     args = ap.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     from llm_energy_sim.calibrate.grid import masked_points
     from llm_energy_sim.calibrate.runner import run_grid
     from llm_energy_sim.meter.monitor import EnergyMonitor
 
-    n = run_grid(masked_points(), args.out / "microbench.csv", EnergyMonitor([0]), progress=False)
+    n = run_grid(
+        masked_points(tuple(args.dtypes.split(","))),
+        args.out / "microbench.csv",
+        EnergyMonitor([0]),
+        progress=False,
+    )
     print("measured", n, "points", flush=True)
 
 

@@ -18,6 +18,7 @@ from llm_energy_sim.cost.kernels import (
     eager_elementwise_kernel,
     elementwise_kernel,
     linear_kernel,
+    masked_kv_heads,
 )
 
 LINEAR_DTYPES = ("float32", "bfloat16", "float16", "int8", "int4", "fp8")
@@ -49,13 +50,13 @@ TP_TOKENS = (1, 128, 2048)
 TP_DTYPES = ("bfloat16", "fp8")
 TP_HEADS = ((32, 4), (16, 2))
 # attention under a padding mask as HF generate runs a left-padded static batch (transformers
-# 5.17 sdpa_attention_forward with a mask: repeat_kv, then SDPA with a boolean mask), 16 bit:
+# 5.17 sdpa_attention_forward with a mask: repeat_kv, then SDPA with a boolean mask):
 # (query heads, KV heads) of Llama-3.1-8B / Mistral-7B, Qwen2.5-14B and Qwen2.5-7B; decode
 # batches x KV lengths, prefill batches x prompt lengths (a batch of one is never padded)
 MASKED_HEADS = ((32, 8), (40, 8), (28, 4))
 MASKED_DECODE = tuple((b, kv) for b in (2, 4, 8, 16, 32) for kv in (256, 1024, 4096))
 MASKED_PREFILL = tuple((b, s) for b in (2, 4, 8, 16) for s in (256, 1024))
-MASKED_DTYPES = ("bfloat16", "float16")
+MASKED_DTYPES = ("bfloat16", "float16", "float32")
 MASKED_CLASSES = ("attn_prefill_masked", "attn_decode_masked")
 
 
@@ -92,10 +93,10 @@ class Point:
             return KernelGroup(g.kclass, self.dtype, g.flops, g.bytes, 1)
         if self.kclass in MASKED_CLASSES:
             # the unmasked kernel's FLOPs; its bytes with K/V copied out to every query head
-            # (cost/costmodel.kv_read_heads: the copy reads kv_heads, writes heads, the
-            # attention reads heads)
+            # in 16 bit (kernels.masked_kv_heads, as the cost model counts them)
+            act = dtype_info(self.dtype).act_dtype
             wide = replace(self, kclass=self.kclass.removesuffix("_masked"))
-            wide = replace(wide, kv_heads=2 * self.heads + self.kv_heads)
+            wide = replace(wide, kv_heads=masked_kv_heads(self.heads, self.kv_heads, act))
             g = wide.kernel()
             return KernelGroup(self.kclass, self.dtype, g.flops, g.bytes, 1)
         if self.kclass == "attn_packed":
@@ -149,7 +150,7 @@ def build_grid(dtypes: tuple[str, ...] = LINEAR_DTYPES, quick: bool = False) -> 
 
 def masked_points(dtypes: tuple[str, ...] = MASKED_DTYPES) -> list[Point]:
     """Attention under a left-padding mask (MASKED_HEADS x MASKED_DECODE / MASKED_PREFILL),
-    in the 16-bit dtypes asked for."""
+    in the dtypes of MASKED_DTYPES asked for."""
     pts: list[Point] = []
     for dt in [d for d in MASKED_DTYPES if d in dtypes]:
         for h, kvh in MASKED_HEADS:

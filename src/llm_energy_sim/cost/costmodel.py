@@ -31,6 +31,7 @@ from llm_energy_sim.cost.kernels import (
     layer_elementwise_bytes,
     layer_linears,
     linear_kernel,
+    masked_kv_heads,
 )
 from llm_energy_sim.cost.stepprice import StepPricer
 
@@ -155,10 +156,9 @@ class CostModel:
         self.kv_read_heads = kv_read_heads(
             self.card, self.tp, self.masked_attention, self.dt.act_dtype
         )
-        repeats_kv = self.kv_read_heads != max(self.card.num_key_value_heads // self.tp, 1)
         self._class_alias = (
             {"attn_prefill": "attn_prefill_masked", "attn_decode": "attn_decode_masked"}
-            if repeats_kv
+            if self.masked_attention and not self.shape.packed_attention
             else {}
         )
         # masked 16-bit attention runs cuDNN kernels compiled per key-length alignment class
@@ -493,13 +493,13 @@ def kv_read_heads(card: ModelCard, tp: int, masked: bool, act_dtype: str) -> int
     Llama-3.1-8B prefill). float32 attention runs torch's
     efficient or math kernel, whose GQA repeats K/V in either case (torch's SDPA reference:
     enable_gqa is a repeat_interleave), so the fitted float32 class already holds the copy
-    and a mask adds none. Measured: measurements/calibration/h200-paddedpower, a padded batch
+    and a mask adds none (its masked kernel is still a class of its own: 1.14x the unmasked
+    fit's time at the median, measurements/calibration/h200-masked). Measured:
+    measurements/calibration/h200-paddedpower, a padded batch
     of 16 Qwen2.5-14B bf16 rows drew 523 W and 31 J per step against 395 W and 18 J
     unpadded."""
     nh, nkv = card.num_attention_heads // tp, max(card.num_key_value_heads // tp, 1)
-    if not masked or nh == nkv or act_dtype == "float32":
-        return nkv
-    return 2 * nh + nkv
+    return masked_kv_heads(nh, nkv, act_dtype) if masked else nkv
 
 
 def host_overhead(profile: Profile, engine: str, dtype: str, tp: int = 1) -> HostOverhead:

@@ -85,6 +85,15 @@ def attn_prefill_kernel(
     return KernelGroup("attn_prefill", dt.act_dtype, flops, bytes_, 1)
 
 
+def masked_kv_heads(n_heads: int, n_kv: int, act_dtype: str) -> int:
+    """The K/V heads whose rows an attention under a padding mask moves, for its bytes
+    (cost/costmodel.kv_read_heads says why): 16 bit with GQA, the repeat_kv copy (read n_kv,
+    write n_heads) and the attention reading n_heads; float32, or no GQA, n_kv as unmasked."""
+    if n_heads == n_kv or act_dtype == "float32":
+        return n_kv
+    return 2 * n_heads + n_kv
+
+
 def attn_decode_kernel(
     ctx_sum: float, n_seqs: int, n_heads: int, n_kv: int, d: int, dt: DtypeInfo
 ) -> KernelGroup:
