@@ -2,10 +2,12 @@
 fit is refused in a second (one line, exit code 2) instead of dying of MemoryError after
 minutes. `--force` runs it anyway.
 
-The figures are measured on this simulator (CPython 3.11, `sim run` of fixed50ms): about
-2 KB per request through the whole run (requests, their frame, the trace), 24 bytes per
-timeline cell (a bin x a column: every GPU's power, batch, queue and busy columns per
-replica), and 100 bytes per logged step; doubled here for pandas' copies, plus the
+The figures are measured on this simulator: the peak resident memory of `sim run` grows by
+0.32-0.73 KB per request (slope between 2e4 and 1e5 requests, /usr/bin/time, CPython 3.12,
+2026-12-02: multiturn_chat 0.32, poisson_1m 0.34, random_uniform 0.41, fixed500ms 0.43,
+static_b4 0.54, sequential 0.73 KB), the request log, ledgers and trace held as columns; 24
+bytes per timeline cell (a bin x a column: every GPU's power, batch, queue and busy columns
+per replica), and 100 bytes per logged step; each doubled here for safety, plus the
 interpreter and libraries (~130 MB). A trace or length file is read whole: 4 bytes per
 byte of it.
 
@@ -27,7 +29,7 @@ from typing import Any
 from llm_energy_sim.config.errors import UserError
 
 BASE_BYTES = 160e6
-PER_REQUEST_BYTES = 4096.0
+PER_REQUEST_BYTES = 1536.0  # 2 x the largest measured slope (sequential, 0.73 KB)
 PER_CELL_BYTES = 48.0
 PER_STEP_BYTES = 200.0
 PER_REPLICA_BYTES = 256e3
