@@ -306,7 +306,7 @@ def matrix_cmd(measured: Path, profile: str | None, out_dir: Path, interval: boo
             factor = scen.hardware.host_time_factor if runs is not None else None
             rows.append(mx.case_row(case, scen, _measured_summary(case), table, factor))
         name = profile or "each scenario's (h200)"
-        coverage = _coverage(cases, measured, profile, tmp, rows) if interval else None
+        coverage = _coverage(cases, measured, profile, tmp, rows, cold) if interval else None
         ordering = _ordering(cases, profile, rows, coverage)
         md = mx.markdown(rows, name)
         if notes:
@@ -359,11 +359,14 @@ def load_matrix(measured: Path, profile: str | None = None) -> dict:
         return json.loads((Path(tmp) / "out" / VALIDATE_FILE).read_text())
 
 
-def _coverage(cases, measured: Path, profile: str | None, tmp: Path, matrix_rows) -> dict:
+def _coverage(
+    cases, measured: Path, profile: str | None, tmp: Path, matrix_rows, cold: dict[str, str]
+) -> dict:
     """Each case predicted as a user would get it (the profile's default host factor and its
     80% intervals, not the case's own measured factor), against the measured figures; then
     the same with this matrix's own host-speed samples left out of the distribution.
-    matrix_rows: the cases' matrix lines (their errors at their own factor). Writes
+    matrix_rows: the cases' matrix lines (their errors at their own factor); cold: the cases
+    predicted on a cold kernel cache (analysis/matrix.cold_cache_cases). Writes
     coverage.md / coverage.csv (and the held-out profile copies under profiles/)."""
     import pandas as pd
 
@@ -372,8 +375,6 @@ def _coverage(cases, measured: Path, profile: str | None, tmp: Path, matrix_rows
     from llm_energy_sim.config.profile import save_profile
     from llm_energy_sim.config.scenario import load_scenario
     from llm_energy_sim.simulation import profile_for
-
-    cold = mx.cold_cache_cases(cases, measured)
 
     out: dict = {}
     md = ""
