@@ -35,13 +35,14 @@ import time
 from pathlib import Path
 
 from bnb_probe import _append  # the same row writer (tools/device/bnb_probe.py)
+from static_probe import MATRIX_PROMPTS  # the live static cases' prompt lengths
 
 # (model:dtype, batch A lengths): the live static cases' first batches
 # (measurements/live/h200-matrix/<case>/requests.parquet, prompt_tokens in request order)
 CASES = {
-    "llama-3.1-8b:bfloat16": [881, 710, 609, 416, 446, 232, 260, 213],
-    "qwen2.5-7b:int8": [881, 710, 609, 416],
-    "mistral-7b:float16": [881, 710, 609, 416, 446, 232, 260, 213],
+    "llama-3.1-8b:bfloat16": MATRIX_PROMPTS[:8],
+    "qwen2.5-7b:int8": MATRIX_PROMPTS[:4],
+    "mistral-7b:float16": MATRIX_PROMPTS[:8],
 }
 NEW_TOKENS = 17
 SHIFT = 48  # batch B: every length + 48 (a multiple of 16 keeps each step's alignment class)

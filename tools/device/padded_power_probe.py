@@ -25,46 +25,13 @@ import time
 from pathlib import Path
 
 from bnb_probe import _append  # the same row writer (tools/device/bnb_probe.py)
+from static_probe import MATRIX_PROMPTS  # the live static cases' prompt lengths
 
 # (model:dtype, first-batch lengths): the live static cases (measurements/live/h200-matrix)
 CASES = {
-    "qwen2.5-14b:bfloat16": [
-        881,
-        710,
-        609,
-        416,
-        446,
-        232,
-        260,
-        213,
-        340,
-        851,
-        720,
-        931,
-        603,
-        685,
-        977,
-        784,
-    ],
-    "mistral-7b:float16": [881, 710, 609, 416, 446, 232, 260, 213],
-    "llama-3.1-8b:int8": [
-        881,
-        710,
-        609,
-        416,
-        446,
-        232,
-        260,
-        213,
-        340,
-        851,
-        720,
-        931,
-        603,
-        685,
-        977,
-        784,
-    ],
+    "qwen2.5-14b:bfloat16": MATRIX_PROMPTS,
+    "mistral-7b:float16": MATRIX_PROMPTS[:8],
+    "llama-3.1-8b:int8": MATRIX_PROMPTS,
 }
 NEW_TOKENS = 48
 SHIFT = 48

@@ -28,12 +28,10 @@ from bnb_probe import _append  # the same row writer (tools/device/bnb_probe.py)
 
 # prompt lengths of the live static cases' batches (measurements/live/h200-matrix/<case>/
 # requests.parquet, prompt_tokens in request order)
+MATRIX_PROMPTS = [881, 710, 609, 416, 446, 232, 260, 213, 340, 851, 720, 931, 603, 685, 977, 784]
 CASES = {
-    "llama-3.1-8b:bfloat16": (
-        [881, 710, 609, 416, 446, 232, 260, 213],
-        [340, 851, 720, 931, 603, 685, 977, 784],
-    ),
-    "qwen2.5-7b:int8": ([881, 710, 609, 416], [700, 540, 350, 820]),
+    "llama-3.1-8b:bfloat16": (MATRIX_PROMPTS[:8], MATRIX_PROMPTS[8:]),
+    "qwen2.5-7b:int8": (MATRIX_PROMPTS[:4], [700, 540, 350, 820]),
 }
 NEW_TOKENS = 17
 
