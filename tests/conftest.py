@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import functools
-import tempfile
 from pathlib import Path
 
 import pytest
@@ -37,21 +35,6 @@ SCENARIOS = [
     else p
     for p in sorted((REPO / "scenarios").glob("*.yaml"))
 ]
-
-
-@functools.cache
-def vllm_test_profile(name: str = "h100-sxm") -> str:
-    """A JSON copy of shipped profile `name` whose host entries gain "vllm" = its "tgi" entry
-    (no host overhead): a TEST FIXTURE, not a measurement, for running the vllm kind until
-    the profiles carry a calibrated vllm entry. Returns its path (a scenario's `profile`)."""
-    from llm_energy_sim.config.profile import load_profile, save_profile
-
-    profile, _ = load_profile(name)
-    host = {**profile.host, "vllm": profile.host["tgi"]}
-    copy = profile.model_copy(update={"name": f"{name}-vllm-test", "host": host})
-    path = Path(tempfile.mkdtemp(prefix="vllm-test-profile-")) / f"{name}-vllm-test.json"
-    save_profile(copy, path)
-    return str(path)
 
 
 def scenario(**over):

@@ -5,7 +5,8 @@ attention): the `<class>_graph` kernel classes and the cuda_graph_replay host en
 (cbhost_graphs.csv) and its graph-capture cost, charged as the engine's shape miss
 (capture/graph_capture.csv, calibrate/graphcapture.py). The capture is host work: it is
 divided by the host factor measured on that lease nearest the probe (CAPTURE_HOST_FACTOR) to
-put it in the calibration host's time, as every host term is. Every other field is kept.
+put it in the calibration host's time, as every host term is. The vllm host entry is the
+transformers_cb_graphs one without its captures (see vllm_host). Every other field is kept.
 
     python tools/refit_graph_regime.py            # rewrite the shipped profile
     python tools/refit_graph_regime.py --check    # exit 1 if it is stale
@@ -22,7 +23,7 @@ import pandas as pd
 from llm_energy_sim.calibrate.fit import fit_cb_host
 from llm_energy_sim.calibrate.graphcapture import fit_captures
 from llm_energy_sim.calibrate.graphfit import with_graph_fits
-from llm_energy_sim.config.profile import load_profile
+from llm_energy_sim.config.profile import HostOverhead, load_profile
 
 if __package__ in (None, ""):  # run as a script: the repository root on the path, for tools.*
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -35,6 +36,26 @@ ENGINE = "transformers_cb_graphs"
 # the probe's last row (measurements/live/h200-graphs-b/graphs-qwen2.5-7b/val-burst-warm
 # summary.json host_speed.passes.before)
 CAPTURE_HOST_FACTOR = 1.1035329537931369
+
+
+def vllm_host(cb_graphs: HostOverhead) -> HostOverhead:
+    """The vllm engine's host entry, a measured stand-in: vLLM cannot run on the lent GPU (its
+    torch is not the image's), so its per-step host work (scheduler, input preparation, one
+    graph replay) is priced as transformers CB's with CUDA graphs, the measured engine of the
+    same kind (a Python continuous-batching scheduler replaying one graph per step). Without
+    the captures: vLLM captures every size of cudagraph_capture_sizes at start-up
+    (v1/worker/gpu_model_runner.py capture_model, called in the engine's initialisation, before
+    it serves), so serving never meets a new shape."""
+    return cb_graphs.model_copy(
+        update={
+            "attn_shape_miss_s": {},
+            "attn_shape_miss_per_layer_s": {},
+            "source": "stand-in, not vLLM measured: transformers_cb_graphs' per-step and "
+            "per-sequence host time (vLLM cannot be installed on the lent GPU), without its "
+            "graph captures (vLLM captures every size at start-up); "
+            f"that entry: {cb_graphs.source}",
+        }
+    )
 
 
 def refit(name: str = "h200") -> dict:
@@ -68,6 +89,7 @@ def refit(name: str = "h200") -> dict:
             data["kernels"][kc] = by
     data["host"]["cuda_graph_replay"] = fitted["host"]["cuda_graph_replay"]
     data["host"][ENGINE] = fitted["host"][ENGINE]
+    data["host"]["vllm"] = json.loads(vllm_host(ho).model_dump_json())
     data["provenance"]["graph_note"] = (
         f"kernel classes *_graph and host cuda_graph_replay from {RAW.relative_to(ROOT)}/graph.csv"
         " (sim calibrate --stages graph, 2026-12-02 08:10 UTC); host transformers_cb_graphs from"

@@ -190,27 +190,21 @@ needs_vllm = pytest.mark.skipif(
 
 
 @needs_vllm
-def test_shipped_profile_without_a_vllm_host_entry_is_one_line(tmp_path):
+def test_a_profile_without_a_vllm_host_entry_is_one_line(tmp_path):
     prof = json.loads((PROFILES_DIR / "h100-sxm.json").read_text())
-    if "vllm" in prof["host"]:
-        pytest.skip("the shipped profile has a vllm host entry")
-    r = CliRunner().invoke(
-        main, ["validate", "mlenergy", "--rows", "8", "--requests", "16", "--out", str(tmp_path)]
-    )
+    del prof["host"]["vllm"]
+    ppath = tmp_path / "h100-no-vllm.json"
+    ppath.write_text(json.dumps(prof))
+    args = ["validate", "mlenergy", "--rows", "8", "--requests", "16", "--profile", str(ppath)]
+    r = CliRunner().invoke(main, [*args, "--out", str(tmp_path / "out")])
     assert r.exit_code == 2 and "vllm" in r.output and "Traceback" not in r.output
 
 
 @needs_vllm
 def test_cli_runs_a_small_row_subset(tmp_path):
-    # FIXTURE profile: the shipped h100-sxm with host["vllm"] = its "tgi" entry, so the test
-    # runs whether or not the shipped profile has a measured vllm host entry yet
-    prof = json.loads((PROFILES_DIR / "h100-sxm.json").read_text())
-    prof["host"].setdefault("vllm", prof["host"]["tgi"])
-    ppath = tmp_path / "h100-vllm-fixture.json"
-    ppath.write_text(json.dumps(prof))
     out = tmp_path / "out"
     args = ["validate", "mlenergy", "--rows", "8,16", "--requests", "48", "--quiet"]
-    r = CliRunner().invoke(main, [*args, "--profile", str(ppath), "--out", str(out)])
+    r = CliRunner().invoke(main, [*args, "--out", str(out)])
     assert r.exit_code == 0, r.output
     assert "within 10%" in r.output
     import pandas as pd

@@ -46,6 +46,8 @@ def test_refit_of_committed_tables_reproduces_shipped_profile(tmp_path):
     )
     plimit = shipped.gpu.power_limit_w
     for kc, by in shipped.kernels.items():
+        if kc.endswith("_graph"):  # not fitted here: tools/derive_h100_graph.py (tested there)
+            continue
         at = points[points["kclass"] == kc]
         for dt, fit in by.items():
             new_fit = refit.kernels[kc][dt]

@@ -8,7 +8,7 @@ import typing
 from pathlib import Path
 
 import pytest
-from conftest import run, scenario, vllm_test_profile
+from conftest import run, scenario
 
 import llm_energy_sim
 from llm_energy_sim.config.dtypes import DTYPES
@@ -38,11 +38,7 @@ def test_every_entry_resolves(name):
     card = load_model_card("llama-3.1-8b")
     for profile in ("h100-sxm", "h200"):
         prof, _ = load_profile(profile)
-        if kind.cost_engine not in prof.host:
-            # only vllm may lack its host entry (the CUDA-graph calibration adds it): cost its
-            # kernels with the test-fixture copy (conftest.vllm_test_profile)
-            assert name == "vllm"
-            prof, _ = load_profile(vllm_test_profile(profile))
+        assert kind.cost_engine in prof.host
         for dtype in kind.dtypes:
             CostModel(card, dtype, prof, kind.cost_engine)
 
@@ -60,10 +56,7 @@ def test_every_kind_simulates_through_its_scheduler(name):
         "prompt_tokens": {"kind": "fixed", "value": 300},
         "output_tokens": {"kind": "fixed", "value": 20},
     }
-    extra = {"profile": vllm_test_profile()} if name == "vllm" else {}
-    res, df, summary = run(
-        scenario(server={"kind": name, **MINIMAL.get(name, {})}, workload=wl, **extra)
-    )
+    res, df, summary = run(scenario(server={"kind": name, **MINIMAL.get(name, {})}, workload=wl))
     assert type(res.servers[0].scheduler) is scheduler_class(name)
     assert (df.status == "ok").all() and (df.generated_tokens == 20).all()
     assert summary["requests"]["completed"] == 6

@@ -4,7 +4,7 @@ step log, step by step (what `sim steps --predicted` sets beside a live engine's
 from __future__ import annotations
 
 import pytest
-from conftest import scenario, vllm_test_profile
+from conftest import scenario
 
 from llm_energy_sim.config.scenario import scenario_card
 from llm_energy_sim.config.servers import SequentialServer, StaticServer, TransformersCbServer
@@ -149,8 +149,7 @@ def test_a_bursts_plans_are_its_simulated_step_log(server, hw):
         "prompt_tokens": {"kind": "uniform", "min": 200, "max": 1000},
         "output_tokens": {"kind": "uniform", "min": 10, "max": 100},
     }
-    extra = {"profile": vllm_test_profile()} if server["kind"] == "vllm" else {}
-    scen = scenario(server=server, hardware=hw, workload=wl, **extra)
+    scen = scenario(server=server, hardware=hw, workload=wl)
     res = simulate(scen, step_log=True)
     logged = [(pf, n, ctx) for _s, _e, pf, n, ctx, _r in res.replicas[0].step_log]
 

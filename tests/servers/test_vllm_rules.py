@@ -1,11 +1,7 @@
 """The vllm kind on simulated runs: its KV rules hold over whole runs (every block back, the
 budget and max_num_seqs kept, preempted requests finish), closed-form decode runs equal the
 step path, the summary reports what the scheduler resolved and the prefix-cache hits, the
-schema refuses what vLLM would not take, and the shipped scenario runs through `sim run`.
-
-The vllm kind needs a host-overhead entry "vllm" that the shipped profiles do not have yet:
-these tests run on conftest.vllm_test_profile, a TEST FIXTURE copy of the h100-sxm profile
-whose "vllm" entry is its "tgi" one (no host overhead) -- not a measurement."""
+schema refuses what vLLM would not take, and the shipped scenario runs through `sim run`."""
 
 from __future__ import annotations
 
@@ -15,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from click.testing import CliRunner
-from conftest import REPO, run, scenario, vllm_test_profile
+from conftest import REPO, run, scenario
 
 from llm_energy_sim.cli.main import main
 from llm_energy_sim.config.errors import UserError
@@ -32,7 +28,7 @@ WL = {
 
 
 def vllm(server=None, **over):
-    return scenario(server={"kind": "vllm", **(server or {})}, profile=vllm_test_profile(), **over)
+    return scenario(server={"kind": "vllm", **(server or {})}, **over)
 
 
 @pytest.mark.parametrize(
@@ -136,13 +132,10 @@ def test_the_shipped_scenario_runs_through_sim_run(tmp_path: Path):
     path = REPO / "scenarios" / "vllm_burst.yaml"
     out = tmp_path / "res"
     args = ["run", str(path), "--requests", "64", "--out", str(out)]
-    r = CliRunner().invoke(main, [*args, "--profile", vllm_test_profile()])
+    r = CliRunner().invoke(main, args)
     assert r.exit_code == 0, r.output
     summary = json.loads((out / "summary.json").read_text())
     assert summary["server"] == "vllm" and summary["requests"]["completed"] == 64
     lim = summary["server_limits"]
     assert lim["max_num_seqs"] == 256 and lim["max_num_batched_tokens"] == 8192
     assert lim["cudagraph_capture_sizes"][-1] == 512
-    # on the shipped profile it stops with a one-line error naming the missing entry
-    r = CliRunner().invoke(main, args)
-    assert r.exit_code != 0 and "no host overhead for engine 'vllm'" in r.output

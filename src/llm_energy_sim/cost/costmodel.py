@@ -37,6 +37,11 @@ from llm_energy_sim.cost.stepprice import StepPricer
 
 # the graph-regime classes transformers CB's packed attention is priced with when measured
 PACKED_GRAPH_CLASSES = {"attn_kv_copy_graph", "attn_masked_sdpa_graph"}
+# graph-regime class of a kernel class whose graph measurement has another name: a prefill's
+# attention in a flash-attention engine (vLLM's FLASH_ATTN backend) is the varlen kernel,
+# measured as attn_varlen_graph (calibrate/graphbench.py, the same attn_prefill_kernel
+# formula); any other class is measured as "<class>_graph"
+GRAPH_CLASS = {"attn_prefill": "attn_varlen_graph"}
 
 # keyed by a server kind's cost_engine (its registry entry in config/servers.py)
 ENGINE_SHAPES: dict[str, EngineShape] = {
@@ -205,7 +210,7 @@ class CostModel:
         if key not in self._fits:
             fit = None
             if self.shape.cuda_graphs:
-                graph_class = f"{kclass}_graph"
+                graph_class = GRAPH_CLASS.get(kclass, f"{kclass}_graph")
                 if graph_class in self.profile.kernels:
                     fit = self.profile.kernel(graph_class, dtype)
                 else:

@@ -1,0 +1,94 @@
+"""Give the shipped h100-sxm profile the CUDA-graph regime measured on the H200, transferred to
+the H100 by measured physics, until `sim calibrate --stages graph` runs on an H100 (none has
+been lent since the graph stage was written).
+
+The H100 SXM and the H200 are the same Hopper die (132 SMs, the same tensor-core rates and
+clocks, the same 700 W limit: NVIDIA H100 and H200 datasheets); the H200 differs in its HBM3e.
+The two profiles' eager fits, measured by one benchmark on each GPU, agree on it: the GEMM
+peaks within 1% (linear bf16 718 / 713 TFLOP/s, fp8 1405 / 1404, attn_prefill 518 / 525),
+the per-call floors within 15%, the power coefficients within 10-20%. So each `<class>_graph`
+fit of the H200 is carried over with its compute rate, floor and power coefficients, and its
+bandwidth times the ratio of streaming bandwidths measured by the same benchmark on both GPUs
+(the largest elementwise rows of the two eager microbench tables: 67M-element adds, 0.4-0.8
+GB, far beyond L2). The host entries of graph replays (cuda_graph_replay) and of the vllm
+engine are carried over unchanged: they are host-CPU time, and the two calibration hosts'
+eager per-layer host costs agree within 6% (hf_eager 0.755 / 0.800 ms).
+
+    python tools/derive_h100_graph.py            # rewrite the shipped h100-sxm profile
+    python tools/derive_h100_graph.py --check    # exit 1 if it is stale
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pandas as pd
+
+if __package__ in (None, ""):  # run as a script: the repository root on the path, for tools.*
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from llm_energy_sim.config.paths import PROFILES_DIR  # noqa: E402
+from tools.profile_refit import run  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+RAW = {
+    "h100": ROOT / "measurements/calibration/h100-v2/microbench.csv",
+    "h200": ROOT / "measurements/calibration/h200/microbench.csv",
+}
+HOST_KEYS = ("cuda_graph_replay", "vllm")
+
+
+def streaming_bandwidth(table: Path) -> float:
+    """Bytes per second of the largest elementwise rows of an eager microbench table (one per
+    dtype; the median of them): HBM streaming, read + write, as the fits count bytes."""
+    t = pd.read_csv(table)
+    e = t[t["kclass"] == "elementwise"]
+    largest = e[e["elems"] == e["elems"].max()]
+    return float((largest["bytes"] / largest["seconds"]).median())
+
+
+def bandwidth_ratio() -> float:
+    """H100 / H200 streaming bandwidth, measured by one benchmark on each (about 0.70)."""
+    return streaming_bandwidth(RAW["h100"]) / streaming_bandwidth(RAW["h200"])
+
+
+def derive() -> dict:
+    h200 = json.loads((PROFILES_DIR / "h200.json").read_text())
+    data = json.loads((PROFILES_DIR / "h100-sxm.json").read_text())
+    ratio = bandwidth_ratio()
+    h100_bw = streaming_bandwidth(RAW["h100"])
+    why = (
+        f"derived for the H100 from the H200's CUDA-graph fit (tools/derive_h100_graph.py): "
+        f"bandwidth x {ratio:.4f}, the H100/H200 streaming bandwidth measured by one benchmark "
+        f"on each ({RAW['h100'].parent.name}/ and {RAW['h200'].parent.name}/microbench.csv, "
+        f"largest elementwise rows: H100 {h100_bw / 1e12:.2f} TB/s); compute rate, floor and "
+        "power as measured on the H200 (the same Hopper die); H200 fit: "
+    )
+    for kc, by in h200["kernels"].items():
+        if not kc.endswith("_graph"):
+            continue
+        data["kernels"][kc] = {
+            dt: {**f, "bandwidth": f["bandwidth"] * ratio, "source": why + f["source"]}
+            for dt, f in by.items()
+        }
+    for key in HOST_KEYS:
+        data["host"][key] = {
+            **h200["host"][key],
+            "source": "carried over from the h200 profile (host-CPU time; the calibration "
+            "hosts' eager per-layer host costs agree within 6%, tools/derive_h100_graph.py): "
+            + h200["host"][key]["source"],
+        }
+    data["provenance"]["graph_note"] = (
+        "kernel classes *_graph and host cuda_graph_replay and vllm derived from the h200 "
+        "profile's graph regime (tools/derive_h100_graph.py); not measured on an H100"
+    )
+    return data
+
+
+def main() -> int:
+    return run(derive, __doc__.splitlines()[0], name="h100-sxm")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
