@@ -10,9 +10,9 @@ the per-call floors within 15%, the power coefficients within 10-20%. So each `<
 fit of the H200 is carried over with its compute rate, floor and power coefficients, and its
 bandwidth times the ratio of streaming bandwidths measured by the same benchmark on both GPUs
 (the largest elementwise rows of the two eager microbench tables: 67M-element adds, 0.4-0.8
-GB, far beyond L2). The host entries of graph replays (cuda_graph_replay) and of the vllm
-engine are carried over unchanged: they are host-CPU time, and the two calibration hosts'
-eager per-layer host costs agree within 6% (hf_eager 0.755 / 0.800 ms).
+GB, far beyond L2). The host entries of graph replays (cuda_graph_replay), of transformers CB
+with graphs and of the vllm engine are carried over unchanged: they are host-CPU time, and the
+two calibration hosts' eager per-layer host costs agree within 6% (hf_eager 0.755 / 0.800 ms).
 
     python tools/derive_h100_graph.py            # rewrite the shipped h100-sxm profile
     python tools/derive_h100_graph.py --check    # exit 1 if it is stale
@@ -36,7 +36,7 @@ RAW = {
     "h100": ROOT / "measurements/calibration/h100-v2/microbench.csv",
     "h200": ROOT / "measurements/calibration/h200/microbench.csv",
 }
-HOST_KEYS = ("cuda_graph_replay", "vllm")
+HOST_KEYS = ("cuda_graph_replay", "transformers_cb_graphs", "vllm")
 
 
 def streaming_bandwidth(table: Path) -> float:
@@ -80,7 +80,8 @@ def derive() -> dict:
             + h200["host"][key]["source"],
         }
     data["provenance"]["graph_note"] = (
-        "kernel classes *_graph and host cuda_graph_replay and vllm derived from the h200 "
+        "kernel classes *_graph and hosts cuda_graph_replay, transformers_cb_graphs and vllm "
+        "derived from the h200 "
         "profile's graph regime (tools/derive_h100_graph.py); not measured on an H100"
     )
     return data
