@@ -28,7 +28,15 @@ CASES = [
       for m in ("llama-3.1-8b", "qwen2.5-7b")],
     *[(f"{m} burst, eager", m, "burst_warm", L / "h200-graphs-c" / f"eager-{m}", False)
       for m in ("llama-3.1-8b", "qwen2.5-7b")],
+    *[(f"{m} large burst{'' if g else ', eager'}", m, "burst_large",
+       L / "h200-graphs-d" / f"{'graphs' if g else 'eager'}-{m}", g)
+      for m in ("llama-3.1-8b", "qwen2.5-7b") for g in (True, False)],
 ]  # fmt: skip
+# (graphs run, eager run) of each model measured both ways in one call
+PAIRS = {f"{m}{sfx}": (f"{m} {g}", f"{m} {e}")
+         for m in ("llama-3.1-8b", "qwen2.5-7b")
+         for sfx, g, e in (("", "burst (repeat)", "burst, eager"),
+                           (" large burst", "large burst", "large burst, eager"))}  # fmt: skip
 METRICS = ("energy per request (total)", "TTFT p50", "TPOT p50", "makespan")
 
 
@@ -53,12 +61,12 @@ def main() -> int:
         print(f"| {label} | " + " | ".join(f"{r[k]['error'] * 100:+.1f}%" for k in METRICS) + " |")
     print("\n| model | quantity | measured graphs / eager - 1 | predicted graphs / eager - 1 |")
     print("|---|---|---|---|")
-    for m in ("llama-3.1-8b", "qwen2.5-7b"):
-        g, e = res[f"{m} burst (repeat)"], res[f"{m} burst, eager"]
+    for name, (graphs, eager) in PAIRS.items():
+        g, e = res[graphs], res[eager]
         for k in ("energy per request (total)", "makespan"):
             meas = g[k]["measured"] / e[k]["measured"] - 1
             pred = g[k]["predicted"] / e[k]["predicted"] - 1
-            print(f"| {m} | {k} | {meas * 100:+.1f}% | {pred * 100:+.1f}% |")
+            print(f"| {name} | {k} | {meas * 100:+.1f}% | {pred * 100:+.1f}% |")
     return 0
 
 
