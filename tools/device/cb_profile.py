@@ -8,8 +8,11 @@ One process per call, full-size models (random weights, hf/build.build_model), t
 (model, mode): BATCH prompts of PROMPT tokens added at once, run to 1 + DECODE new tokens, once to
 warm up, then again with torch.profiler on for WINDOW steps once every request decodes (no
 prefill left in the step, read off the engine's step log, hf/steplog.py). Writes kernels.csv
-(model, mode, steps in the window, op name, self CUDA us, calls) and steps.csv (the window's
-steps as logged: wall s, prefills, decodes, KV) to --out, row by row. Not part of `sim`.
+(model, mode, steps in the window, op name, self CUDA us, calls), steps.csv (the profiled
+window's steps and those of a plain window of as many steps before it, as logged: wall s,
+prefills, decodes, KV) and phases.csv (the plain window's engine phases timed as
+tools/device/step_probe.py times them: prepare, schedule, tensors, forward_launch, d2h_wait,
+update) to --out, row by row. Not part of `sim`.
 
     python tools/device/cb_profile.py --out DIR [--models qwen2.5-7b,llama-3.1-8b]
 """
@@ -18,10 +21,14 @@ from __future__ import annotations
 
 import argparse
 import csv
+import sys
 import time
 from pathlib import Path
 
-BATCH, PROMPT, DECODE, WINDOW = 256, 320, 40, 12
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+from tools.device.step_probe import CONDITION, ROWS, instrument  # noqa: E402
+
+BATCH, PROMPT, DECODE, WINDOW = 256, 320, 48, 12
 SCENARIO = Path(__file__).resolve().parents[2] / "scenarios/validation/burst_large.yaml"
 
 
@@ -94,6 +101,10 @@ def profile_case(model_name: str, graphs: bool, out: Path, batch: int = BATCH) -
             return any(not s.prefill and s.n_decode == batch for s in log.steps[first:])
 
         _until(full_decode)
+        plain = len(log.steps)  # first a window of plain steps, their phases timed
+        CONDITION[0] = f"{model_name}|{mode}"
+        _until(lambda: len(log.steps) >= plain + WINDOW)
+        CONDITION[0] = ""
         begin = len(log.steps)
         with profile(activities=acts) as prof:
             _until(lambda: len(log.steps) >= begin + WINDOW)
@@ -102,18 +113,34 @@ def profile_case(model_name: str, graphs: bool, out: Path, batch: int = BATCH) -
         stop = len(log.steps)
         _wait(manager, left)
         steps = log.steps[begin:stop]
-        for s in steps:
-            _append(
-                out / "steps.csv",
-                {
-                    "model": model_name,
-                    "mode": mode,
-                    "wall_s": s.end - s.start,
-                    "n_prefill": len(s.prefill),
-                    "n_decode": s.n_decode,
-                    "decode_ctx_sum": s.decode_ctx_sum,
-                },
-            )
+        for window, rows in (("plain", log.steps[plain:begin]), ("profiled", steps)):
+            for s in rows:
+                _append(
+                    out / "steps.csv",
+                    {
+                        "model": model_name,
+                        "mode": mode,
+                        "window": window,
+                        "start_s": s.start,
+                        "wall_s": s.end - s.start,
+                        "n_prefill": len(s.prefill),
+                        "n_decode": s.n_decode,
+                        "decode_ctx_sum": s.decode_ctx_sum,
+                    },
+                )
+        for cond, phase, start, seconds, *_extra in ROWS:
+            if cond == f"{model_name}|{mode}":
+                _append(
+                    out / "phases.csv",
+                    {
+                        "model": model_name,
+                        "mode": mode,
+                        "phase": phase,
+                        "start_s": start,
+                        "seconds": seconds,
+                    },
+                )
+        ROWS.clear()
         for ev in prof.key_averages():
             self_us = ev.self_device_time_total if device == "cuda" else ev.self_cpu_time_total
             if self_us <= 0:
@@ -135,6 +162,7 @@ def profile_case(model_name: str, graphs: bool, out: Path, batch: int = BATCH) -
 
 
 def main() -> None:
+    instrument()  # time each phase of the engine's step (tools/device/step_probe.py)
     ap = argparse.ArgumentParser()
     ap.add_argument("--out", type=Path, required=True)
     ap.add_argument("--models", default="qwen2.5-7b,llama-3.1-8b")
