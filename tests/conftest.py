@@ -13,28 +13,7 @@ from llm_energy_sim.simulation import simulate
 REPO = Path(__file__).resolve().parents[1]
 
 
-def _needs_missing_host_entry(path: Path) -> str | None:
-    """Why a shipped scenario cannot run on its default profile yet: the profile has no
-    host-overhead entry for its server's cost engine (the vllm entry comes with the
-    CUDA-graph calibration); None when it can run."""
-    from llm_energy_sim.config.profile import default_profile_name, load_profile
-    from llm_energy_sim.config.scenario import load_scenario
-    from llm_energy_sim.config.servers import server_kind
-
-    scen = load_scenario(path)
-    profile, _ = load_profile(scen.profile or default_profile_name(scen.hardware.gpu))
-    engine = server_kind(scen.server.kind).cost_engine
-    if engine in profile.host:
-        return None
-    return f"profile '{profile.name}' has no host entry '{engine}' yet"
-
-
-SCENARIOS = [
-    pytest.param(p, marks=pytest.mark.skip(reason=why))
-    if (why := _needs_missing_host_entry(p))
-    else p
-    for p in sorted((REPO / "scenarios").glob("*.yaml"))
-]
+SCENARIOS = sorted((REPO / "scenarios").glob("*.yaml"))
 
 
 def scenario(**over):
