@@ -44,13 +44,16 @@ def test_pricer_is_step_cost_bit_for_bit():
             ref = m.step_cost(StepWork(n_decode=n, decode_ctx_sum=ctx))
             got = m.decode_pricer.gpu_busy(n, ctx)
             assert got == (ref.gpu_s, ref.busy_energy_j), (m.engine, m.dtype, m.tp, n, ctx)
-            assert m.decode_pricer.host_s(n) == ref.host_s
+            assert m.decode_pricer.host_s(n) + m.serial_host_s(n) == ref.host_s
 
 
 @pytest.mark.parametrize("k", [1, 2, 7, 300])
-def test_segment_matches_direct_costing(k):
-    profile, _ = load_profile("h100-sxm")
-    m = CostModel(load_model_card("llama-3.1-8b"), "bfloat16", profile, "tgi")
+@pytest.mark.parametrize("engine", ["tgi", "transformers_cb", "transformers_cb_graphs"])
+def test_segment_matches_direct_costing(k, engine):
+    # a synchronous CB loop adds its between-forward host work to every step
+    profile, _ = load_profile("h200")
+    m = CostModel(load_model_card("llama-3.1-8b"), "bfloat16", profile, engine)
+    assert (m.serial_host_s(5) > 0) == (engine != "tgi")
     n, ctx0 = 5, 6000
     seg = m.decode_segment(n, ctx0)
     steps = [m.step_cost(StepWork(n_decode=n, decode_ctx_sum=ctx0 + n * j)) for j in range(k)]

@@ -333,6 +333,9 @@ def fit_host(
     # a CUDA-graph engine launches one replay per step, not a kernel per op: its host work has
     # no per-layer term (the replay's per-kernel cost is cuda_graph_replay's, nanoseconds)
     per_layer = 0.0 if ENGINE_SHAPES[engine].cuda_graphs else 1.0
+    # a synchronous loop (EngineShape.host_serial): the per-step and per-sequence terms add
+    # to every step, GPU-paced ones too, and only the launches overlap the GPU
+    serial = np.array([1.0, 0.0, 1.0]) if ENGINE_SHAPES[engine].host_serial else np.zeros(3)
     X, gpu_s, busy_j = [], [], []
     for _, r in runs.iterrows():
         cm, c = decode_step(r, profile, engine, tp)
@@ -342,7 +345,7 @@ def fit_host(
     X, gpu, busy = np.array(X, float), np.array(gpu_s), np.array(busy_j)
     y = runs["decode_s_per_token"].to_numpy(float)
     paced = y - gpu > HOST_PACED_FRACTION * y
-    if not paced.any():  # no run the host paces: every run bounds it from above
+    if not paced.any() or serial.any():  # every run's time fits the model: all of them
         paced = np.ones_like(y, dtype=bool)
     free, pinned = _identified_columns(X[paced], per_layer > 0)
     coef = np.zeros(3)  # the pinned slopes: prior's, else 0
@@ -350,9 +353,20 @@ def fit_host(
         coef[1:] = (prior[1].per_layer_s * per_layer, prior[1].per_sequence_s)
     coef[free] = 0.0  # fitted below
     Xf, fixed = np.ascontiguousarray(X[:, free]), X[:, ~free] @ coef[~free]
+    # the design split into the part that overlaps the GPU and the part serial with it
+    Xo, Xs = Xf * (1.0 - serial[free]), Xf * serial[free]
+    fixed_o, fixed_s = (
+        X[:, ~free] @ (coef[~free] * (1 - serial[~free])),
+        X[:, ~free] @ (coef[~free] * serial[~free]),
+    )
+
+    def step_time(c: np.ndarray) -> np.ndarray:
+        """max(GPU, overlapping host) + serial host, per run (CostModel.step_cost)."""
+        return np.maximum(Xo @ c + fixed_o, gpu) + Xs @ c + fixed_s
+
     coef0, _ = nnls(Xf, np.maximum(y - fixed, 0.0))
     sol = least_squares(
-        lambda c: np.log(np.maximum(Xf @ c + fixed, gpu) / y),
+        lambda c: np.log(step_time(c) / y),
         np.maximum(coef0, 1e-6),
         bounds=(0.0, np.inf),
         loss="soft_l1",
@@ -362,7 +376,7 @@ def fit_host(
         gtol=1e-15,
     )
     coef[free] = sol.x
-    err = _ape(np.maximum(X @ coef, gpu), y)
+    err = _ape(np.maximum(X @ (coef * (1 - serial)), gpu) + X @ (coef * serial), y)
     e = runs["decode_j_per_token"].to_numpy(float)
     wait = y - gpu
     ok = np.isfinite(e) & (wait > HOST_PACED_FRACTION * y)

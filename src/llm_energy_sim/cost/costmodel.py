@@ -52,13 +52,19 @@ ENGINE_SHAPES: dict[str, EngineShape] = {
         elementwise_launches_per_layer=14,
         eager_small_ops=True,
     ),
-    # transformers continuous batching: the same eager layers, attention through paged|sdpa
+    # transformers continuous batching: the same eager layers, attention through paged|sdpa;
+    # its loop reads every step's outputs back before it schedules the next (continuous_api.py
+    # ContinuousBatchProcessor: prepare_next_batch, then the forward, then update_batch), so
+    # the scheduler's per-step and per-request work is serial with the GPU (host_serial;
+    # measured: a decode step at batch 256 ran 26-37 ms longer than its kernels with CUDA
+    # graphs on, measurements/calibration/h200-cbprofile)
     "transformers_cb": EngineShape(
         fused_qkv=False,
         fused_gate_up=False,
         elementwise_launches_per_layer=14,
         packed_attention=True,
         eager_small_ops=True,
+        host_serial=True,
     ),
     # the same engine with server.cuda_graphs: its steps replayed as CUDA graphs, whose static
     # shapes pad the queries to a multiple of 64 tokens and the KV read from the cache to a
@@ -74,6 +80,7 @@ ENGINE_SHAPES: dict[str, EngineShape] = {
         cuda_graphs=True,
         pad_q=64,
         pad_kv=16384,
+        host_serial=True,
     ),
     # TGI flash models: fused qkv and gate_up, fused norm+residual and rotary kernels
     "tgi": EngineShape(fused_qkv=True, fused_gate_up=True, elementwise_launches_per_layer=5),
@@ -347,10 +354,22 @@ class CostModel:
         return layers * layer.time_s + mask.time_s, layers * layer.energy_j + mask.energy_j
 
     def host_s(self, n_seqs: int) -> float:
+        """Host time of a step of n_seqs sequences that may overlap its GPU work: all of it,
+        or under a synchronous loop (EngineShape.host_serial) the kernel launches only."""
         h = self.host
+        if self.shape.host_serial:
+            return h.per_layer_s * self.card.num_hidden_layers
         return (
             h.per_step_s + h.per_layer_s * self.card.num_hidden_layers + h.per_sequence_s * n_seqs
         )
+
+    def serial_host_s(self, n_seqs: int) -> float:
+        """Host time of a step of n_seqs sequences spent between forwards, the GPU drained
+        (EngineShape.host_serial: the per-step and per-sequence terms); 0 otherwise."""
+        if not self.shape.host_serial:
+            return 0.0
+        h = self.host
+        return h.per_step_s + h.per_sequence_s * n_seqs
 
     def wait_power_w(self, gpu_s: float, busy_j: float) -> float:
         """Per-GPU power while the GPU waits for the host inside a step whose kernels take
@@ -440,6 +459,12 @@ class CostModel:
                 wall += h.setup_s
                 host += h.setup_s
         wait_e = self.wait_power_w(gpu, self.tp * busy) * (wall - gpu)
+        # a synchronous loop's work between forwards: the GPU drained, at the host-wait power
+        between = self.serial_host_s(work.n_seqs)
+        if between:
+            wall += between
+            host += between
+            wait_e += self.wait_w * between
         # host-only work serial with the step, the GPU drained and waiting: the attention plan
         # built before the step's attention runs (a new shape), a kernel compiled for it on a
         # cold machine (compile_s), and a fresh process's one-time set-up before its first
@@ -472,6 +497,7 @@ class CostModel:
             host,
             self.wait_w * self.tp,
             self.standby_k,
+            self.serial_host_s(n_decode),
         )
 
 
@@ -617,14 +643,16 @@ def _sum_ratio(b0: float, db: float, g0: float, dg: float, n: int) -> float:
 class DecodeSegment:
     """Cumulative wall time and energy of the first k steps of a decode-only batch, O(1) each.
 
-    wall(j) = max(gpu0 + dgpu*j, host); energy(j) = busy0 + dbusy*j + p_wait(j)*(wall(j)-gpu(j))
-    with p_wait(j) = (1-k)*wait_w + k*busy(j)/gpu(j) (CostModel.wait_power_w, all GPUs); the
-    sum of busy(j)/gpu(j) has a closed form too (_sum_ratio). (A plain class with slots: one
-    is built per decode run.)
+    wall(j) = max(gpu0 + dgpu*j, host) + between; energy(j) = busy0 + dbusy*j +
+    p_wait(j)*(max(gpu(j), host)-gpu(j)) + wait_w*between with p_wait(j) = (1-k)*wait_w +
+    k*busy(j)/gpu(j) (CostModel.wait_power_w, all GPUs); the sum of busy(j)/gpu(j) has a
+    closed form too (_sum_ratio). `between` is the host work between forwards of a
+    synchronous loop (CostModel.serial_host_s). (A plain class with slots: one is built per
+    decode run.)
     """
 
     __slots__ = ("model", "n", "ctx0", "gpu0", "dgpu", "busy0", "dbusy", "host", "wait_w")
-    __slots__ += ("standby_k", "_s_all")
+    __slots__ += ("standby_k", "_s_all", "between")
 
     def __init__(
         self,
@@ -638,10 +666,12 @@ class DecodeSegment:
         host: float,
         wait_w: float,
         standby_k: float = 0.0,
+        between: float = 0.0,
     ) -> None:
         self.model, self.n, self.ctx0 = model, n, ctx0
         self.gpu0, self.dgpu, self.busy0, self.dbusy = gpu0, dgpu, busy0, dbusy
         self.host, self.wait_w, self.standby_k = host, wait_w, standby_k
+        self.between = between
         # host-bound leading steps of an unbounded run (None: every step)
         if gpu0 >= host:
             self._s_all: int | None = 0
@@ -658,11 +688,14 @@ class DecodeSegment:
     def time(self, k: int) -> float:
         s = self._s_all  # _split and _sum_affine inline (this runs several times a run)
         if s is None or s > k:
-            return k * self.host  # + _sum_affine over no steps: 0.0
-        n = k - s
-        if n <= 0:
-            return s * self.host + 0.0
-        return s * self.host + (n * self.gpu0 + self.dgpu * (s + k - 1) * n / 2.0)
+            t = k * self.host  # + _sum_affine over no steps: 0.0
+        else:
+            n = k - s
+            if n <= 0:
+                t = s * self.host + 0.0
+            else:
+                t = s * self.host + (n * self.gpu0 + self.dgpu * (s + k - 1) * n / 2.0)
+        return t + k * self.between if self.between else t
 
     def energy(self, k: int) -> float:
         s = self._split(k)
@@ -670,14 +703,15 @@ class DecodeSegment:
         busy = k * self.busy0 + self.dbusy * (k - 1) * k / 2.0 if k > 0 else 0.0
         gpu = s * self.gpu0 + self.dgpu * (s - 1) * s / 2.0 if s > 0 else 0.0
         idle_s = s * self.host - gpu
+        between = self.wait_w * k * self.between if self.between else 0.0
         if self.standby_k == 0.0:
-            return busy + self.wait_w * idle_s
-        k = self.standby_k
+            return busy + self.wait_w * idle_s + between
+        ks = self.standby_k
         # sum over host-bound steps of busy(j)/gpu(j) * (host - gpu(j))
         standby = self.host * _sum_ratio(
             self.busy0, self.dbusy, self.gpu0, self.dgpu, s
         ) - _sum_affine(self.busy0, self.dbusy, 0, s)
-        return busy + (1.0 - k) * self.wait_w * idle_s + k * standby
+        return busy + (1.0 - ks) * self.wait_w * idle_s + ks * standby + between
 
     def is_affine_over(self, k: int) -> bool:
         """True if the closed form is exact for k steps: compare with a direct costing of the
@@ -708,10 +742,11 @@ class DecodeSegment:
     def _guess(self, elapsed: float) -> int:
         """About the k where time(k) reaches elapsed (the quadratic of the GPU-bound part)."""
         s = self._s_all
-        if s is None or elapsed <= s * self.host:
-            return math.ceil(elapsed / self.host) if self.host > 0 else 0
-        rest = elapsed - s * self.host  # n steps from step s: n*g + dgpu*n*(n-1)/2 >= rest
-        g = self.gpu0 + self.dgpu * s
+        host = self.host + self.between  # a host-bound step's whole time
+        if s is None or elapsed <= s * host:
+            return math.ceil(elapsed / host) if host > 0 else 0
+        rest = elapsed - s * host  # n steps from step s: n*g + dgpu*n*(n-1)/2 >= rest
+        g = self.gpu0 + self.dgpu * s + self.between
         b = g - self.dgpu / 2.0
         disc = b * b + 2.0 * self.dgpu * rest
         if disc <= 0 or b + math.sqrt(disc) <= 0:

@@ -203,6 +203,12 @@ class EngineShape:
     # one); 0 = unpadded
     pad_q: int = 0
     pad_kv: int = 0
+    # a synchronous engine loop: each step's outputs are read back before the next step is
+    # scheduled, so the host's per-step and per-sequence work (schedule, build the step's
+    # tensors, update the requests) runs between forwards with the GPU drained, and only its
+    # kernel launches (per layer) overlap the GPU: wall = max(GPU, launches) + that work
+    # (CostModel.step_cost). False: every host term may overlap the GPU (max(GPU, host)).
+    host_serial: bool = False
 
     def padded(self, q: int, kv_read: int) -> tuple[int, int]:
         """(query tokens, KV tokens read from the cache) as the step's graph runs them."""
