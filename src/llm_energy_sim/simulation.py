@@ -18,6 +18,7 @@ from llm_energy_sim.engine.replica import Replica
 from llm_energy_sim.engine.request import UNFINISHED, Request
 from llm_energy_sim.engine.requestlog import RequestLog
 from llm_energy_sim.engine.workload import Trace, generate_trace
+from llm_energy_sim.fastcore import runner
 from llm_energy_sim.servers.balancer import Balancer
 from llm_energy_sim.servers.base import Server, merged_run_stats
 from llm_energy_sim.servers.registry import build_server
@@ -118,11 +119,36 @@ def simulate(
         srv, info = build_server(env, rep, scen, card, profile)
         replicas.append(rep)
         servers.append(srv)
-    balancer = Balancer(servers, scen.hardware.balancer)
     n = len(trace)
     log = RequestLog(n)
-    for srv in servers:
-        srv.scheduler.on_close = log.close
+    now = None
+    if runner.use_compiled(servers, n):  # TGI: the compiled loop, the same events
+        now = runner.run_compiled(servers, scen.hardware.balancer, trace, log, progress)
+        if now is None:  # a case it does not cover came up: start again on SimPy
+            log = RequestLog(n)
+    if now is None:
+        for srv in servers:
+            srv.scheduler.on_close = log.close
+        now = _run_simpy(env, servers, Balancer(servers, scen.hardware.balancer), trace, log, progress)
+    log.close_all()  # the requests still in the system: unfinished
+    info = {**info, **merged_run_stats(s.scheduler for s in servers)}
+    t_end = max([now] + [float(trace.arrival_s[-1]) if len(trace) else 0.0])
+    return SimResult(
+        scen, card, profile, ppath, trace, log, replicas, servers, t_end, info, factor_source
+    )
+
+
+def _run_simpy(
+    env: simpy.Environment,
+    servers: list[Server],
+    balancer: Balancer,
+    trace: Trace,
+    log: RequestLog,
+    progress: bool,
+) -> float:
+    """The run on SimPy (the reference path): requests made as they arrive and handed to
+    the balancer's server; the clock at the end."""
+    n = len(trace)
 
     def arrivals():
         bar = None
@@ -161,9 +187,4 @@ def simulate(
 
     env.process(arrivals())
     env.run()
-    log.close_all()  # the requests still in the system: unfinished
-    info = {**info, **merged_run_stats(s.scheduler for s in servers)}
-    t_end = max([env.now] + [float(trace.arrival_s[-1]) if len(trace) else 0.0])
-    return SimResult(
-        scen, card, profile, ppath, trace, log, replicas, servers, t_end, info, factor_source
-    )
+    return env.now
