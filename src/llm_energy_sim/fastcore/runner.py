@@ -1,9 +1,9 @@
-"""Run a simulation's TGI servers on the compiled loop (tgicore) instead of SimPy.
+"""Run a simulation's TGI servers on the compiled loop (tgicore.c) instead of SimPy.
 
 `use_compiled(servers, n)` says whether a run may and should: every server a TgiScheduler on
 a replica whose steps need no plan-cache shapes, no cold start and no step log (the cases
-tgicore covers), numba installed, and the run large enough to repay loading the compiled
-loop (MIN_REQUESTS; LLM_ENERGY_SIM_CORE=simpy or =compiled overrides the size rule).
+tgicore.c covers), the loop built (build.py: a C compiler on the machine), and the run not
+tiny (MIN_REQUESTS; LLM_ENERGY_SIM_CORE=simpy or =compiled overrides the size rule).
 `run_compiled` runs it: the outcomes go into the RequestLog's columns, the intervals and
 queue notes into each replica's Ledger, the step counts into Replica.steps, as the SimPy
 path leaves them; it returns the clock at the end (SimPy's env.now), or None where the
@@ -13,22 +13,21 @@ caller runs the SimPy path with a fresh log).
 
 from __future__ import annotations
 
-import importlib.util
-import math
+import ctypes
 import os
-from array import array
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
-from llm_energy_sim.engine.requestlog import _CODE, RequestLog
 from llm_energy_sim.engine.request import OK, REJECTED_QUEUE_FULL, REJECTED_TOO_LONG, UNFINISHED
+from llm_energy_sim.engine.requestlog import _CODE, RequestLog
 from llm_energy_sim.engine.workload import Trace
+from llm_energy_sim.fastcore.layout import C, G_, LOG, PF_, PI_, S_, SF_, V_, VF_
 
-#: requests from which a run uses the compiled loop (below it, loading numba and the cached
-#: loop costs more than the SimPy path's ~40 us a request)
-MIN_REQUESTS = 5000
+#: requests from which a run uses the compiled loop (below it, building its tables costs
+#: about what the SimPy path takes)
+MIN_REQUESTS = 200
 #: environment variable: "simpy" (never the compiled loop), "compiled" (whenever it applies)
 CORE_ENV = "LLM_ENERGY_SIM_CORE"
 
@@ -56,9 +55,11 @@ def use_compiled(servers: Sequence[Any], n_requests: int) -> bool:
     mode = os.environ.get(CORE_ENV, "auto")
     if mode == "simpy" or not servers or not applies(servers):
         return False
-    if importlib.util.find_spec("numba") is None:
+    if mode != "compiled" and n_requests < MIN_REQUESTS:
         return False
-    return mode == "compiled" or n_requests >= MIN_REQUESTS
+    from llm_energy_sim.fastcore.build import library
+
+    return library() is not None
 
 
 def _row(cost: Any, rows_t: np.ndarray, rows_e: np.ndarray, t: int) -> None:
@@ -91,66 +92,82 @@ def _tables(cost: Any, t_max: int, n_max: int) -> tuple[np.ndarray, ...]:
 def _params(
     tc: Any, sched: Any, policy: str, n_servers: int, fast_forward: bool
 ) -> tuple[np.ndarray, np.ndarray]:
-    """tgicore's PF and PI arrays for replicas of CostModel tc and TgiScheduler sched."""
-    from llm_energy_sim.fastcore import tgicore as k
-
+    """The loop's PF and PI arrays for replicas of CostModel tc and TgiScheduler sched."""
     s, lim = sched.settings, sched.limits
-    sp = tc.step_pricer
-    dp = tc.decode_pricer
-    PI = np.zeros(k.PI_SIZE, np.int64)
-    PI[k.PI_R] = n_servers
-    PI[k.PI_MAXCONC] = s.max_concurrent_requests
-    PI[k.PI_MAXBPT] = lim.max_batch_prefill_tokens
-    PI[k.PI_MAXINPUT] = lim.max_input_tokens
-    PI[k.PI_MAXTOTAL] = lim.max_total_tokens
-    PI[k.PI_MBS] = -1 if s.max_batch_size is None else s.max_batch_size
-    PI[k.PI_MWT] = s.max_waiting_tokens
-    PI[k.PI_CHUNKED] = int(bool(s.chunked_prefill))
-    PI[k.PI_BS] = sched.pool.block_size
-    PI[k.PI_LAYERS] = sp.layers
-    PI[k.PI_TP] = tc.tp
-    PI[k.PI_LEAST] = int(policy == "least_loaded")
-    PI[k.PI_FF] = int(bool(fast_forward))
-    PI[k.PI_ST_OK] = _CODE[OK]
-    PI[k.PI_ST_QFULL] = _CODE[REJECTED_QUEUE_FULL]
-    PI[k.PI_ST_TOOLONG] = _CODE[REJECTED_TOO_LONG]
-    PI[k.PI_ST_UNF] = _CODE[UNFINISHED]
-    PF = np.zeros(k.PF_SIZE)
-    PF[k.PF_WSR] = s.waiting_served_ratio
-    PF[k.PF_FC] = sp._flops_c
-    PF[k.PF_QB] = sp._q_bytes
-    PF[k.PF_KVB_PRE] = sp._kv_bytes
-    PF[k.PF_DECKV] = sp._dec_kv
-    PF[k.PF_DECQ] = sp._dec_q
-    PF[k.PF_KVB] = sp._kvb
-    PF[k.PF_HOSTFIX] = sp._host_fixed
-    PF[k.PF_PERSEQ] = sp._per_seq
-    PF[k.PF_SERIAL] = sp._serial_frac
-    PF[k.PF_SETUP] = sp._setup
-    PF[k.PF_WAITW] = tc.wait_w
-    PF[k.PF_STANDBY] = tc.standby_k
-    PF[k.PF_PLIMIT] = tc._plimit
-    PF[k.PF_ACTIVE_IDLE] = tc.profile.idle.active_idle_w
-    PF[k.PF_DFC] = dp._flops_per_ctx
-    PF[k.PF_DBC] = dp._bytes_per_ctx
-    for base, kclass in ((k.PF_PRE, "attn_prefill"), (k.PF_DEC, "attn_decode")):
+    sp, dp = tc.step_pricer, tc.decode_pricer
+    PI = np.zeros(PI_.SIZE, np.int64)
+    PI[PI_.R] = n_servers
+    PI[PI_.MAXCONC] = s.max_concurrent_requests
+    PI[PI_.MAXBPT] = lim.max_batch_prefill_tokens
+    PI[PI_.MAXINPUT] = lim.max_input_tokens
+    PI[PI_.MAXTOTAL] = lim.max_total_tokens
+    PI[PI_.MBS] = -1 if s.max_batch_size is None else s.max_batch_size
+    PI[PI_.MWT] = s.max_waiting_tokens
+    PI[PI_.CHUNKED] = int(bool(s.chunked_prefill))
+    PI[PI_.BS] = sched.pool.block_size
+    PI[PI_.LAYERS] = sp.layers
+    PI[PI_.TP] = tc.tp
+    PI[PI_.LEAST] = int(policy == "least_loaded")
+    PI[PI_.FF] = int(bool(fast_forward))
+    PI[PI_.ST_OK] = _CODE[OK]
+    PI[PI_.ST_QFULL] = _CODE[REJECTED_QUEUE_FULL]
+    PI[PI_.ST_TOOLONG] = _CODE[REJECTED_TOO_LONG]
+    PI[PI_.ST_UNF] = _CODE[UNFINISHED]
+    PF = np.zeros(PF_.SIZE)
+    PF[PF_.WSR] = s.waiting_served_ratio
+    PF[PF_.FC] = sp._flops_c
+    PF[PF_.QB] = sp._q_bytes
+    PF[PF_.KVB_PRE] = sp._kv_bytes
+    PF[PF_.DECKV] = sp._dec_kv
+    PF[PF_.DECQ] = sp._dec_q
+    PF[PF_.KVB] = sp._kvb
+    PF[PF_.HOSTFIX] = sp._host_fixed
+    PF[PF_.PERSEQ] = sp._per_seq
+    PF[PF_.SERIAL] = sp._serial_frac
+    PF[PF_.SETUP] = sp._setup
+    PF[PF_.WAITW] = tc.wait_w
+    PF[PF_.STANDBY] = tc.standby_k
+    PF[PF_.PLIMIT] = tc._plimit
+    PF[PF_.ACTIVE_IDLE] = tc.profile.idle.active_idle_w
+    PF[PF_.DFC] = dp._flops_per_ctx
+    PF[PF_.DBC] = dp._bytes_per_ctx
+    for base, kclass in ((PF_.PRE, "attn_prefill"), (PF_.DEC, "attn_decode")):
         f = tc._fit(kclass, tc.dt.act_dtype)
         PF[base : base + 6] = (f.peak_flops, f.bandwidth, f.t0_s, f.p_base_w, f.w_compute, f.w_memory)
     return PF, PI
 
 
-def _grow(a: np.ndarray) -> np.ndarray:
-    """a with its second axis twice as long (the used part copied)."""
-    out = np.zeros((a.shape[0], 2 * a.shape[1]) + a.shape[2:], a.dtype)
-    out[:, : a.shape[1]] = a
-    return out
+class Core(ctypes.Structure):
+    """tgicore.c's Core: pointers to the arrays (in its order), then the sizes."""
+
+    _fields_ = [
+        (name, ctypes.c_void_p)
+        for name in (
+            "G GF V VF SI SF FREE qbuf rbuf pdec pchk padm ht hi l_end l_en l_b g_at g_st g_p "
+            "n_t n_l PF PI rows_t rows_e head dconst arr prm outp rows"
+        ).split()
+    ]
+    _fields_ += [("off", ctypes.c_int64 * len(LOG))]
+    _fields_ += [
+        (name, ctypes.c_int64)
+        for name in "itemsize n R QC NS H CH T NMAX progress_at".split()
+    ]
 
 
-def _to_array(code: str, a: np.ndarray) -> array:
-    """A typed array holding a copy of the 1-D numpy array a."""
-    out = array(code)
-    out.frombytes(memoryview(np.ascontiguousarray(a)).cast("B"))
-    return out
+#: rows of each record buffer per server, drained into the ledgers when one is full
+CHUNK = 1 << 15
+
+
+def _ptr(a: np.ndarray) -> int:
+    if not a.flags.c_contiguous:
+        raise ValueError("tgicore takes C-contiguous arrays")
+    return a.ctypes.data
+
+
+def _append(dst: Any, a: np.ndarray) -> None:
+    """Append the 1-D numpy array a to the typed array dst (one copy)."""
+    if len(a):
+        dst.frombytes(memoryview(np.ascontiguousarray(a)).cast("B"))
 
 
 def run_compiled(
@@ -158,8 +175,9 @@ def run_compiled(
 ) -> float | None:
     """Run every request of `trace` through `servers` on the compiled loop (see the module
     docstring); the clock at the end, or None (FALLBACK: run the SimPy path instead)."""
-    from llm_energy_sim.fastcore import tgicore as k
+    from llm_energy_sim.fastcore.build import library
 
+    lib = library()
     R = len(servers)
     sched = servers[0].scheduler
     tc = servers[0].replica.cost
@@ -170,41 +188,52 @@ def run_compiled(
     rows_t, rows_e, head, dconst = _tables(tc, t_max, maxconc + 2)
     PF, PI = _params(tc, sched, policy, R, servers[0].replica.fast_forward)
     n_slots = R * maxconc
-    G = np.zeros(k.G_SIZE, np.int64)
+    G = np.zeros(G_.SIZE, np.int64)
     GF = np.zeros(1)
-    V = np.zeros((R, k.V_SIZE), np.int64)
-    VF = np.zeros((R, k.VF_SIZE))
-    V[:, k.V_FREE_BLOCKS] = [s.scheduler.pool.free_blocks for s in servers]
-    V[:, k.V_WAITING_TOKENS] = 1
-    SI = np.full((n_slots, k.S_ISIZE), -1, np.int64)
-    SF = np.zeros((n_slots, k.S_FSIZE))
-    FREE = np.arange(n_slots - 1, -1, -1, dtype=np.int64)
-    G[k.G_SLOT_TOP] = n_slots
-    G[k.G_NEED_SRV] = -1
-    qbuf = np.zeros((R, maxconc), np.int64)
-    rbuf = np.zeros((R, maxconc), np.int64)
-    pdec = np.zeros((R, maxconc), np.int64)
-    pchk = np.zeros((R, maxconc, 3), np.int64)
-    padm = np.zeros((R, maxconc, 2), np.int64)
-    ht = np.zeros(8 * R + 16)
-    hi = np.zeros((8 * R + 16, 4), np.int64)
-    cap = max(1024, min(1 << 20, 4 * n // R + 64))
-    n_t = np.zeros((R, cap))
-    n_l = np.zeros((R, cap), np.int32)
-    led = [np.zeros((R, cap)), np.zeros((R, cap)), np.zeros((R, cap), np.int32)]
-    led += [np.zeros((R, cap), np.int64), np.zeros((R, cap)), np.zeros((R, cap))]
-    for s in range(R):  # the processes' Initialize events: the servers', then the arrivals'
-        V[s, k.V_EID] = k.push(G, ht, hi, 0.0, k.URGENT, k.K_SERVER, s)
-    k.push(G, ht, hi, 0.0, k.URGENT, k.K_ARRIVAL, 0)
-    rows = log.rows
-    io = (
-        np.ascontiguousarray(trace.arrival_s, np.float64),
-        np.ascontiguousarray(trace.prompt_tokens, np.int64),
-        np.ascontiguousarray(trace.output_tokens, np.int64),
-        *(rows[name] for name in ("replica", "status", "t_start", "t_first", "t_finish")),
-        *(rows[name] for name in ("computed_prompt", "generated", "e_prefill", "e_decode")),
-    )
-    tab = (PF, PI, rows_t, rows_e, head, dconst)
+    V = np.zeros((R, V_.SIZE), np.int64)
+    VF = np.zeros((R, VF_.SIZE))
+    V[:, V_.FREE_BLOCKS] = [s.scheduler.pool.free_blocks for s in servers]
+    V[:, V_.WAITING_TOKENS] = 1
+    G[G_.SLOT_TOP] = n_slots
+    arrays = {
+        "G": G,
+        "GF": GF,
+        "V": V,
+        "VF": VF,
+        "SI": np.full((n_slots, S_.SIZE), -1, np.int64),
+        "SF": np.zeros((n_slots, SF_.SIZE)),
+        "FREE": np.arange(n_slots - 1, -1, -1, dtype=np.int64),
+        "qbuf": np.zeros((R, maxconc), np.int64),
+        "rbuf": np.zeros((R, maxconc), np.int64),
+        "pdec": np.zeros((R, maxconc), np.int64),
+        "pchk": np.zeros((R, maxconc, 3), np.int64),
+        "padm": np.zeros((R, maxconc, 2), np.int64),
+        "ht": np.zeros(8 * R + 16),
+        "hi": np.zeros((8 * R + 16, 4), np.int64),
+        "l_end": np.zeros((R, CHUNK)),
+        "l_en": np.zeros((R, CHUNK)),
+        "l_b": np.zeros((R, CHUNK), np.int32),
+        "g_at": np.zeros((R, CHUNK), np.int64),
+        "g_st": np.zeros((R, CHUNK)),
+        "g_p": np.zeros((R, CHUNK)),
+        "n_t": np.zeros((R, CHUNK)),
+        "n_l": np.zeros((R, CHUNK), np.int32),
+        "PF": PF,
+        "PI": PI,
+        "rows_t": rows_t,
+        "rows_e": rows_e,
+        "head": head,
+        "dconst": dconst,
+        "arr": np.ascontiguousarray(trace.arrival_s, np.float64),
+        "prm": np.ascontiguousarray(trace.prompt_tokens, np.int64),
+        "outp": np.ascontiguousarray(trace.output_tokens, np.int64),
+        "rows": log.rows,
+    }
+    core = Core(**{k: _ptr(a) for k, a in arrays.items()})
+    core.off[:] = [log.rows.dtype.fields[name][1] for name in LOG]
+    core.itemsize, core.n, core.R, core.QC, core.NS = log.rows.itemsize, n, R, maxconc, n_slots
+    core.H, core.CH, core.T, core.NMAX = len(arrays["ht"]), CHUNK, t_max, maxconc + 2
+    ref = ctypes.byref(core)
     bar = None
     if progress:
         from tqdm import tqdm
@@ -212,41 +241,51 @@ def run_compiled(
         bar = tqdm(total=n, unit="req", desc="simulating", leave=False, disable=None)
     every = max(n // 100, 1 << 14)
     shown = 0
-    while True:
-        st = (G, GF, V, VF, SI, SF, FREE, qbuf, rbuf, pdec, pchk, padm, ht, hi, n_t, n_l)
-        code = k.run(st, tab, tuple(led), io, shown + every if bar is not None else n + 1)
-        if code == k.MORE_ROOM:
-            if (V[:, k.V_NQN] + 2 > n_t.shape[1]).any():
-                n_t, n_l = _grow(n_t), _grow(n_l)
-            if (V[:, k.V_NLED] + 2 > led[0].shape[1]).any():
-                led[:3] = [_grow(a) for a in led[:3]]
-            if (V[:, k.V_NGAP] + 2 > led[3].shape[1]).any():
-                led[3:] = [_grow(a) for a in led[3:]]
-            continue
-        if code == k.NEED_ROW:
-            _row(tc, rows_t, rows_e, int(G[k.G_NEED_ROW]))
-            continue
-        if code == k.PROGRESS:
-            bar.update(int(G[k.G_SUBMITTED]) - shown)
-            shown = int(G[k.G_SUBMITTED])
-            continue
-        break
+    core.progress_at = every if bar is not None else n + 1
+    ledgers = [srv.replica.ledger for srv in servers]
+    code = lib.tgi_start(ref)
+    while code == C.DONE or code in (C.MORE_ROOM, C.NEED_ROW, C.PROGRESS):
+        code = lib.tgi_run(ref)
+        if code == C.MORE_ROOM:
+            _drain(arrays, ledgers)
+        elif code == C.NEED_ROW:
+            _row(tc, rows_t, rows_e, int(G[G_.NEED_ROW]))
+        elif code == C.PROGRESS:
+            bar.update(int(G[G_.SUBMITTED]) - shown)
+            shown = int(G[G_.SUBMITTED])
+            core.progress_at = shown + every
+        else:
+            break
     if bar is not None:
-        bar.update(int(G[k.G_SUBMITTED]) - shown)
+        bar.update(int(G[G_.SUBMITTED]) - shown)
         bar.close()
-    if code == k.FALLBACK:
+    if code != C.DONE:
+        for led in ledgers:
+            led.release()  # back to empty: the SimPy path starts again
         return None
-    k.finish_open(st, io, PI[k.PI_ST_UNF])
+    lib.tgi_finish_open(ref, int(PI[PI_.ST_UNF]))
+    _drain(arrays, ledgers)
     for s, srv in enumerate(servers):
-        rep, led_s = srv.replica, srv.replica.ledger
-        m, g, q = int(V[s, k.V_NLED]), int(V[s, k.V_NGAP]), int(V[s, k.V_NQN])
-        led_s.ends, led_s.energy = _to_array("d", led[0][s, :m]), _to_array("d", led[1][s, :m])
-        led_s.batch = _to_array("i", led[2][s, :m])
-        led_s.gap_at, led_s.gap_start = _to_array("q", led[3][s, :g]), _to_array("d", led[4][s, :g])
-        led_s.gap_p = _to_array("d", led[5][s, :g])
-        led_s.queue_t, led_s.queue_len = _to_array("d", n_t[s, :q]), _to_array("i", n_l[s, :q])
-        led_s._p_prev = float(VF[s, k.VF_PPREV]) if V[s, k.V_HAS_PPREV] else None
-        led_s._arrays = led_s._gap_e = None
-        rep.steps = int(V[s, k.V_STEPS])
+        led = srv.replica.ledger
+        led._p_prev = float(VF[s, VF_.PPREV]) if V[s, V_.HAS_PPREV] else None
+        led._arrays = led._gap_e = None
+        srv.replica.steps = int(V[s, V_.STEPS])
         srv.scheduler.closed = True
     return float(GF[0])
+
+
+def _drain(arrays: dict[str, np.ndarray], ledgers: Sequence[Any]) -> None:
+    """Move every server's buffered intervals, gaps and queue notes into its Ledger."""
+    V = arrays["V"]
+    for s, led in enumerate(ledgers):
+        m, g, q = (int(V[s, f]) for f in (V_.NLED, V_.NGAP, V_.NQN))
+        _append(led.ends, arrays["l_end"][s, :m])
+        _append(led.energy, arrays["l_en"][s, :m])
+        _append(led.batch, arrays["l_b"][s, :m])
+        _append(led.gap_at, arrays["g_at"][s, :g])
+        _append(led.gap_start, arrays["g_st"][s, :g])
+        _append(led.gap_p, arrays["g_p"][s, :g])
+        _append(led.queue_t, arrays["n_t"][s, :q])
+        _append(led.queue_len, arrays["n_l"][s, :q])
+        V[s, V_.LED_BASE] += m
+        V[s, V_.NLED] = V[s, V_.NGAP] = V[s, V_.NQN] = 0
