@@ -129,7 +129,9 @@ def simulate(
     if now is None:
         for srv in servers:
             srv.scheduler.on_close = log.close
-        now = _run_simpy(env, servers, Balancer(servers, scen.hardware.balancer), trace, log, progress)
+        now = _run_simpy(
+            env, servers, Balancer(servers, scen.hardware.balancer), trace, log, progress
+        )
     log.close_all()  # the requests still in the system: unfinished
     info = {**info, **merged_run_stats(s.scheduler for s in servers)}
     t_end = max([now] + [float(trace.arrival_s[-1]) if len(trace) else 0.0])

@@ -21,9 +21,9 @@ from typing import Any
 import numpy as np
 
 from llm_energy_sim.engine.request import OK, REJECTED_QUEUE_FULL, REJECTED_TOO_LONG, UNFINISHED
-from llm_energy_sim.engine.requestlog import _CODE, RequestLog
+from llm_energy_sim.engine.requestlog import STATUSES, RequestLog
 from llm_energy_sim.engine.workload import Trace
-from llm_energy_sim.fastcore.layout import C, G_, LOG, PF_, PI_, S_, SF_, V_, VF_
+from llm_energy_sim.fastcore.layout import G_, LOG, PF_, PI_, S_, SF_, V_, VF_, C
 
 #: requests from which a run uses the compiled loop (below it, building its tables costs
 #: about what the SimPy path takes)
@@ -109,10 +109,10 @@ def _params(
     PI[PI_.TP] = tc.tp
     PI[PI_.LEAST] = int(policy == "least_loaded")
     PI[PI_.FF] = int(bool(fast_forward))
-    PI[PI_.ST_OK] = _CODE[OK]
-    PI[PI_.ST_QFULL] = _CODE[REJECTED_QUEUE_FULL]
-    PI[PI_.ST_TOOLONG] = _CODE[REJECTED_TOO_LONG]
-    PI[PI_.ST_UNF] = _CODE[UNFINISHED]
+    PI[PI_.ST_OK] = STATUSES.index(OK)
+    PI[PI_.ST_QFULL] = STATUSES.index(REJECTED_QUEUE_FULL)
+    PI[PI_.ST_TOOLONG] = STATUSES.index(REJECTED_TOO_LONG)
+    PI[PI_.ST_UNF] = STATUSES.index(UNFINISHED)
     PF = np.zeros(PF_.SIZE)
     PF[PF_.WSR] = s.waiting_served_ratio
     PF[PF_.FC] = sp._flops_c
@@ -133,7 +133,14 @@ def _params(
     PF[PF_.DBC] = dp._bytes_per_ctx
     for base, kclass in ((PF_.PRE, "attn_prefill"), (PF_.DEC, "attn_decode")):
         f = tc._fit(kclass, tc.dt.act_dtype)
-        PF[base : base + 6] = (f.peak_flops, f.bandwidth, f.t0_s, f.p_base_w, f.w_compute, f.w_memory)
+        PF[base : base + 6] = (
+            f.peak_flops,
+            f.bandwidth,
+            f.t0_s,
+            f.p_base_w,
+            f.w_compute,
+            f.w_memory,
+        )
     return PF, PI
 
 
@@ -142,15 +149,45 @@ class Core(ctypes.Structure):
 
     _fields_ = [
         (name, ctypes.c_void_p)
-        for name in (
-            "G GF V VF SI SF FREE qbuf rbuf pdec pchk padm ht hi l_end l_en l_b g_at g_st g_p "
-            "n_t n_l PF PI rows_t rows_e head dconst arr prm outp rows"
-        ).split()
+        for name in [
+            "G",
+            "GF",
+            "V",
+            "VF",
+            "SI",
+            "SF",
+            "FREE",
+            "qbuf",
+            "rbuf",
+            "pdec",
+            "pchk",
+            "padm",
+            "ht",
+            "hi",
+            "l_end",
+            "l_en",
+            "l_b",
+            "g_at",
+            "g_st",
+            "g_p",
+            "n_t",
+            "n_l",
+            "PF",
+            "PI",
+            "rows_t",
+            "rows_e",
+            "head",
+            "dconst",
+            "arr",
+            "prm",
+            "outp",
+            "rows",
+        ]
     ]
     _fields_ += [("off", ctypes.c_int64 * len(LOG))]
     _fields_ += [
         (name, ctypes.c_int64)
-        for name in "itemsize n R QC NS H CH T NMAX progress_at".split()
+        for name in ["itemsize", "n", "R", "QC", "NS", "H", "CH", "T", "NMAX", "progress_at"]
     ]
 
 
