@@ -117,3 +117,26 @@ def test_auto_uses_compiled_loop_for_tgi_only(monkeypatch):
     assert not runner.use_compiled(static, 10**6)
     monkeypatch.setenv(runner.CORE_ENV, "simpy")
     assert not runner.use_compiled(tgi, 10**6)
+
+
+def test_a_pricer_the_loop_does_not_repeat_runs_on_simpy(monkeypatch):
+    """A cost model changed without tgicore.c (here: every forward 1% longer) fails the probe
+    before the run: the run falls back to SimPy and gets the changed model's results."""
+    from llm_energy_sim.cost.stepprice import StepPricer
+
+    price = StepPricer.price
+
+    def slower(self, *args, **kwargs):
+        wall, energy = price(self, *args, **kwargs)
+        return wall * 1.01, energy
+
+    monkeypatch.setattr(StepPricer, "price", slower)
+    wl = {"requests": 300, "arrival": {"kind": "poisson", "rate": 20}}
+    scen = scenario(workload={**scenario().workload.model_dump(), **wl})
+    probed = []
+    real_probe = runner._probe
+    monkeypatch.setattr(runner, "_probe", lambda *a: probed.append(real_probe(*a)) or probed[-1])
+    ref = _run(scen, "simpy", monkeypatch)
+    got = _run(scen, "compiled", monkeypatch)
+    assert probed == [False]
+    assert_same(ref, got)

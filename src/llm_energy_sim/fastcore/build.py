@@ -84,7 +84,7 @@ def build(cc: list[str]) -> Path | None:
 
 
 def library() -> ctypes.CDLL | None:
-    """The loaded loop (tgi_start, tgi_run, tgi_finish_open), or None where it cannot be
+    """The loaded loop (tgi_start, tgi_run, tgi_finish_open, the probes), or None where it cannot be
     built; tried once per process."""
     global _lib, _tried
     if _tried:
@@ -103,6 +103,11 @@ def library() -> ctypes.CDLL | None:
             getattr(lib, name).restype = ctypes.c_int
         lib.tgi_finish_open.argtypes = [ctypes.c_void_p, ctypes.c_int64]
         lib.tgi_finish_open.restype = None
+        i64, ptr = ctypes.c_int64, ctypes.c_void_p
+        lib.tgi_probe_forward.argtypes = [ptr, i64, i64, i64, ptr]
+        lib.tgi_probe_forward.restype = ctypes.c_int
+        lib.tgi_probe_segment.argtypes = [ptr, i64, i64, i64, ctypes.c_double, ptr]
+        lib.tgi_probe_segment.restype = None
         _lib = lib
         break
     return _lib

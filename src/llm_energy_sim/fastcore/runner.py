@@ -9,6 +9,10 @@ queue notes into each replica's Ledger, the step counts into Replica.steps, as t
 path leaves them; it returns the clock at the end (SimPy's env.now), or None where the
 loop met a case it does not cover (then nothing was changed but the log's columns: the
 caller runs the SimPy path with a fresh log).
+
+tgicore.c repeats the pricing of cost/stepprice.py and cost/costmodel.py's DecodeSegment.
+Before each run the loop prices PROBE_STEPS and PROBE_RUNS and must get the Python
+pricers' floats exactly: a cost model changed without tgicore.c runs on SimPy, not wrong.
 """
 
 from __future__ import annotations
@@ -191,6 +195,50 @@ class Core(ctypes.Structure):
     ]
 
 
+#: forward steps priced by both sides before a run: prefill chunks (tokens, past), decodes,
+#: their KV sum (steps beyond a scenario's limits are left out)
+PROBE_STEPS = (
+    (((1000, 0),), 0, 0),
+    (((512, 300), (7, 0)), 5, 6000),
+    (((64, 4000),), 30, 45_000),
+    ((), 3, 2400),
+)
+#: decode runs priced by both sides: batch, KV sum, steps, elapsed seconds (for a cut)
+PROBE_RUNS = (
+    (1, 300, 3, 0.01),
+    (4, 5000, 50, 0.3),
+    (60, 90_000, 250, 2.0),
+    (100, 150_000, 200, 2.0),
+)
+
+
+def _probe(lib: Any, ref: Any, arrays: dict[str, np.ndarray], tc: Any, t_max: int) -> bool:
+    """Whether the loop prices the probes exactly as StepPricer.price and DecodeSegment do."""
+    out = np.zeros(6)
+    nmax = arrays["head"].shape[0]
+    pchk = arrays["pchk"]
+    for pre, nd, ctx in PROBE_STEPS:
+        tokens = sum(t for t, _ in pre) + nd
+        if tokens >= t_max or len(pre) + nd >= nmax or len(pre) > pchk.shape[1]:
+            continue
+        _row(tc, arrays["rows_t"], arrays["rows_e"], tokens)
+        for j, (t, past) in enumerate(pre):
+            pchk[0, j, 1:] = (t, past)
+        code = lib.tgi_probe_forward(ref, len(pre), nd, ctx, out.ctypes.data)
+        if code != C.DONE or (out[0], out[1]) != tc.step_pricer.price(list(pre), nd, ctx):
+            return False
+    for n, ctx0, k, elapsed in PROBE_RUNS:
+        if n >= nmax:
+            continue
+        seg = tc.decode_segment(n, ctx0)
+        lib.tgi_probe_segment(ref, n, ctx0, k, elapsed, out.ctypes.data)
+        want = (seg.time(k), seg.energy(k), seg.last_step_power_per_gpu(k))
+        want += (seg.steps_to_reach(elapsed, k), seg.is_affine_over(k), True)
+        if tuple(out.tolist()) != tuple(float(w) for w in want):
+            return False
+    return True
+
+
 #: rows of each record buffer per server, drained into the ledgers when one is full
 CHUNK = 1 << 15
 
@@ -271,6 +319,8 @@ def run_compiled(
     core.itemsize, core.n, core.R, core.QC, core.NS = log.rows.itemsize, n, R, maxconc, n_slots
     core.H, core.CH, core.T, core.NMAX = len(arrays["ht"]), CHUNK, t_max, maxconc + 2
     ref = ctypes.byref(core)
+    if not _probe(lib, ref, arrays, tc, t_max):
+        return None
     bar = None
     if progress:
         from tqdm import tqdm

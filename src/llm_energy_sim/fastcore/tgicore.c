@@ -1015,3 +1015,26 @@ void tgi_finish_open(Core *c, i64 status) {
     for (i64 slot = 0; slot < c->NS; slot++)
         if (SLI(slot, S_RID) >= 0) write_row(c, slot, status, NAN);
 }
+
+/* ---- probes: the runner checks the loop's pricing against the Python pricers before a run;
+ * they use server 0's plan and segment fields, which its first plan overwrites ---------- */
+/* StepPricer.price of n_pre chunks (pchk[0][j][1], [2]: tokens, past) and n_decode decodes
+ * of KV sum ctx_sum: out[0] wall, out[1] energy; the price_forward code */
+int tgi_probe_forward(Core *c, i64 n_pre, i64 n_decode, i64 ctx_sum, double *out) {
+    GV(0, V_NCHK) = n_pre;
+    return price_forward(c, 0, n_decode, ctx_sum, out, out + 1);
+}
+
+/* CostModel.decode_segment(n, ctx0): out = time(k), energy(k), last_step_power_per_gpu(k),
+ * steps_to_reach(elapsed, k), is_affine_over(k), and 1 where the energy's closed form is
+ * covered */
+void tgi_probe_segment(Core *c, i64 n, i64 ctx0, i64 k, double elapsed, double *out) {
+    int ok = 1;
+    seg_build(c, 0, n, ctx0);
+    out[0] = seg_time(c, 0, k);
+    out[1] = seg_energy(c, 0, k, &ok);
+    out[2] = seg_last_power(c, 0, k);
+    out[3] = (double)seg_steps_to_reach(c, 0, elapsed, k);
+    out[4] = (double)seg_affine_over(c, 0, k);
+    out[5] = (double)ok;
+}
