@@ -14,6 +14,7 @@ from llm_energy_sim.config.profile import Profile, default_profile_name, load_pr
 from llm_energy_sim.config.scenario import Scenario, scenario_card
 from llm_energy_sim.config.servers import server_kind
 from llm_energy_sim.cost.costmodel import CostModel
+from llm_energy_sim.engine.heap import trim
 from llm_energy_sim.engine.replica import Replica
 from llm_energy_sim.engine.request import UNFINISHED, Request
 from llm_energy_sim.engine.requestlog import RequestLog
@@ -133,6 +134,7 @@ def simulate(
             env, servers, Balancer(servers, scen.hardware.balancer), trace, log, progress
         )
     log.close_all()  # the requests still in the system: unfinished
+    trim()  # the run's temporaries (Request objects, the loop's buffers), back to the system
     info = {**info, **merged_run_stats(s.scheduler for s in servers)}
     t_end = max([now] + [float(trace.arrival_s[-1]) if len(trace) else 0.0])
     return SimResult(
