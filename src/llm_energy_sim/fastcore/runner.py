@@ -13,6 +13,8 @@ caller runs the SimPy path with a fresh log).
 tgicore.c repeats the pricing of cost/stepprice.py and cost/costmodel.py's DecodeSegment.
 Before each run the loop prices PROBE_STEPS and PROBE_RUNS and must get the Python
 pricers' floats exactly: a cost model changed without tgicore.c runs on SimPy, not wrong.
+The constants it prices with are read from the pricers' attributes (private ones among
+them: cost/ is left as it is), and the probes catch one whose meaning changed.
 """
 
 from __future__ import annotations
@@ -148,50 +150,22 @@ def _params(
     return PF, PI
 
 
+#: the Core struct's array pointers, in its order
+POINTERS = (
+    "G", "GF", "V", "VF", "SI", "SF", "FREE", "qbuf", "rbuf", "pdec", "pchk", "padm", "ht", "hi",
+    "l_end", "l_en", "l_b", "g_at", "g_st", "g_p", "n_t", "n_l", "PF", "PI", "rows_t", "rows_e",
+    "head", "dconst", "arr", "prm", "outp", "rows",
+)  # fmt: skip
+
+
 class Core(ctypes.Structure):
     """tgicore.c's Core: pointers to the arrays (in its order), then the sizes."""
 
-    _fields_ = [
-        (name, ctypes.c_void_p)
-        for name in [
-            "G",
-            "GF",
-            "V",
-            "VF",
-            "SI",
-            "SF",
-            "FREE",
-            "qbuf",
-            "rbuf",
-            "pdec",
-            "pchk",
-            "padm",
-            "ht",
-            "hi",
-            "l_end",
-            "l_en",
-            "l_b",
-            "g_at",
-            "g_st",
-            "g_p",
-            "n_t",
-            "n_l",
-            "PF",
-            "PI",
-            "rows_t",
-            "rows_e",
-            "head",
-            "dconst",
-            "arr",
-            "prm",
-            "outp",
-            "rows",
-        ]
-    ]
+    _fields_ = [(name, ctypes.c_void_p) for name in POINTERS]
     _fields_ += [("off", ctypes.c_int64 * len(LOG))]
     _fields_ += [
         (name, ctypes.c_int64)
-        for name in ["itemsize", "n", "R", "QC", "NS", "H", "CH", "T", "NMAX", "progress_at"]
+        for name in ("itemsize", "n", "R", "QC", "NS", "H", "CH", "T", "NMAX", "progress_at")
     ]
 
 
