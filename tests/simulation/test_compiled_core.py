@@ -26,8 +26,19 @@ CAP = 20_000
 
 
 def _run(scen, core: str, monkeypatch):
+    """simulate() on SimPy ("simpy") or on the compiled loop ("compiled", which must not fall
+    back to SimPy)."""
     monkeypatch.setenv(runner.CORE_ENV, core)
-    return simulate(scen)
+    ran = []
+    real = runner.run_compiled
+    monkeypatch.setattr(runner, "run_compiled", lambda *a: ran.append(real(*a)) or ran[-1])
+    res = simulate(scen)
+    monkeypatch.setattr(runner, "run_compiled", real)
+    if core == "compiled":
+        assert len(ran) == 1 and ran[0] is not None, "the compiled loop fell back to SimPy"
+    else:
+        assert not ran
+    return res
 
 
 def assert_same(a, b) -> None:
@@ -94,9 +105,12 @@ CASES = {
 }
 
 
+@pytest.mark.parametrize("spare", [runner.QUEUE_SPARE, 0], ids=["queue", "tight-queue"])
 @pytest.mark.parametrize("fast_forward", [True, False], ids=["ff", "stepwise"])
 @pytest.mark.parametrize("case", sorted(CASES))
-def test_tgi_settings(case, fast_forward, monkeypatch):
+def test_tgi_settings(case, fast_forward, spare, monkeypatch):
+    """(tight-queue: the event queue starts as small as it may and grows during the run)"""
+    monkeypatch.setattr(runner, "QUEUE_SPARE", spare)
     server, hw, arrival = CASES[case]
     wl = {
         "requests": 400,
@@ -137,6 +151,7 @@ def test_a_pricer_the_loop_does_not_repeat_runs_on_simpy(monkeypatch):
     real_probe = runner._probe
     monkeypatch.setattr(runner, "_probe", lambda *a: probed.append(real_probe(*a)) or probed[-1])
     ref = _run(scen, "simpy", monkeypatch)
-    got = _run(scen, "compiled", monkeypatch)
+    monkeypatch.setenv(runner.CORE_ENV, "compiled")
+    got = simulate(scen)
     assert probed == [False]
     assert_same(ref, got)

@@ -213,6 +213,9 @@ def _probe(lib: Any, ref: Any, arrays: dict[str, np.ndarray], tc: Any, t_max: in
     return True
 
 
+#: event-queue slots beyond the fewest a run starts with (3 per replica and 3; the queue
+#: doubles when cut decode runs' abandoned timeouts fill it)
+QUEUE_SPARE = 64
 #: rows of each record buffer per server, drained into the ledgers when one is full
 CHUNK = 1 << 15
 
@@ -267,8 +270,8 @@ def run_compiled(
         "pdec": np.zeros((R, maxconc), np.int64),
         "pchk": np.zeros((R, maxconc, 3), np.int64),
         "padm": np.zeros((R, maxconc, 2), np.int64),
-        "ht": np.zeros(8 * R + 16),
-        "hi": np.zeros((8 * R + 16, 4), np.int64),
+        "ht": np.zeros(3 * R + 3 + QUEUE_SPARE),
+        "hi": np.zeros((3 * R + 3 + QUEUE_SPARE, 4), np.int64),
         "l_end": np.zeros((R, CHUNK)),
         "l_en": np.zeros((R, CHUNK)),
         "l_b": np.zeros((R, CHUNK), np.int32),
@@ -309,6 +312,8 @@ def run_compiled(
         code = lib.tgi_run(ref)
         if code == C.MORE_ROOM:
             _drain(arrays, ledgers)
+            if G[G_.HN] + 2 * R + 2 > core.H:  # the event queue: cut runs' timeouts pile up
+                _grow_queue(arrays, core)
         elif code == C.NEED_ROW:
             _row(tc, rows_t, rows_e, int(G[G_.NEED_ROW]))
         elif code == C.PROGRESS:
@@ -333,6 +338,16 @@ def run_compiled(
         srv.replica.steps = int(V[s, V_.STEPS])
         srv.scheduler.closed = True
     return float(GF[0])
+
+
+def _grow_queue(arrays: dict[str, np.ndarray], core: Core) -> None:
+    """The event queue's arrays twice as long (its events kept), and the Core pointed at them."""
+    for name in ("ht", "hi"):
+        old = arrays[name]
+        arrays[name] = np.zeros((2 * len(old),) + old.shape[1:], old.dtype)
+        arrays[name][: len(old)] = old
+        setattr(core, name, _ptr(arrays[name]))
+    core.H = len(arrays["ht"])
 
 
 def _drain(arrays: dict[str, np.ndarray], ledgers: Sequence[Any]) -> None:

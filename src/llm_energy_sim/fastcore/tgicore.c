@@ -27,6 +27,15 @@
 #include <string.h>
 
 typedef int64_t i64;
+/* the integer sums of _sum_ratio's series, exact as Python's ints below WIDE_MAX_M terms
+ * (converting one to double rounds it once, as Python's int / float does) */
+#ifdef __SIZEOF_INT128__
+typedef __int128 wide;
+#define WIDE_MAX_M 10000000
+#else
+typedef int64_t wide;
+#define WIDE_MAX_M 4000
+#endif
 
 typedef struct {
     i64 *G;
@@ -308,16 +317,16 @@ static double sum_ratio(double b0, double db, double g0, double dg, i64 n, int *
     double x = dg / g0;
     i64 m = n - 1;
     if (fabs(x) * (double)m < 1e-3) {
-        if (m > 4000) {
+        if (m > WIDE_MAX_M) { /* its integer sums would overflow `wide` */
             *ok = 0;
             return 0.0;
         }
         double S[5];
         S[0] = (double)n;
         S[1] = (double)(m * n) / 2.0;
-        S[2] = (double)(m * n * (2 * m + 1)) / 6.0;
+        S[2] = (double)(wide)(m * n * (wide)(2 * m + 1)) / 6.0;
         S[3] = pypow((double)(m * n) / 2.0, 2);
-        S[4] = (double)(m * n * (2 * m + 1) * (3 * m * m + 3 * m - 1)) / 30.0;
+        S[4] = (double)((wide)(m * n) * (2 * m + 1) * (3 * m * m + 3 * m - 1)) / 30.0;
         double inv = 0.0, inv_j = 0.0;
         for (int p = 0; p < 5; p++) inv += pypow(-x, p) * S[p];
         for (int p = 0; p < 4; p++) inv_j += pypow(-x, p) * S[p + 1];
@@ -918,8 +927,11 @@ static i64 pick(Core *c) {
     return i;
 }
 
-/* whether every server's record buffers have room for another event's */
+/* whether the event queue and every server's record buffers have room for what one more
+ * event (or one more submitted request) adds: at most a cut or a wake per server and a
+ * timeout to the queue, an interval, a gap and a queue note per server to the records */
 static int room(Core *c) {
+    if (c->G[G_HN] + 2 * c->R + 2 > c->H) return 0;
     for (i64 s = 0; s < c->R; s++)
         if (GV(s, V_NLED) + 2 > c->CH || GV(s, V_NGAP) + 2 > c->CH || GV(s, V_NQN) + 2 > c->CH)
             return 0;
