@@ -90,7 +90,9 @@ def simulate(
     every step's composition and times on each replica (Replica.step_log). trace: serve these
     requests instead of the ones the scenario's workload draws (a trace built in Python, e.g.
     analysis/mlenergy.py's measured workload). A scenario without hardware.host_time_factor
-    runs at the profile's default (resolve_host_factor); the result's scenario has it set."""
+    runs at the profile's default (resolve_host_factor); the result's scenario has it set.
+    TGI runs go through the compiled loop where it applies (fastcore.runner.use_compiled:
+    the same events and floats as SimPy, which stays the reference), else through SimPy."""
     profile, ppath = profile_for(scen, profile_override)
     scen, factor_source = resolve_host_factor(scen, profile)
     card = scenario_card(scen)
