@@ -155,3 +155,16 @@ def test_a_pricer_the_loop_does_not_repeat_runs_on_simpy(monkeypatch):
     got = simulate(scen)
     assert probed == [False]
     assert_same(ref, got)
+
+
+def test_a_compiler_that_fails_builds_nothing(tmp_path, monkeypatch):
+    """build() answers None for a compiler that fails (the run then takes the SimPy path),
+    and a library's name follows its source, so an edit is never served a stale build."""
+    from llm_energy_sim.fastcore import build
+
+    monkeypatch.setenv(build.CACHE_ENV, str(tmp_path))
+    assert build.build(["false"]) is None
+    assert not list(tmp_path.glob("*.so"))
+    before = build.library_path(["cc"])
+    monkeypatch.setattr(build, "source_text", lambda: "int x;\n")
+    assert build.library_path(["cc"]) != before
