@@ -12,6 +12,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("cost",),  # kernel FLOPs/bytes, roofline cost model, power, idle physics
     ("engine",),  # request, replica, energy ledger, workload/traces
     ("servers",),  # one module per server kind behind a registry, the KV block pool
+    ("fastcore",),  # TGI runs on a compiled event loop (C, built on first use), as SimPy runs them
     ("simulation",),  # scenario + profile + card -> results (pure; no I/O)
     ("results",),  # typed summary and request rows, accounting, writers, plots
     ("analysis", "meter"),  # compare, steps, sweep, plan | one NVML energy monitor

@@ -14,10 +14,12 @@ from llm_energy_sim.config.profile import Profile, default_profile_name, load_pr
 from llm_energy_sim.config.scenario import Scenario, scenario_card
 from llm_energy_sim.config.servers import server_kind
 from llm_energy_sim.cost.costmodel import CostModel
+from llm_energy_sim.engine.heap import trim
 from llm_energy_sim.engine.replica import Replica
 from llm_energy_sim.engine.request import UNFINISHED, Request
 from llm_energy_sim.engine.requestlog import RequestLog
 from llm_energy_sim.engine.workload import Trace, generate_trace
+from llm_energy_sim.fastcore import runner
 from llm_energy_sim.servers.balancer import Balancer
 from llm_energy_sim.servers.base import Server, merged_run_stats
 from llm_energy_sim.servers.registry import build_server
@@ -88,7 +90,9 @@ def simulate(
     every step's composition and times on each replica (Replica.step_log). trace: serve these
     requests instead of the ones the scenario's workload draws (a trace built in Python, e.g.
     analysis/mlenergy.py's measured workload). A scenario without hardware.host_time_factor
-    runs at the profile's default (resolve_host_factor); the result's scenario has it set."""
+    runs at the profile's default (resolve_host_factor); the result's scenario has it set.
+    TGI runs go through the compiled loop where it applies (fastcore.runner.use_compiled:
+    the same events and floats as SimPy, which stays the reference), else through SimPy."""
     profile, ppath = profile_for(scen, profile_override)
     scen, factor_source = resolve_host_factor(scen, profile)
     card = scenario_card(scen)
@@ -118,11 +122,39 @@ def simulate(
         srv, info = build_server(env, rep, scen, card, profile)
         replicas.append(rep)
         servers.append(srv)
-    balancer = Balancer(servers, scen.hardware.balancer)
     n = len(trace)
     log = RequestLog(n)
-    for srv in servers:
-        srv.scheduler.on_close = log.close
+    now = None
+    if runner.use_compiled(servers, n):  # TGI: the compiled loop, the same events
+        now = runner.run_compiled(servers, scen.hardware.balancer, trace, log, progress)
+        if now is None:  # a case it does not cover came up: start again on SimPy
+            log = RequestLog(n)
+    if now is None:
+        for srv in servers:
+            srv.scheduler.on_close = log.close
+        now = _run_simpy(
+            env, servers, Balancer(servers, scen.hardware.balancer), trace, log, progress
+        )
+    log.close_all()  # the requests still in the system: unfinished
+    trim()  # the run's temporaries (Request objects, the loop's buffers), back to the system
+    info = {**info, **merged_run_stats(s.scheduler for s in servers)}
+    t_end = max([now] + [float(trace.arrival_s[-1]) if len(trace) else 0.0])
+    return SimResult(
+        scen, card, profile, ppath, trace, log, replicas, servers, t_end, info, factor_source
+    )
+
+
+def _run_simpy(
+    env: simpy.Environment,
+    servers: list[Server],
+    balancer: Balancer,
+    trace: Trace,
+    log: RequestLog,
+    progress: bool,
+) -> float:
+    """The run on SimPy (the reference path): requests made as they arrive and handed to
+    the balancer's server; the clock at the end."""
+    n = len(trace)
 
     def arrivals():
         bar = None
@@ -161,9 +193,4 @@ def simulate(
 
     env.process(arrivals())
     env.run()
-    log.close_all()  # the requests still in the system: unfinished
-    info = {**info, **merged_run_stats(s.scheduler for s in servers)}
-    t_end = max([env.now] + [float(trace.arrival_s[-1]) if len(trace) else 0.0])
-    return SimResult(
-        scen, card, profile, ppath, trace, log, replicas, servers, t_end, info, factor_source
-    )
+    return env.now

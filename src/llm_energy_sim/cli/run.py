@@ -102,6 +102,7 @@ def run_cmd(
     only (TGI does not move with the host)."""
     from llm_energy_sim.analysis import intervals as iv
     from llm_energy_sim.config.estimate import check_memory
+    from llm_energy_sim.engine.heap import trim
     from llm_energy_sim.results.accounting import (
         RequestTable,
         build_summary,
@@ -138,6 +139,7 @@ def run_cmd(
         ledger_figures(res)
         for rep in res.replicas:
             rep.ledger.release()
+        trim()  # what they held, back to the system before the writers allocate
         df = RequestTable(res)  # numpy columns, no pandas
         summary = build_summary(
             res, df, grid_intensity, provenance("sim run", scenario, sets, requests)
