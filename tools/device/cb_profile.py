@@ -20,25 +20,16 @@ update) to --out, row by row. Not part of `sim`.
 from __future__ import annotations
 
 import argparse
-import csv
 import sys
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+from tools.device.bnb_probe import _append  # noqa: E402  (one CSV row, header first)
 from tools.device.step_probe import CONDITION, ROWS, instrument  # noqa: E402
 
 BATCH, PROMPT, DECODE, WINDOW = 256, 320, 48, 12
 SCENARIO = Path(__file__).resolve().parents[2] / "scenarios/validation/burst_large.yaml"
-
-
-def _append(path: Path, row: dict) -> None:
-    new = not path.exists()
-    with path.open("a", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=list(row))
-        if new:
-            w.writeheader()
-        w.writerow(row)
 
 
 def _add(manager, prompts: list[list[int]], n_new: int, tag: str) -> set[str]:
