@@ -58,7 +58,9 @@ def _until(cond, timeout_s: float = 300.0) -> None:
         time.sleep(0.002)
 
 
-def profile_case(model_name: str, graphs: bool, out: Path, batch: int = BATCH) -> None:
+def profile_case(
+    model_name: str, graphs: bool, out: Path, batch: int = BATCH, prompt: int = PROMPT
+) -> None:
     """Warm up, then one run whose decode-only steps at full batch (every request past its
     prefill) are profiled for WINDOW steps, read off the engine's own step log."""
     import torch
@@ -80,7 +82,7 @@ def profile_case(model_name: str, graphs: bool, out: Path, batch: int = BATCH) -
     log = StepLog()
     log.attach(manager.batch_processor)
     gen = torch.Generator(device="cpu").manual_seed(0)
-    prompts = torch.randint(1000, card.vocab_size, (batch, PROMPT), generator=gen).tolist()
+    prompts = torch.randint(1000, card.vocab_size, (batch, prompt), generator=gen).tolist()
     mode = "graphs" if graphs else "eager"
     acts = [ProfilerActivity.CUDA if device == "cuda" else ProfilerActivity.CPU]
     try:
@@ -126,6 +128,8 @@ def profile_case(model_name: str, graphs: bool, out: Path, batch: int = BATCH) -
                     {
                         "model": model_name,
                         "mode": mode,
+                        "batch": batch,
+                        "prompt": prompt,
                         "phase": phase,
                         "start_s": start,
                         "seconds": seconds,
@@ -159,12 +163,13 @@ def main() -> None:
     ap.add_argument("--models", default="qwen2.5-7b,llama-3.1-8b")
     ap.add_argument("--modes", default="eager,graphs")
     ap.add_argument("--batch", type=int, default=BATCH)
+    ap.add_argument("--prompt", type=int, default=PROMPT)
     a = ap.parse_args()
     a.out.mkdir(parents=True, exist_ok=True)
     for m in a.models.split(","):
         for mode in a.modes.split(","):
             try:
-                profile_case(m, mode == "graphs", a.out, a.batch)
+                profile_case(m, mode == "graphs", a.out, a.batch, a.prompt)
             except Exception as e:  # keep the other cases
                 print(m, mode, "failed:", repr(e), flush=True)
 
