@@ -316,9 +316,12 @@ def fit_host(
     tp: int = 1,
     standby_k: float = 0.0,
     prior: tuple[str, HostOverhead] | None = None,
+    decode_sync: bool = False,
 ) -> tuple[HostOverhead, float]:
     """HF eager decode steps are host-bound: fit host = a + b*layers + c*batch (parameters
-    >= 0) so that max(GPU time, host) matches the measured decode time per token (least
+    >= 0) so that max(GPU time, host) (the serial terms added where a synchronous loop or
+    per-call syncs put them in series: CostModel.step_cost) matches the measured decode time
+    per token (least
     squares on the log ratio, soft-L1 so one slow run cannot drag the fit). A run the GPU
     paces (measured time within a fifth of its modelled GPU time) only bounds the host from
     above, so a slope is fitted only where the host-paced runs identify it (more than one
@@ -336,6 +339,8 @@ def fit_host(
     # a synchronous loop (EngineShape.host_serial): the per-step and per-sequence terms add
     # to every step, GPU-paced ones too, and only the launches overlap the GPU
     serial = np.array([1.0, 0.0, 1.0]) if ENGINE_SHAPES[engine].host_serial else np.zeros(3)
+    if decode_sync:  # kernels that sync per call: host and kernels add up (HostOverhead)
+        serial = np.ones(3)
     X, gpu_s, busy_j = [], [], []
     for _, r in runs.iterrows():
         cm, c = decode_step(r, profile, engine, tp)
@@ -386,6 +391,7 @@ def fit_host(
     per_run = (p_wait - standby_k * p_busy) / (1.0 - standby_k)
     host_wait = float(np.median(per_run)) if ok.any() else float("nan")
     ho = HostOverhead(
+        decode_sync=decode_sync,
         per_step_s=float(coef[0]),
         per_layer_s=float(coef[1]),
         per_sequence_s=float(coef[2]),

@@ -78,6 +78,11 @@ class HostOverhead(_Strict):
     # not overlap with the other (bitsandbytes layers synchronise the host with the GPU):
     # wall = max(gpu, host) + prefill_serial_fraction * min(gpu, host)
     prefill_serial_fraction: float = Field(default=0.0, ge=0, le=1)
+    # the engine's kernels read a result back to the host on every call (bitsandbytes
+    # LLM.int8's outlier flag), so in a decode step the host cannot run ahead: host and
+    # kernels add up (cost/costmodel.CostModel.decode_sync). Set where the dtype's linear fit
+    # holds kernel time only (measurements/calibration/h200-int8kernels)
+    decode_sync: bool = False
     # per dtype: host time added to a step whose attention shape the engine's process has not
     # run before (torch's cuDNN attention builds an execution plan per new shape; the GPU
     # waits meanwhile). Measured fresh-vs-cached by `sim calibrate --stages shapemiss`;

@@ -202,7 +202,12 @@ class CostModel:
         self._rows_const: dict[int, tuple[float, float]] = {}
         self._logits_const: dict[int, tuple[float, float, float, float]] = {}
         self.decode_pricer = DecodePricer(self, StepWork)  # decode steps, memoised per size
-        self.step_pricer = None if self.shape.packed_attention else StepPricer(self)
+        # kernels that sync with the host per call (HostOverhead.decode_sync): a decode step's
+        # host and kernels add up; priced by step_cost (StepPricer assumes overlap)
+        self.decode_sync = self.host.decode_sync
+        self.step_pricer = (
+            None if self.shape.packed_attention or self.decode_sync else StepPricer(self)
+        )
 
     # ---- kernel costing -------------------------------------------------------------
     def _fit(self, kclass: str, dtype: str):
@@ -353,22 +358,30 @@ class CostModel:
         mask = self.group_cost(elementwise_kernel(float(q) * kv * self.dt.act_bytes, self.dt, 1))
         return layers * layer.time_s + mask.time_s, layers * layer.energy_j + mask.energy_j
 
-    def host_s(self, n_seqs: int) -> float:
+    def host_s(self, n_seqs: int, decode_only: bool = True) -> float:
         """Host time of a step of n_seqs sequences that may overlap its GPU work: all of it,
-        or under a synchronous loop (EngineShape.host_serial) the kernel launches only."""
+        under a synchronous loop (EngineShape.host_serial) the kernel launches only, and none
+        in a decode-only step whose kernels sync per call (decode_sync)."""
         h = self.host
+        if self.decode_sync and decode_only:
+            return 0.0
         if self.shape.host_serial:
             return h.per_layer_s * self.card.num_hidden_layers
         return (
             h.per_step_s + h.per_layer_s * self.card.num_hidden_layers + h.per_sequence_s * n_seqs
         )
 
-    def serial_host_s(self, n_seqs: int) -> float:
-        """Host time of a step of n_seqs sequences spent between forwards, the GPU drained
-        (EngineShape.host_serial: the per-step and per-sequence terms); 0 otherwise."""
+    def serial_host_s(self, n_seqs: int, decode_only: bool = True) -> float:
+        """Host time of a step of n_seqs sequences that the GPU waits for: a synchronous
+        loop's work between forwards (EngineShape.host_serial: the per-step and per-sequence
+        terms), all of it in a decode-only step whose kernels sync per call (decode_sync);
+        else 0."""
+        h = self.host
+        if self.decode_sync and decode_only:
+            layers = h.per_layer_s * self.card.num_hidden_layers
+            return h.per_step_s + layers + h.per_sequence_s * n_seqs
         if not self.shape.host_serial:
             return 0.0
-        h = self.host
         return h.per_step_s + h.per_sequence_s * n_seqs
 
     def wait_power_w(self, gpu_s: float, busy_j: float) -> float:
@@ -450,7 +463,8 @@ class CostModel:
         t_attn, e_attn = self._attention(work)
         gpu = t_const + t_attn
         busy = e_const + e_attn
-        host = self.host_s(work.n_seqs)
+        decode_only = not work.prefill
+        host = self.host_s(work.n_seqs, decode_only)
         wall = max(gpu, host)
         if work.prefill:
             h = self.host
@@ -460,7 +474,7 @@ class CostModel:
                 host += h.setup_s
         wait_e = self.wait_power_w(gpu, self.tp * busy) * (wall - gpu)
         # a synchronous loop's work between forwards: the GPU drained, at the host-wait power
-        between = self.serial_host_s(work.n_seqs)
+        between = self.serial_host_s(work.n_seqs, decode_only)
         if between:
             wall += between
             host += between
@@ -552,6 +566,7 @@ def host_overhead(profile: Profile, engine: str, dtype: str, tp: int = 1) -> Hos
 
     return base.model_copy(
         update={
+            "decode_sync": base.decode_sync or q.decode_sync,
             "per_step_s": plus("per_step_s"),
             "per_layer_s": base.per_layer_s if graphs else plus("per_layer_s"),
             "per_sequence_s": plus("per_sequence_s"),
