@@ -48,11 +48,20 @@ def test_pricer_is_step_cost_bit_for_bit():
 
 
 @pytest.mark.parametrize("k", [1, 2, 7, 300])
-@pytest.mark.parametrize("engine", ["tgi", "transformers_cb", "transformers_cb_graphs"])
-def test_segment_matches_direct_costing(k, engine):
-    # a synchronous CB loop adds its between-forward host work to every step
+@pytest.mark.parametrize(
+    "engine, dtype",
+    [
+        ("tgi", "bfloat16"),
+        ("transformers_cb", "bfloat16"),
+        ("transformers_cb_graphs", "bfloat16"),
+        ("hf_eager", "int8"),
+    ],
+)
+def test_segment_matches_direct_costing(k, engine, dtype):
+    # a synchronous CB loop adds its between-forward host work to every step, LLM.int8's
+    # per-call sync all of its host work
     profile, _ = load_profile("h200")
-    m = CostModel(load_model_card("llama-3.1-8b"), "bfloat16", profile, engine)
+    m = CostModel(load_model_card("llama-3.1-8b"), dtype, profile, engine)
     assert (m.serial_host_s(5) > 0) == (engine != "tgi")
     n, ctx0 = 5, 6000
     seg = m.decode_segment(n, ctx0)
