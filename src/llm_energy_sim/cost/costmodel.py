@@ -358,31 +358,27 @@ class CostModel:
         mask = self.group_cost(elementwise_kernel(float(q) * kv * self.dt.act_bytes, self.dt, 1))
         return layers * layer.time_s + mask.time_s, layers * layer.energy_j + mask.energy_j
 
-    def host_s(self, n_seqs: int, decode_only: bool = True) -> float:
-        """Host time of a step of n_seqs sequences that may overlap its GPU work: all of it,
-        under a synchronous loop (EngineShape.host_serial) the kernel launches only, and none
-        in a decode-only step whose kernels sync per call (decode_sync)."""
+    def host_split(self, n_seqs: int, decode_only: bool = True) -> tuple[float, float]:
+        """A step's host time of n_seqs sequences as (the part that may overlap its kernels,
+        the part its kernels wait for): all overlapped by default; under a synchronous loop
+        (EngineShape.host_serial) only the per-layer kernel launches overlap and the per-step
+        and per-sequence work runs between forwards; in a decode-only step whose kernels sync
+        per call (decode_sync) none of it overlaps."""
         h = self.host
+        launches = h.per_layer_s * self.card.num_hidden_layers
         if self.decode_sync and decode_only:
-            return 0.0
+            return 0.0, h.per_step_s + launches + h.per_sequence_s * n_seqs
         if self.shape.host_serial:
-            return h.per_layer_s * self.card.num_hidden_layers
-        return (
-            h.per_step_s + h.per_layer_s * self.card.num_hidden_layers + h.per_sequence_s * n_seqs
-        )
+            return launches, h.per_step_s + h.per_sequence_s * n_seqs
+        return h.per_step_s + launches + h.per_sequence_s * n_seqs, 0.0
+
+    def host_s(self, n_seqs: int, decode_only: bool = True) -> float:
+        """The host time that may overlap the step's kernels (host_split)."""
+        return self.host_split(n_seqs, decode_only)[0]
 
     def serial_host_s(self, n_seqs: int, decode_only: bool = True) -> float:
-        """Host time of a step of n_seqs sequences that the GPU waits for: a synchronous
-        loop's work between forwards (EngineShape.host_serial: the per-step and per-sequence
-        terms), all of it in a decode-only step whose kernels sync per call (decode_sync);
-        else 0."""
-        h = self.host
-        if self.decode_sync and decode_only:
-            layers = h.per_layer_s * self.card.num_hidden_layers
-            return h.per_step_s + layers + h.per_sequence_s * n_seqs
-        if not self.shape.host_serial:
-            return 0.0
-        return h.per_step_s + h.per_sequence_s * n_seqs
+        """The host time the step's kernels wait for (host_split)."""
+        return self.host_split(n_seqs, decode_only)[1]
 
     def wait_power_w(self, gpu_s: float, busy_j: float) -> float:
         """Per-GPU power while the GPU waits for the host inside a step whose kernels take
@@ -463,8 +459,7 @@ class CostModel:
         t_attn, e_attn = self._attention(work)
         gpu = t_const + t_attn
         busy = e_const + e_attn
-        decode_only = not work.prefill
-        host = self.host_s(work.n_seqs, decode_only)
+        host, between = self.host_split(work.n_seqs, not work.prefill)
         wall = max(gpu, host)
         if work.prefill:
             h = self.host
@@ -473,8 +468,8 @@ class CostModel:
                 wall += h.setup_s
                 host += h.setup_s
         wait_e = self.wait_power_w(gpu, self.tp * busy) * (wall - gpu)
-        # a synchronous loop's work between forwards: the GPU drained, at the host-wait power
-        between = self.serial_host_s(work.n_seqs, decode_only)
+        # host work the kernels wait for (between forwards, or synced per call): the GPU
+        # drained, at the host-wait power
         if between:
             wall += between
             host += between
