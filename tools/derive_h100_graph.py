@@ -28,6 +28,7 @@ import pandas as pd
 
 if __package__ in (None, ""):  # run as a script: the repository root on the path, for tools.*
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from llm_energy_sim.calibrate.fit import streaming_bandwidth as fit_streaming_bandwidth  # noqa: E402
 from llm_energy_sim.config.paths import PROFILES_DIR  # noqa: E402
 from tools.profile_refit import run  # noqa: E402
 
@@ -40,12 +41,8 @@ HOST_KEYS = ("cuda_graph_replay", "transformers_cb_graphs", "vllm")
 
 
 def streaming_bandwidth(table: Path) -> float:
-    """Bytes per second of the largest elementwise rows of an eager microbench table (one per
-    dtype; the median of them): HBM streaming, read + write, as the fits count bytes."""
-    t = pd.read_csv(table)
-    e = t[t["kclass"] == "elementwise"]
-    largest = e[e["elems"] == e["elems"].max()]
-    return float((largest["bytes"] / largest["seconds"]).median())
+    """The HBM streaming rate of an eager microbench table (calibrate/fit.streaming_bandwidth)."""
+    return fit_streaming_bandwidth(pd.read_csv(table))
 
 
 def bandwidth_ratio() -> float:

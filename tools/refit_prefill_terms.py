@@ -47,7 +47,49 @@ def refit(name: str) -> dict:
     data["idle"]["host_wait_w"] = pre.host_wait_w
     data["idle"]["step_standby_fraction"] = pre.step_standby_fraction
     data["provenance"]["prefill_refit_note"] = NOTE
+    # the host entries' wait powers are fitted given those idle terms: as `sim calibrate`
+    # fits them on the same tables
+    for key, wait in calibrated_wait_powers(name).items():
+        if key in data["host"]:
+            data["host"][key]["wait_w"] = wait
     return data
+
+
+#: the other raw directories `sim calibrate --fit-only` takes beside a profile's own (--with):
+#: the multi-GPU nodes' TP host and interconnect tables, and for the H100 the H200's eager
+#: small-op chain (tests/calibrate/test_calibrate.py runs the same command)
+WITH = {
+    "h100-sxm": ("h200x4", "h200x2", "h200x2-b", "h200x2-cb", "h200"),
+    "h200": ("h200x4", "h200x2", "h200x2-b", "h200x2-cb"),
+}
+
+
+def calibrated_wait_powers(name: str) -> dict[str, float | None]:
+    """wait_w of every host entry `sim calibrate --fit-only` fits on the profile's raw tables
+    (with the current cost model and the refit idle terms), by engine key."""
+    import shutil
+    import subprocess
+    import tempfile
+
+    raw = RAW_HOST[name].parent
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp) / raw.name
+        shutil.copytree(raw, work)
+        cmd = [sys.executable, "-m", "llm_energy_sim.cli", "calibrate", "--fit-only", str(work)]
+        cmd += ["--out", str(work)]
+        for d in WITH[name]:
+            cmd += ["--with", str(raw.parent / d)]
+        subprocess.run(cmd, cwd=ROOT, check=True, capture_output=True)
+        fitted = json.loads(_profile_json(work))
+    return {k: v.get("wait_w") for k, v in fitted["host"].items()}
+
+
+def _profile_json(work: Path) -> str:
+    """The profile file `sim calibrate` wrote into `work` (not provenance.json)."""
+    found = [p for p in work.glob("*.json") if p.name != "provenance.json"]
+    if len(found) != 1:
+        raise SystemExit(f"{work}: expected one fitted profile, found {[p.name for p in found]}")
+    return found[0].read_text()
 
 
 def main() -> int:

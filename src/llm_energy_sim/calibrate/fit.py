@@ -30,7 +30,7 @@ from llm_energy_sim.config.profile import (
     Profile,
 )
 from llm_energy_sim.cost.costmodel import CostModel, StepWork
-from llm_energy_sim.cost.kernels import NF4_GEMV, linear_fit_dtype
+from llm_energy_sim.cost.kernels import FP32_GEMV, NF4_GEMV, linear_fit_dtype
 
 FLOPS_FREE = 1e18  # elementwise kernels do no FLOPs: their compute roof never binds
 
@@ -44,7 +44,11 @@ def _time(p: np.ndarray, F: np.ndarray, B: np.ndarray) -> np.ndarray:
     return np.maximum(F / C, B / M) + t0
 
 
-def fit_kernel_class(d: pd.DataFrame, plimit: float, source: str) -> KernelFit:
+def fit_kernel_class(
+    d: pd.DataFrame, plimit: float, source: str, bw_max: float = 8e12
+) -> KernelFit:
+    """The roofline time and power fit of one (class, dtype) regime's rows, its bandwidth at
+    most bw_max (B/s)."""
     d = d.sort_values("key").reset_index(drop=True)
     # hold out ~1 point in 5 by a hash of its key (every 5th point of the sorted keys would
     # always be the same, smallest projection shape, which the fit would then never see)
@@ -66,7 +70,7 @@ def fit_kernel_class(d: pd.DataFrame, plimit: float, source: str) -> KernelFit:
         ]
     )
     # physical bounds: a roof that never binds in the data must not run off to infinity
-    lo, hi = np.log([1e11, 1e10, 1e-7]), np.log([2.5e15, 8e12, 1e-2])
+    lo, hi = np.log([1e11, 1e10, 1e-7]), np.log([2.5e15, bw_max, 1e-2])
     sol = least_squares(
         lambda p: np.log(_time(p, F, B) / t), np.clip(x0, lo + 1e-9, hi - 1e-9), bounds=(lo, hi)
     )
@@ -99,10 +103,10 @@ def fit_kernel_class(d: pd.DataFrame, plimit: float, source: str) -> KernelFit:
     err_t = _ape(tp, tt)
     me = te["energy_j"].notna().to_numpy()
     err_e = _ape(ep[me], te["energy_j"].to_numpy(float)[me]) if me.any() else np.array([np.nan])
-    return fit.model_copy(update={"fit_error": _fit_error(len(d), err_t, err_e)})
+    return fit.model_copy(update={"fit_error": fit_error_of(len(d), err_t, err_e)})
 
 
-def _fit_error(n_points: int, err_t: np.ndarray, err_e: np.ndarray) -> FitError:
+def fit_error_of(n_points: int, err_t: np.ndarray, err_e: np.ndarray) -> FitError:
     """Median and p90 of held-out absolute percentage errors (energy: NaN where unmetered)."""
     return FitError(
         n_points=n_points,
@@ -126,14 +130,31 @@ def fit_kernels(raw: pd.DataFrame, plimit: float, source: str) -> dict[str, dict
     for (kc, dt), d in ok.groupby(["kclass", "dtype"]):
         for key, part in kernel_regimes(kc, dt, d):
             if len(part) >= 3:
-                fit = fit_kernel_class(part, plimit, source + _rows_measured(part))
-                if key == NF4_GEMV and len(part) >= 4:
-                    fit = fit.model_copy(update={"fit_error": _leave_one_out(part, plimit)})
+                # the float32 GEMV's small shapes stay in L2 between repeats; a serving step
+                # streams each layer's weights from HBM: its bandwidth at most the table's
+                # streaming rate
+                cap = streaming_bandwidth(ok) if key == FP32_GEMV else None
+                fit = fit_kernel_class(part, plimit, source + _rows_measured(part), cap or 8e12)
+                if key in (NF4_GEMV, FP32_GEMV) and len(part) >= 4:
+                    fit = fit.model_copy(
+                        update={"fit_error": leave_one_out_error(part, plimit, cap or 8e12)}
+                    )
                 out.setdefault(kc, {})[key] = fit
     for dt, fit in out.get("elementwise_eager", {}).items():
         if own := out.get("elementwise", {}).get(dt):
             out["elementwise_eager"][dt] = _with_base_power(fit, own, ok, dt)
     return out
+
+
+def streaming_bandwidth(raw: pd.DataFrame) -> float | None:
+    """Bytes per second of the largest elementwise rows of a microbenchmark table (one per
+    dtype; the median of them): the GPU's HBM streaming rate, read + write, as the fits count
+    bytes (None: the table has no elementwise rows)."""
+    e = raw[(raw["kclass"] == "elementwise") & (pd.to_numeric(raw["seconds"], errors="coerce") > 0)]
+    if e.empty:
+        return None
+    largest = e[e["elems"] == e["elems"].max()]
+    return float((largest["bytes"] / largest["seconds"].astype(float)).median())
 
 
 def _with_base_power(fit: KernelFit, own: KernelFit, ok: pd.DataFrame, dt: str) -> KernelFit:
@@ -174,18 +195,19 @@ def predict_kernel(
     return t, e
 
 
-def _leave_one_out(d: pd.DataFrame, plimit: float) -> FitError:
+def leave_one_out_error(d: pd.DataFrame, plimit: float, bw_max: float = 8e12) -> FitError:
     """Held-out error of a class too small for the 1-in-5 hold-out (the five one-row NF4
-    points hold none of them out): each point predicted by the fit of all the others."""
+    points hold none of them out): each point predicted by the fit of all the others (with
+    the same bandwidth bound)."""
     err_t, err_e = [], []
     for i in range(len(d)):
-        f = fit_kernel_class(d.drop(index=d.index[i]), plimit, "")
+        f = fit_kernel_class(d.drop(index=d.index[i]), plimit, "", bw_max)
         r = d.iloc[i]
         t, e = predict_kernel(f, float(r["flops"]), float(r["bytes"]), plimit)
         err_t.append(abs(t / float(r["seconds"]) - 1.0) * 100.0)
         if np.isfinite(r["energy_j"]):
             err_e.append(abs(e / float(r["energy_j"]) - 1.0) * 100.0)
-    return _fit_error(len(d), np.array(err_t), np.array(err_e, float))
+    return fit_error_of(len(d), np.array(err_t), np.array(err_e, float))
 
 
 EAGER_GPU_BOUND_TOKENS = 1024
@@ -194,18 +216,20 @@ EAGER_GPU_BOUND_TOKENS = 1024
 def kernel_regimes(kc: str, dt: str, d: pd.DataFrame) -> list[tuple[str, pd.DataFrame]]:
     """The rows of one (class, dtype) split by the kernel they run: NF4 linears of one token
     row (column m) run bitsandbytes' small-M kernel, fitted apart as NF4_GEMV; the 'int4'
-    roofline then sees the dequantise-then-GEMM rows only. The HF eager small-op chain
+    roofline then sees the dequantise-then-GEMM rows only. float32 linears of one row run a
+    GEMV, fitted apart as FP32_GEMV, and the 'float32' roofline sees the SIMT GEMM rows. The HF eager small-op chain
     (elementwise_eager) is fitted on its GPU-bound rows (EAGER_GPU_BOUND_TOKENS and more):
     below, its ~34 launches take longer on the host than on the GPU (0.25-0.45 ms a layer
     whatever the bytes, H200), and host time belongs to the engine's host model, not to GPU
     time. Everything else is one regime."""
     if kc == "elementwise_eager" and "m" in d:
         return [(dt, d[pd.to_numeric(d["m"], errors="coerce") >= EAGER_GPU_BOUND_TOKENS])]
-    if kc != "linear" or dt != "int4" or "m" not in d:
+    if kc != "linear" or dt not in ("int4", "float32") or "m" not in d:
         return [(dt, d)]
     # the simulator's own rule (llm_energy_sim.cost.kernels.linear_fit_dtype) picks each row's fit
     key = pd.to_numeric(d["m"], errors="coerce").map(lambda m: linear_fit_dtype(m, dt))
-    return [(dt, d[key == dt]), (NF4_GEMV, d[key == NF4_GEMV])]
+    gemv = NF4_GEMV if dt == "int4" else FP32_GEMV
+    return [(dt, d[key == dt]), (gemv, d[key == gemv])]
 
 
 def _gap_mean(f: float, ts: float, td: float, A: float, D: float, p_last: float, g: float) -> float:

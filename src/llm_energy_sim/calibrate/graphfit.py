@@ -154,7 +154,7 @@ def fit_power(rows: pd.DataFrame, C: float, M: float) -> tuple[float, float, flo
     return float(coef[0]), float(coef[1]), float(coef[2]), len(e)
 
 
-def _fit_error(n: int, err_t: np.ndarray, err_e: np.ndarray) -> FitError:
+def fit_error_of(n: int, err_t: np.ndarray, err_e: np.ndarray) -> FitError:
     def stat(x, q):
         x = x[np.isfinite(x)]
         return float(np.percentile(x, q)) if len(x) else None
@@ -266,7 +266,7 @@ def _errors(
             kf, win["flops"].to_numpy(float), win["bytes"].to_numpy(float), plimit
         )
         err_e = np.abs(ep / win["energy_j"].to_numpy(float) - 1) * 100
-    return _fit_error(len(part), err_t, err_e)
+    return fit_error_of(len(part), err_t, err_e)
 
 
 def fit_graph_host(raw: pd.DataFrame, source: str) -> HostOverhead | None:

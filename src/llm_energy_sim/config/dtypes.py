@@ -45,3 +45,6 @@ def dtype_info(name: str) -> DtypeInfo:
 # the profile key of bitsandbytes NF4's one-row (GEMV) regime, fitted apart from its GEMM
 # regime (cost/kernels.py decides which rows take it)
 NF4_GEMV = "int4_gemv"
+# the profile key of float32's one-row (GEMV) regime, fitted apart from its SIMT GEMM regime
+# (cost/kernels.py decides which rows take it)
+FP32_GEMV = "float32_gemv"

@@ -30,7 +30,7 @@ from llm_energy_sim.cost.kernels import (
     elementwise_kernel,
     layer_elementwise_bytes,
     layer_linears,
-    linear_kernel,
+    lm_head_kernel,
     masked_kv_heads,
 )
 from llm_energy_sim.cost.stepprice import StepPricer
@@ -303,7 +303,7 @@ class CostModel:
         """(time, energy) of the LM head on the sampled positions, then of sampling."""
         c, dt = self.card, self.dt
         head = self.group_cost(
-            linear_kernel(n_logits, c.hidden_size, math.ceil(c.vocab_size / self.tp), dt)
+            lm_head_kernel(n_logits, c.hidden_size, math.ceil(c.vocab_size / self.tp), dt)
         )
         sample = self.group_cost(elementwise_kernel(3.0 * n_logits * c.vocab_size * 4, dt, 4))
         return head.time_s, head.energy_j, sample.time_s, sample.energy_j

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-from llm_energy_sim.config.dtypes import NF4_GEMV, DtypeInfo
+from llm_energy_sim.config.dtypes import FP32_GEMV, NF4_GEMV, DtypeInfo
 from llm_energy_sim.config.modelcard import ModelCard
 
 KERNEL_CLASSES = ("linear", "attn_prefill", "attn_decode", "attn_packed", "elementwise")
@@ -36,11 +36,23 @@ KERNEL_CLASSES = ("linear", "attn_prefill", "attn_decode", "attn_packed", "eleme
 # on that side, so only m <= NF4_GEMV_MAX_ROWS uses it (docs/calibration.md).
 # (NF4_GEMV itself, the profile key, is defined in config/dtypes.py)
 NF4_GEMV_MAX_ROWS = 1
+# float32 linears (no tensor cores) also run two kernels (float32 rows of measurements/
+# calibration/h200 and h100-v2 microbench.csv, five shapes each): one token row is a GEMV that
+# streams the weights at the HBM rate (H200 3.7-4.4 TB/s over the shapes, H100 3.3), 16 and
+# more rows a SIMT GEMM that reads them at about 1.8 TB/s until its compute roof (46 TFLOP/s)
+# binds; one roofline over both was 37% (H200) and 23% (H100) off at 16 rows and 40% at one.
+# Only m == 1 and m >= 16 were measured: m <= FP32_GEMV_MAX_ROWS takes the GEMV fit.
+FP32_GEMV_MAX_ROWS = 1
 
 
 def linear_fit_dtype(m: int, dtype: str) -> str:
-    """The key of the linear fit an m-row linear of this weight dtype is costed with."""
-    return NF4_GEMV if dtype == "int4" and 0 < m <= NF4_GEMV_MAX_ROWS else dtype
+    """The key of the linear fit an m-row linear of this weight dtype is costed with: the
+    one-row GEMV regimes of NF4 and float32 (NF4_GEMV, FP32_GEMV), else the dtype's own."""
+    if dtype == "int4" and 0 < m <= NF4_GEMV_MAX_ROWS:
+        return NF4_GEMV
+    if dtype == "float32" and 0 < m <= FP32_GEMV_MAX_ROWS:
+        return FP32_GEMV
+    return dtype
 
 
 @dataclass(frozen=True)
@@ -221,8 +233,9 @@ class EngineShape:
 
 def layer_linears(card: ModelCard, m: int, dt: DtypeInfo, tp: int, shape: EngineShape):
     """The projections of one layer for m tokens, sharded over tp GPUs (Megatron style).
-    NF4 projections of one token row are keyed to the GEMV fit (NF4_GEMV); the LM head is not
-    (bitsandbytes quantisation as measured, calibrate/hostbench.py, leaves it in 16 bit)."""
+    NF4 and float32 projections of one token row are keyed to their GEMV fits (NF4_GEMV,
+    FP32_GEMV); an NF4 model's LM head is not (bitsandbytes quantisation as measured,
+    calibrate/hostbench.py, leaves it in 16 bit), a float32 model's is (lm_head_kernel)."""
     h, i = card.hidden_size, card.intermediate_size
     q, kv = card.q_dim // tp, card.kv_dim // tp
     groups = []
@@ -241,6 +254,14 @@ def layer_linears(card: ModelCard, m: int, dt: DtypeInfo, tp: int, shape: Engine
     if kd != dt.name:
         groups = [replace(g, dtype=kd) for g in groups]
     return groups
+
+
+def lm_head_kernel(n_logits: int, hidden: int, vocab: int, dt: DtypeInfo) -> KernelGroup:
+    """The LM head over the sampled positions, keyed to float32's GEMV fit at one row (an NF4
+    model's head stays on its weight dtype's fit: see layer_linears)."""
+    g = linear_kernel(n_logits, hidden, vocab, dt)
+    kd = linear_fit_dtype(n_logits, dt.name)
+    return replace(g, dtype=kd) if kd == FP32_GEMV else g
 
 
 def layer_elementwise_bytes(card: ModelCard, m: int, dt: DtypeInfo, tp: int) -> float:
