@@ -33,7 +33,9 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pandas as pd
@@ -45,6 +47,8 @@ from llm_energy_sim.config.profile import (
     INTERVAL_FIGURES,
     HostSpeedDistribution,
     HostSpeedSample,
+    ModelResidual,
+    ModelResiduals,
     Profile,
     RunToRunSpread,
     load_profile,
@@ -168,15 +172,68 @@ def run_to_run(repeats=REPEATS) -> RunToRunSpread:
     )
 
 
-def updated(name: str) -> tuple[dict, dict]:
-    """(the shipped profile's JSON, the same with fresh host_speed and run_to_run)."""
+#: live runs of configurations no fit used (analysis/matrix.py layout), whose cases give the
+#: model residuals
+RESIDUAL_RUNS = ("measurements/live/h200-matrix", "measurements/live/h200-static-holdout")
+#: the profile the residual runs are predicted with (they ran on H200s)
+RESIDUAL_PROFILE = "h200"
+
+
+def model_residuals(runs=RESIDUAL_RUNS) -> ModelResiduals:
+    """Per case of the residual runs, ln(measured / predicted) of every interval figure, each
+    case predicted by `sim validate matrix` (the shipped h200 profile, at the host speed
+    measured in the case's own engine process)."""
+    from llm_energy_sim.analysis.intervals import figures
+    from llm_energy_sim.analysis.matrix import case_key, find_cases
+
+    cases = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for i, run in enumerate(runs):
+            out = Path(tmp) / str(i)
+            cmd = [sys.executable, "-m", "llm_energy_sim.cli", "validate", "matrix", run]
+            cmd += ["--no-interval", "--profile", RESIDUAL_PROFILE, "--out", str(out)]
+            subprocess.run(cmd, cwd=REPO, check=True, capture_output=True)
+            for case in find_cases(REPO / run):
+                meas = figures(json.loads((case.measured / "summary.json").read_text()))
+                pred = figures(
+                    json.loads((out / "predicted" / case.name / "summary.json").read_text())
+                )
+                ratios = {
+                    f: round(math.log(meas[f] / pred[f]), 6)
+                    for f in INTERVAL_FIGURES
+                    if meas.get(f) and pred.get(f) and meas[f] > 0 and pred[f] > 0
+                }
+                cases.append(ModelResidual(case=case_key(case.measured), log_ratio=ratios))
+    return ModelResiduals(
+        cases=cases,
+        source=(
+            f"tools/host_speed_samples.py: ln(measured / predicted) per figure of the "
+            f"{len(cases)} cases of {', '.join(runs)} (live configurations no fit used: five "
+            "models, five dtypes, HF sequential, static batches with padding and transformers "
+            f"CB, on H200s, 2026-12-02), predicted with profile '{RESIDUAL_PROFILE}' by `sim "
+            "validate matrix` at the host speed measured in each case's engine process"
+        ),
+    )
+
+
+def updated(name: str, residuals: ModelResiduals | None = None) -> tuple[dict, dict]:
+    """(the shipped profile's JSON, the same with fresh host_speed, run_to_run and
+    model_residuals; `residuals`: computed once for all profiles)."""
     path = PROFILES_DIR / f"{name}.json"
     data = json.loads(path.read_text())
-    base = {k: v for k, v in data.items() if k not in ("host_speed", "run_to_run")}
+    base = {
+        k: v for k, v in data.items() if k not in ("host_speed", "run_to_run", "model_residuals")
+    }
     profile = Profile.model_validate(base)  # the samples depend on the fit only
     new = dict(base)
     new["host_speed"] = host_speed(profile).model_dump(mode="json")
     new["run_to_run"] = run_to_run().model_dump(mode="json")
+    res = residuals if residuals is not None else model_residuals()
+    if name != RESIDUAL_PROFILE:
+        res = res.model_copy(
+            update={"source": res.source + f"; borrowed by '{name}': no live matrix ran on its GPU"}
+        )
+    new["model_residuals"] = res.model_dump(mode="json")
     return data, new
 
 
@@ -186,8 +243,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--check", action="store_true", help="exit 1 if a profile is stale")
     a = ap.parse_args(argv)
     stale = []
+    residuals = model_residuals()
     for name in PROFILES:
-        old, new = updated(name)
+        old, new = updated(name, residuals)
         hs = HostSpeedDistribution.model_validate(new["host_speed"])
         rr = new["run_to_run"]
         print(
@@ -195,7 +253,7 @@ def main(argv: list[str] | None = None) -> int:
             f"p10 {hs.quantile(0.1):.4f}, p90 {hs.quantile(0.9):.4f}, "
             f"range {hs.factors()[0]:.3f}-{hs.factors()[-1]:.3f}; run-to-run sigma_log "
             + ", ".join(f"{k} {v:.4f}" for k, v in rr["sigma_log"].items())
-            + f" (dof {rr['dof']})"
+            + f" (dof {rr['dof']}); model residuals of {len(new['model_residuals']['cases'])} cases"
         )
         if old != new:
             stale.append(name)

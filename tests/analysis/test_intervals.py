@@ -28,6 +28,8 @@ from llm_energy_sim.config.profile import (
     INTERVAL_FIGURES,
     HostSpeedDistribution,
     HostSpeedSample,
+    ModelResidual,
+    ModelResiduals,
     Profile,
     RunToRunSpread,
     load_profile,
@@ -330,19 +332,62 @@ def test_no_fork_beside_other_threads():
         t.join()
 
 
-def test_tgi_interval_is_the_run_to_run_spread_alone(tmp_path):
+def test_tgi_interval_is_the_model_residuals_alone(tmp_path):
     data = {**SEQ, "server": {"kind": "tgi"}}
     scen = write_scenario(tmp_path / "s.yaml", data)
     _run(["run", scen, "--out", tmp_path / "r", "--quiet"], tmp_path)
     ivs = json.loads((tmp_path / "r" / "summary.json").read_text())["intervals"]
     assert ivs["bound_factors"] == [] and "no host time" in ivs["host"]
     e = ivs["figures"]["energy_per_request_wh"]
-    w = ivs["run_to_run"]["t_quantile"] * ivs["run_to_run"]["sigma_log"]["energy_per_request_wh"]
-    assert e["upper"] == pytest.approx(e["value"] * math.exp(w))
+    # no host part: the bounds are the residuals' conformal 10% / 90% offsets alone
+    res = load_profile("h200")[0].model_residuals
+    q_lo, q_hi = res.quantiles("energy_per_request_wh", iv.QUANTILES)
+    assert e["upper"] == pytest.approx(e["value"] * math.exp(max(0.0, q_hi)))
+    assert e["lower"] == pytest.approx(e["value"] * math.exp(-max(0.0, -q_lo)))
+    assert e["model_log_offsets"] == pytest.approx([max(0.0, -q_lo), max(0.0, q_hi)])
+    assert ivs["model_residuals"]["cases"] == len(res.cases)
     # no run ends before its last request arrives: the makespan's lower bound is at least that
     req = pd.read_parquet(tmp_path / "r" / "requests.parquet")
     m = ivs["figures"]["makespan_s"]
     assert m["lower"] >= req["arrival_s"].max() and m["lower"] <= m["value"]
+
+
+def _residuals(values: list[float], figure: str = "ttft_p50_s") -> ModelResiduals:
+    cases = [ModelResidual(case=f"m/c{i}", log_ratio={figure: v}) for i, v in enumerate(values)]
+    return ModelResiduals(cases=cases, source="test")
+
+
+def test_conformal_quantiles_are_order_statistics_and_leave_a_case_out():
+    res = _residuals([-0.3, -0.2, -0.1, 0.0, 0.1, 0.2, 0.3, 0.4, 0.5])  # n = 9
+    # ceil(10 x 0.9) = 9th smallest, floor(10 x 0.1) = 1st smallest
+    assert res.quantiles("ttft_p50_s", (0.1, 0.9)) == (-0.3, 0.5)
+    # with c8 (0.5) left out, n = 8: (n + 1) x 0.9 = 8.1 -> the 9th of 8 does not exist
+    assert res.quantiles("ttft_p50_s", (0.1, 0.9), exclude="m/c8") is None
+    assert res.quantiles("energy_per_request_wh", (0.1, 0.9)) is None  # no residuals
+    more = _residuals([x / 100 for x in range(-10, 10)])  # n = 20
+    assert more.quantiles("ttft_p50_s", (0.1, 0.9)) == pytest.approx((-0.09, 0.08))  # 2nd, 19th
+
+
+def test_residuals_replace_run_to_run_and_a_biased_side_adds_nothing():
+    spread = RunToRunSpread(sigma_log={"ttft_p50_s": 0.1}, dof=3, runs=[["a", "b"]], source="t")
+    res = _residuals([x / 100 for x in range(5, 25)])  # the model always under-predicts
+    p = iv.BoundPlan(1.4, (1.0, 2.0), True, "test", spread, res)
+    out = iv.combine({"ttft_p50_s": 1.0}, [{"ttft_p50_s": 0.8}, {"ttft_p50_s": 1.5}], p)
+    e = out["figures"]["ttft_p50_s"]
+    q_lo, q_hi = res.quantiles("ttft_p50_s", iv.QUANTILES)
+    assert q_lo > 0  # measured above predicted even at the 10% quantile
+    assert e["lower"] == pytest.approx(0.8)  # host part alone below
+    assert e["upper"] == pytest.approx(math.exp(math.hypot(math.log(1.5), q_hi)))
+    # a figure the residuals lack falls back to the run-to-run spread
+    out2 = iv.combine({"ttft_p90_s": 1.0}, [{"ttft_p90_s": 1.0}, {"ttft_p90_s": 1.0}], p)
+    assert out2["figures"]["ttft_p90_s"]["upper"] == pytest.approx(1.0)  # no spread for it
+
+
+def test_residuals_in_profile_refuse_unknown_figures_and_non_finite():
+    with pytest.raises(ValidationError, match="unknown figure"):
+        ModelResidual(case="m/c", log_ratio={"joules": 0.1})
+    with pytest.raises(ValidationError, match="finite"):
+        ModelResidual(case="m/c", log_ratio={"ttft_p50_s": float("nan")})
 
 
 @pytest.mark.parametrize("dof", [1, 2, 3, 4, 7, 30])

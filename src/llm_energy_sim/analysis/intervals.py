@@ -11,16 +11,22 @@ The method, per figure with central value c (the run at the scenario's host_time
    monotone in host speed, and `monotone` records whether it was over the three runs. A run
    whose engine the profile charges no host time (TGI) does not move with the host: the
    bounds are not simulated, lo_h = hi_h = c.
-2. Run to run. w = t(0.9, dof) x sigma_log[figure]: the 90% quantile of Student's t with the
-   spread's degrees of freedom (sigma_log is estimated from few repeats) times the pooled
-   standard deviation of ln(figure) over repeated identical live runs.
-3. Combined, per side, in log space (the two parts independent; for two normal parts the
-   10% / 90% offsets of their sum are the root sum of squares of theirs):
-   lower = c exp(-sqrt(ln(c / lo_h)^2 + w^2)), upper = c exp(sqrt(ln(hi_h / c)^2 + w^2)).
+2. The model's own error, where the profile carries it (`model_residuals`): r = ln(measured /
+   predicted) of live configurations no fit used, each predicted at the host speed measured
+   in its own engine process (so host speed is not part of r). Its split-conformal 10% and
+   90% quantiles (ModelResiduals.quantiles) give m_lo = max(0, -q10), m_hi = max(0, q90).
+   Each residual compares with one live run, so run-to-run noise is inside it and step 3 is
+   not added then.
+3. Run to run, where the profile has no model residuals: w = t(0.9, dof) x sigma_log[figure],
+   the 90% quantile of Student's t with the spread's degrees of freedom times the pooled
+   standard deviation of ln(figure) over repeated identical live runs; m_lo = m_hi = w.
+4. Combined, per side, in log space (the parts independent; for two normal parts the 10% /
+   90% offsets of their sum are the root sum of squares of theirs):
+   lower = c exp(-sqrt(ln(c / lo_h)^2 + m_lo^2)), upper = c exp(sqrt(ln(hi_h / c)^2 + m_hi^2)).
    No makespan is shorter than the last arrival's time: its lower bound is raised to it.
 
-Nothing here is fitted to any validation: the interval follows from the profile's measured
-samples and repeats alone.
+The interval follows from the profile's measured host samples, repeats and residuals; a
+coverage check leaves the checked case's own residual out (`exclude`).
 """
 
 from __future__ import annotations
@@ -29,7 +35,12 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from llm_energy_sim.config.profile import INTERVAL_FIGURES, Profile, RunToRunSpread
+from llm_energy_sim.config.profile import (
+    INTERVAL_FIGURES,
+    ModelResiduals,
+    Profile,
+    RunToRunSpread,
+)
 
 LEVEL = 0.8
 QUANTILES = (0.1, 0.9)
@@ -84,33 +95,44 @@ def host_dependent(scen, profile: Profile) -> bool:
 class BoundPlan:
     """What the interval of one run needs: the central host factor, the factors of the bound
     runs (empty: none to simulate), whether the host part is known (a distribution, or no
-    host term at all) and what it is, and the run-to-run spread."""
+    host term at all) and what it is, the run-to-run spread, the model residuals and the case
+    left out of them (a coverage check's own case)."""
 
     central_factor: float
     bound_factors: tuple[float, ...]
     host_known: bool
     host_note: str
     spread: RunToRunSpread | None
+    residuals: ModelResiduals | None = None
+    exclude: str | None = None
 
     @property
     def empty(self) -> bool:
         """No part is known: no interval."""
-        return not self.host_known and self.spread is None
+        return not self.host_known and self.spread is None and self.residuals is None
+
+    def model_part(self, figure: str) -> tuple[float, float] | None:
+        """(m_lo, m_hi) of the model residuals for `figure`, None without them."""
+        if self.residuals is None:
+            return None
+        q = self.residuals.quantiles(figure, QUANTILES, self.exclude)
+        return None if q is None else (max(0.0, -q[0]), max(0.0, q[1]))
 
 
-def plan(scen, profile: Profile) -> BoundPlan:
+def plan(scen, profile: Profile, exclude: str | None = None) -> BoundPlan:
     """The bound runs of `scen` (its host_time_factor None: the profile's default) under
-    `profile`."""
+    `profile`; `exclude`: a case directory whose model residual is left out."""
     hs = profile.host_speed
     given = scen.hardware.host_time_factor
     central = given if given is not None else profile.default_host_time_factor()
     spread = profile.run_to_run
+    res = profile.model_residuals
     if not host_dependent(scen, profile):
         note = "the profile charges this engine no host time: host speed does not move the run"
-        return BoundPlan(central, (), True, note, spread)
+        return BoundPlan(central, (), True, note, spread, res, exclude)
     if hs is None:
         note = f"no host part: profile '{profile.name}' has no serving-host samples"
-        return BoundPlan(central, (), False, note, spread)
+        return BoundPlan(central, (), False, note, spread, res, exclude)
     q_lo, q_hi = (hs.quantile(q) for q in QUANTILES)
     n = len(hs.samples)
     if given is None:
@@ -127,7 +149,7 @@ def plan(scen, profile: Profile) -> BoundPlan:
             f"{n} serving-host samples of profile '{profile.name}' ({factors[0]:.4g}, "
             f"{factors[1]:.4g})"
         )
-    return BoundPlan(central, factors, True, note, spread)
+    return BoundPlan(central, factors, True, note, spread, res, exclude)
 
 
 def at_factor(scen, factor: float):
@@ -205,16 +227,22 @@ def combine(
             out[name] = None
             continue
         lo_h, hi_h = min([c, *vals]), max([c, *vals])
-        sigma = p.spread.sigma_log.get(name, 0.0) if p.spread is not None else 0.0
-        w = w_q * sigma
+        model = p.model_part(name)
+        if model is None:
+            sigma = p.spread.sigma_log.get(name, 0.0) if p.spread is not None else 0.0
+            m_lo = m_hi = w_q * sigma
+        else:
+            m_lo, m_hi = model
         d_lo, d_hi = math.log(c / lo_h), math.log(hi_h / c)
         entry: dict[str, Any] = {
             "value": c,
-            "lower": max(c * math.exp(-math.hypot(d_lo, w)), min((floor or {}).get(name, 0), c)),
-            "upper": c * math.exp(math.hypot(d_hi, w)),
+            "lower": max(c * math.exp(-math.hypot(d_lo, m_lo)), min((floor or {}).get(name, 0), c)),
+            "upper": c * math.exp(math.hypot(d_hi, m_hi)),
             "host_lower": lo_h,
             "host_upper": hi_h,
         }
+        if model is not None:
+            entry["model_log_offsets"] = [m_lo, m_hi]
         if vals:
             entry["at_bound_factors"] = vals
             lo_v, hi_v = vals[0], vals[-1]
@@ -229,11 +257,20 @@ def combine(
         "run_to_run": None
         if p.spread is None
         else {"sigma_log": p.spread.sigma_log, "dof": p.spread.dof, "t_quantile": w_q},
+        "model_residuals": None
+        if p.residuals is None
+        else {
+            "cases": len([c for c in p.residuals.cases if c.case != p.exclude]),
+            "excluded": p.exclude,
+            "source": p.residuals.source,
+        },
         "method": (
             "per figure: lo_h, hi_h = min, max over the central run and the bound runs; "
-            "w = t(0.9, dof) x sigma_log; lower = value x exp(-sqrt(ln(value / lo_h)^2 + w^2)), "
-            "upper = value x exp(sqrt(ln(hi_h / value)^2 + w^2)); the makespan's lower bound "
-            "at least the last arrival (analysis/intervals.py)"
+            "m_lo, m_hi = the model residuals' split-conformal 10% / 90% offsets, or without "
+            "residuals w = t(0.9, dof) x sigma_log on both sides; lower = value x "
+            "exp(-sqrt(ln(value / lo_h)^2 + m_lo^2)), upper = value x exp(sqrt(ln(hi_h / "
+            "value)^2 + m_hi^2)); the makespan's lower bound at least the last arrival "
+            "(analysis/intervals.py)"
         ),
         "figures": out,
     }
@@ -250,15 +287,17 @@ def flat_bounds(intervals: dict[str, Any] | None) -> dict[str, float | None]:
     return row
 
 
-def simulate_with_bounds(scen, profile_override: str | None = None) -> tuple[dict, Any]:
+def simulate_with_bounds(
+    scen, profile_override: str | None = None, exclude: str | None = None
+) -> tuple[dict, Any]:
     """(the flattenable summary with its `intervals`, the central SimResult), the bound runs
     simulated one after the other in this process (sweep and plan points: their workers are
-    the parallelism)."""
+    the parallelism); `exclude`: a case directory whose model residual is left out."""
     from llm_energy_sim.results.accounting import requests_frame, summarize
     from llm_energy_sim.simulation import profile_for, simulate
 
     profile, _ = profile_for(scen, profile_override)
-    p = plan(scen, profile)
+    p = plan(scen, profile, exclude)
     res = simulate(scen, profile_override=profile_override)
     summary = summarize(res, requests_frame(res))
     if not p.empty:

@@ -38,6 +38,18 @@ class MatrixCase:
     def has_host_speed(self) -> bool:
         return table_path(self.measured, "hostspeed") is not None
 
+    @property
+    def key(self) -> str:
+        """The case's name in a profile's model residuals: its matrix directory's name and
+        its own (config/profile.ModelResidual.case)."""
+        return case_key(self.measured)
+
+
+def case_key(measured: Path) -> str:
+    """'<matrix directory>/<case directory>' of a case's results directory."""
+    p = Path(measured).resolve()
+    return f"{p.parent.name}/{p.name}"
+
 
 def find_cases(root: Path) -> list[MatrixCase]:
     """Every case under a matrix directory (a subdirectory with summary.json), in the order

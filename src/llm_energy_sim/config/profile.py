@@ -21,7 +21,7 @@ from pydantic import (
     model_validator,
 )
 
-from llm_energy_sim.config.dtypes import NF4_GEMV
+from llm_energy_sim.config.dtypes import FP32_GEMV, NF4_GEMV
 from llm_energy_sim.config.errors import UserError
 from llm_energy_sim.config.paths import PROFILES_DIR
 from llm_energy_sim.config.yamlio import validation_message
@@ -250,6 +250,59 @@ class RunToRunSpread(_Strict):
         return v
 
 
+class ModelResidual(_Strict):
+    """One validated configuration's model error: per headline figure ln(measured / predicted),
+    predicted at the host speed measured in the case's own engine process, so that host speed
+    is not part of it (analysis/matrix.py's cases). `case` is the case's directory."""
+
+    case: str = Field(min_length=1)
+    log_ratio: dict[str, float]
+
+    @field_validator("log_ratio")
+    @classmethod
+    def _figures(cls, v: dict[str, float]) -> dict[str, float]:
+        unknown = sorted(set(v) - set(INTERVAL_FIGURES))
+        if unknown:
+            raise ValueError(
+                f"unknown figure {', '.join(unknown)} (allowed: {', '.join(INTERVAL_FIGURES)})"
+            )
+        for k, r in v.items():
+            if not math.isfinite(r):
+                raise ValueError(f"log_ratio.{k} ({r}) must be finite")
+        return v
+
+
+class ModelResiduals(_Strict):
+    """The model's own error over live configurations that no fit used (the validation
+    matrix and the held-out static run), one entry per case; the prediction intervals take
+    its split-conformal quantiles (analysis/intervals.py). Written by
+    tools/host_speed_samples.py."""
+
+    cases: list[ModelResidual] = Field(min_length=1)
+    source: str
+
+    def quantiles(
+        self, figure: str, q: tuple[float, float], exclude: str | None = None
+    ) -> tuple[float, float] | None:
+        """The (q_lo, q_hi) split-conformal quantiles of ln(measured / predicted) for `figure`
+        over the cases (`exclude`: a case directory left out, for checking coverage on it):
+        the ceil((n + 1) q)-th smallest of n residuals for an upper quantile q, and the
+        mirror for a lower one, which covers a new case with probability >= q (Vovk et al.,
+        Algorithmic Learning in a Random World, 2005; Lei et al., JASA 113, 2018). None when
+        too few cases bound it."""
+        xs = sorted(
+            c.log_ratio[figure]
+            for c in self.cases
+            if figure in c.log_ratio and (exclude is None or c.case != exclude)
+        )
+        n = len(xs)
+        k_hi = math.ceil((n + 1) * q[1])
+        k_lo = math.floor((n + 1) * q[0])
+        if n == 0 or k_hi > n or k_lo < 1:
+            return None
+        return xs[k_lo - 1], xs[k_hi - 1]
+
+
 # a profile measured before a class existed costs it with its nearest measured class:
 # attn_packed (transformers CB's masked SDPA) with the flash prefill fit -- an optimistic
 # stand-in, since the masked kernel runs slower than flash attention
@@ -278,6 +331,8 @@ class Profile(_Strict):
     host_speed: HostSpeedDistribution | None = None
     # measured spread of repeated identical live runs; None: not measured
     run_to_run: RunToRunSpread | None = None
+    # the model's error over held-out live configurations; None: not measured
+    model_residuals: ModelResiduals | None = None
 
     @model_validator(mode="after")
     def _physical(self) -> Profile:
@@ -317,8 +372,9 @@ class Profile(_Strict):
     def kernel(self, kclass: str, dtype: str) -> KernelFit:
         """Fit of a kernel class in a dtype; a dtype missing for a non-linear class falls back
         to bfloat16 (small kernels and attention run in the activation dtype); the NF4 GEMV
-        regime of one-row linears ('int4_gemv') falls back to the 'int4' fit where a profile
-        has none (profiles fitted before it was split off)."""
+        and float32 GEMV
+        regimes of one-row linears ('int4_gemv', 'float32_gemv') fall back to the 'int4' and
+        'float32' fits where a profile has none (profiles fitted before they were split off)."""
         by_dtype = self.kernels.get(kclass)
         if not by_dtype and kclass in CLASS_FALLBACK:
             return self.kernel(CLASS_FALLBACK[kclass], dtype)
@@ -328,6 +384,8 @@ class Profile(_Strict):
             return by_dtype[dtype]
         if dtype == NF4_GEMV:
             return self.kernel(kclass, "int4")
+        if dtype == FP32_GEMV:
+            return self.kernel(kclass, "float32")
         if kclass != "linear":
             for fallback in ("bfloat16", "float16"):
                 if fallback in by_dtype:
