@@ -75,3 +75,39 @@ def test_tp_host_entries_per_degree_from_every_pass():
     miss = prof.host["hf_eager_tp2"]
     assert "h200x2-b/shapemiss.csv" in miss.source and "h200x4/shapemiss.csv" in miss.source
     assert 0.025 < miss.attn_shape_miss_s["bfloat16"] < 0.05
+
+
+def test_command_line_cut_down_options(tmp_path):
+    """run_cli: --shapes, --dtype, --prompt, --new-tokens, --model-root (and --batches for the
+    CB benchmark) reach the benchmark as its arguments; a bad value is a usage error (exit 2)."""
+    from llm_energy_sim.calibrate.tphost import run_cli
+
+    got = {}
+
+    def bench(out_csv, **kw):  # the benchmark's signature: the table, then keyword options
+        got.update(kw, out_csv=out_csv)
+
+    args = ["--out", str(tmp_path / "o"), "--shapes", "tiny:1,tiny:3", "--dtype", "float32"]
+    args += ["--prompt", "16", "--new-tokens", "4", "--batches", "1,4", "--misses"]
+    run_cli("doc", bench, "tpcbhost.csv", args, batches=True)
+    assert got == {
+        "out_csv": tmp_path / "o" / "tpcbhost.csv",
+        "misses_csv": tmp_path / "o" / "shapemiss.csv",
+        "shapes": (("tiny", 1), ("tiny", 3)),
+        "dtype": "float32",
+        "prompt": 16,
+        "new_tokens": 4,
+        "batches": (1, 4),
+    }
+    got.clear()
+    run_cli("doc", bench, "tphost.csv", ["--out", str(tmp_path / "p")])
+    assert got == {"out_csv": tmp_path / "p" / "tphost.csv", "misses_csv": None}
+    for bad in (
+        ["--shapes", "tiny"],
+        ["--shapes", "tiny:0"],
+        ["--prompt", "1,2"],
+        ["--batches", "1"],
+    ):
+        with pytest.raises(SystemExit) as exc:
+            run_cli("doc", bench, "tphost.csv", ["--out", str(tmp_path / "q"), *bad])
+        assert exc.value.code == 2, bad

@@ -680,13 +680,23 @@ def fit_tp_hosts(
     TP degree measured, over every pass at that degree (the engine's tables in all dirs; host
     time drifts between passes, so they are averaged), and '{engine}_tp' (degrees not
     measured) = the highest degree's."""
-    pattern, what = TP_HOST_TABLES[engine]
+    pattern, _ = TP_HOST_TABLES[engine]
     parts = [
-        read_raw(f).assign(_src=f"{d.name}/{f.name} ({_where(d)})")
+        (read_raw(f), f"{d.name}/{f.name} ({_where(d)})")
         for d in dirs
         for f in sorted(d.glob(pattern))
     ]
-    raw = pd.concat(parts, ignore_index=True)
+    return fit_tp_host_tables(parts, profile, engine)
+
+
+def fit_tp_host_tables(
+    parts: list[tuple[pd.DataFrame, str]], profile: Profile, engine: str = "hf_eager"
+) -> dict[str, HostOverhead]:
+    """fit_tp_hosts on tables already read: (rows of a TP host table, the source its entries
+    name), e.g. the committed Parquet tables of a live session (tools/tp4_import.py). Same
+    entries, same fit."""
+    _, what = TP_HOST_TABLES[engine]
+    raw = pd.concat([t.assign(_src=src) for t, src in parts], ignore_index=True)
     out: dict[str, HostOverhead] = {}
     for tp, g in raw.groupby("tp"):
         tp = int(tp)

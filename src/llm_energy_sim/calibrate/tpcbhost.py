@@ -8,6 +8,9 @@ fitted from this table. Launch one process per GPU:
 
     torchrun --nproc_per_node N -m llm_energy_sim.calibrate.tpcbhost --out DIR [--misses]
 
+(--shapes, --dtype, --batches, --prompt, --new-tokens, --model-root: a cut-down run, as
+calibrate/tphost.py's.)
+
 Shapes and dtype are calibrate/tphost.py's (Qwen2.5-7B cut to 4 and 16 layers, bf16). Every
 rank loads the same shard and starts the same manager (cbbench's configuration); rank 0 is
 the TP driver and runs cbbench's method through it (`batch` requests added at once, a short
@@ -207,7 +210,7 @@ def _fresh_vs_cached(eng, card, dtype, tp, monitor, sync, miss_prompt) -> dict:
 
 
 def main(argv: list[str] | None = None) -> None:
-    run_cli(__doc__, measure, "tpcbhost.csv", argv)
+    run_cli(__doc__, measure, "tpcbhost.csv", argv, batches=True)
 
 
 if __name__ == "__main__":

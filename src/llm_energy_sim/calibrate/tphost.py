@@ -5,7 +5,10 @@ Python, so the per-step host time of HF eager grows per layer far beyond single-
 the simulator's `hf_eager` engine at tp > 1 uses the profile entry `hf_eager_tp` fitted
 from this table. Launch one process per GPU:
 
-    torchrun --nproc_per_node N -m llm_energy_sim.calibrate.tphost --out DIR
+    torchrun --nproc_per_node N -m llm_energy_sim.calibrate.tphost --out DIR [--misses]
+
+(--shapes CARD:LAYERS,..., --dtype, --prompt, --new-tokens, --model-root replace the defaults
+below for a cut-down run, e.g. a tiny card on CPU.)
 
 Shapes are cut-down Qwen2.5-7B copies at two layer counts (not the 70B validation shape), so
 per-step and per-layer terms separate. Every rank runs the same generate() calls a fixed
@@ -202,17 +205,66 @@ def _fresh_vs_cached(model, card, dtype, tp, prompt, new_tokens, device, sync, m
     return {"key": key, **{k: row.get(k, "") for k in MISS_FIELDS}, "error": ""}
 
 
-def run_cli(doc: str, measure_fn, table: str, argv: list[str] | None) -> None:
+def _shapes(text: str) -> tuple[tuple[str, int], ...]:
+    """--shapes 'qwen2.5-7b:4,qwen2.5-7b:16' -> (('qwen2.5-7b', 4), ('qwen2.5-7b', 16))."""
+    out = []
+    for part in text.split(","):
+        name, _, layers = part.strip().rpartition(":")
+        if not name or not layers.isdigit() or int(layers) < 1:
+            raise argparse.ArgumentTypeError(f"'{part}': expected CARD:LAYERS, e.g. qwen2.5-7b:4")
+        out.append((name, int(layers)))
+    return tuple(out)
+
+
+def _ints(text: str) -> tuple[int, ...]:
+    """--batches '1,8,32' -> (1, 8, 32), each >= 1."""
+    try:
+        out = tuple(int(x) for x in text.split(","))
+    except ValueError:
+        out = ()
+    if not out or min(out) < 1:
+        raise argparse.ArgumentTypeError(f"'{text}': expected whole numbers >= 1, e.g. 1,8,32")
+    return out
+
+
+def run_cli(
+    doc: str, measure_fn, table: str, argv: list[str] | None, batches: bool = False
+) -> None:
     """The command line of a torchrun host benchmark (this one, calibrate/tpcbhost.py):
-    --out DIR gets `table`, and with --misses also shapemiss.csv."""
+    --out DIR gets `table`, and with --misses also shapemiss.csv. --shapes, --dtype, --prompt,
+    --new-tokens, --model-root (and with `batches`, --batches) replace measure_fn's defaults
+    (the GPU run's); they exist for cut-down runs, e.g. a tiny card on CPU (tools/device/
+    tp4_session.sh DEVICE=cpu). A bad value: argparse's one-line usage error, exit code 2."""
     ap = argparse.ArgumentParser(description=doc.splitlines()[0])
     ap.add_argument("--out", type=Path, required=True)
     ap.add_argument(
         "--misses", action="store_true", help="also attention shape misses -> OUT/shapemiss.csv"
     )
+    ap.add_argument("--shapes", type=_shapes, help="CARD:LAYERS,... (default: the host-fit shapes)")
+    ap.add_argument("--dtype", help="default bfloat16")
+    ap.add_argument("--prompt", type=_ints, help="prompt tokens (one number)")
+    ap.add_argument("--new-tokens", type=_ints, help="decode tokens (one number)")
+    ap.add_argument("--model-root", type=Path, help="where the shards are saved")
+    if batches:
+        ap.add_argument("--batches", type=_ints, help="batch sizes, e.g. 1,8,32")
     args = ap.parse_args(argv)
+    for name in ("prompt", "new_tokens"):
+        if getattr(args, name) is not None and len(getattr(args, name)) != 1:
+            ap.error(f"--{name.replace('_', '-')}: one number")
+    given = {
+        "shapes": args.shapes,
+        "dtype": args.dtype,
+        "prompt": args.prompt[0] if args.prompt else None,
+        "new_tokens": args.new_tokens[0] if args.new_tokens else None,
+        "model_root": args.model_root,
+        "batches": getattr(args, "batches", None),
+    }
     args.out.mkdir(parents=True, exist_ok=True)
-    measure_fn(args.out / table, misses_csv=args.out / "shapemiss.csv" if args.misses else None)
+    measure_fn(
+        args.out / table,
+        misses_csv=args.out / "shapemiss.csv" if args.misses else None,
+        **{k: v for k, v in given.items() if v is not None},
+    )
 
 
 def main(argv: list[str] | None = None) -> None:
