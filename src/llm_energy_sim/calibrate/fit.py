@@ -30,7 +30,7 @@ from llm_energy_sim.config.profile import (
     Profile,
 )
 from llm_energy_sim.cost.costmodel import CostModel, StepWork
-from llm_energy_sim.cost.kernels import FP32_GEMV, NF4_GEMV, linear_fit_dtype
+from llm_energy_sim.cost.kernels import FP32_GEMV, FP32_SMALL, NF4_GEMV, linear_fit_dtype
 
 FLOPS_FREE = 1e18  # elementwise kernels do no FLOPs: their compute roof never binds
 
@@ -134,11 +134,24 @@ def fit_kernels(raw: pd.DataFrame, plimit: float, source: str) -> dict[str, dict
                 # streams each layer's weights from HBM: its bandwidth at most the table's
                 # streaming rate
                 cap = streaming_bandwidth(ok) if key == FP32_GEMV else None
+                if key == FP32_GEMV:
+                    # one row: FLOPs and bytes are proportional, no compute roof can be told
+                    # from the bandwidth; a GEMV is memory-bound: fitted on bytes alone, its
+                    # roof the same cores' (the GEMM regime's)
+                    part = part.assign(flops=0.0)
                 fit = fit_kernel_class(part, plimit, source + _rows_measured(part), cap or 8e12)
                 if key in (NF4_GEMV, FP32_GEMV) and len(part) >= 4:
                     fit = fit.model_copy(
                         update={"fit_error": leave_one_out_error(part, plimit, cap or 8e12)}
                     )
+                gemm = out.get(kc, {}).get(dt)
+                if key == FP32_GEMV and gemm is not None:
+                    fit = fit.model_copy(update={"peak_flops": gemm.peak_flops})
+                if key in (FP32_GEMV, FP32_SMALL) and gemm is not None:
+                    # their points all stream near one rate: base power and memory weight
+                    # cannot be told apart (free fits put the base at 41 and 80 W on the
+                    # H200, below its active idle); the base is the same cores' GEMM's
+                    fit = with_base_power(fit, gemm.p_base_w, part, plimit)
                 out.setdefault(kc, {})[key] = fit
     for dt, fit in out.get("elementwise_eager", {}).items():
         if own := out.get("elementwise", {}).get(dt):
@@ -155,6 +168,36 @@ def streaming_bandwidth(raw: pd.DataFrame) -> float | None:
         return None
     largest = e[e["elems"] == e["elems"].max()]
     return float((largest["bytes"] / largest["seconds"].astype(float)).median())
+
+
+def with_base_power(fit: KernelFit, base_w: float, part: pd.DataFrame, plimit: float) -> KernelFit:
+    """`fit` with p_base_w = base_w and its compute and memory weights refitted given it
+    (non-negative least squares on the metered rows of `part`), energy errors on them."""
+    e = part["energy_j"].notna().to_numpy()
+    if e.sum() < 2:
+        return fit.model_copy(update={"p_base_w": base_w})
+    F, B, t = (part[c].to_numpy(float)[e] for c in ("flops", "bytes", "seconds"))
+    A = np.column_stack([F / fit.peak_flops, B / fit.bandwidth]) / t[:, None]
+    y = part["energy_j"].to_numpy(float)[e] / t - base_w
+    w, _ = nnls(A, y)
+    out = fit.model_copy(
+        update={"p_base_w": base_w, "w_compute": float(w[0]), "w_memory": float(w[1])}
+    )
+    _, ep = predict_kernel(out, F, B, plimit)
+    err_e = _ape(ep, part["energy_j"].to_numpy(float)[e])
+    fe = fit.fit_error
+    return out.model_copy(
+        update={
+            "fit_error": fe.model_copy(
+                update={
+                    "energy_median_ape": float(np.median(err_e)),
+                    "energy_p90_ape": float(np.percentile(err_e, 90)),
+                }
+            )
+            if fe is not None
+            else None
+        }
+    )
 
 
 def _with_base_power(fit: KernelFit, own: KernelFit, ok: pd.DataFrame, dt: str) -> KernelFit:
@@ -217,7 +260,8 @@ def kernel_regimes(kc: str, dt: str, d: pd.DataFrame) -> list[tuple[str, pd.Data
     """The rows of one (class, dtype) split by the kernel they run: NF4 linears of one token
     row (column m) run bitsandbytes' small-M kernel, fitted apart as NF4_GEMV; the 'int4'
     roofline then sees the dequantise-then-GEMM rows only. float32 linears of one row run a
-    GEMV, fitted apart as FP32_GEMV, and the 'float32' roofline sees the SIMT GEMM rows. The HF eager small-op chain
+    GEMV, fitted apart as FP32_GEMV, 2-8 rows a small-tile GEMM (FP32_SMALL, where the table
+    has such rows), and the 'float32' roofline sees the tiled SIMT GEMM rows. The HF eager small-op chain
     (elementwise_eager) is fitted on its GPU-bound rows (EAGER_GPU_BOUND_TOKENS and more):
     below, its ~34 launches take longer on the host than on the GPU (0.25-0.45 ms a layer
     whatever the bytes, H200), and host time belongs to the engine's host model, not to GPU
@@ -228,8 +272,13 @@ def kernel_regimes(kc: str, dt: str, d: pd.DataFrame) -> list[tuple[str, pd.Data
         return [(dt, d)]
     # the simulator's own rule (llm_energy_sim.cost.kernels.linear_fit_dtype) picks each row's fit
     key = pd.to_numeric(d["m"], errors="coerce").map(lambda m: linear_fit_dtype(m, dt))
-    gemv = NF4_GEMV if dt == "int4" else FP32_GEMV
-    return [(dt, d[key == dt]), (gemv, d[key == gemv])]
+    if dt == "int4":
+        return [(dt, d[key == dt]), (NF4_GEMV, d[key == NF4_GEMV])]
+    return [
+        (dt, d[key == dt]),
+        (FP32_GEMV, d[key == FP32_GEMV]),
+        (FP32_SMALL, d[key == FP32_SMALL]),
+    ]
 
 
 def _gap_mean(f: float, ts: float, td: float, A: float, D: float, p_last: float, g: float) -> float:

@@ -48,3 +48,5 @@ NF4_GEMV = "int4_gemv"
 # the profile key of float32's one-row (GEMV) regime, fitted apart from its SIMT GEMM regime
 # (cost/kernels.py decides which rows take it)
 FP32_GEMV = "float32_gemv"
+# and of its small-row SIMT GEMM regime (2-8 rows), between the GEMV and the tiled GEMM
+FP32_SMALL = "float32_small"

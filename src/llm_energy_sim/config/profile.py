@@ -21,7 +21,7 @@ from pydantic import (
     model_validator,
 )
 
-from llm_energy_sim.config.dtypes import FP32_GEMV, NF4_GEMV
+from llm_energy_sim.config.dtypes import FP32_GEMV, FP32_SMALL, NF4_GEMV
 from llm_energy_sim.config.errors import UserError
 from llm_energy_sim.config.paths import PROFILES_DIR
 from llm_energy_sim.config.yamlio import validation_message
@@ -373,8 +373,8 @@ class Profile(_Strict):
         """Fit of a kernel class in a dtype; a dtype missing for a non-linear class falls back
         to bfloat16 (small kernels and attention run in the activation dtype); the NF4 GEMV
         and float32 GEMV
-        regimes of one-row linears ('int4_gemv', 'float32_gemv') fall back to the 'int4' and
-        'float32' fits where a profile has none (profiles fitted before they were split off)."""
+        regimes of one-row linears ('int4_gemv', 'float32_gemv') and float32's small-row GEMM
+        ('float32_small') fall back to the 'int4' and 'float32' fits where a profile has none (profiles fitted before they were split off)."""
         by_dtype = self.kernels.get(kclass)
         if not by_dtype and kclass in CLASS_FALLBACK:
             return self.kernel(CLASS_FALLBACK[kclass], dtype)
@@ -384,7 +384,7 @@ class Profile(_Strict):
             return by_dtype[dtype]
         if dtype == NF4_GEMV:
             return self.kernel(kclass, "int4")
-        if dtype == FP32_GEMV:
+        if dtype in (FP32_GEMV, FP32_SMALL):
             return self.kernel(kclass, "float32")
         if kclass != "linear":
             for fallback in ("bfloat16", "float16"):

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-from llm_energy_sim.config.dtypes import FP32_GEMV, NF4_GEMV, DtypeInfo
+from llm_energy_sim.config.dtypes import FP32_GEMV, FP32_SMALL, NF4_GEMV, DtypeInfo
 from llm_energy_sim.config.modelcard import ModelCard
 
 KERNEL_CLASSES = ("linear", "attn_prefill", "attn_decode", "attn_packed", "elementwise")
@@ -36,22 +36,28 @@ KERNEL_CLASSES = ("linear", "attn_prefill", "attn_decode", "attn_packed", "eleme
 # on that side, so only m <= NF4_GEMV_MAX_ROWS uses it (docs/calibration.md).
 # (NF4_GEMV itself, the profile key, is defined in config/dtypes.py)
 NF4_GEMV_MAX_ROWS = 1
-# float32 linears (no tensor cores) also run two kernels (float32 rows of measurements/
-# calibration/h200 and h100-v2 microbench.csv, five shapes each): one token row is a GEMV that
-# streams the weights at the HBM rate (H200 3.7-4.4 TB/s over the shapes, H100 3.3), 16 and
-# more rows a SIMT GEMM that reads them at about 1.8 TB/s until its compute roof (46 TFLOP/s)
-# binds; one roofline over both was 37% (H200) and 23% (H100) off at 16 rows and 40% at one.
-# Only m == 1 and m >= 16 were measured: m <= FP32_GEMV_MAX_ROWS takes the GEMV fit.
+# float32 linears (no tensor cores) run three kinds of kernel (float32 rows of measurements/
+# calibration/h200 and h100-v2 microbench.csv, and of h200-fp32rows at 1-64 rows; five shapes
+# each): one token row is a GEMV that streams the weights at the HBM rate (H200 3.7-4.4 TB/s
+# over the shapes, H100 3.3); 2-8 rows a small-tile SIMT GEMM whose time grows with the rows
+# (H200: 2.0-2.8 TB/s at 2 and 4 rows, 1.4-2.1 at 3, 6 and 8); 12 and more rows the tiled
+# SIMT GEMM that reads the weights at about 1.6-1.8 TB/s until its 46 TFLOP/s roof binds. One
+# roofline over all was 37% fast at 16 rows and 40% slow at one; the 12+ fit prices 2-8 rows
+# 25-78% slow. Rows 9-11 were not measured: they take the 12+ fit.
 FP32_GEMV_MAX_ROWS = 1
+FP32_SMALL_MAX_ROWS = 8
 
 
 def linear_fit_dtype(m: int, dtype: str) -> str:
     """The key of the linear fit an m-row linear of this weight dtype is costed with: the
-    one-row GEMV regimes of NF4 and float32 (NF4_GEMV, FP32_GEMV), else the dtype's own."""
+    one-row GEMV regimes of NF4 and float32 (NF4_GEMV, FP32_GEMV), float32's small-row GEMM
+    (FP32_SMALL), else the dtype's own."""
     if dtype == "int4" and 0 < m <= NF4_GEMV_MAX_ROWS:
         return NF4_GEMV
     if dtype == "float32" and 0 < m <= FP32_GEMV_MAX_ROWS:
         return FP32_GEMV
+    if dtype == "float32" and 0 < m <= FP32_SMALL_MAX_ROWS:
+        return FP32_SMALL
     return dtype
 
 
@@ -261,7 +267,7 @@ def lm_head_kernel(n_logits: int, hidden: int, vocab: int, dt: DtypeInfo) -> Ker
     model's head stays on its weight dtype's fit: see layer_linears)."""
     g = linear_kernel(n_logits, hidden, vocab, dt)
     kd = linear_fit_dtype(n_logits, dt.name)
-    return replace(g, dtype=kd) if kd == FP32_GEMV else g
+    return replace(g, dtype=kd) if kd in (FP32_GEMV, FP32_SMALL) else g
 
 
 def layer_elementwise_bytes(card: ModelCard, m: int, dt: DtypeInfo, tp: int) -> float:
