@@ -382,28 +382,15 @@ def engine_saw(scen, measured: Path, profile: str) -> float | None:
     """The host factor the live engine's own host-bound decode steps ran at (`sim steps`);
     None for a run whose steps cannot be rebuilt (batched, without a step log)."""
     from llm_energy_sim.analysis.stepcheck import cost_steps, load_steps, summarize
-    from llm_energy_sim.config.scenario import scenario_card
-    from llm_energy_sim.config.servers import server_kind
-    from llm_energy_sim.cost.costmodel import CostModel
-    from llm_energy_sim.simulation import profile_for
+    from llm_energy_sim.simulation import profile_for, scenario_cost_model
 
     try:
         steps, source = load_steps(measured)
     except UserError:
         return None
     prof, _ = profile_for(scen, profile)
-    kind = server_kind(scen.server.kind)
     hw = scen.hardware
-    cost = CostModel(
-        scenario_card(scen),
-        scen.dtype,
-        prof,
-        kind.cost_engine_of(scen.server),
-        hw.gpus_per_replica,
-        hw.host_time_factor,
-        kind.masked_attention_of(scen),
-        hw.kernel_cache == "cold",
-    )
+    cost = scenario_cost_model(scen, prof)
     df = cost_steps(steps, cost, bool(getattr(scen.server, "cold_start", False)))
     return summarize(df, hw.host_time_factor, source).get("host_time_factor_seen_by_engine")
 

@@ -79,6 +79,24 @@ def resolve_host_factor(scen: Scenario, profile: Profile) -> tuple[Scenario, str
     return scen.model_copy(update={"hardware": hw}), source
 
 
+def scenario_cost_model(scen, profile, card=None) -> CostModel:
+    """The cost model of one replica of `scen` (its host factor already resolved) under
+    `profile`: the server kind's cost engine, TP degree, host factor, padding mask and kernel
+    cache as the scenario sets them."""
+    kind = server_kind(scen.server.kind)
+    hw = scen.hardware
+    return CostModel(
+        card if card is not None else scenario_card(scen),
+        scen.dtype,
+        profile,
+        kind.cost_engine_of(scen.server),
+        hw.gpus_per_replica,
+        hw.host_time_factor,
+        kind.masked_attention_of(scen),
+        hw.kernel_cache == "cold",
+    )
+
+
 def simulate(
     scen: Scenario,
     profile_override: str | None = None,
@@ -99,23 +117,10 @@ def simulate(
     if trace is None:
         trace = generate_trace(scen.workload, scen.seed)
     env = simpy.Environment()
-    kind = server_kind(scen.server.kind)
-    engine = kind.cost_engine_of(scen.server)
-    masked = kind.masked_attention_of(scen)
     replicas, servers = [], []
     info: dict = {}
     for i in range(scen.hardware.replicas):
-        hw = scen.hardware
-        cost = CostModel(
-            card,
-            scen.dtype,
-            profile,
-            engine,
-            hw.gpus_per_replica,
-            hw.host_time_factor,
-            masked,
-            hw.kernel_cache == "cold",
-        )
+        cost = scenario_cost_model(scen, profile, card)
         rep = Replica(i, cost, scen.fast_forward, getattr(scen.server, "cold_start", False))
         if step_log:
             rep.step_log = []

@@ -18,7 +18,6 @@ from llm_energy_sim.analysis.stepcheck import (
 )
 from llm_energy_sim.cli.options import host_speed_option
 from llm_energy_sim.config.errors import UserError
-from llm_energy_sim.cost.costmodel import CostModel
 from llm_energy_sim.results.steptable import STEPS_FILE, STEPS_STEM, read_steps
 from llm_energy_sim.results.tables import has_table
 
@@ -50,11 +49,9 @@ def steps_cmd(scenario, measured, profile, sets, host_tables, predicted, out_dir
     """Cost every step of MEASURED (a `sim replay` of SCENARIO) with the cost model: the step
     cost's error without the scheduler's, and the host speed the engine saw over the run."""
     from llm_energy_sim.cli.options import check_out_dir, load_with_host_speed, overrides
-    from llm_energy_sim.config.scenario import scenario_card
-    from llm_energy_sim.config.servers import server_kind
     from llm_energy_sim.results.marker import require_complete
     from llm_energy_sim.results.staging import check_replaceable, staged_dir
-    from llm_energy_sim.simulation import profile_for, resolve_host_factor
+    from llm_energy_sim.simulation import profile_for, resolve_host_factor, scenario_cost_model
 
     require_complete(measured)
     if predicted is not None:
@@ -84,17 +81,7 @@ def steps_cmd(scenario, measured, profile, sets, host_tables, predicted, out_dir
     prof, _ = profile_for(scen, profile)
     scen, _ = resolve_host_factor(scen, prof)  # none given: the profile's default, as sim run
     hw = scen.hardware
-    kind = server_kind(scen.server.kind)
-    cost = CostModel(
-        scenario_card(scen),
-        scen.dtype,
-        prof,
-        kind.cost_engine_of(scen.server),
-        hw.gpus_per_replica,
-        hw.host_time_factor,
-        kind.masked_attention_of(scen),
-        hw.kernel_cache == "cold",
-    )
+    cost = scenario_cost_model(scen, prof)
     df = cost_steps(steps, cost, bool(getattr(scen.server, "cold_start", False)))
     summary = summarize(df, hw.host_time_factor, source)
     summary["scenario"] = scen.name

@@ -172,6 +172,20 @@ INTERVAL_FIGURES = (
 )
 
 
+def _figure_values(v: dict[str, float], field: str, what: str, ok) -> dict[str, float]:
+    """A per-figure mapping's check: known figures only (INTERVAL_FIGURES), every value finite
+    and ok(value) (`what` says what is allowed)."""
+    unknown = sorted(set(v) - set(INTERVAL_FIGURES))
+    if unknown:
+        raise ValueError(
+            f"unknown figure {', '.join(unknown)} (allowed: {', '.join(INTERVAL_FIGURES)})"
+        )
+    for k, x in v.items():
+        if not (math.isfinite(x) and ok(x)):
+            raise ValueError(f"{field}.{k} ({x}) must be {what}")
+    return v
+
+
 class HostSpeedSample(_Strict):
     """One host-speed pass measured on a serving machine: its host_time_factor against this
     profile (calibrate/hostspeed.py: the host-fit run's decode time per token over this
@@ -232,15 +246,7 @@ class RunToRunSpread(_Strict):
     @field_validator("sigma_log")
     @classmethod
     def _figures(cls, v: dict[str, float]) -> dict[str, float]:
-        unknown = sorted(set(v) - set(INTERVAL_FIGURES))
-        if unknown:
-            raise ValueError(
-                f"unknown figure {', '.join(unknown)} (allowed: {', '.join(INTERVAL_FIGURES)})"
-            )
-        for k, s in v.items():
-            if not (math.isfinite(s) and s >= 0):
-                raise ValueError(f"sigma_log.{k} ({s}) must be a finite number >= 0")
-        return v
+        return _figure_values(v, "sigma_log", "a finite number >= 0", lambda s: s >= 0)
 
     @field_validator("runs")
     @classmethod
@@ -261,15 +267,7 @@ class ModelResidual(_Strict):
     @field_validator("log_ratio")
     @classmethod
     def _figures(cls, v: dict[str, float]) -> dict[str, float]:
-        unknown = sorted(set(v) - set(INTERVAL_FIGURES))
-        if unknown:
-            raise ValueError(
-                f"unknown figure {', '.join(unknown)} (allowed: {', '.join(INTERVAL_FIGURES)})"
-            )
-        for k, r in v.items():
-            if not math.isfinite(r):
-                raise ValueError(f"log_ratio.{k} ({r}) must be finite")
-        return v
+        return _figure_values(v, "log_ratio", "finite", lambda r: True)
 
 
 class ModelResiduals(_Strict):
