@@ -1,7 +1,8 @@
 """Regenerate the tables of docs/accuracy.md that `sim validate matrix` computes, from the
 committed live runs: for the H200 validation matrix (measurements/live/h200-matrix) its error
 table, its energy-ordering section and its 80% interval coverage; for the held-out static run
-(measurements/live/h200-static-holdout) the same three. Each block sits between
+(measurements/live/h200-static-holdout) and the second, blind matrix lease
+(measurements/live/h200-matrix-r) the same three. Each block sits between
 `<!-- generated: NAME -->` and `<!-- end: NAME -->` in the document and is replaced whole;
 the prose around it is not touched. Runs on any CPU in seconds.
 
@@ -23,6 +24,7 @@ DOC = ROOT / "docs/accuracy.md"
 RUNS = {
     "matrix": "measurements/live/h200-matrix",
     "holdout": "measurements/live/h200-static-holdout",
+    "repeat": "measurements/live/h200-matrix-r",
 }
 ORDERING = "### Ordering by energy per request"
 
