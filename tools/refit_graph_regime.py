@@ -3,7 +3,8 @@ as it now prices transformers CB's graph steps (padded static shapes, the measur
 attention): the `<class>_graph` kernel classes and the cuda_graph_replay host entry
 (measurements/calibration/h200-graphs/graph.csv), the transformers_cb_graphs host entry
 (cbhost_graphs.csv) and its graph-capture cost, charged as the engine's shape miss
-(capture/graph_capture.csv, calibrate/graphcapture.py). The capture is host work: it is
+(capture/graph_capture.csv, calibrate/graphcapture.py); the sampler class sampler_graph
+(measurements/calibration/h200-sampler/graph.csv). The capture is host work: it is
 divided by the host factor measured on that lease nearest the probe (CAPTURE_HOST_FACTOR) to
 put it in the calibration host's time, as every host term is. The vllm host entry is the
 transformers_cb_graphs one without its captures (see vllm_host). Every other field is kept.
@@ -31,6 +32,9 @@ from tools.profile_refit import run  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 RAW = ROOT / "measurements/calibration/h200-graphs"
+# vLLM's sampler chain timed in graph replays (tools/device/sampler_bench.py, 2026-12-03 05:58 UTC):
+# the sampler_graph class, bounded by the copy bandwidth measured in the same call
+SAMPLER_RAW = ROOT / "measurements/calibration/h200-sampler"
 ENGINE = "transformers_cb_graphs"
 # sim replay --hostspeed's first pass of the same device call, 2026-12-02T12:36:09Z, 32 s after
 # the probe's last row (measurements/live/h200-graphs-b/graphs-qwen2.5-7b/val-burst-warm
@@ -60,7 +64,7 @@ def vllm_host(cb_graphs: HostOverhead) -> HostOverhead:
 
 def refit(name: str = "h200") -> dict:
     prof, path = load_profile(name)
-    prof = with_graph_fits(prof, RAW)
+    prof = with_graph_fits(with_graph_fits(prof, RAW), SAMPLER_RAW)
     ho = fit_cb_host(RAW, prof, prof.gpu.name, table="cbhost_graphs.csv")
     table = pd.read_csv(RAW / "capture/graph_capture.csv")
     a, b, rel, control = fit_captures(table)

@@ -82,7 +82,7 @@ def resolve_host_factor(scen: Scenario, profile: Profile) -> tuple[Scenario, str
 def scenario_cost_model(scen, profile, card=None) -> CostModel:
     """The cost model of one replica of `scen` (its host factor already resolved) under
     `profile`: the server kind's cost engine, TP degree, host factor, padding mask and kernel
-    cache as the scenario sets them."""
+    cache and sampling as the scenario sets them."""
     kind = server_kind(scen.server.kind)
     hw = scen.hardware
     return CostModel(
@@ -94,6 +94,7 @@ def scenario_cost_model(scen, profile, card=None) -> CostModel:
         hw.host_time_factor,
         kind.masked_attention_of(scen),
         hw.kernel_cache == "cold",
+        scen.workload.sampling,
     )
 
 

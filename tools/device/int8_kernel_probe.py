@@ -11,6 +11,10 @@ n_in, n_out, wall_us, kernel_us, kernels_per_call) and kernels.csv (the int8 cal
 names) to --out. Not part of `sim`.
 
     python tools/device/int8_kernel_probe.py --out DIR
+    python tools/device/int8_kernel_probe.py --out DIR --dtypes int4,bfloat16 --rows 1,2,4,8,16
+
+(int4: bitsandbytes NF4, `bnb.nn.Linear4bit` with bf16 compute, whose one-row calls take its
+GEMV kernel and more rows dequantise the weight and run a GEMM.)
 """
 
 from __future__ import annotations
@@ -37,6 +41,8 @@ def _layer(dtype: str, n_in: int, n_out: int, device: str):
     lin = torch.nn.Linear(n_in, n_out, bias=False, dtype=torch.float16, device=device)
     if dtype == "bfloat16":
         return lin.to(torch.bfloat16), torch.bfloat16
+    if dtype == "int4":  # NF4, bf16 compute (hf/quantize.bnb_linear)
+        return bnb_linear(lin.to(torch.bfloat16), "int4"), torch.bfloat16
     return bnb_linear(lin, "int8"), torch.float16
 
 
@@ -76,11 +82,12 @@ def measure(dtype: str, n_in: int, n_out: int, m: int, device: str, out: Path) -
             "kernels_per_call": launches,
         },
     )
-    if dtype == "int8":
+    if dtype in ("int8", "int4"):
         for e in events:
             _append(
                 out / "kernels.csv",
                 {
+                    "dtype": dtype,
                     "m": m,
                     "n_in": n_in,
                     "n_out": n_out,
@@ -97,12 +104,13 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--out", type=Path, required=True)
     ap.add_argument("--dtypes", default="int8,bfloat16")
+    ap.add_argument("--rows", default=",".join(map(str, ROWS)), help="token rows, comma-separated")
     a = ap.parse_args()
     a.out.mkdir(parents=True, exist_ok=True)
     device = "cuda" if torch.cuda.is_available() else "cpu"  # cpu: a smoke test only
     for dtype in a.dtypes.split(","):
         for n_in, n_out in SHAPES:
-            for m in ROWS:
+            for m in map(int, a.rows.split(",")):
                 try:
                     measure(dtype, n_in, n_out, m, device, a.out)
                 except Exception as e:  # keep the other points

@@ -9,6 +9,8 @@ max_num_seqs 8 to 768. Each H100 row is simulated the way it was measured:
 * 1024 requests (benchmark.yaml) repeated num_request_repeats times (sweeps.yaml: 1, 2 or 3;
   the benchmark copies the same request vector), all sent at t=0;
 * output lengths from the row's own output-length histogram (`histogram_lengths`);
+* tokens drawn with temperature and top-p (SAMPLING), which vLLM's sampler prices by a sort
+  of the vocabulary per row (`workload.sampling: top_p`);
 * prompts from a stated model of multi-turn LMArena chats (`ConversationModel`): the public
   file has no prompt lengths;
 * the benchmark's steady-state window (`steady_state`): from the moment max_num_seqs requests
@@ -41,6 +43,13 @@ SETTINGS_DIR = "run-settings"
 GPU_PREFIX = "H100"
 MODEL_CARD = "llama-3.1-8b"  # the shipped card of Llama-3.1-8B(-Instruct): same shapes
 DEFAULT_PROFILE = "h100-sxm"
+
+#: what every benchmark request asks for: ml-energy/benchmark at c1d6557 (the commit the
+#: run settings come from), mlenergy/benchmark/llm/benchmark.py, the Args defaults top_p 0.95,
+#: temperature 0.8, top_k and min_p None, sent with every request; the command template
+#: (benchmark.yaml) does not override them. vLLM 0.11 uses FlashInfer's sorting-free sampler
+#: only with VLLM_USE_FLASHINFER_SAMPLER=1, which the run's env.yaml does not set.
+SAMPLING = {"temperature": 0.8, "top_p": 0.95}
 
 #: targets reported (not asserted): |error| within these
 TARGETS = {"energy_per_token_j": 0.10, "avg_power_w": 0.10, "median_itl_ms": 0.10}
@@ -472,6 +481,9 @@ def row_scenario(row: MeasuredRow, settings: RunSettings, n: int, server: dict |
             "arrival": {"kind": "burst"},
             "prompt_tokens": {"kind": "fixed", "value": 1},
             "output_tokens": {"kind": "fixed", "value": 1},
+            # the benchmark's requests ask for temperature 0.8 and top_p 0.95 (SAMPLING), so
+            # vLLM 0.11's sampler sorts every row of the logits each step
+            "sampling": "top_p",
         },
     }
     return load_scenario_dict(data, f"ML.ENERGY v3 row max_num_seqs={row.max_num_seqs}")

@@ -49,6 +49,7 @@ from llm_energy_sim.cost.kernels import (
     attn_prefill_kernel,
     fp8_quant_kernel,
     linear_kernel,
+    sampler_kernel,
 )
 from llm_energy_sim.meter.monitor import EnergyMonitor
 
@@ -112,6 +113,12 @@ PACKED = tuple((q, 16384 * j + q, 32, 8) for q in (64, 128) for j in (1, 2, 3, 4
     (64, 16384 + 64, 12, 2),
     (128, 49152 + 128, 12, 2),
 )
+# sampling (vLLM's sampler, cost/kernels.sampler_kernel): rows x vocabulary of Mistral-7B,
+# Llama-3.1-8B and Qwen2.5; temperature 0.8 and top-p 0.95 (the ML.ENERGY benchmark's request
+# defaults, ml-energy/benchmark c1d6557 mlenergy/benchmark/llm/benchmark.py)
+SAMPLER_ROWS = (1, 4, 16, 64, 128, 256, 512, 1024)
+SAMPLER_VOCABS = (32768, 128256, 151936)
+SAMPLER_TEMPERATURE, SAMPLER_TOP_P = 0.8, 0.95
 HOST_NODES = (1, 10, 100, 1000)
 HOST_REPS = 40
 SLEEP_HZ = 2.0e9  # torch.cuda._sleep counts SM cycles (H100/H200 boost about 1.98 GHz)
@@ -131,6 +138,7 @@ KCLASS = {
     "attn_masked_sdpa": "attn_masked_sdpa_graph",
     "attn_kv_copy": "attn_kv_copy_graph",
     "host_replay": "host_graph_replay",
+    "sampler": "sampler_graph",
 }
 # fp8 ops -> the profile key their fit is stored under
 FP8_KEYS = {
@@ -234,6 +242,8 @@ class GPoint:
         """The profile's dtype key of this point's fit."""
         if self.dtype == "fp8":
             return FP8_KEYS.get(self.op, "fp8")
+        if self.kind == "sampler":  # keyed by the sampling method (cost/kernels.sampler_kernel)
+            return self.op
         return self.dtype
 
     def work(self) -> tuple[float, float, int]:
@@ -278,6 +288,9 @@ class GPoint:
             return g.flops, g.bytes, 1
         if self.kind == "host_replay":
             return 0.0, 0.0, self.nodes
+        if self.kind == "sampler":
+            g = sampler_kernel(self.op, self.m, self.n_in, a)
+            return 0.0, g.bytes, g.count
         raise ValueError(self.kind)
 
 
@@ -335,6 +348,36 @@ def power_points(dtypes: tuple[str, ...]) -> list[GPoint]:
             _attn("attn_kv_copy", "kv_copy", dt, 1, 128, 65536 + 128, 32, 8, True),
             _attn("attn_kv_copy", "kv_copy", dt, 1, 64, 16384 + 64, 12, 2, True),
         ]
+    return pts
+
+
+def sampler_points(quick: bool = False) -> list[GPoint]:
+    """The sampler's points: the copy-bandwidth cap its fit is bounded by, sustained windows
+    (each method at many rows and at few), then top-p over every SAMPLER_ROWS x
+    SAMPLER_VOCABS and random and greedy over the rows at Llama-3's vocabulary."""
+    rows = SAMPLER_ROWS[::3] if quick else SAMPLER_ROWS
+    v = SAMPLER_VOCABS[1]
+    pts = [GPoint("copy", "copy", "bfloat16", elems=COPY_ELEMS[1])]
+    pts += [
+        GPoint("sampler", "top_p", "bfloat16", m=512, n_in=v, metered=True),
+        GPoint("sampler", "top_p", "bfloat16", m=4, n_in=v, metered=True),
+        GPoint("sampler", "random", "bfloat16", m=512, n_in=v, metered=True),
+    ]
+    # (added in a second call: the other copy sizes, windows that identify random's and
+    # greedy's base power, a third top-p window)
+    pts += [GPoint("copy", "copy", "bfloat16", elems=n) for n in (COPY_ELEMS[0], COPY_ELEMS[2])]
+    pts += [
+        GPoint("sampler", "random", "bfloat16", m=4, n_in=v, metered=True),
+        GPoint("sampler", "greedy", "bfloat16", m=1024, n_in=v, metered=True),
+        GPoint("sampler", "greedy", "bfloat16", m=4, n_in=v, metered=True),
+        GPoint("sampler", "top_p", "bfloat16", m=64, n_in=v, metered=True),
+    ]
+    pts += [
+        GPoint("sampler", "top_p", "bfloat16", m=m, n_in=n) for n in SAMPLER_VOCABS for m in rows
+    ]
+    pts += [
+        GPoint("sampler", op, "bfloat16", m=m, n_in=v) for op in ("random", "greedy") for m in rows
+    ]
     return pts
 
 
@@ -411,6 +454,9 @@ def build_plan(dtypes: tuple[str, ...], quick: bool = False) -> list[GPoint]:
     # 7. the rest
     if "float16" in dtypes:
         pts += _linears("float16", "mm", tokens, shapes)
+    # 8. sampling (not a dtype's: measured with the bf16 logits of the activation dtype)
+    if "bfloat16" in dtypes:
+        pts += [p for p in sampler_points(quick) if p.kind == "sampler"]
     return pts
 
 
@@ -601,12 +647,51 @@ def _make_packed(p: GPoint):
     return make, q_len
 
 
+def _make_sampler(p: GPoint):
+    """vLLM 0.11's sampler over (rows x vocab) bf16 logits (cost/kernels.sampler_kernel has the
+    chain and its source): the temperature divide out of place (vLLM divides in place; the
+    same bytes, and a replayed graph must not compound it)."""
+    import torch
+
+    rows, vocab = p.m, p.n_in
+
+    def make():
+        logits = _rand((rows, vocab), p.dtype) * 4.0
+        temp = torch.full((rows, 1), SAMPLER_TEMPERATURE, device=DEVICE)
+        top_p = torch.full((rows,), SAMPLER_TOP_P, device=DEVICE)
+
+        def draw(x):
+            q = torch.empty_like(x).exponential_()
+            return x.div_(q).argmax(dim=-1)
+
+        def run():
+            x = logits.float()
+            if p.op == "greedy":
+                return x.argmax(dim=-1)
+            x = x / temp
+            if p.op == "top_p":
+                srt, idx = x.sort(dim=-1, descending=False)
+                cum = torch.cumsum(srt.softmax(dim=-1), dim=-1)
+                tail = cum <= 1 - top_p.unsqueeze(1)
+                tail[:, -1] = False
+                srt.masked_fill_(tail, -float("inf"))
+                x = srt.scatter(dim=-1, index=idx, src=srt)
+            return draw(x.softmax(dim=-1))
+
+        return run
+
+    return make, rows
+
+
 BACKEND = {
     "paged_sdpa": "transformers paged|sdpa: index_select, repeat_kv, torch SDPA with a mask",
     "masked_sdpa": "torch SDPA with an additive mask over expanded K and V (paged|sdpa's SDPA alone)",
     "kv_copy": "paged|sdpa's K/V index_select and repeat_kv copies alone",
     "flash_varlen": "aten._flash_attention_forward (FA2 varlen)",
     "sdpa_flash": "torch SDPA, SDPBackend.FLASH_ATTENTION only",
+    "top_p": "vLLM 0.11 sampler chain in torch: float32, temperature, sort, top-p mask, scatter, softmax, exponential draw",
+    "random": "vLLM 0.11 sampler chain in torch: float32, temperature, softmax, exponential draw",
+    "greedy": "float32 cast, argmax",
 }
 
 
@@ -618,6 +703,8 @@ def make_point(p: GPoint) -> tuple[Callable[[], Callable[[], None]], int]:
         return _make_quant(p)
     if p.kind in ("elementwise", "copy", "rms_norm"):
         return _make_elementwise(p)
+    if p.kind == "sampler":
+        return _make_sampler(p)
     if p.kind in (
         "attn_varlen",
         "attn_decode",

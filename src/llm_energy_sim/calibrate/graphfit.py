@@ -41,6 +41,7 @@ FIT_CLASSES = (
     "attn_packed_graph",
     "attn_masked_sdpa_graph",
     "attn_kv_copy_graph",
+    "sampler_graph",
 )
 # a class (key) with no power window of its own takes the first of these that has one
 POWER_FALLBACK = {
@@ -53,6 +54,7 @@ POWER_FALLBACK = {
     "attn_packed_graph": ("attn_packed_graph:bfloat16",),
     "attn_masked_sdpa_graph": ("attn_masked_sdpa_graph:bfloat16",),
     "attn_kv_copy_graph": ("attn_kv_copy_graph:bfloat16", "elementwise_graph:bfloat16"),
+    "sampler_graph": ("sampler_graph:random", "sampler_graph:top_p", "elementwise_graph:bfloat16"),
 }
 FP8_POWER = ("linear_graph:fp8", "linear_graph:bfloat16")
 # the profile's host entry of a graph replay

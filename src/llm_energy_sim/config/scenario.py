@@ -255,6 +255,12 @@ class Workload(_Strict):
     conversations: Conversations | None = Field(
         default=None, description="multi-turn conversations sharing prefixes; default: none"
     )
+    sampling: Literal["greedy", "random", "top_p"] = Field(
+        default="greedy",
+        description="how each output token is drawn: greedy (argmax, the live engines' "
+        "setting), random (temperature sampling) or top_p (temperature and nucleus sampling, "
+        "for which vLLM's sampler sorts every row of the logits; cost/kernels.sampler_kernel)",
+    )
 
     @model_validator(mode="after")
     def _lengths(self) -> Workload:

@@ -10,7 +10,7 @@ tp GPUs of the replica, two all-reduces per layer are added, and all tp GPUs dra
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -32,6 +32,7 @@ from llm_energy_sim.cost.kernels import (
     layer_linears,
     lm_head_kernel,
     masked_kv_heads,
+    sampler_kernel,
 )
 from llm_energy_sim.cost.stepprice import StepPricer
 
@@ -41,7 +42,11 @@ PACKED_GRAPH_CLASSES = {"attn_kv_copy_graph", "attn_masked_sdpa_graph"}
 # attention in a flash-attention engine (vLLM's FLASH_ATTN backend) is the varlen kernel,
 # measured as attn_varlen_graph (calibrate/graphbench.py, the same attn_prefill_kernel
 # formula); any other class is measured as "<class>_graph"
-GRAPH_CLASS = {"attn_prefill": "attn_varlen_graph"}
+GRAPH_CLASS = {"attn_prefill": "attn_varlen_graph", "sampler_graph": "sampler_graph"}
+# the sampler's measured class: its GPU time, the same under graphs or eager launches (vLLM
+# launches it eagerly; at the batches where it costs, the GPU, not the launches, binds:
+# measurements/calibration/h200-sampler eager.csv against graph.csv)
+SAMPLER_CLASS = "sampler_graph"
 
 # keyed by a server kind's cost_engine (its registry entry in config/servers.py)
 ENGINE_SHAPES: dict[str, EngineShape] = {
@@ -154,6 +159,8 @@ class CostModel:
     # the machine's CUDA JIT cache lacks the masked-attention kernels (hardware.kernel_cache
     # cold): see compile_key
     jit_cold: bool = False
+    # how output tokens are drawn (workload.sampling): greedy, random or top_p
+    sampling: str = "greedy"
     shape: EngineShape = field(init=False)
     dt: DtypeInfo = field(init=False)
     host: HostOverhead = field(init=False)
@@ -305,8 +312,26 @@ class CostModel:
         head = self.group_cost(
             lm_head_kernel(n_logits, c.hidden_size, math.ceil(c.vocab_size / self.tp), dt)
         )
-        sample = self.group_cost(elementwise_kernel(3.0 * n_logits * c.vocab_size * 4, dt, 4))
-        return head.time_s, head.energy_j, sample.time_s, sample.energy_j
+        return (head.time_s, head.energy_j, *self._sampling_cost(n_logits))
+
+    def _sampling_cost(self, n_logits: int) -> tuple[float, float]:
+        """(time, energy) of drawing one token per sampled position: greedy as an argmax pass
+        over float32 logits (elementwise); random and top-p by the sampler chain
+        (cost/kernels.sampler_kernel), priced with its measured class 'sampler_graph' (its GPU
+        time, timed inside graph replays), or where a profile lacks it with the elementwise
+        fit over the same bytes (the sort then priced at a streaming rate: too fast)."""
+        c, dt = self.card, self.dt
+        if self.sampling == "greedy":
+            g = self.group_cost(elementwise_kernel(3.0 * n_logits * c.vocab_size * 4, dt, 4))
+            return g.time_s, g.energy_j
+        k = sampler_kernel(self.sampling, n_logits, c.vocab_size, dt.act_bytes)
+        if self.sampling in self.profile.kernels.get(SAMPLER_CLASS, {}):
+            k = replace(k, kclass=SAMPLER_CLASS)
+        else:
+            self.eager_fallbacks.add("sampler")
+            k = elementwise_kernel(k.bytes, dt, k.count)
+        g = self.group_cost(k)
+        return g.time_s, g.energy_j
 
     def _attention(self, work: StepWork) -> tuple[float, float]:
         c, L, dt, tp = self.card, self.card.num_hidden_layers, self.dt, self.tp

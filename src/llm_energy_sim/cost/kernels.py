@@ -15,7 +15,10 @@ Kernel classes:
                all the step's query tokens against all gathered keys under an additive
                block-diagonal mask (transformers 5.17 integrations/sdpa_paged.py), so its
                cost grows with (step tokens) x (all KV read), not per sequence
-  elementwise  norms, rotary, activation, residuals, embedding, sampling (memory bound)
+  elementwise  norms, rotary, activation, residuals, embedding, greedy sampling (memory bound)
+  sampler      random sampling over the logits (vLLM V1's sampler: temperature, then top-p
+               by a sort of the whole vocabulary where a request asks for it), keyed by the
+               sampling method, not a dtype (SAMPLING_METHODS)
   allreduce    tensor-parallel all-reduce (costed by the interconnect model, not here)
 """
 
@@ -282,6 +285,35 @@ def layer_elementwise_bytes(card: ModelCard, m: int, dt: DtypeInfo, tp: int) -> 
         + 2 * kv  # writing K and V into the cache
     )
     return float(m) * per_token * dt.act_bytes
+
+
+# vLLM 0.11's V1 sampler (vllm/v1/sample/sampler.py and ops/topk_topp_sampler.py; FlashInfer's
+# sampler only with VLLM_USE_FLASHINFER_SAMPLER=1): logits cast to float32, divided by each
+# row's temperature, then for top-p a sort of every row (values and int64 indices), softmax,
+# cumulative sum, a mask of the tail and its fill, a scatter back to vocabulary order; then
+# softmax, exponential noise, a divide and an argmax (the Gumbel-style draw without a host
+# sync). Greedy (temperature 0) is the cast and the argmax. Per element of the (rows x vocab)
+# logits, the bytes each of those torch ops reads and writes once (float32 4, the index 8, a
+# mask 1, the logits' own dtype a), and the ops launched:
+#   top_p  cast 4+a, divide 8, sort 4+4+8, softmax 8, cumsum 8, compare 5, fill 9,
+#          scatter (a copy 8 and 8+4+4), softmax 8, noise 4, divide 12, argmax 4
+#   random cast, divide, softmax, noise, divide, argmax
+#   greedy cast, argmax
+SAMPLER_BYTES = {"top_p": 106.0, "random": 36.0, "greedy": 4.0}  # float32 parts, per element
+SAMPLER_OPS = {"top_p": 12, "random": 6, "greedy": 2}
+SAMPLING_METHODS = tuple(SAMPLER_BYTES)
+
+
+def sampler_kernel(method: str, rows: int, vocab: int, act_bytes: int) -> KernelGroup:
+    """Sampling one token for each of `rows` rows of logits over `vocab` entries by `method`
+    (SAMPLING_METHODS), as vLLM 0.11's sampler does it: bytes the chain of torch ops moves
+    (SAMPLER_BYTES plus the cast's read of the logits' own dtype), one launch per op. Memory
+    bound (the sort's several radix passes show as an effective bandwidth below the copy
+    rate); measured inside CUDA graphs as class 'sampler_graph'."""
+    if method not in SAMPLER_BYTES:
+        raise ValueError(f"sampling method {method!r}: one of {', '.join(SAMPLING_METHODS)}")
+    per = SAMPLER_BYTES[method] + 4.0 + act_bytes
+    return KernelGroup("sampler", method, 0.0, float(rows) * vocab * per, SAMPLER_OPS[method])
 
 
 def fp8_quant_kernel(m: int, n: int, dt: DtypeInfo, count: int = 1) -> KernelGroup:
