@@ -42,3 +42,25 @@ def test_a_synced_decode_step_is_host_plus_kernels():
     assert c.host_s == m.serial_host_s(4) > 0
     pre = m.step_cost(StepWork(prefill=((512, 0),)))
     assert pre.wall_s >= pre.gpu_s  # prefill keeps its own measured serial fraction
+
+
+def test_continuous_batching_takes_the_synced_dtype_serial_prefill_not_other_increments():
+    # the LLM.int8 modules sync per call in any engine: CB's derived entry takes hf_eager:int8's
+    # prefill serial fraction; NF4's (no sync) keeps CB's own
+    from llm_energy_sim.cost.costmodel import host_overhead
+
+    h200, _ = load_profile("h200")
+    q, cb = h200.host["hf_eager:int8"], h200.host["transformers_cb"]
+    int8 = host_overhead(h200, "transformers_cb", "int8")
+    assert int8.decode_sync
+    assert int8.prefill_serial_fraction == max(
+        q.prefill_serial_fraction, cb.prefill_serial_fraction
+    )
+    assert int8.prefill_serial_fraction > cb.prefill_serial_fraction
+    nf4 = host_overhead(h200, "transformers_cb", "int4")
+    assert not nf4.decode_sync
+    assert nf4.prefill_serial_fraction == cb.prefill_serial_fraction
+    # a CB prefill step in LLM.int8 now adds the overlapped part: host and kernels in series
+    m = CostModel(load_model_card("qwen2.5-7b"), "int8", h200, "transformers_cb")
+    pre = m.step_cost(StepWork(prefill=((400, 0),)))
+    assert pre.wall_s > max(pre.gpu_s, pre.host_s) * 1.05

@@ -572,8 +572,10 @@ def host_overhead(profile: Profile, engine: str, dtype: str, tp: int = 1) -> Hos
     none of its own for a dtype whose extra host work was measured only under HF generate
     (bitsandbytes: 'hf_eager:int8' / 'hf_eager:int4'), its entry plus what that dtype adds to
     HF generate per step, layer and sequence: the same quantised linear modules run in both
-    engines, so their per-call host work is the same. A CUDA-graph engine's replay does not
-    repeat host work per layer: it gets the per-step and per-sequence increments only."""
+    engines, so their per-call host work is the same, and where those modules sync with the
+    host per call (decode_sync), their prefill serial fraction too. A CUDA-graph engine's
+    replay does not repeat host work per layer: it gets the per-step and per-sequence
+    increments only."""
     base = profile.host_overhead(engine, dtype, tp)
     own = f"{engine}:{dtype}" in profile.host or tp > 1 or engine == "hf_eager"
     if own or f"hf_eager:{dtype}" not in profile.host or "hf_eager" not in profile.host:
@@ -584,9 +586,17 @@ def host_overhead(profile: Profile, engine: str, dtype: str, tp: int = 1) -> Hos
     def plus(field: str) -> float:
         return getattr(base, field) + max(0.0, getattr(q, field) - getattr(ref, field))
 
+    # linears that sync with the host on every call (LLM.int8's outlier check) let no engine
+    # overlap a prefill's host work with its kernels either: the dtype's serial fraction
+    serial = (
+        max(base.prefill_serial_fraction, q.prefill_serial_fraction)
+        if q.decode_sync
+        else base.prefill_serial_fraction
+    )
     return base.model_copy(
         update={
             "decode_sync": base.decode_sync or q.decode_sync,
+            "prefill_serial_fraction": serial,
             "per_step_s": plus("per_step_s"),
             "per_layer_s": base.per_layer_s if graphs else plus("per_layer_s"),
             "per_sequence_s": plus("per_sequence_s"),
