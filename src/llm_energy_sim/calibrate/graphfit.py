@@ -22,6 +22,7 @@ from scipy.optimize import least_squares, nnls
 from llm_energy_sim.calibrate.fit import predict_kernel
 from llm_energy_sim.calibrate.graphbench import GRAPH_CSV
 from llm_energy_sim.config.profile import FitError, HostOverhead, KernelFit, Profile
+from llm_energy_sim.cost.kernels import head_shape_key
 
 FLOPS_FREE = 1e18  # classes doing no FLOPs: the compute roof never binds
 # what bounds a fit where the table measured no cap (a partial table): generous roofs
@@ -57,6 +58,10 @@ POWER_FALLBACK = {
     "sampler_graph": ("sampler_graph:random", "sampler_graph:top_p", "elementwise_graph:bfloat16"),
 }
 FP8_POWER = ("linear_graph:fp8", "linear_graph:bfloat16")
+# classes whose rate depends on the attention's head layout, also fitted per head shape
+# (cost/kernels.head_shape_key): the paged|sdpa K/V copies, whose strided expansion to the
+# query heads runs at 0.96-1.16x one pooled fit over 12/2, 28/4 and 32/8 heads
+HEAD_SHAPE_CLASSES = ("attn_kv_copy_graph",)
 # the profile's host entry of a graph replay
 HOST_KEY = "cuda_graph_replay"
 
@@ -171,8 +176,57 @@ def fit_error_of(n: int, err_t: np.ndarray, err_e: np.ndarray) -> FitError:
 
 
 def fit_graph_kernels(
-    raw: pd.DataFrame, plimit: float, source: str
+    raw: pd.DataFrame, plimit: float, source: str, head_rows: pd.DataFrame | None = None
 ) -> dict[str, dict[str, KernelFit]]:
+    """Every FIT_CLASSES class and key with >= 3 timed rows, bounded by the table's caps;
+    then, for HEAD_SHAPE_CLASSES, one fit per head shape measured at >= 3 points of raw and
+    head_rows together (with_head_shape_fits)."""
+    fits = _fit_pooled(raw, plimit, source)
+    rows = raw if head_rows is None else pd.concat([raw, head_rows], ignore_index=True)
+    return with_head_shape_fits(fits, rows, plimit, source)
+
+
+def with_head_shape_fits(
+    fits: dict[str, dict[str, KernelFit]], raw: pd.DataFrame, plimit: float, source: str
+) -> dict[str, dict[str, KernelFit]]:
+    """fits plus, per HEAD_SHAPE_CLASSES class and pooled key, a fit for each (heads,
+    kv_heads) timed at >= 3 points, under cost/kernels.head_shape_key: its own rate and
+    floor, bounded by the rows' caps; the pooled fit's power at its energy per byte (no
+    head shape has windows enough of its own)."""
+    d = ok_rows(raw)
+    cap = measured_caps(d).bw_cap()
+    timing = d[d["metered"].fillna(0) == 0]
+    for kc in HEAD_SHAPE_CLASSES:
+        for key, pooled in list(fits.get(kc, {}).items()):
+            mine = timing[(timing["kclass"] == kc) & (timing["fit_key"] == key)]
+            for (h, kvh), part in mine.groupby(["heads", "kv_heads"]):
+                part = part.sort_values("key").reset_index(drop=True)
+                if len(part) < 3:
+                    continue
+                F, B, n, t = (
+                    part[c].to_numpy(float) for c in ("flops", "bytes", "count", "seconds")
+                )
+                C, M, t0 = fit_roofline(F, B, n, t, FLOPS_FREE, cap)
+                kf = pooled.model_copy(
+                    update={
+                        "bandwidth": M,
+                        "t0_s": t0,
+                        "w_memory": pooled.w_memory * M / pooled.bandwidth,
+                        "source": f"{source}; {len(part)} points at {int(h)}/{int(kvh)} heads "
+                        f"(its own rate and floor; power: the pooled {key} fit's at its energy "
+                        "per byte)",
+                    }
+                )
+                pred = B / M + n * t0
+                err = np.abs(pred / t - 1) * 100  # in sample: a few points per head shape
+                fe = fit_error_of(len(part), err, np.array([np.nan]))
+                fits[kc][head_shape_key(str(key), int(h), int(kvh))] = kf.model_copy(
+                    update={"fit_error": fe}
+                )
+    return fits
+
+
+def _fit_pooled(raw: pd.DataFrame, plimit: float, source: str) -> dict[str, dict[str, KernelFit]]:
     """Every FIT_CLASSES class and key with >= 3 timed rows, bounded by the table's caps."""
     d = ok_rows(raw)
     caps = measured_caps(d)
@@ -314,17 +368,23 @@ def fit_graph_host(raw: pd.DataFrame, source: str) -> HostOverhead | None:
     )
 
 
-def with_graph_fits(profile: Profile, raw_dir: Path) -> Profile:
-    """The profile with the graph classes (and the replay host entry) of raw_dir/graph.csv;
+def with_graph_fits(profile: Profile, raw_dir: Path, head_tables: tuple[Path, ...] = ()) -> Profile:
+    """The profile with the graph classes (and the replay host entry) of raw_dir/graph.csv,
+    the head-shape fits also from head_tables (more graph-stage rows of those classes);
     measured classes replace the profile's, the rest is kept."""
     raw = pd.read_csv(raw_dir / GRAPH_CSV)
+    extra = pd.concat([pd.read_csv(t) for t in head_tables]) if head_tables else None
     where = f"{profile.gpu.name}" if profile.gpu else "GPU"
     src = f"CUDA-graph replays (sim calibrate --stages graph) on {where}; raw: {raw_dir.name}/{GRAPH_CSV}"
     if "utc" in raw and raw["utc"].notna().any():
         utc = raw["utc"].dropna().astype(str)
         src += f", measured {utc.min()}..{utc.max()}"
     kernels = {**profile.kernels}
-    for kc, by in fit_graph_kernels(raw, profile.gpu.power_limit_w, src).items():
+    if head_tables:
+        src += "; head-shape fits also from " + ", ".join(
+            f"{t.parent.name}/{t.name}" for t in head_tables
+        )
+    for kc, by in fit_graph_kernels(raw, profile.gpu.power_limit_w, src, extra).items():
         kernels[kc] = {**kernels.get(kc, {}), **by}
     host = dict(profile.host)
     if (ho := fit_graph_host(raw, src)) is not None:

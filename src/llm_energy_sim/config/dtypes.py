@@ -50,3 +50,6 @@ NF4_GEMV = "int4_gemv"
 FP32_GEMV = "float32_gemv"
 # and of its small-row SIMT GEMM regime (2-8 rows), between the GEMV and the tiled GEMM
 FP32_SMALL = "float32_small"
+# a kernel fit keyed by the attention's head layout as well as the dtype: "<dtype>@<heads>/<kv
+# heads>" (cost/kernels.head_shape_key); a profile without that key takes the dtype's fit
+HEAD_SHAPE_SEP = "@"

@@ -21,7 +21,7 @@ from pydantic import (
     model_validator,
 )
 
-from llm_energy_sim.config.dtypes import FP32_GEMV, FP32_SMALL, NF4_GEMV
+from llm_energy_sim.config.dtypes import FP32_GEMV, FP32_SMALL, HEAD_SHAPE_SEP, NF4_GEMV
 from llm_energy_sim.config.errors import UserError
 from llm_energy_sim.config.paths import PROFILES_DIR
 from llm_energy_sim.config.yamlio import validation_message
@@ -380,6 +380,8 @@ class Profile(_Strict):
             raise UserError(f"profile '{self.name}': no kernel class '{kclass}'")
         if dtype in by_dtype:
             return by_dtype[dtype]
+        if HEAD_SHAPE_SEP in dtype:  # a head shape not measured: the dtype's pooled fit
+            return self.kernel(kclass, dtype.split(HEAD_SHAPE_SEP, 1)[0])
         if dtype == NF4_GEMV:
             return self.kernel(kclass, "int4")
         if dtype in (FP32_GEMV, FP32_SMALL):

@@ -26,7 +26,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-from llm_energy_sim.config.dtypes import FP32_GEMV, FP32_SMALL, NF4_GEMV, DtypeInfo
+from llm_energy_sim.config.dtypes import (
+    FP32_GEMV,
+    FP32_SMALL,
+    HEAD_SHAPE_SEP,
+    NF4_GEMV,
+    DtypeInfo,
+)
 from llm_energy_sim.config.modelcard import ModelCard
 
 KERNEL_CLASSES = ("linear", "attn_prefill", "attn_decode", "attn_packed", "elementwise")
@@ -150,13 +156,23 @@ def _packed_copy_bytes(kv_total: int, n_heads: int, n_kv: int, d: int, dt: Dtype
     return gather + repeat
 
 
+def head_shape_key(dtype: str, n_heads: int, n_kv: int) -> str:
+    """The fit key of a class whose rate depends on the attention's head layout (its copies'
+    access pattern, not only the bytes: `attn_kv_copy` measured at 12/2, 28/4 and 32/8 heads
+    runs 0.96-1.16x one pooled fit, measurements/calibration/h200-overlap), e.g.
+    "bfloat16@28/4"; config/profile.Profile.kernel falls back to the dtype's pooled fit where
+    that head shape was not measured."""
+    return f"{dtype}{HEAD_SHAPE_SEP}{n_heads}/{n_kv}"
+
+
 def attn_packed_graph_kernels(
     q_total: int, kv_total: int, n_heads: int, n_kv: int, d: int, dt: DtypeInfo
 ) -> tuple[KernelGroup, KernelGroup]:
     """The same `paged|sdpa` layer as attn_packed_kernel, as its kernels run inside a CUDA
     graph, in two groups: the copies (index_select of K and V, then repeat_kv's expanded
     copy of the transposed rows to n_heads: four gather/strided copy kernels, their own class
-    'attn_kv_copy', measured alone: calibrate/graphbench.py 'attn_kv_copy'), and the masked
+    'attn_kv_copy', measured alone: calibrate/graphbench.py 'attn_kv_copy'; keyed by head
+    shape, head_shape_key), and the masked
     SDPA. That SDPA runs one thread block per (head, query block); at the query counts of
     decode steps those blocks are fewer than the SMs, so its time is one block's walk over
     the keys: `bytes` is the stream one block reads (one head's K and V rows and its mask
@@ -168,7 +184,9 @@ def attn_packed_graph_kernels(
     stream = float(kv_total) * (2 * d * ab + 64 * ab)
     flops = 4.0 * n_heads * d * float(q_total) * float(kv_total)
     return (
-        KernelGroup("attn_kv_copy", dt.act_dtype, 0.0, float(copies), 4),
+        KernelGroup(
+            "attn_kv_copy", head_shape_key(dt.act_dtype, n_heads, n_kv), 0.0, float(copies), 4
+        ),
         KernelGroup("attn_masked_sdpa", dt.act_dtype, flops, stream, 1),
     )
 
