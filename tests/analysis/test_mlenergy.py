@@ -230,6 +230,9 @@ def test_the_rows_server_block_carries_the_runs_flags():
             assert srv[key] == value
     scen = ml.row_scenario(row, settings, 2048)
     assert scen.server.max_num_seqs == 384 and scen.dtype == "bfloat16"
+    # the benchmark's requests sample with temperature 0.8 and top-p 0.95: the sorting sampler
+    assert scen.workload.sampling == "top_p"
+    assert ml.sampling_method(0.0, 0.95) == "greedy" and ml.sampling_method(0.8, 1.0) == "random"
 
 
 def test_a_run_whose_requests_never_start_has_no_window():

@@ -94,3 +94,12 @@ def test_a_profile_without_the_sampler_class_prices_the_chain_as_streaming_and_s
     greedy = CostModel(LLAMA, "bfloat16", bare, engine="vllm")
     greedy.step_cost(StepWork(n_decode=64, decode_ctx_sum=64 * 600))
     assert "sampler" not in greedy.eager_fallbacks
+
+
+def test_the_scenario_field_offers_exactly_the_priced_methods():
+    from typing import get_args
+
+    from llm_energy_sim.config.scenario import Workload
+    from llm_energy_sim.cost.kernels import SAMPLING_METHODS
+
+    assert set(get_args(Workload.model_fields["sampling"].annotation)) == set(SAMPLING_METHODS)

@@ -13,8 +13,9 @@ names) to --out. Not part of `sim`.
     python tools/device/int8_kernel_probe.py --out DIR
     python tools/device/int8_kernel_probe.py --out DIR --dtypes int4,bfloat16 --rows 1,2,4,8,16
 
-(int4: bitsandbytes NF4, `bnb.nn.Linear4bit` with bf16 compute, whose one-row calls take its
-GEMV kernel and more rows dequantise the weight and run a GEMM.)
+(int4: bitsandbytes NF4, `bnb.nn.Linear4bit` with bf16 compute: per rows and shape it runs its
+fused kernel or dequantises the weight and runs a GEMM; measurements/calibration/README.md,
+h200-nf4rows, says which the probe found.)
 """
 
 from __future__ import annotations

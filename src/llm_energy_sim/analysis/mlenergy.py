@@ -51,6 +51,15 @@ DEFAULT_PROFILE = "h100-sxm"
 #: only with VLLM_USE_FLASHINFER_SAMPLER=1, which the run's env.yaml does not set.
 SAMPLING = {"temperature": 0.8, "top_p": 0.95}
 
+
+def sampling_method(temperature: float, top_p: float) -> str:
+    """The workload.sampling of requests with these parameters, as vLLM 0.11's sampler treats
+    them: temperature 0 is greedy; a top-p below 1 sorts every row (top_p); else random."""
+    if temperature == 0.0:
+        return "greedy"
+    return "top_p" if top_p < 1.0 else "random"
+
+
 #: targets reported (not asserted): |error| within these
 TARGETS = {"energy_per_token_j": 0.10, "avg_power_w": 0.10, "median_itl_ms": 0.10}
 
@@ -481,9 +490,7 @@ def row_scenario(row: MeasuredRow, settings: RunSettings, n: int, server: dict |
             "arrival": {"kind": "burst"},
             "prompt_tokens": {"kind": "fixed", "value": 1},
             "output_tokens": {"kind": "fixed", "value": 1},
-            # the benchmark's requests ask for temperature 0.8 and top_p 0.95 (SAMPLING), so
-            # vLLM 0.11's sampler sorts every row of the logits each step
-            "sampling": "top_p",
+            "sampling": sampling_method(**SAMPLING),
         },
     }
     return load_scenario_dict(data, f"ML.ENERGY v3 row max_num_seqs={row.max_num_seqs}")

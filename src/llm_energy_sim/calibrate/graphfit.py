@@ -183,11 +183,11 @@ def fit_graph_kernels(
     head_rows together (with_head_shape_fits)."""
     fits = _fit_pooled(raw, plimit, source)
     rows = raw if head_rows is None else pd.concat([raw, head_rows], ignore_index=True)
-    return with_head_shape_fits(fits, rows, plimit, source)
+    return with_head_shape_fits(fits, rows, source)
 
 
 def with_head_shape_fits(
-    fits: dict[str, dict[str, KernelFit]], raw: pd.DataFrame, plimit: float, source: str
+    fits: dict[str, dict[str, KernelFit]], raw: pd.DataFrame, source: str
 ) -> dict[str, dict[str, KernelFit]]:
     """fits plus, per HEAD_SHAPE_CLASSES class and pooled key, a fit for each (heads,
     kv_heads) timed at >= 3 points, under cost/kernels.head_shape_key: its own rate and
