@@ -106,11 +106,17 @@ def main() -> None:
     ap.add_argument("--out", type=Path, required=True)
     ap.add_argument("--dtypes", default="int8,bfloat16")
     ap.add_argument("--rows", default=",".join(map(str, ROWS)), help="token rows, comma-separated")
+    ap.add_argument(
+        "--shapes",
+        default=",".join(f"{i}x{o}" for i, o in SHAPES),
+        help="weights IN x OUT, comma-separated (default: SHAPES)",
+    )
     a = ap.parse_args()
+    shapes = [tuple(map(int, s.split("x"))) for s in a.shapes.split(",")]
     a.out.mkdir(parents=True, exist_ok=True)
     device = "cuda" if torch.cuda.is_available() else "cpu"  # cpu: a smoke test only
     for dtype in a.dtypes.split(","):
-        for n_in, n_out in SHAPES:
+        for n_in, n_out in shapes:
             for m in map(int, a.rows.split(",")):
                 try:
                     measure(dtype, n_in, n_out, m, device, a.out)

@@ -35,6 +35,13 @@ EXTRA_DECODE = ((2, 1024), (4, 512), (16, 1024), (32, 512), (32, 4096), (16, 819
 PACKED = ((1, 512), (8, 4096), (32, 32768), (64, 38400), (128, 131072), (512, 512))
 PACKED += ((2048, 2048), (8192, 8192), (8192, 40960), (2048, 67584), (300, 120000))
 PACKED_SMALL_HEADS = ((16, 16384), (1024, 1024), (4096, 36864))
+# the same at the head layouts of the Qwen2.5 cards (query heads, KV heads, head dim: 1.5B,
+# 7B, 14B), whose packed attention is not the 32/8 rate (measurements/calibration/
+# h200-packedheads): decode-like steps (few queries over long gathered KV) and prefills
+PACKED_HEAD_SHAPES = ((12, 2, 128), (28, 4, 128), (40, 8, 128))
+PACKED_HEAD_POINTS = ((1, 512), (8, 4096), (16, 16384), (32, 32768), (64, 38400))
+PACKED_HEAD_POINTS += ((128, 131072), (300, 120000), (512, 512), (2048, 2048), (4096, 36864))
+PACKED_HEAD_POINTS += ((8192, 8192),)
 # HF eager layers' unfused small ops (kernels.eager_elementwise_bytes): (hidden, intermediate,
 # query heads, KV heads, head dim) of Qwen2.5-7B and Llama-3.1-8B, token counts as a step has
 EAGER_SHAPES = ((3584, 18944, 28, 4, 128), (4096, 14336, 32, 8, 128))
@@ -145,7 +152,19 @@ def build_grid(dtypes: tuple[str, ...] = LINEAR_DTYPES, quick: bool = False) -> 
     if not quick:
         pts += tp_shard_points(dtypes)
         pts += masked_points(dtypes)
+        pts += packed_head_points(dtypes)
     return pts
+
+
+def packed_head_points(dtypes: tuple[str, ...] = ACT_DTYPES) -> list[Point]:
+    """transformers CB's packed attention (attn_packed) at PACKED_HEAD_SHAPES x
+    PACKED_HEAD_POINTS, in the activation dtypes asked for."""
+    return [
+        Point("attn_packed", dt, m=q, kv_len=kv, heads=h, kv_heads=kvh, head_dim=d)
+        for dt in [d for d in ACT_DTYPES if d in dtypes]
+        for h, kvh, d in PACKED_HEAD_SHAPES
+        for q, kv in PACKED_HEAD_POINTS
+    ]
 
 
 def masked_points(dtypes: tuple[str, ...] = MASKED_DTYPES) -> list[Point]:
