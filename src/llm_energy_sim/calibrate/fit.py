@@ -19,7 +19,7 @@ import pandas as pd
 from scipy.optimize import least_squares, nnls
 
 from llm_energy_sim.calibrate.rawread import MICROBENCH_COLUMNS, measured_rows, read_raw
-from llm_energy_sim.config.dtypes import dtype_info
+from llm_energy_sim.config.dtypes import HEAD_SHAPE_SEP, dtype_info
 from llm_energy_sim.config.modelcard import load_model_card
 from llm_energy_sim.config.profile import (
     FitError,
@@ -30,9 +30,18 @@ from llm_energy_sim.config.profile import (
     Profile,
 )
 from llm_energy_sim.cost.costmodel import CostModel, StepWork
-from llm_energy_sim.cost.kernels import FP32_GEMV, FP32_SMALL, NF4_GEMV, linear_fit_dtype
+from llm_energy_sim.cost.kernels import (
+    FP32_GEMV,
+    FP32_SMALL,
+    NF4_GEMV,
+    head_shape_key,
+    linear_fit_dtype,
+)
 
 FLOPS_FREE = 1e18  # elementwise kernels do no FLOPs: their compute roof never binds
+# rows a head layout of the packed attention needs for a fit of its own (time and power: a
+# roofline of three parameters and three power weights, one row in five held out)
+PACKED_MIN_POINTS = 6
 
 
 def _ape(pred: np.ndarray, meas: np.ndarray) -> np.ndarray:
@@ -152,6 +161,11 @@ def fit_kernels(raw: pd.DataFrame, plimit: float, source: str) -> dict[str, dict
                     # cannot be told apart (free fits put the base at 41 and 80 W on the
                     # H200, below its active idle); the base is the same cores' GEMM's
                     fit = with_base_power(fit, gemm.p_base_w, part, plimit)
+                if HEAD_SHAPE_SEP in key and (pooled := out.get(kc, {}).get(dt)) is not None:
+                    # one head layout's rows span too few utilisations to tell base power from
+                    # the memory weight (free fits put the base at 65-81 W, below the H200's
+                    # active idle): the base is the pooled fit's, the weights refitted on it
+                    fit = with_base_power(fit, pooled.p_base_w, part, plimit)
                 out.setdefault(kc, {})[key] = fit
     for dt, fit in out.get("elementwise_eager", {}).items():
         if own := out.get("elementwise", {}).get(dt):
@@ -265,7 +279,18 @@ def kernel_regimes(kc: str, dt: str, d: pd.DataFrame) -> list[tuple[str, pd.Data
     (elementwise_eager) is fitted on its GPU-bound rows (EAGER_GPU_BOUND_TOKENS and more):
     below, its ~34 launches take longer on the host than on the GPU (0.25-0.45 ms a layer
     whatever the bytes, H200), and host time belongs to the engine's host model, not to GPU
-    time. Everything else is one regime."""
+    time. transformers CB's packed attention (attn_packed) measured at more than one head
+    layout is fitted pooled and, per layout with PACKED_MIN_POINTS rows or more, under
+    cost/kernels.head_shape_key: its rate per byte depends on the layout, which the cost
+    model keys it by. Everything else is one regime."""
+    if kc == "attn_packed" and {"heads", "kv_heads"} <= set(d.columns):
+        shapes = d.groupby(["heads", "kv_heads"])
+        own = [
+            (head_shape_key(dt, int(h), int(kvh)), part)
+            for (h, kvh), part in shapes
+            if len(part) >= PACKED_MIN_POINTS
+        ]
+        return [(dt, d)] + (own if shapes.ngroups > 1 else [])
     if kc == "elementwise_eager" and "m" in d:
         return [(dt, d[pd.to_numeric(d["m"], errors="coerce") >= EAGER_GPU_BOUND_TOKENS])]
     if kc != "linear" or dt not in ("int4", "float32") or "m" not in d:

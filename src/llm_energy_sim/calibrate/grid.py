@@ -107,9 +107,10 @@ class Point:
             g = wide.kernel()
             return KernelGroup(self.kclass, self.dtype, g.flops, g.bytes, 1)
         if self.kclass == "attn_packed":
-            return attn_packed_kernel(
+            g = attn_packed_kernel(
                 self.m, self.kv_len, self.heads, self.kv_heads, self.head_dim, dt
             )
+            return KernelGroup(g.kclass, self.dtype, g.flops, g.bytes, 1)
         if self.kclass == "elementwise_eager":
             d = self.head_dim
             return eager_elementwise_kernel(

@@ -1,0 +1,61 @@
+"""Fit the shipped h200 profile's packed-attention class (attn_packed: transformers CB's
+paged|sdpa layer, eager) pooled and per head layout, from the attn_packed rows of
+measurements/calibration/h200/microbench.csv (32/8 x 128 and 14/2 x 64 heads, sim calibrate)
+and measurements/calibration/h200-packedheads/microbench.csv.gz (12/2, 28/4 and 40/8 x 128:
+tools/device/packed_heads_bench.py, calibrate/grid.py packed_head_points), with the kernel fit
+every class uses (calibrate/fit.py fit_kernels and its kernel_regimes). Every other field of
+the profile is kept.
+
+    python tools/refit_packed_heads.py            # rewrite the shipped profile
+    python tools/refit_packed_heads.py --check    # exit 1 if it is stale
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pandas as pd
+
+from llm_energy_sim.calibrate.fit import fit_kernels
+from llm_energy_sim.config.profile import load_profile
+
+if __package__ in (None, ""):  # run as a script: the repository root on the path, for tools.*
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from tools.profile_refit import run  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+TABLES = (
+    ROOT / "measurements/calibration/h200/microbench.csv",
+    ROOT / "measurements/calibration/h200-packedheads/microbench.csv.gz",
+)
+CLASS = "attn_packed"
+
+
+def packed_rows() -> pd.DataFrame:
+    """The attn_packed rows of every table in TABLES that exists."""
+    parts = [pd.read_csv(t) for t in TABLES if t.exists()]
+    rows = pd.concat(parts, ignore_index=True)
+    return rows[rows["kclass"] == CLASS].reset_index(drop=True)
+
+
+def refit(name: str = "h200") -> dict:
+    prof, path = load_profile(name)
+    where = ", ".join(f"{t.parent.name}/{t.name}" for t in TABLES if t.exists())
+    fits = fit_kernels(
+        packed_rows(),
+        prof.gpu.power_limit_w,
+        f"packed-attention microbenchmarks on NVIDIA H200 (driver 580.159.04); raw: {where}",
+    )
+    data = json.loads(Path(path).read_text())
+    data["kernels"][CLASS] = {dt: json.loads(f.model_dump_json()) for dt, f in fits[CLASS].items()}
+    return data
+
+
+def main() -> int:
+    return run(refit, __doc__.splitlines()[0])
+
+
+if __name__ == "__main__":
+    sys.exit(main())
