@@ -1,10 +1,10 @@
-"""Fit the shipped h200 profile's packed-attention class (attn_packed: transformers CB's
-paged|sdpa layer, eager) pooled and per head layout, from the attn_packed rows of
+"""Fit the shipped profiles' packed-attention class (attn_packed: transformers CB's paged|sdpa
+layer, eager) pooled and per head layout, with the kernel fit every class uses
+(calibrate/fit.py fit_kernels and its kernel_regimes), from their attn_packed rows: h200 from
 measurements/calibration/h200/microbench.csv (32/8 x 128 and 14/2 x 64 heads, sim calibrate)
-and measurements/calibration/h200-packedheads/microbench.csv.gz (12/2, 28/4 and 40/8 x 128:
-tools/device/packed_heads_bench.py, calibrate/grid.py packed_head_points), with the kernel fit
-every class uses (calibrate/fit.py fit_kernels and its kernel_regimes). Every other field of
-the profile is kept.
+and h200-packedheads/microbench.csv.gz (12/2, 28/4 and 40/8 x 128:
+tools/device/packed_heads_bench.py, calibrate/grid.py packed_head_points); h100-sxm from
+h100-v2/microbench.csv (32/8 and 14/2). Every other field of the profiles is kept.
 
     python tools/refit_packed_heads.py            # rewrite the shipped profile
     python tools/refit_packed_heads.py --check    # exit 1 if it is stale
@@ -26,27 +26,28 @@ if __package__ in (None, ""):  # run as a script: the repository root on the pat
 from tools.profile_refit import run  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
-TABLES = (
-    ROOT / "measurements/calibration/h200/microbench.csv",
-    ROOT / "measurements/calibration/h200-packedheads/microbench.csv.gz",
-)
+CAL = ROOT / "measurements/calibration"
+TABLES = {
+    "h200": (CAL / "h200/microbench.csv", CAL / "h200-packedheads/microbench.csv.gz"),
+    "h100-sxm": (CAL / "h100-v2/microbench.csv",),
+}
 CLASS = "attn_packed"
 
 
-def packed_rows() -> pd.DataFrame:
-    """The attn_packed rows of every table in TABLES that exists."""
-    parts = [pd.read_csv(t) for t in TABLES if t.exists()]
+def packed_rows(name: str = "h200") -> pd.DataFrame:
+    """The attn_packed rows of every table of profile NAME (TABLES) that exists."""
+    parts = [pd.read_csv(t) for t in TABLES[name] if t.exists()]
     rows = pd.concat(parts, ignore_index=True)
     return rows[rows["kclass"] == CLASS].reset_index(drop=True)
 
 
 def refit(name: str = "h200") -> dict:
     prof, path = load_profile(name)
-    where = ", ".join(f"{t.parent.name}/{t.name}" for t in TABLES if t.exists())
+    where = ", ".join(f"{t.parent.name}/{t.name}" for t in TABLES[name] if t.exists())
     fits = fit_kernels(
-        packed_rows(),
+        packed_rows(name),
         prof.gpu.power_limit_w,
-        f"packed-attention microbenchmarks on NVIDIA H200 (driver 580.159.04); raw: {where}",
+        f"packed-attention microbenchmarks on {prof.gpu.name}; raw: {where}",
     )
     data = json.loads(Path(path).read_text())
     data["kernels"][CLASS] = {dt: json.loads(f.model_dump_json()) for dt, f in fits[CLASS].items()}
@@ -54,7 +55,7 @@ def refit(name: str = "h200") -> dict:
 
 
 def main() -> int:
-    return run(refit, __doc__.splitlines()[0])
+    return max(run(lambda n=n: refit(n), __doc__.splitlines()[0], name=n) for n in TABLES)
 
 
 if __name__ == "__main__":
