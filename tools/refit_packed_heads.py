@@ -3,7 +3,7 @@ layer, eager) pooled and per head layout, with the kernel fit every class uses
 (calibrate/fit.py fit_kernels and its kernel_regimes), from their attn_packed rows: h200 from
 measurements/calibration/h200/microbench.csv (32/8 x 128 and 14/2 x 64 heads, sim calibrate)
 and h200-packedheads/microbench.csv.gz (12/2, 28/4 and 40/8 x 128:
-tools/device/packed_heads_bench.py, calibrate/grid.py packed_head_points); h100-sxm from
+tools/device/grid_bench.py --grid packed_heads, calibrate/grid.py packed_head_points); h100-sxm from
 h100-v2/microbench.csv (32/8 and 14/2). Every other field of the profiles is kept.
 
     python tools/refit_packed_heads.py            # rewrite the shipped profile

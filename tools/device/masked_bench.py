@@ -1,35 +1,16 @@
-"""The masked-attention microbenchmarks (calibrate/grid.py masked_points: attention under a
-left-padding mask as transformers runs a padded HF generate batch) on one GPU, metered, into
---out/microbench.csv (the microbenchmark table's columns; rerun skips measured points). Fitted
-into the shipped profile by tools/refit_masked_attention.py. Not part of `sim`.
+"""The masked-attention microbenchmarks (tools/device/grid_bench.py --grid masked), under the
+name the h200-masked measurements were taken with.
 
     python tools/device/masked_bench.py --out DIR [--dtypes bfloat16,float16,float32]
 """
 
 from __future__ import annotations
 
-import argparse
+import sys
 from pathlib import Path
 
-
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--out", type=Path, required=True)
-    ap.add_argument("--dtypes", default="bfloat16,float16,float32")
-    args = ap.parse_args()
-    args.out.mkdir(parents=True, exist_ok=True)
-    from llm_energy_sim.calibrate.grid import masked_points
-    from llm_energy_sim.calibrate.runner import run_grid
-    from llm_energy_sim.meter.monitor import EnergyMonitor
-
-    n = run_grid(
-        masked_points(tuple(args.dtypes.split(","))),
-        args.out / "microbench.csv",
-        EnergyMonitor([0]),
-        progress=False,
-    )
-    print("measured", n, "points", flush=True)
-
-
 if __name__ == "__main__":
-    main()
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+    from tools.device.grid_bench import main
+
+    main(["--grid", "masked", *sys.argv[1:]])
