@@ -2,7 +2,8 @@
 committed live runs: for the H200 validation matrix (measurements/live/h200-matrix) its error
 table, its energy-ordering section and its 80% interval coverage; for the held-out static run
 (measurements/live/h200-static-holdout) and the second, blind matrix lease
-(measurements/live/h200-matrix-r) the same three. Each block sits between
+(measurements/live/h200-matrix-r) and the third, transformers CB at the Qwen2.5 head
+layouts (measurements/live/h200-matrix-q), the same three. Each block sits between
 `<!-- generated: NAME -->` and `<!-- end: NAME -->` in the document and is replaced whole;
 the prose around it is not touched. Runs on any CPU in seconds.
 
@@ -25,6 +26,7 @@ RUNS = {
     "matrix": "measurements/live/h200-matrix",
     "holdout": "measurements/live/h200-static-holdout",
     "repeat": "measurements/live/h200-matrix-r",
+    "qwencb": "measurements/live/h200-matrix-q",
 }
 ORDERING = "### Ordering by energy per request"
 
