@@ -12,6 +12,7 @@ names) to --out. Not part of `sim`.
 
     python tools/device/int8_kernel_probe.py --out DIR
     python tools/device/int8_kernel_probe.py --out DIR --dtypes int4,bfloat16 --rows 1,2,4,8,16
+        [--shapes 4096x4096,...] [--hostspeed]
 
 (int4: bitsandbytes NF4, `bnb.nn.Linear4bit` with bf16 compute: per rows and shape it runs its
 fused kernel or dequantises the weight and runs a GEMM; measurements/calibration/README.md,
@@ -111,10 +112,19 @@ def main() -> None:
         default=",".join(f"{i}x{o}" for i, o in SHAPES),
         help="weights IN x OUT, comma-separated (default: SHAPES)",
     )
+    ap.add_argument(
+        "--hostspeed",
+        action="store_true",
+        help="bracket the probe with host-speed passes in this process (--out/hostspeed.csv)",
+    )
     a = ap.parse_args()
     shapes = [tuple(map(int, s.split("x"))) for s in a.shapes.split(",")]
     a.out.mkdir(parents=True, exist_ok=True)
     device = "cuda" if torch.cuda.is_available() else "cpu"  # cpu: a smoke test only
+    if a.hostspeed:
+        from llm_energy_sim.cli.replay import measure_host_pass
+
+        measure_host_pass(a.out / "hostspeed.csv", device, True, "before")
     for dtype in a.dtypes.split(","):
         for n_in, n_out in shapes:
             for m in map(int, a.rows.split(",")):
@@ -123,6 +133,8 @@ def main() -> None:
                 except Exception as e:  # keep the other points
                     print(dtype, n_in, n_out, m, "failed:", repr(e), flush=True)
         print(dtype, "done", flush=True)
+    if a.hostspeed:
+        measure_host_pass(a.out / "hostspeed.csv", device, True, "after")
 
 
 if __name__ == "__main__":
