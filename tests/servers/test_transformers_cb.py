@@ -142,7 +142,7 @@ def test_packed_attention_kernel_is_the_engines_dense_masked_sdpa():
 
     dt = dtype_info("bfloat16")
     g = attn_packed_kernel(64, 64 * 600, 32, 8, 128, dt)
-    assert g.kclass == "attn_packed" and g.dtype == "bfloat16"
+    assert g.kclass == "attn_packed" and g.dtype == "bfloat16@32/8"  # keyed by head layout
     assert g.flops == 4.0 * 32 * 128 * 64 * (64 * 600)
     assert g.bytes >= 64 * (64 * 600) * 2  # the mask alone
 
