@@ -3,7 +3,8 @@ committed live runs: for the H200 validation matrix (measurements/live/h200-matr
 table, its energy-ordering section and its 80% interval coverage; for the held-out static run
 (measurements/live/h200-static-holdout) and the second, blind matrix lease
 (measurements/live/h200-matrix-r) and the third, transformers CB at the Qwen2.5 head
-layouts (measurements/live/h200-matrix-q), the same three. Each block sits between
+layouts (measurements/live/h200-matrix-q) and the fourth, bitsandbytes NF4 at 4-16 rows
+(measurements/live/h200-matrix-n), the same three. Each block sits between
 `<!-- generated: NAME -->` and `<!-- end: NAME -->` in the document and is replaced whole;
 the prose around it is not touched. Runs on any CPU in seconds.
 
@@ -27,6 +28,7 @@ RUNS = {
     "holdout": "measurements/live/h200-static-holdout",
     "repeat": "measurements/live/h200-matrix-r",
     "qwencb": "measurements/live/h200-matrix-q",
+    "nf4": "measurements/live/h200-matrix-n",
 }
 ORDERING = "### Ordering by energy per request"
 

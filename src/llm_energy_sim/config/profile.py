@@ -100,6 +100,10 @@ class HostOverhead(_Strict):
     # kernel_cache: cold), a decode step's and a prefill's (tools/fit_jit_compiles.py)
     jit_masked_decode_s: dict[str, float] = Field(default_factory=dict)
     jit_masked_prefill_s: dict[str, float] = Field(default_factory=dict)
+    # host seconds a bitsandbytes NF4 projection adds in a decode step where it dequantises
+    # its weight (five launches) instead of running its fused kernel (cost/nf4dispatch.py
+    # says where; tools/fit_nf4_dequant_host.py measured it); 0: not measured
+    nf4_dequant_call_s: float = Field(default=0.0, ge=0)
     fit_error: FitError | None = None
     source: str
 

@@ -34,6 +34,7 @@ from llm_energy_sim.cost.kernels import (
     masked_kv_heads,
     sampler_kernel,
 )
+from llm_energy_sim.cost.nf4dispatch import dequantising_per_layer
 from llm_energy_sim.cost.stepprice import StepPricer
 
 # the graph-regime classes transformers CB's packed attention is priced with when measured
@@ -212,6 +213,7 @@ class CostModel:
         # kernels that sync with the host per call (HostOverhead.decode_sync): a decode step's
         # host and kernels add up; priced by step_cost (StepPricer assumes overlap)
         self.decode_sync = self.host.decode_sync
+        self._nf4_host: dict[int, float] = {}  # _nf4_dequant_host_s, memoised per rows
         self.step_pricer = (
             None if self.shape.packed_attention or self.decode_sync else StepPricer(self)
         )
@@ -391,11 +393,25 @@ class CostModel:
         per call (decode_sync) none of it overlaps."""
         h = self.host
         launches = h.per_layer_s * self.card.num_hidden_layers
+        if decode_only and h.nf4_dequant_call_s and self.dt.name == "int4":
+            launches += self._nf4_dequant_host_s(n_seqs)
         if self.decode_sync and decode_only:
             return 0.0, h.per_step_s + launches + h.per_sequence_s * n_seqs
         if self.shape.host_serial:
             return launches, h.per_step_s + h.per_sequence_s * n_seqs
         return h.per_step_s + launches + h.per_sequence_s * n_seqs, 0.0
+
+    def _nf4_dequant_host_s(self, rows: int) -> float:
+        """Host time a decode step of `rows` token rows adds for the NF4 projections that
+        dequantise their weight at that row count (cost/nf4dispatch.py), every layer. In
+        prefills the 'int4' linear fit, timed back to back at 16+ rows, already holds it."""
+        t = self._nf4_host.get(rows)
+        if t is None:
+            n = dequantising_per_layer(self.card, rows, self.tp)
+            t = self._nf4_host[rows] = (
+                n * self.card.num_hidden_layers * self.host.nf4_dequant_call_s
+            )
+        return t
 
     def host_s(self, n_seqs: int, decode_only: bool = True) -> float:
         """The host time that may overlap the step's kernels (host_split)."""
@@ -600,6 +616,8 @@ def host_overhead(profile: Profile, engine: str, dtype: str, tp: int = 1) -> Hos
             "per_step_s": plus("per_step_s"),
             "per_layer_s": base.per_layer_s if graphs else plus("per_layer_s"),
             "per_sequence_s": plus("per_sequence_s"),
+            # per-call host work of the dtype's modules, repeated per layer: none in a replay
+            "nf4_dequant_call_s": 0.0 if graphs else q.nf4_dequant_call_s,
             "source": f"{base.source}; plus the {dtype} increments of hf_eager:{dtype} over "
             "hf_eager (derived: cost.costmodel.host_overhead)",
         }
@@ -629,6 +647,7 @@ def _scaled_host(h: HostOverhead, f: float) -> HostOverhead:
             # 0.87 in measurements/calibration/h200-jitprobe)
             "jit_masked_decode_s": {k: v * f for k, v in h.jit_masked_decode_s.items()},
             "jit_masked_prefill_s": {k: v * f for k, v in h.jit_masked_prefill_s.items()},
+            "nf4_dequant_call_s": h.nf4_dequant_call_s * f,
         }
     )
 
