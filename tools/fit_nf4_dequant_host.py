@@ -33,7 +33,7 @@ from llm_energy_sim.cost.nf4dispatch import nf4_dequantises
 if __package__ in (None, ""):  # run as a script: the repository root on the path, for tools.*
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from tools.fit_jit_compiles import MARK as JIT_MARK  # noqa: E402
-from tools.profile_refit import run  # noqa: E402
+from tools.profile_refit import run_each  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 RAW = ROOT / "measurements/calibration/h200-nf4rows-c"
@@ -80,9 +80,7 @@ def refit(name: str) -> dict:
 
 
 def main() -> int:
-    return max(
-        run(lambda n=n: refit(n), __doc__.splitlines()[0], name=n) for n in ("h200", "h100-sxm")
-    )
+    return run_each(refit, __doc__.splitlines()[0], ("h200", "h100-sxm"))
 
 
 if __name__ == "__main__":

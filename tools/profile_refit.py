@@ -27,5 +27,11 @@ def run(refit: Callable[[], dict], description: str, name: str = "h200") -> int:
     return 1 if (args.check and stale) else 0
 
 
+def run_each(refit: Callable[[str], dict], description: str, names) -> int:
+    """run() for each shipped profile of names, refit(name) giving its refit; 1 if any was
+    stale under --check."""
+    return max(run(lambda n=n: refit(n), description, name=n) for n in names)
+
+
 if __name__ == "__main__":
     sys.exit("a library for the refit tools, not a command")

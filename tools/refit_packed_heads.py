@@ -23,7 +23,7 @@ from llm_energy_sim.config.profile import load_profile
 
 if __package__ in (None, ""):  # run as a script: the repository root on the path, for tools.*
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from tools.profile_refit import run  # noqa: E402
+from tools.profile_refit import run_each  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 CAL = ROOT / "measurements/calibration"
@@ -55,7 +55,7 @@ def refit(name: str = "h200") -> dict:
 
 
 def main() -> int:
-    return max(run(lambda n=n: refit(n), __doc__.splitlines()[0], name=n) for n in TABLES)
+    return run_each(refit, __doc__.splitlines()[0], TABLES)
 
 
 if __name__ == "__main__":

@@ -213,6 +213,8 @@ class CostModel:
         # kernels that sync with the host per call (HostOverhead.decode_sync): a decode step's
         # host and kernels add up; priced by step_cost (StepPricer assumes overlap)
         self.decode_sync = self.host.decode_sync
+        # NF4 projections that dequantise pay host time in decode steps (_nf4_dequant_host_s)
+        self.nf4_dequant = bool(self.host.nf4_dequant_call_s) and self.dt.name == "int4"
         self._nf4_host: dict[int, float] = {}  # _nf4_dequant_host_s, memoised per rows
         self.step_pricer = (
             None if self.shape.packed_attention or self.decode_sync else StepPricer(self)
@@ -393,7 +395,7 @@ class CostModel:
         per call (decode_sync) none of it overlaps."""
         h = self.host
         launches = h.per_layer_s * self.card.num_hidden_layers
-        if decode_only and h.nf4_dequant_call_s and self.dt.name == "int4":
+        if decode_only and self.nf4_dequant:
             launches += self._nf4_dequant_host_s(n_seqs)
         if self.decode_sync and decode_only:
             return 0.0, h.per_step_s + launches + h.per_sequence_s * n_seqs

@@ -34,9 +34,8 @@ class StepPricer:
         self._dec_q = 2 * nh * d * model.dt.act_bytes  # its bytes per sequence
         self._kvb = model.dt.kv_bytes
         h = model.host
-        self._host_fixed = h.per_step_s + h.per_layer_s * self.layers
         self._per_step, self._launches = h.per_step_s, h.per_layer_s * self.layers
-        self._nf4 = bool(h.nf4_dequant_call_s) and model.dt.name == "int4"
+        self._host_fixed = self._per_step + self._launches
         self._per_seq = h.per_sequence_s
         self._serial_frac = h.prefill_serial_fraction
         self._setup = h.setup_s
@@ -103,7 +102,7 @@ class StepPricer:
         L = self.layers
         gpu = t_const + L * t
         busy = e_const + L * e
-        if self._nf4 and not prefill:  # as CostModel.host_split adds it, float for float
+        if m.nf4_dequant and not prefill:  # as CostModel.host_split adds it, float for float
             host = self._per_step + (self._launches + m._nf4_dequant_host_s(n_seqs))
             host += self._per_seq * n_seqs
         else:
