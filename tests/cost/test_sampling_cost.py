@@ -65,21 +65,38 @@ def test_the_eager_chain_is_as_slow_as_its_gpu_part_where_it_costs():
     assert ratio.between(0.95, 1.15).all() and ratio.median() < 1.05
 
 
-def _decode_step_s(sampling: str, batch: int, profile: str = "h200") -> float:
+def _decode_step(sampling: str, batch: int, profile: str = "h200") -> tuple[float, bool]:
+    """(GPU time of a decode step, whether the power limit stretched it)."""
     prof, _ = load_profile(profile)
     cm = CostModel(LLAMA, "bfloat16", prof, engine="vllm", sampling=sampling)
-    return cm.step_cost(StepWork(n_decode=batch, decode_ctx_sum=batch * 600)).gpu_s
+    c = cm.step_cost(StepWork(n_decode=batch, decode_ctx_sum=batch * 600))
+    return c.gpu_s, c.busy_energy_j > prof.gpu.power_limit_w * c.gpu_s * (1 - 1e-12)
+
+
+def _decode_step_s(sampling: str, batch: int, profile: str = "h200") -> float:
+    return _decode_step(sampling, batch, profile)[0]
 
 
 def test_top_p_sampling_costs_a_sort_per_step_growing_with_the_batch():
     prof, _ = load_profile("h200")
     kf = prof.kernel(SAMPLER_CLASS, "top_p")
-    for batch in (8, 64, 256):
-        greedy, top_p = _decode_step_s("greedy", batch), _decode_step_s("top_p", batch)
+    stretched = []
+    for batch in (8, 64, 256, 512):
+        (greedy, limited), (top_p, top_p_limited) = (
+            _decode_step("greedy", batch),
+            _decode_step("top_p", batch),
+        )
         g = sampler_kernel("top_p", batch, LLAMA.vocab_size, 2)
         sort_s = g.bytes / kf.bandwidth + g.count * kf.t0_s
-        # the step gains the measured chain less the greedy argmax it replaces
-        assert sort_s * 0.9 < top_p - greedy < sort_s
+        if not (limited or top_p_limited):
+            # the step gains the measured chain less the greedy argmax it replaces
+            assert sort_s * 0.9 < top_p - greedy < sort_s
+        else:
+            # a power-limited step gains less: the sort draws less than the limit, so the
+            # step's other kernels run at higher clocks meanwhile (CostModel.power_limited)
+            assert 0 < top_p - greedy < sort_s
+        stretched.append(limited and top_p_limited)
+    assert not stretched[0] and stretched[-1]  # both regimes were checked
     assert _decode_step_s("random", 256) < _decode_step_s("top_p", 256)
 
 

@@ -71,8 +71,11 @@ class DecodePricer:
             gpu1, busy1 = self._gpu_busy(n, ctx_sum + n, got)
             return gpu0, busy0, gpu1, busy1, got[2]
         # _gpu_busy twice, inline (the same float operations: one call per decode run)
+        m = self.model
         t_const, e_const, host, bytes_n = got
-        fc, bc, kvb, peak, bw, t0, pb, wc, wm, plimit, layers, tp = self._terms or self._flat()
+        fc, bc, kvb, peak, bw, t0, pb, wc, wm, plimit, layers, tp, step_limit = (
+            self._terms or self._flat()
+        )
         tc = fc * ctx_sum / peak
         tm = (bc * ctx_sum * kvb + bytes_n) / bw
         t = (tc if tc >= tm else tm) + t0
@@ -81,7 +84,7 @@ class DecodePricer:
         else:
             e = pb * t + wc * tc + wm * tm
             lim = plimit * t
-            if lim < e:
+            if lim < e and not step_limit:
                 e = lim
         c1 = ctx_sum + n
         tc = fc * c1 / peak
@@ -92,13 +95,15 @@ class DecodePricer:
         else:
             e1 = pb * t1 + wc * tc + wm * tm
             lim = plimit * t1
-            if lim < e1:
+            if lim < e1 and not step_limit:
                 e1 = lim
+        limited = m.power_limited
+        e_step, e_step1 = e_const + layers * e, e_const + layers * e1
         return (
-            t_const + layers * t,
-            tp * (e_const + layers * e),
-            t_const + layers * t1,
-            tp * (e_const + layers * e1),
+            limited(t_const + layers * t, e_step),
+            tp * e_step,
+            limited(t_const + layers * t1, e_step1),
+            tp * e_step1,
             host,
         )
 
@@ -123,6 +128,7 @@ class DecodePricer:
             m._plimit,
             self.layers,
             m.tp,
+            m.step_limit,
         )
         return self._terms
 
@@ -133,8 +139,10 @@ class DecodePricer:
         t_const, e_const, _, bytes_n = constants
         if self.packed:
             t_attn, e_attn = m._attention(self.step_work(n_decode=n, decode_ctx_sum=ctx_sum))
-            return t_const + t_attn, m.tp * (e_const + e_attn)
-        fc, bc, kvb, peak, bw, t0, pb, wc, wm, plimit, layers, tp = self._terms or self._flat()
+            return m.power_limited(t_const + t_attn, e_const + e_attn), m.tp * (e_const + e_attn)
+        fc, bc, kvb, peak, bw, t0, pb, wc, wm, plimit, layers, tp, step_limit = (
+            self._terms or self._flat()
+        )
         tc = fc * ctx_sum / peak
         tm = (bc * ctx_sum * kvb + bytes_n) / bw
         t = (tc if tc >= tm else tm) + t0
@@ -143,6 +151,7 @@ class DecodePricer:
         else:
             e = pb * t + wc * tc + wm * tm
             lim = plimit * t
-            if lim < e:
+            if lim < e and not step_limit:
                 e = lim
-        return t_const + layers * t, tp * (e_const + layers * e)
+        e_step = e_const + layers * e
+        return m.power_limited(t_const + layers * t, e_step), tp * e_step

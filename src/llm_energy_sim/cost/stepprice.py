@@ -73,7 +73,7 @@ class StepPricer:
             return 0.0, 0.0
         n_seqs = len(prefill) + n_decode
         t_const, e_const = m._layer_const(m.step_rows(tokens, graph_tokens), n_seqs)
-        plimit = m._plimit
+        plimit, step_limit = m._plimit, m.step_limit
         t = e = 0.0
         if prefill:
             fit = self._pre
@@ -86,7 +86,7 @@ class StepPricer:
             if g > 0:
                 ge = pb * g + wc * tc + wm * tm
                 t += g
-                e += ge if ge < plimit * g else plimit * g
+                e += ge if ge < plimit * g or step_limit else plimit * g
         if n_decode:
             fit = self._dec
             if fit is None:
@@ -98,10 +98,10 @@ class StepPricer:
             if g > 0:
                 ge = pb * g + wc * tc + wm * tm
                 t += g
-                e += ge if ge < plimit * g else plimit * g
+                e += ge if ge < plimit * g or step_limit else plimit * g
         L = self.layers
-        gpu = t_const + L * t
         busy = e_const + L * e
+        gpu = m.power_limited(t_const + L * t, busy)
         if m.nf4_dequant and not prefill:  # as CostModel.host_split adds it, float for float
             host = self._per_step + (self._launches + m._nf4_dequant_host_s(n_seqs))
             host += self._per_seq * n_seqs
