@@ -390,7 +390,7 @@ class Profile(_Strict):
             return self.kernel(kclass, "int4")
         if dtype in (FP32_GEMV, FP32_SMALL):
             return self.kernel(kclass, "float32")
-        if kclass != "linear":
+        if kclass not in ("linear", "linear_graph"):
             for fallback in ("bfloat16", "float16"):
                 if fallback in by_dtype:
                     return by_dtype[fallback]

@@ -88,8 +88,13 @@ ENGINE_SHAPES: dict[str, EngineShape] = {
         pad_kv=16384,
         host_serial=True,
     ),
-    # TGI flash models: fused qkv and gate_up, fused norm+residual and rotary kernels
-    "tgi": EngineShape(fused_qkv=True, fused_gate_up=True, elementwise_launches_per_layer=5),
+    # TGI flash models: fused qkv and gate_up, fused norm+residual and rotary kernels, decode
+    # steps replayed as CUDA graphs (server/text_generation_server/models/flash_causal_lm.py
+    # cuda_graph_warmup; prefills run eagerly, their kernels large enough that the graph
+    # floor does not bind): the graph-regime classes and the step-level power limit
+    "tgi": EngineShape(
+        fused_qkv=True, fused_gate_up=True, elementwise_launches_per_layer=5, cuda_graphs=True
+    ),
     # vLLM V1 (0.11): fused qkv and gate_up (QKVParallelLinear, MergedColumnParallelLinear),
     # fused add+RMSNorm, rotary and SiLU-and-mul kernels, flash-attention varlen, CUDA graphs
     "vllm": EngineShape(
@@ -239,7 +244,10 @@ class CostModel:
             fit = None
             if self.shape.cuda_graphs:
                 graph_class = GRAPH_CLASS.get(kclass, f"{kclass}_graph")
-                if graph_class in self.profile.kernels:
+                graph = self.profile.kernels.get(graph_class)
+                # a linear's weight format is its own kernel (bitsandbytes int8 / NF4 were
+                # never timed in graphs): only its own dtype's graph fit, else the eager one
+                if graph and (kclass != "linear" or dtype in graph):
                     fit = self.profile.kernel(graph_class, dtype)
                 else:
                     self.eager_fallbacks.add(kclass)

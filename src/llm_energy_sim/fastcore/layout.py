@@ -35,7 +35,7 @@ SF = ("TSTART", "TFIRST", "EPRE", "EDEC")
 #: PI: int parameters
 PI = (
     "R", "MAXCONC", "MAXBPT", "MAXINPUT", "MAXTOTAL", "MBS", "MWT", "CHUNKED", "BS", "LAYERS",
-    "TP", "LEAST", "FF", "ST_OK", "ST_QFULL", "ST_TOOLONG", "ST_UNF",
+    "TP", "LEAST", "FF", "ST_OK", "ST_QFULL", "ST_TOOLONG", "ST_UNF", "STEP_LIMIT",
 )  # fmt: skip
 #: PF: float parameters; PRE and DEC are six values each (a fit's peak_flops, bandwidth,
 #: t0_s, p_base_w, w_compute, w_memory: attn_prefill's and attn_decode's)

@@ -49,7 +49,7 @@ def applies(servers: Sequence[Any]) -> bool:
             return False
         if rep.cold_start or rep.step_log is not None or rep.plans.on:
             return False
-        if cost.shape.packed_attention or cost.shape.pad_q or cost.shape.cuda_graphs:
+        if cost.shape.packed_attention or cost.shape.pad_q or cost.shape.pad_kv:
             return False
         if cost.decode_pricer.packed:
             return False
@@ -119,6 +119,7 @@ def _params(
     PI[PI_.ST_QFULL] = STATUSES.index(REJECTED_QUEUE_FULL)
     PI[PI_.ST_TOOLONG] = STATUSES.index(REJECTED_TOO_LONG)
     PI[PI_.ST_UNF] = STATUSES.index(UNFINISHED)
+    PI[PI_.STEP_LIMIT] = int(bool(tc.step_limit))
     PF = np.zeros(PF_.SIZE)
     PF[PF_.WSR] = s.waiting_served_ratio
     PF[PF_.FC] = sp._flops_c

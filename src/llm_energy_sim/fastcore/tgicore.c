@@ -159,6 +159,13 @@ static double wait_power_w(Core *c, i64 tp, double gpu_s, double busy_j) {
     return w + k * (p_busy - w);
 }
 
+/* CostModel.power_limited: a CUDA-graph step's GPU time at the power limit */
+static double power_limited(Core *c, double gpu_s, double busy_j) {
+    double plimit = c->PF[PF_PLIMIT];
+    if (c->PI[PI_STEP_LIMIT] && busy_j > plimit * gpu_s) return busy_j / plimit;
+    return gpu_s;
+}
+
 /* StepPricer.price of server s's planned forward (no graph tokens, no miss, warm). 0: priced;
  * C_NEED_ROW: the rows table lacks its token count (G_NEED_ROW); C_FALLBACK: beyond the
  * tables. */
@@ -193,6 +200,7 @@ static int price_forward(Core *c, i64 s, i64 n_decode, i64 ctx_sum, double *wall
     double t_const = c->rows_t[tokens] + h[0] + h[2]; /* CostModel._layer_const */
     double e_const = c->rows_e[tokens] + h[1] + h[3];
     double plimit = PF[PF_PLIMIT];
+    int step_limit = (int)c->PI[PI_STEP_LIMIT];
     double t = 0.0, e = 0.0;
     if (n_pre) {
         const double *f = PF + PF_PRE;
@@ -201,7 +209,7 @@ static int price_forward(Core *c, i64 s, i64 n_decode, i64 ctx_sum, double *wall
         if (g > 0) {
             double ge = f[3] * g + f[4] * tc + f[5] * tm;
             t += g;
-            e += ge < plimit * g ? ge : plimit * g;
+            e += ge < plimit * g || step_limit ? ge : plimit * g;
         }
     }
     if (n_decode) {
@@ -213,12 +221,12 @@ static int price_forward(Core *c, i64 s, i64 n_decode, i64 ctx_sum, double *wall
         if (g > 0) {
             double ge = f[3] * g + f[4] * tc + f[5] * tm;
             t += g;
-            e += ge < plimit * g ? ge : plimit * g;
+            e += ge < plimit * g || step_limit ? ge : plimit * g;
         }
     }
     i64 L = c->PI[PI_LAYERS], tp = c->PI[PI_TP];
-    double gpu = t_const + (double)L * t;
     double busy = e_const + (double)L * e;
+    double gpu = power_limited(c, t_const + (double)L * t, busy);
     double host = PF[PF_HOSTFIX] + PF[PF_PERSEQ] * (double)n_seqs;
     double wall = gpu > host ? gpu : host;
     if (n_pre) {
@@ -243,7 +251,7 @@ static void attn_decode(Core *c, i64 ctx_sum, double bytes_n, double *t_out, dou
     }
     double e = f[3] * t + f[4] * tc + f[5] * tm;
     double lim = PF[PF_PLIMIT] * t;
-    if (lim < e) e = lim;
+    if (lim < e && !c->PI[PI_STEP_LIMIT]) e = lim;
     *t_out = t;
     *e_out = e;
 }
@@ -254,8 +262,9 @@ static void gpu_busy(Core *c, i64 n, i64 ctx_sum, double *gpu, double *busy) {
     double t, e;
     attn_decode(c, ctx_sum, d[3], &t, &e);
     i64 L = c->PI[PI_LAYERS];
-    *gpu = d[0] + (double)L * t;
-    *busy = (double)c->PI[PI_TP] * (d[1] + (double)L * e);
+    double e_step = d[1] + (double)L * e;
+    *gpu = power_limited(c, d[0] + (double)L * t, e_step);
+    *busy = (double)c->PI[PI_TP] * e_step;
 }
 
 /* DecodeSegment.time(k) of server s's decode run */
@@ -424,8 +433,9 @@ static void seg_build(Core *c, i64 s, i64 n, i64 ctx_sum0) {
     double t, e, t1, e1;
     attn_decode(c, ctx_sum0, d[3], &t, &e);
     attn_decode(c, ctx_sum0 + n, d[3], &t1, &e1);
-    double gpu0 = d[0] + (double)L * t, busy0 = (double)tp * (d[1] + (double)L * e);
-    double gpu1 = d[0] + (double)L * t1, busy1 = (double)tp * (d[1] + (double)L * e1);
+    double e_step = d[1] + (double)L * e, e_step1 = d[1] + (double)L * e1;
+    double gpu0 = power_limited(c, d[0] + (double)L * t, e_step), busy0 = (double)tp * e_step;
+    double gpu1 = power_limited(c, d[0] + (double)L * t1, e_step1), busy1 = (double)tp * e_step1;
     double dgpu = gpu1 - gpu0, host = d[2];
     GVF(s, VF_GPU0) = gpu0;
     GVF(s, VF_DGPU) = dgpu;
