@@ -298,8 +298,13 @@ def print_summary(summary: dict, console: Console | None = None) -> None:
         console.print(f"host_time_factor {summary['host_time_factor']:.4g}{why}", markup=False)
     iv = summary.get("intervals")
     if iv:
-        rr = iv.get("run_to_run")
-        spread = f"; run-to-run spread of repeated live runs ({rr['dof']} dof)" if rr else ""
+        rr, mr = iv.get("run_to_run"), iv.get("model_residuals")
+        if mr:  # the residuals hold run-to-run noise; the spread is used without them
+            spread = f"; the model's errors on {mr['cases']} held-out live configurations"
+        elif rr:
+            spread = f"; run-to-run spread of repeated live runs ({rr['dof']} dof)"
+        else:
+            spread = ""
         console.print(
             f"[lo, hi]: {iv['level']:.0%} prediction interval: {iv['host']}{spread}",
             markup=False,
