@@ -1,7 +1,7 @@
 """Regenerate docs/accuracy.md's CUDA-graph tables: every live transformers-CB run with CUDA
 graphs on the H200 (measurements/live/h200-graphs*) predicted at the host speed measured in
 it (as `sim run --host-speed` sets it), compared as `sim compare` does, and the
-eager-vs-graphs difference of the bursts run both ways in one call (h200-graphs-c). Prints
+eager-vs-graphs difference of the bursts run both ways in one call (h200-graphs-c, -d, -e). Prints
 Markdown; works on any CPU.
 
     python tools/graph_regime_table.py [OUT_DIR]   # default results/graph-regime
@@ -31,12 +31,19 @@ CASES = [
     *[(f"{m} large burst{'' if g else ', eager'}", m, "burst_large",
        L / "h200-graphs-d" / f"{'graphs' if g else 'eager'}-{m}", g)
       for m in ("llama-3.1-8b", "qwen2.5-7b") for g in (True, False)],
+    # two models no graph-regime fit or check had used, measured after the step-level power
+    # limit was committed (2026-12-03 12:09-12:13 UTC)
+    *[(f"{m} large burst{'' if g else ', eager'}", m, "burst_large",
+       L / "h200-graphs-e" / f"{'graphs' if g else 'eager'}-{m}", g)
+      for m in ("mistral-7b", "qwen2.5-14b") for g in (True, False)],
 ]  # fmt: skip
 # (graphs run, eager run) of each model measured both ways in one call
 PAIRS = {f"{m}{sfx}": (f"{m} {g}", f"{m} {e}")
          for m in ("llama-3.1-8b", "qwen2.5-7b")
          for sfx, g, e in (("", "burst (repeat)", "burst, eager"),
                            (" large burst", "large burst", "large burst, eager"))}  # fmt: skip
+PAIRS.update({f"{m} large burst": (f"{m} large burst", f"{m} large burst, eager")
+              for m in ("mistral-7b", "qwen2.5-14b")})  # fmt: skip
 METRICS = ("energy per request (total)", "TTFT p50", "TPOT p50", "makespan")
 
 
