@@ -1,8 +1,9 @@
 """Regenerate docs/accuracy.md's CUDA-graph tables: every live transformers-CB run with CUDA
 graphs on the H200 (measurements/live/h200-graphs*) predicted at the host speed measured in
 it (as `sim run --host-speed` sets it), compared as `sim compare` does, and the
-eager-vs-graphs difference of the bursts run both ways in one call (h200-graphs-c, -d, -e). Prints
-Markdown; works on any CPU.
+eager-vs-graphs difference of the bursts run both ways in one call (h200-graphs-c, -d, -e), and
+the 80% intervals of the graph runs at the default host speed, each run's own graph residual
+left out (Profile.graph_residuals). Prints Markdown; works on any CPU.
 
     python tools/graph_regime_table.py [OUT_DIR]   # default results/graph-regime
 """
@@ -47,16 +48,82 @@ PAIRS.update({f"{m} large burst": (f"{m} large burst", f"{m} large burst, eager"
 METRICS = ("energy per request (total)", "TTFT p50", "TPOT p50", "makespan")
 
 
-def compare(out: Path, model: str, scen: str, measured: Path, graphs: bool) -> dict:
-    """Predict one run at the host speed measured in it and compare, with the pieces of
-    `sim run --host-speed` and `sim validate matrix` (load_with_host_speed, analysis.matrix
-    .predict, compare_dirs); the metric rows of `sim compare`'s table by name."""
+def _sets(model: str, graphs: bool) -> tuple[str, ...]:
+    return (f"model={model}", "hardware.gpu=h200", f"server.cuda_graphs={str(graphs).lower()}")
+
+
+def predict_run(out: Path, model: str, scen: str, measured: Path, graphs: bool) -> Path:
+    """Predict one run at the host speed measured in it, with the pieces of `sim run
+    --host-speed` and `sim validate matrix` (load_with_host_speed, analysis.matrix.predict):
+    the predicted results directory."""
     path = ROOT / f"scenarios/validation/{scen}.yaml"
-    sets = (f"model={model}", "hardware.gpu=h200", f"server.cuda_graphs={str(graphs).lower()}")
-    scenario, runs = load_with_host_speed(path, overrides(None, sets), [measured], None)
-    pred = predict(scenario, path, out / f"pred-{measured.parent.name}-{measured.name}", None, runs)
-    table, _, _ = compare_dirs(pred, measured)
+    scenario, runs = load_with_host_speed(
+        path, overrides(None, _sets(model, graphs)), [measured], None
+    )
+    return predict(scenario, path, out / f"pred-{measured.parent.name}-{measured.name}", None, runs)
+
+
+def compare(out: Path, model: str, scen: str, measured: Path, graphs: bool) -> dict:
+    """predict_run and compare as `sim compare` does (compare_dirs): the metric rows of its
+    table by name."""
+    table, _, _ = compare_dirs(predict_run(out, model, scen, measured, graphs), measured)
     return {r["metric"]: r for r in table.to_dict("records")}
+
+
+def coverage(out: Path) -> list[dict]:
+    """Per graph run: its 80% interval as a user gets it (the profile's default host speed,
+    `sim run`'s bound runs), the run's own graph residual left out, against the measured
+    energy per request, TTFT p50 and TPOT p50."""
+    import json
+
+    from llm_energy_sim.analysis.intervals import figures, simulate_with_bounds
+    from llm_energy_sim.analysis.matrix import COVERAGE_FIGURES, case_key
+    from llm_energy_sim.config.scenario import load_scenario
+
+    rows = []
+    for label, model, scen, measured, graphs in CASES:
+        if not graphs:
+            continue
+        path = ROOT / f"scenarios/validation/{scen}.yaml"
+        scenario = load_scenario(path, overrides(None, _sets(model, graphs)))
+        summary, _ = simulate_with_bounds(scenario, exclude=case_key(measured))
+        meas = figures(json.loads((measured / "summary.json").read_text()))
+        row = {"run": label}
+        for fig, name in COVERAGE_FIGURES.items():
+            iv = summary["intervals"]["figures"][fig]
+            m = meas[fig]
+            row[name] = (m, iv["lower"], iv["upper"], iv["lower"] <= m <= iv["upper"])
+            row[f"{name} width"] = (iv["upper"] - iv["lower"]) / iv["value"]
+        rows.append(row)
+    return rows
+
+
+def coverage_markdown(rows: list[dict]) -> str:
+    from llm_energy_sim.analysis.matrix import COVERAGE_FIGURES
+
+    names = list(COVERAGE_FIGURES.values())
+    lines = ["| run | " + " | ".join(f"{n} measured [80% interval]" for n in names) + " |"]
+    lines.append("|---|" + "---|" * len(names))
+    inside, widths = [], []
+    for r in rows:
+        cells = []
+        for n in names:
+            m, lo, hi, ok = r[n]
+            cells.append(f"{m:.4g} [{lo:.4g}, {hi:.4g}] {'in' if ok else '**out**'}")
+            inside.append(ok)
+            widths.append(r[f"{n} width"])
+        lines.append(f"| {r['run']} | " + " | ".join(cells) + " |")
+    widths.sort()
+    med = (
+        widths[len(widths) // 2]
+        if len(widths) % 2
+        else sum(widths[len(widths) // 2 - 1 : len(widths) // 2 + 1]) / 2
+    )
+    lines.append(
+        f"\ncoverage: {sum(inside)}/{len(inside)} ({sum(inside) / len(inside):.0%}), "
+        f"median width {med:.1%}"
+    )
+    return "\n".join(lines)
 
 
 def main() -> int:
@@ -74,6 +141,7 @@ def main() -> int:
             meas = g[k]["measured"] / e[k]["measured"] - 1
             pred = g[k]["predicted"] / e[k]["predicted"] - 1
             print(f"| {name} | {k} | {meas * 100:+.1f}% | {pred * 100:+.1f}% |")
+    print("\n" + coverage_markdown(coverage(out)))
     return 0
 
 

@@ -216,13 +216,55 @@ def model_residuals(runs=RESIDUAL_RUNS) -> ModelResiduals:
     )
 
 
-def updated(name: str, residuals: ModelResiduals | None = None) -> tuple[dict, dict]:
+def graph_residuals() -> ModelResiduals:
+    """Per live CUDA-graph run of tools/graph_regime_table.py (transformers CB with graphs on
+    H200s: Llama-3.1-8B, Qwen2.5-7B, Mistral-7B, Qwen2.5-14B), ln(measured / predicted) of
+    every interval figure, each run predicted at the host speed measured in it."""
+    from llm_energy_sim.analysis.intervals import figures
+    from llm_energy_sim.analysis.matrix import case_key
+
+    sys.path.insert(0, str(REPO / "tools"))
+    import graph_regime_table as g
+
+    cases = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for _, model, scen, measured, graphs in g.CASES:
+            if not graphs:
+                continue
+            pred_dir = g.predict_run(Path(tmp), model, scen, measured, graphs)
+            meas = figures(json.loads((measured / "summary.json").read_text()))
+            pred = figures(json.loads((pred_dir / "summary.json").read_text()))
+            ratios = {
+                f: round(math.log(meas[f] / pred[f]), 6)
+                for f in INTERVAL_FIGURES
+                if meas.get(f) and pred.get(f) and meas[f] > 0 and pred[f] > 0
+            }
+            cases.append(ModelResidual(case=case_key(measured), log_ratio=ratios))
+    return ModelResiduals(
+        cases=cases,
+        source=(
+            f"tools/host_speed_samples.py: ln(measured / predicted) per figure of the "
+            f"{len(cases)} live transformers-CB runs with CUDA graphs of "
+            "tools/graph_regime_table.py (measurements/live/h200-graphs, -b, -c, -d, -e: "
+            "Llama-3.1-8B, Qwen2.5-7B, Mistral-7B, Qwen2.5-14B bf16, four arrival patterns and "
+            "bursts of 100 and 256 requests, on H200s, 2026-12-02/03), predicted with profile "
+            f"'{RESIDUAL_PROFILE}' at the host speed measured in each run; used for the engines "
+            "that replay CUDA graphs"
+        ),
+    )
+
+
+def updated(
+    name: str, residuals: ModelResiduals | None = None, graph: ModelResiduals | None = None
+) -> tuple[dict, dict]:
     """(the shipped profile's JSON, the same with fresh host_speed, run_to_run and
     model_residuals; `residuals`: computed once for all profiles)."""
     path = PROFILES_DIR / f"{name}.json"
     data = json.loads(path.read_text())
     base = {
-        k: v for k, v in data.items() if k not in ("host_speed", "run_to_run", "model_residuals")
+        k: v
+        for k, v in data.items()
+        if k not in ("host_speed", "run_to_run", "model_residuals", "graph_residuals")
     }
     profile = Profile.model_validate(base)  # the samples depend on the fit only
     new = dict(base)
@@ -234,6 +276,12 @@ def updated(name: str, residuals: ModelResiduals | None = None) -> tuple[dict, d
             update={"source": res.source + f"; borrowed by '{name}': no live matrix ran on its GPU"}
         )
     new["model_residuals"] = res.model_dump(mode="json")
+    gres = graph if graph is not None else graph_residuals()
+    if name != RESIDUAL_PROFILE:
+        gres = gres.model_copy(
+            update={"source": gres.source + f"; borrowed by '{name}': no graph run on its GPU"}
+        )
+    new["graph_residuals"] = gres.model_dump(mode="json")
     return data, new
 
 
@@ -243,9 +291,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--check", action="store_true", help="exit 1 if a profile is stale")
     a = ap.parse_args(argv)
     stale = []
-    residuals = model_residuals()
+    residuals, graph = model_residuals(), graph_residuals()
     for name in PROFILES:
-        old, new = updated(name, residuals)
+        old, new = updated(name, residuals, graph)
         hs = HostSpeedDistribution.model_validate(new["host_speed"])
         rr = new["run_to_run"]
         print(
@@ -253,7 +301,8 @@ def main(argv: list[str] | None = None) -> int:
             f"p10 {hs.quantile(0.1):.4f}, p90 {hs.quantile(0.9):.4f}, "
             f"range {hs.factors()[0]:.3f}-{hs.factors()[-1]:.3f}; run-to-run sigma_log "
             + ", ".join(f"{k} {v:.4f}" for k, v in rr["sigma_log"].items())
-            + f" (dof {rr['dof']}); model residuals of {len(new['model_residuals']['cases'])} cases"
+            + f" (dof {rr['dof']}); model residuals of {len(new['model_residuals']['cases'])} cases, "
+            + f"graph residuals of {len(new['graph_residuals']['cases'])} runs"
         )
         if old != new:
             stale.append(name)

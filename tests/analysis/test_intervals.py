@@ -127,6 +127,7 @@ def test_shipped_profiles_carry_what_the_tool_collects_now():
         old, new = hss.updated(name)
         assert old["host_speed"] == new["host_speed"], f"run: python {hss.__file__} --write"
         assert old["run_to_run"] == new["run_to_run"]
+        assert old.get("graph_residuals") == new["graph_residuals"]
 
 
 def test_samples_are_every_pass_once_from_live_leases():
@@ -338,15 +339,16 @@ def test_no_fork_beside_other_threads():
         t.join()
 
 
-def test_tgi_interval_is_the_model_residuals_alone(tmp_path):
+def test_tgi_interval_is_the_graph_residuals_alone(tmp_path):
     data = {**SEQ, "server": {"kind": "tgi"}}
     scen = write_scenario(tmp_path / "s.yaml", data)
     _run(["run", scen, "--out", tmp_path / "r", "--quiet"], tmp_path)
     ivs = json.loads((tmp_path / "r" / "summary.json").read_text())["intervals"]
     assert ivs["bound_factors"] == [] and "no host time" in ivs["host"]
     e = ivs["figures"]["energy_per_request_wh"]
-    # no host part: the bounds are the residuals' conformal 10% / 90% offsets alone
-    res = load_profile("h200")[0].model_residuals
+    # no host part: the bounds are the residuals' conformal 10% / 90% offsets alone, those of
+    # the live CUDA-graph runs (TGI replays graphs)
+    res = load_profile("h200")[0].graph_residuals
     q_lo, q_hi = res.quantiles("energy_per_request_wh", iv.QUANTILES)
     assert e["upper"] == pytest.approx(e["value"] * math.exp(max(0.0, q_hi)))
     assert e["lower"] == pytest.approx(e["value"] * math.exp(-max(0.0, -q_lo)))
@@ -356,6 +358,28 @@ def test_tgi_interval_is_the_model_residuals_alone(tmp_path):
     req = pd.read_parquet(tmp_path / "r" / "requests.parquet")
     m = ivs["figures"]["makespan_s"]
     assert m["lower"] >= req["arrival_s"].max() and m["lower"] <= m["value"]
+
+
+@pytest.mark.parametrize(
+    ("server", "graphs"),
+    [
+        ({"kind": "tgi"}, True),
+        ({"kind": "vllm"}, True),
+        ({"kind": "transformers-cb", "cuda_graphs": True}, True),
+        ({"kind": "transformers-cb"}, False),
+        ({"kind": "sequential"}, False),
+    ],
+)
+def test_graph_engines_take_the_graph_runs_residuals(server, graphs):
+    prof, _ = load_profile("h200")
+    assert prof.graph_residuals is not None and prof.model_residuals is not None
+    scen = load_scenario_dict({**SEQ, "server": server}, "test")
+    want = prof.graph_residuals if graphs else prof.model_residuals
+    assert iv.plan(scen, prof).residuals is want
+    # the graph runs' residuals are none of the eager matrix's cases
+    graph_cases = {c.case for c in prof.graph_residuals.cases}
+    assert not graph_cases & {c.case for c in prof.model_residuals.cases}
+    assert len(graph_cases) == len(prof.graph_residuals.cases) >= 9  # bounds an 80% interval
 
 
 def _residuals(values: list[float], figure: str = "ttft_p50_s") -> ModelResiduals:

@@ -16,7 +16,9 @@ The method, per figure with central value c (the run at the scenario's host_time
    in its own engine process (so host speed is not part of r). Its split-conformal 10% and
    90% quantiles (ModelResiduals.quantiles) give m_lo = max(0, -q10), m_hi = max(0, q90).
    Each residual compares with one live run, so run-to-run noise is inside it and step 3 is
-   not added then.
+   not added then. An engine that replays CUDA graphs (vLLM, TGI, CB with graphs) takes the
+   residuals of the live graph runs instead (`graph_residuals`) where the profile has them:
+   the eager engines' host-bound errors are not its errors.
 3. Run to run, where the profile has no model residuals: w = t(0.9, dof) x sigma_log[figure],
    the 90% quantile of Student's t with the spread's degrees of freedom times the pooled
    standard deviation of ln(figure) over repeated identical live runs; m_lo = m_hi = w.
@@ -91,6 +93,15 @@ def host_dependent(scen, profile: Profile) -> bool:
     return any(t > 0 for t in terms)
 
 
+def graph_engine(scen) -> bool:
+    """Whether the scenario's engine replays CUDA graphs (cost/costmodel.py ENGINE_SHAPES):
+    its model error is the graph regime's (Profile.graph_residuals)."""
+    from llm_energy_sim.config.servers import server_kind
+    from llm_energy_sim.cost.costmodel import ENGINE_SHAPES
+
+    return ENGINE_SHAPES[server_kind(scen.server.kind).cost_engine_of(scen.server)].cuda_graphs
+
+
 @dataclass(frozen=True)
 class BoundPlan:
     """What the interval of one run needs: the central host factor, the factors of the bound
@@ -105,6 +116,8 @@ class BoundPlan:
     spread: RunToRunSpread | None
     residuals: ModelResiduals | None = None
     exclude: str | None = None
+    # what the residuals' cases are, for the run's note and summary.json
+    residual_runs: str = "held-out live configurations"
 
     @property
     def empty(self) -> bool:
@@ -126,13 +139,15 @@ def plan(scen, profile: Profile, exclude: str | None = None) -> BoundPlan:
     given = scen.hardware.host_time_factor
     central = given if given is not None else profile.default_host_time_factor()
     spread = profile.run_to_run
-    res = profile.model_residuals
+    res, runs = profile.model_residuals, "held-out live configurations"
+    if profile.graph_residuals is not None and graph_engine(scen):
+        res, runs = profile.graph_residuals, "live CUDA-graph runs"
     if not host_dependent(scen, profile):
         note = "the profile charges this engine no host time: host speed does not move the run"
-        return BoundPlan(central, (), True, note, spread, res, exclude)
+        return BoundPlan(central, (), True, note, spread, res, exclude, runs)
     if hs is None:
         note = f"no host part: profile '{profile.name}' has no serving-host samples"
-        return BoundPlan(central, (), False, note, spread, res, exclude)
+        return BoundPlan(central, (), False, note, spread, res, exclude, runs)
     q_lo, q_hi = (hs.quantile(q) for q in QUANTILES)
     n = len(hs.samples)
     if given is None:
@@ -149,7 +164,7 @@ def plan(scen, profile: Profile, exclude: str | None = None) -> BoundPlan:
             f"{n} serving-host samples of profile '{profile.name}' ({factors[0]:.4g}, "
             f"{factors[1]:.4g})"
         )
-    return BoundPlan(central, factors, True, note, spread, res, exclude)
+    return BoundPlan(central, factors, True, note, spread, res, exclude, runs)
 
 
 def at_factor(scen, factor: float):
@@ -261,6 +276,7 @@ def combine(
         if p.residuals is None
         else {
             "cases": len([c for c in p.residuals.cases if c.case != p.exclude]),
+            "runs": p.residual_runs,
             "excluded": p.exclude,
             "source": p.residuals.source,
         },

@@ -335,6 +335,10 @@ class Profile(_Strict):
     run_to_run: RunToRunSpread | None = None
     # the model's error over held-out live configurations; None: not measured
     model_residuals: ModelResiduals | None = None
+    # the same over live CUDA-graph runs (transformers CB with graphs): the intervals of the
+    # engines that replay CUDA graphs (vLLM, TGI, CB with graphs) take these; None: those
+    # take model_residuals
+    graph_residuals: ModelResiduals | None = None
 
     @model_validator(mode="after")
     def _physical(self) -> Profile:

@@ -300,7 +300,8 @@ def print_summary(summary: dict, console: Console | None = None) -> None:
     if iv:
         rr, mr = iv.get("run_to_run"), iv.get("model_residuals")
         if mr:  # the residuals hold run-to-run noise; the spread is used without them
-            spread = f"; the model's errors on {mr['cases']} held-out live configurations"
+            runs = mr.get("runs", "held-out live configurations")
+            spread = f"; the model's errors on {mr['cases']} {runs}"
         elif rr:
             spread = f"; run-to-run spread of repeated live runs ({rr['dof']} dof)"
         else:
