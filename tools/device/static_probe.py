@@ -36,7 +36,19 @@ CASES = {
 NEW_TOKENS = 17
 
 
-def _batch(model, card, lengths: list[int], emit, run: str, profiled: Path | None = None):
+def _batch(
+    model,
+    card,
+    lengths: list[int],
+    emit,
+    run: str,
+    profiled: Path | None = None,
+    new_tokens: int = NEW_TOKENS,
+    title: str = "first padded batch",
+):
+    """One left-padded batch of `lengths` random prompts through greedy.generate with a
+    per-step clock, emit(run, batch, longest, step, seconds) per step (step 0 the prefill);
+    `profiled`: under torch.profiler, its op tables written there."""
     import torch
 
     from llm_energy_sim.calibrate.hostbench import step_clock
@@ -50,7 +62,7 @@ def _batch(model, card, lengths: list[int], emit, run: str, profiled: Path | Non
     def call():
         torch.cuda.synchronize()
         t0 = time.perf_counter()
-        greedy.generate(model, ids, NEW_TOKENS, stopping_criteria=clock, attention_mask=mask)
+        greedy.generate(model, ids, new_tokens, stopping_criteria=clock, attention_mask=mask)
         torch.cuda.synchronize()
         return t0
 
@@ -63,7 +75,7 @@ def _batch(model, card, lengths: list[int], emit, run: str, profiled: Path | Non
             t0 = call()
         ka = prof.key_averages()
         with profiled.open("w") as f:
-            f.write(f"first padded batch, lengths {lengths}, {NEW_TOKENS} new tokens\n\n")
+            f.write(f"{title}, lengths {lengths}, {new_tokens} new tokens\n\n")
             f.write("== by self CPU time ==\n")
             f.write(ka.table(sort_by="self_cpu_time_total", row_limit=40))
             f.write("\n\n== by CPU total ==\n")

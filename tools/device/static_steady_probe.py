@@ -22,6 +22,7 @@ import time
 from pathlib import Path
 
 from bnb_probe import _append  # the same row writer (tools/device/bnb_probe.py)
+from static_probe import _batch as run_batch  # the batch with its per-step clock
 
 # prompt lengths of the live static cases' batches (measurements/live/h200-matrix/<case>/
 # requests.parquet, prompt_tokens in request order)
@@ -39,42 +40,8 @@ NEW_TOKENS = 24
 
 
 def _batch(model, card, lengths, emit, run: str, profiled: Path | None = None) -> None:
-    import torch
-
-    from llm_energy_sim.calibrate.hostbench import step_clock
-    from llm_energy_sim.hf import greedy
-
-    gen = torch.Generator(device="cpu").manual_seed(len(lengths) * 1000 + max(lengths))
-    prompts = [torch.randint(1000, card.vocab_size, (n,), generator=gen).tolist() for n in lengths]
-    ids, mask = greedy.left_pad(prompts, "cuda")
-    clock = step_clock()
-
-    def call() -> float:
-        torch.cuda.synchronize()
-        t0 = time.perf_counter()
-        greedy.generate(model, ids, NEW_TOKENS, stopping_criteria=clock, attention_mask=mask)
-        torch.cuda.synchronize()
-        return t0
-
-    if profiled is None:
-        t0 = call()
-    else:
-        from torch.profiler import ProfilerActivity, profile
-
-        with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
-            t0 = call()
-        ka = prof.key_averages()
-        with profiled.open("w") as f:
-            f.write(f"warm padded batch, lengths {lengths}, {NEW_TOKENS} new tokens\n\n")
-            f.write("== by self CPU time ==\n")
-            f.write(ka.table(sort_by="self_cpu_time_total", row_limit=45))
-            f.write("\n\n== by CPU total ==\n")
-            f.write(ka.table(sort_by="cpu_time_total", row_limit=30))
-            f.write("\n\n== by self CUDA time ==\n")
-            f.write(ka.table(sort_by="self_cuda_time_total", row_limit=30))
-    stamps = [t0, *clock.stamps]
-    for i in range(1, len(stamps)):
-        emit(run, len(lengths), max(lengths), i - 1, stamps[i] - stamps[i - 1])
+    """static_probe's batch at NEW_TOKENS new tokens (the profile's title: a warm batch)."""
+    run_batch(model, card, lengths, emit, run, profiled, NEW_TOKENS, "warm padded batch")
 
 
 def main() -> None:
