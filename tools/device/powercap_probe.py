@@ -154,6 +154,31 @@ def step_parts(batch: int, ctx: int) -> dict:
     }
 
 
+def prefill_parts(tokens: int) -> dict:
+    """A one-sequence prefill step of `tokens` tokens: step_parts' kernels at that many rows,
+    causal flash varlen attention over them, the LM head at the one row sampled."""
+    from llm_energy_sim.calibrate.graphbench import GPoint
+
+    parts = step_parts(tokens, 0)
+    parts.pop("sampler")
+    parts["attn"] = (
+        GPoint(
+            "attn_varlen",
+            "flash_varlen",
+            "bfloat16",
+            batch=1,
+            q_len=tokens,
+            kv_len=tokens,
+            heads=HEADS,
+            kv_heads=KV_HEADS,
+            head_dim=HEAD_DIM,
+        ),
+        LAYERS,
+    )
+    parts["lm_head"] = (GPoint("linear", "mm", "bfloat16", 1, HIDDEN, VOCAB), 1)
+    return parts
+
+
 def build_calls(parts: dict, sets: int) -> dict:
     """Per part, `sets` independent input sets' zero-argument calls."""
     from llm_energy_sim.calibrate.graphbench import make_point
@@ -199,6 +224,12 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", type=Path, required=True)
     ap.add_argument("--quick", action="store_true", help="one batch, two duty periods")
+    ap.add_argument(
+        "--prefill",
+        default="",
+        help="only whole prefill steps of these token counts (comma-separated) into "
+        "prefill_steps.csv",
+    )
     args = ap.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     import torch
@@ -216,6 +247,23 @@ def main() -> None:
     monitor = EnergyMonitor([0])
     trace = ClockTrace()
     utc = lambda: time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())  # noqa: E731
+    if args.prefill:
+        rows = []
+        for tokens in (int(t) for t in args.prefill.split(",")):
+            calls = build_calls(prefill_parts(tokens), LAYERS)
+            seq = step_sequence(calls, False)
+            for fn in seq:  # every kernel's first call (library handles) before the capture
+                fn()
+            torch.cuda.synchronize()
+            g = capture_seq(seq)
+            r = metered(g, monitor, trace, f"prefill-{tokens}", 3.0)
+            rows.append({"tokens": tokens, **r, "utc": utc()})
+            print(rows[-1], flush=True)
+            write_rows(args.out / "prefill_steps.csv", rows)
+            del g, calls
+            torch.cuda.empty_cache()
+        print("done", flush=True)
+        return
     batches = BATCHES[1:2] if args.quick else BATCHES
     parts_rows, step_rows, duty_rows = [], [], []
     for batch, ctx in batches:
