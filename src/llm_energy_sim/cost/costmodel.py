@@ -409,7 +409,7 @@ class CostModel:
         ms averaged 548 W where its GEMM alone, sustained, is held at 697 W and the idle
         spin draws 131 W (the limiter averages over tens of milliseconds, longer than a
         step); whole Llama-3.1-8B decode steps at batch 256 and 512 drew 694-711 W and ran
-        within 1.4-3.6% of this time (the kernels' graph-replay times alone: 11-21% short).
+        within 2.4% of this time (the kernels' graph-replay times alone: 11-21% short).
         Eager engines clip each kernel (group_cost) and return gpu_s."""
         if self.step_limit and busy_j > self._plimit * gpu_s:
             return busy_j / self._plimit
