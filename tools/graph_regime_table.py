@@ -73,7 +73,8 @@ def compare(out: Path, model: str, scen: str, measured: Path, graphs: bool) -> d
 def coverage(out: Path) -> list[dict]:
     """Per graph run: its 80% interval as a user gets it (the profile's default host speed,
     `sim run`'s bound runs), the run's own graph residual left out, against the measured
-    energy per request, TTFT p50 and TPOT p50."""
+    energy per request, TTFT p50 and TPOT p50; rows keyed as analysis.matrix's coverage rows
+    (f"{figure}_measured", _lower, _upper, _inside, _width)."""
     import json
 
     from llm_energy_sim.analysis.intervals import figures, simulate_with_bounds
@@ -88,40 +89,43 @@ def coverage(out: Path) -> list[dict]:
         scenario = load_scenario(path, overrides(None, _sets(model, graphs)))
         summary, _ = simulate_with_bounds(scenario, exclude=case_key(measured))
         meas = figures(json.loads((measured / "summary.json").read_text()))
-        row = {"run": label}
-        for fig, name in COVERAGE_FIGURES.items():
-            iv = summary["intervals"]["figures"][fig]
-            m = meas[fig]
-            row[name] = (m, iv["lower"], iv["upper"], iv["lower"] <= m <= iv["upper"])
-            row[f"{name} width"] = (iv["upper"] - iv["lower"]) / iv["value"]
+        row: dict = {"run": label}
+        for fig in COVERAGE_FIGURES:
+            iv, m = summary["intervals"]["figures"][fig], meas[fig]
+            row[f"{fig}_measured"], row[f"{fig}_lower"], row[f"{fig}_upper"] = (
+                m,
+                iv["lower"],
+                iv["upper"],
+            )
+            row[f"{fig}_inside"] = iv["lower"] <= m <= iv["upper"]
+            row[f"{fig}_width"] = (iv["upper"] - iv["lower"]) / iv["value"]
         rows.append(row)
     return rows
 
 
 def coverage_markdown(rows: list[dict]) -> str:
-    from llm_energy_sim.analysis.matrix import COVERAGE_FIGURES
+    """The coverage table of coverage()'s rows and, over every (run, figure), the fraction
+    held and the median width (analysis.matrix.coverage_stats)."""
+    from llm_energy_sim.analysis.matrix import COVERAGE_FIGURES, coverage_stats
 
-    names = list(COVERAGE_FIGURES.values())
-    lines = ["| run | " + " | ".join(f"{n} measured [80% interval]" for n in names) + " |"]
-    lines.append("|---|" + "---|" * len(names))
-    inside, widths = [], []
+    figs = list(COVERAGE_FIGURES)
+    lines = [
+        "| run | "
+        + " | ".join(f"{COVERAGE_FIGURES[f]} measured [80% interval]" for f in figs)
+        + " |"
+    ]
+    lines.append("|---|" + "---|" * len(figs))
     for r in rows:
-        cells = []
-        for n in names:
-            m, lo, hi, ok = r[n]
-            cells.append(f"{m:.4g} [{lo:.4g}, {hi:.4g}] {'in' if ok else '**out**'}")
-            inside.append(ok)
-            widths.append(r[f"{n} width"])
+        cells = [
+            f"{r[f'{f}_measured']:.4g} [{r[f'{f}_lower']:.4g}, {r[f'{f}_upper']:.4g}] "
+            + ("in" if r[f"{f}_inside"] else "**out**")
+            for f in figs
+        ]
         lines.append(f"| {r['run']} | " + " | ".join(cells) + " |")
-    widths.sort()
-    med = (
-        widths[len(widths) // 2]
-        if len(widths) % 2
-        else sum(widths[len(widths) // 2 - 1 : len(widths) // 2 + 1]) / 2
-    )
+    every = coverage_stats(rows)["all"]
     lines.append(
-        f"\ncoverage: {sum(inside)}/{len(inside)} ({sum(inside) / len(inside):.0%}), "
-        f"median width {med:.1%}"
+        f"\ncoverage: {every['covered']}/{every['cases']} ({every['fraction']:.0%}), "
+        f"median width {every['median_width']:.1%}"
     )
     return "\n".join(lines)
 

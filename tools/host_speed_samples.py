@@ -179,6 +179,22 @@ RESIDUAL_RUNS = ("measurements/live/h200-matrix", "measurements/live/h200-static
 RESIDUAL_PROFILE = "h200"
 
 
+def _log_ratios(meas: dict, pred: dict) -> dict[str, float]:
+    """ln(measured / predicted) of every interval figure both have (positive), 6 decimals."""
+    return {
+        f: round(math.log(meas[f] / pred[f]), 6)
+        for f in INTERVAL_FIGURES
+        if meas.get(f) and pred.get(f) and meas[f] > 0 and pred[f] > 0
+    }
+
+
+def _borrowed(res: ModelResiduals, name: str, why: str) -> ModelResiduals:
+    """res as profile `name` carries it: the residuals profile's own, others' say they borrow."""
+    if name == RESIDUAL_PROFILE:
+        return res
+    return res.model_copy(update={"source": res.source + f"; borrowed by '{name}': {why}"})
+
+
 def model_residuals(runs=RESIDUAL_RUNS) -> ModelResiduals:
     """Per case of the residual runs, ln(measured / predicted) of every interval figure, each
     case predicted by `sim validate matrix` (the shipped h200 profile, at the host speed
@@ -198,12 +214,9 @@ def model_residuals(runs=RESIDUAL_RUNS) -> ModelResiduals:
                 pred = figures(
                     json.loads((out / "predicted" / case.name / "summary.json").read_text())
                 )
-                ratios = {
-                    f: round(math.log(meas[f] / pred[f]), 6)
-                    for f in INTERVAL_FIGURES
-                    if meas.get(f) and pred.get(f) and meas[f] > 0 and pred[f] > 0
-                }
-                cases.append(ModelResidual(case=case_key(case.measured), log_ratio=ratios))
+                cases.append(
+                    ModelResidual(case=case_key(case.measured), log_ratio=_log_ratios(meas, pred))
+                )
     return ModelResiduals(
         cases=cases,
         source=(
@@ -234,12 +247,7 @@ def graph_residuals() -> ModelResiduals:
             pred_dir = g.predict_run(Path(tmp), model, scen, measured, graphs)
             meas = figures(json.loads((measured / "summary.json").read_text()))
             pred = figures(json.loads((pred_dir / "summary.json").read_text()))
-            ratios = {
-                f: round(math.log(meas[f] / pred[f]), 6)
-                for f in INTERVAL_FIGURES
-                if meas.get(f) and pred.get(f) and meas[f] > 0 and pred[f] > 0
-            }
-            cases.append(ModelResidual(case=case_key(measured), log_ratio=ratios))
+            cases.append(ModelResidual(case=case_key(measured), log_ratio=_log_ratios(meas, pred)))
     return ModelResiduals(
         cases=cases,
         source=(
@@ -257,8 +265,9 @@ def graph_residuals() -> ModelResiduals:
 def updated(
     name: str, residuals: ModelResiduals | None = None, graph: ModelResiduals | None = None
 ) -> tuple[dict, dict]:
-    """(the shipped profile's JSON, the same with fresh host_speed, run_to_run and
-    model_residuals; `residuals`: computed once for all profiles)."""
+    """(the shipped profile's JSON, the same with fresh host_speed, run_to_run,
+    model_residuals and graph_residuals; `residuals`, `graph`: computed once for all
+    profiles)."""
     path = PROFILES_DIR / f"{name}.json"
     data = json.loads(path.read_text())
     base = {
@@ -271,17 +280,12 @@ def updated(
     new["host_speed"] = host_speed(profile).model_dump(mode="json")
     new["run_to_run"] = run_to_run().model_dump(mode="json")
     res = residuals if residuals is not None else model_residuals()
-    if name != RESIDUAL_PROFILE:
-        res = res.model_copy(
-            update={"source": res.source + f"; borrowed by '{name}': no live matrix ran on its GPU"}
-        )
+    res = _borrowed(res, name, "no live matrix ran on its GPU")
     new["model_residuals"] = res.model_dump(mode="json")
     gres = graph if graph is not None else graph_residuals()
-    if name != RESIDUAL_PROFILE:
-        gres = gres.model_copy(
-            update={"source": gres.source + f"; borrowed by '{name}': no graph run on its GPU"}
-        )
-    new["graph_residuals"] = gres.model_dump(mode="json")
+    new["graph_residuals"] = _borrowed(gres, name, "no graph run on its GPU").model_dump(
+        mode="json"
+    )
     return data, new
 
 

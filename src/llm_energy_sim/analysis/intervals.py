@@ -93,6 +93,11 @@ def host_dependent(scen, profile: Profile) -> bool:
     return any(t > 0 for t in terms)
 
 
+#: what BoundPlan.residual_runs calls the cases of each residual set (the run's note)
+EAGER_RESIDUAL_RUNS = "held-out live configurations"
+GRAPH_RESIDUAL_RUNS = "live CUDA-graph runs"
+
+
 def graph_engine(scen) -> bool:
     """Whether the scenario's engine replays CUDA graphs (cost/costmodel.py ENGINE_SHAPES):
     its model error is the graph regime's (Profile.graph_residuals)."""
@@ -117,7 +122,7 @@ class BoundPlan:
     residuals: ModelResiduals | None = None
     exclude: str | None = None
     # what the residuals' cases are, for the run's note and summary.json
-    residual_runs: str = "held-out live configurations"
+    residual_runs: str = EAGER_RESIDUAL_RUNS
 
     @property
     def empty(self) -> bool:
@@ -139,9 +144,9 @@ def plan(scen, profile: Profile, exclude: str | None = None) -> BoundPlan:
     given = scen.hardware.host_time_factor
     central = given if given is not None else profile.default_host_time_factor()
     spread = profile.run_to_run
-    res, runs = profile.model_residuals, "held-out live configurations"
+    res, runs = profile.model_residuals, EAGER_RESIDUAL_RUNS
     if profile.graph_residuals is not None and graph_engine(scen):
-        res, runs = profile.graph_residuals, "live CUDA-graph runs"
+        res, runs = profile.graph_residuals, GRAPH_RESIDUAL_RUNS
     if not host_dependent(scen, profile):
         note = "the profile charges this engine no host time: host speed does not move the run"
         return BoundPlan(central, (), True, note, spread, res, exclude, runs)
