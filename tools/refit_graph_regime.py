@@ -5,7 +5,8 @@ attention): the `<class>_graph` kernel classes and the cuda_graph_replay host en
 (cbhost_graphs.csv) and its graph-capture cost, charged as the engine's shape miss
 (capture/graph_capture.csv, calibrate/graphcapture.py); the sampler class sampler_graph
 (measurements/calibration/h200-sampler/graph.csv); the K/V copies' head-shape fits also from
-the overlap probe's graph rows (h200-overlap/graph-extra.csv.gz). The capture is host work: it is
+the overlap probe's graph rows (h200-overlap/graph-extra.csv.gz); the masked SDPA also from
+the padded-query probe's (h200-paddedq/graph.csv.gz). The capture is host work: it is
 divided by the host factor measured on that lease nearest the probe (CAPTURE_HOST_FACTOR) to
 put it in the calibration host's time, as every host term is. The vllm host entry is the
 transformers_cb_graphs one without its captures (see vllm_host). Every other field is kept.
@@ -39,6 +40,10 @@ SAMPLER_RAW = ROOT / "measurements/calibration/h200-sampler"
 # more attn_kv_copy points at the Qwen2.5 head shapes (12/2, 28/4) and Llama's, at 64-256
 # queries (tools/device/overlap_probe.py, 2026-12-02 23:54-23:59 UTC): the head-shape fits
 HEAD_TABLES = (ROOT / "measurements/calibration/h200-overlap/graph-extra.csv.gz",)
+# the masked SDPA at q = 64..2048 over 16k-51k keys for four head layouts, in graph replays
+# (tools/device/padded_q_probe.py, 2026-12-03 14:05 UTC): its rounds of thread blocks
+PADDED_Q = ROOT / "measurements/calibration/h200-paddedq/graph.csv.gz"
+PADDED_Q_CLASSES = ("attn_masked_sdpa_graph",)
 ENGINE = "transformers_cb_graphs"
 # sim replay --hostspeed's first pass of the same device call, 2026-12-02T12:36:09Z, 32 s after
 # the probe's last row (measurements/live/h200-graphs-b/graphs-qwen2.5-7b/val-burst-warm
@@ -68,7 +73,12 @@ def vllm_host(cb_graphs: HostOverhead) -> HostOverhead:
 
 def refit(name: str = "h200") -> dict:
     prof, path = load_profile(name)
-    prof = with_graph_fits(with_graph_fits(prof, RAW, HEAD_TABLES), SAMPLER_RAW)
+    padded = pd.read_csv(PADDED_Q)
+    padded = padded[padded["kclass"].isin(PADDED_Q_CLASSES)]
+    prof = with_graph_fits(
+        prof, RAW, HEAD_TABLES, padded, f"{PADDED_Q.parent.name}/{PADDED_Q.name} (masked SDPA)"
+    )
+    prof = with_graph_fits(prof, SAMPLER_RAW)
     ho = fit_cb_host(RAW, prof, prof.gpu.name, table="cbhost_graphs.csv")
     table = pd.read_csv(RAW / "capture/graph_capture.csv")
     a, b, rel, control = fit_captures(table)

@@ -190,8 +190,34 @@ def test_cuda_graph_capture_is_paid_once_per_padded_shape(fast):
     res, df, _ = _graph_burst(fast)
     rep = res.replicas[0]
     assert rep.cost.shape.cuda_graphs and rep.cost.miss_s > 0
-    assert rep.plans.seen == {(3648, 3648 + 16384), (64, 64 + 16384)}
+    # (queries, keys, the longest sequence's keys padded to a power of two, at least 1024)
+    assert rep.plans.seen == {(3648, 3648 + 16384, 1024), (64, 64 + 16384, 1024)}
     assert rep.shape_misses == 2
+
+
+@pytest.mark.parametrize("fast", [True, False])
+def test_cuda_graph_recaptured_when_longest_sequence_crosses_a_power_of_two(fast):
+    """The engine's graph key also holds the longest sequence's key length padded to a power
+    of two (transformers 5.17 input_outputs.py _get_graph_key): two 1000-token prompts
+    decoding 40 tokens cross 1024 keys at their 24th token, a new graph at the same padded
+    (queries, KV read), captured once, and charged once more."""
+    wl = {
+        "requests": 2,
+        "arrival": {"kind": "burst"},
+        "prompt_tokens": {"kind": "fixed", "value": 1000},
+        "output_tokens": {"kind": "fixed", "value": 40},
+    }
+    srv = {"kind": "transformers-cb", "cuda_graphs": True, "block_size": 256}
+    scen = scenario(server=srv, workload=wl, fast_forward=fast)
+    scen = scen.model_copy(update={"hardware": scen.hardware.model_copy(update={"gpu": "h200"})})
+    res, df, _ = run(scen)
+    rep = res.replicas[0]
+    assert rep.plans.seen == {
+        (2048, 2048 + 16384, 1024),
+        (64, 64 + 16384, 1024),
+        (64, 64 + 16384, 2048),
+    }
+    assert rep.shape_misses == 3
 
 
 def test_graph_fast_path_equals_step_path():

@@ -242,12 +242,13 @@ def _rows_measured(d: pd.DataFrame) -> str:
 
 
 def predict_kernel(
-    fit: KernelFit, F: np.ndarray, B: np.ndarray, plimit: float
+    fit: KernelFit, F: np.ndarray, B: np.ndarray, plimit: float, active=1.0
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Time and energy per call of a fitted class: the roofline, and its power model clipped
-    at the power limit (llm_energy_sim.cost.costmodel.CostModel.group_cost, vectorised for fits and plots)."""
+    """Time and energy per call of a fitted class: the roofline (the compute term over the
+    share of SMs held, KernelGroup.active), and its power model clipped at the power limit
+    (llm_energy_sim.cost.costmodel.CostModel.group_cost, vectorised for fits and plots)."""
     tc, tm = F / fit.peak_flops, B / fit.bandwidth
-    t = np.maximum(tc, tm) + fit.t0_s
+    t = np.maximum(tc / active, tm) + fit.t0_s
     e = np.minimum(fit.p_base_w * t + fit.w_compute * tc + fit.w_memory * tm, plimit * t)
     return t, e
 

@@ -246,6 +246,18 @@ class GPoint:
             return self.op
         return self.dtype
 
+    def _packed_group(self, dt):
+        copies, sdpa = attn_packed_graph_kernels(
+            self.q_len, self.kv_len, self.heads, self.kv_heads, self.head_dim, dt
+        )
+        return sdpa if self.kind == "attn_masked_sdpa" else copies
+
+    def active(self) -> float:
+        """The share of the SMs the point's kernel holds (cost/kernels.KernelGroup.active)."""
+        if self.kind == "attn_masked_sdpa":
+            return self._packed_group(dtype_info(self.dtype)).active
+        return 1.0
+
     def work(self) -> tuple[float, float, int]:
         """(FLOPs, bytes read + written, kernel launches) of one call, from cost/kernels.py
         where the simulator has the formula: what the fit divides by the measured time."""
@@ -271,10 +283,7 @@ class GPoint:
             )
             return g.flops * self.batch, g.bytes * self.batch, 1
         if self.kind in ("attn_masked_sdpa", "attn_kv_copy"):
-            copies, sdpa = attn_packed_graph_kernels(
-                self.q_len, self.kv_len, self.heads, self.kv_heads, self.head_dim, dt
-            )
-            g = sdpa if self.kind == "attn_masked_sdpa" else copies
+            g = self._packed_group(dt)
             return g.flops, g.bytes, g.count
         if self.kind == "attn_packed":
             g = attn_packed_kernel(

@@ -12,7 +12,7 @@ source). Host: graph.replay() wall time = a + b x kernels over the idle-GPU rows
 from __future__ import annotations
 
 import zlib
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 
 import numpy as np
@@ -20,7 +20,7 @@ import pandas as pd
 from scipy.optimize import least_squares, nnls
 
 from llm_energy_sim.calibrate.fit import predict_kernel
-from llm_energy_sim.calibrate.graphbench import GRAPH_CSV
+from llm_energy_sim.calibrate.graphbench import GRAPH_CSV, GPoint
 from llm_energy_sim.config.profile import FitError, HostOverhead, KernelFit, Profile
 from llm_energy_sim.cost.kernels import head_shape_key
 
@@ -83,7 +83,7 @@ class Caps:
 
 
 def ok_rows(raw: pd.DataFrame) -> pd.DataFrame:
-    """Rows that measured a time (no error)."""
+    """Rows that measured a time (no error), their work as cost/kernels.py counts it now."""
     d = raw.copy()
     d["seconds"] = pd.to_numeric(d["seconds"], errors="coerce")
     d = d[d["seconds"] > 0]
@@ -92,7 +92,49 @@ def ok_rows(raw: pd.DataFrame) -> pd.DataFrame:
     for c in ("flops", "bytes", "count", "energy_j", "power_w", "host_s", "nodes", "metered"):
         if c in d:
             d[c] = pd.to_numeric(d[c], errors="coerce")
-    return d
+    return with_current_work(d)
+
+
+def with_current_work(d: pd.DataFrame) -> pd.DataFrame:
+    """The rows with flops, bytes and count recomputed from their shape columns by
+    GPoint.work, the formulas the simulator prices with today: a table keeps what was
+    measured, its work columns what the formulas said when it was (a formula revised since,
+    as the masked SDPA's rounds of thread blocks, refits without re-measuring). Rows whose
+    shape columns do not make a point keep theirs."""
+    if d.empty or not {"kind", "op", "dtype"} <= set(d.columns):
+        return d
+    names = [f.name for f in fields(GPoint)]
+    text = {"kind", "op", "dtype", "gpu_state"}
+    work = []
+    for row in d[[c for c in names if c in d.columns]].itertuples(index=False):
+        kw = {}
+        for name, v in zip(row._fields, row, strict=True):
+            missing = v is None or (isinstance(v, float) and np.isnan(v))
+            if name in text:
+                kw[name] = "" if missing else str(v)
+            elif name == "metered":
+                kw[name] = bool(0 if missing else v)
+            else:
+                kw[name] = int(0 if missing else v)
+        try:
+            point = GPoint(**kw)
+            work.append((*point.work(), point.active()))
+        except (ValueError, KeyError, TypeError):
+            work.append((np.nan, np.nan, np.nan, 1.0))
+    w = np.array(work, float)
+    out = d.copy()
+    for i, c in enumerate(("flops", "bytes", "count")):
+        if c in out:
+            out[c] = np.where(np.isnan(w[:, i]), out[c].to_numpy(float), w[:, i])
+    out["active"] = w[:, 3]
+    return out
+
+
+def _active(rows: pd.DataFrame) -> np.ndarray:
+    """The rows' share of SMs held (with_current_work), 1 where not known."""
+    if "active" not in rows:
+        return np.ones(len(rows))
+    return rows["active"].fillna(1.0).to_numpy(float)
 
 
 def measured_caps(d: pd.DataFrame) -> Caps:
@@ -248,6 +290,7 @@ def _fit_pooled(raw: pd.DataFrame, plimit: float, source: str) -> dict[str, dict
             held = held_out(part["key"])
             tr = part[~held]
             F, B, n, t = (tr[c].to_numpy(float) for c in ("flops", "bytes", "count", "seconds"))
+            F = F / _active(tr)  # the compute term runs over the SMs held (KernelGroup.active)
             C, M, t0 = fit_roofline(F, B, n, t, caps.flops_cap(str(key)), caps.bw_cap())
             win = metered[(metered["kclass"] == kc) & (metered["fit_key"] == key)]
             pw = fit_power(win, C, M)
@@ -311,7 +354,9 @@ def _errors(
     held = held_out(part["key"])
     te = part[held] if held.any() else part
     n = te["count"].to_numpy(float)
-    tp, _ = predict_kernel(kf, te["flops"].to_numpy(float), te["bytes"].to_numpy(float), plimit)
+    tp, _ = predict_kernel(
+        kf, te["flops"].to_numpy(float), te["bytes"].to_numpy(float), plimit, _active(te)
+    )
     tp = tp + (n - 1) * kf.t0_s  # predict_kernel charges one launch
     err_t = np.abs(tp / te["seconds"].to_numpy(float) - 1) * 100
     win = metered[(metered["kclass"] == kc) & (metered["fit_key"] == key)]
@@ -319,7 +364,7 @@ def _errors(
     err_e = np.array([np.nan])
     if len(win):
         _, ep = predict_kernel(
-            kf, win["flops"].to_numpy(float), win["bytes"].to_numpy(float), plimit
+            kf, win["flops"].to_numpy(float), win["bytes"].to_numpy(float), plimit, _active(win)
         )
         err_e = np.abs(ep / win["energy_j"].to_numpy(float) - 1) * 100
     return fit_error_of(len(part), err_t, err_e)
@@ -368,11 +413,20 @@ def fit_graph_host(raw: pd.DataFrame, source: str) -> HostOverhead | None:
     )
 
 
-def with_graph_fits(profile: Profile, raw_dir: Path, head_tables: tuple[Path, ...] = ()) -> Profile:
+def with_graph_fits(
+    profile: Profile,
+    raw_dir: Path,
+    head_tables: tuple[Path, ...] = (),
+    more_rows: pd.DataFrame | None = None,
+    more_source: str = "",
+) -> Profile:
     """The profile with the graph classes (and the replay host entry) of raw_dir/graph.csv,
-    the head-shape fits also from head_tables (more graph-stage rows of those classes);
+    the head-shape fits also from head_tables (more graph-stage rows of those classes), the
+    pooled fits also from more_rows (graph-stage rows of other probes, appended);
     measured classes replace the profile's, the rest is kept."""
     raw = pd.read_csv(raw_dir / GRAPH_CSV)
+    if more_rows is not None and len(more_rows):
+        raw = pd.concat([raw, more_rows], ignore_index=True)
     extra = pd.concat([pd.read_csv(t) for t in head_tables]) if head_tables else None
     where = f"{profile.gpu.name}" if profile.gpu else "GPU"
     src = f"CUDA-graph replays (sim calibrate --stages graph) on {where}; raw: {raw_dir.name}/{GRAPH_CSV}"
@@ -380,6 +434,8 @@ def with_graph_fits(profile: Profile, raw_dir: Path, head_tables: tuple[Path, ..
         utc = raw["utc"].dropna().astype(str)
         src += f", measured {utc.min()}..{utc.max()}"
     kernels = {**profile.kernels}
+    if more_source:
+        src += f"; pooled fits also from {more_source}"
     if head_tables:
         src += "; head-shape fits also from " + ", ".join(
             f"{t.parent.name}/{t.name}" for t in head_tables

@@ -119,6 +119,9 @@ class StepWork:
     # size (vLLM's cudagraph_capture_sizes); 0 = not padded. Linears and elementwise ops are
     # priced at max(tokens, graph_tokens); attention only at the real sequences.
     graph_tokens: int = 0
+    # the longest decoding sequence's KV length (0: not given); a graph key of transformers
+    # CB (CostModel.attn_shape)
+    decode_ctx_max: int = 0
 
     @property
     def tokens(self) -> int:
@@ -258,7 +261,7 @@ class CostModel:
         fit = self._fit(g.kclass, g.dtype)
         tc = g.flops / fit.peak_flops
         tm = g.bytes / fit.bandwidth
-        t = max(tc, tm) + g.count * fit.t0_s
+        t = max(tc / g.active, tm) + g.count * fit.t0_s
         if t <= 0:
             return _GroupCost(0.0, 0.0)
         e = fit.p_base_w * t + fit.w_compute * tc + fit.w_memory * tm
@@ -464,18 +467,38 @@ class CostModel:
         one packed call over all tokens and all KV read (transformers CB), else a padded
         batch (HF generate: batch, query length, key length)."""
         if self.shape.packed_attention:
-            return self._packed_shape(work)
+            return self._packed_shape(work) + self._longest_key_bucket(work)
         if work.prefill:
             q = max(new for new, _ in work.prefill)
             return (len(work.prefill), q, max(new + past for new, past in work.prefill))
         return (work.n_decode, 1, -(-work.decode_ctx_sum // work.n_decode))
 
-    def decode_shapes(self, n_decode: int, ctx_sum0: int, k: int) -> list[tuple[int, ...]]:
-        """attn_shape of the k steps of a decode segment (context grows by n per step)."""
+    def _longest_key_bucket(self, work: StepWork) -> tuple[int, ...]:
+        """transformers CB with CUDA graphs keys its varlen graphs also by the longest
+        sequence's key length padded to a power of two, at least 1024 (transformers 5.17
+        continuous_batching/input_outputs.py `_get_graph_key`: (num_q_tokens, max_kv_read,
+        *max_seqlen_k), max_seqlen_k through `pad_to_pow2(.., num_pages, 1024)` in
+        get_model_kwargs), so a step whose longest sequence crosses a power of two meets a
+        new graph even at a captured (q, KV) size. () for other engines. The cap at the
+        cache's size is left out (it merges only keys longer than half the cache)."""
+        if not (self.shape.cuda_graphs and self.shape.pad_kv):
+            return ()
+        longest = max(work.decode_ctx_max, max((n + p for n, p in work.prefill), default=0))
+        return (max(MIN_GRAPH_SEQLEN_K, 1 << max(longest - 1, 0).bit_length()),)
+
+    def decode_shapes(
+        self, n_decode: int, ctx_sum0: int, k: int, ctx_max0: int = 0
+    ) -> list[tuple[int, ...]]:
+        """attn_shape of the k steps of a decode segment (context grows by n per step, the
+        longest sequence's by one)."""
         if self.shape.packed_attention:
             return [
-                self._packed_shape(
-                    StepWork(n_decode=n_decode, decode_ctx_sum=ctx_sum0 + n_decode * j)
+                self.attn_shape(
+                    StepWork(
+                        n_decode=n_decode,
+                        decode_ctx_sum=ctx_sum0 + n_decode * j,
+                        decode_ctx_max=ctx_max0 + j if ctx_max0 else 0,
+                    )
                 )
                 for j in range(k)
             ]
@@ -581,6 +604,7 @@ class CostModel:
         )
 
 
+MIN_GRAPH_SEQLEN_K = 1024  # pad_to_pow2's min_value for max_seqlen_k (see _longest_key_bucket)
 ALIGN_CLASSES = 16  # key lengths divisible by 16 or more share one compiled variant
 
 

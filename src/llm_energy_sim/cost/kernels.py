@@ -72,13 +72,17 @@ def linear_fit_dtype(m: int, dtype: str) -> str:
 
 @dataclass(frozen=True)
 class KernelGroup:
-    """`count` identical kernel launches of one class; flops/bytes are totals over the group."""
+    """`count` identical kernel launches of one class; flops/bytes are totals over the group.
+    `active`: the fraction of the GPU's SMs its thread blocks hold while it runs (1: all, the
+    roofline's assumption); a kernel that leaves SMs idle in its rounds (the masked SDPA,
+    sdpa_waves) takes flops / (rate x active) and draws the dynamic power of the FLOPs done."""
 
     kclass: str
     dtype: str
     flops: float
     bytes: float
     count: int
+    active: float = 1.0
 
 
 def batched(groups) -> KernelGroup:
@@ -169,6 +173,22 @@ def head_shape_key(dtype: str, n_heads: int, n_kv: int) -> str:
     return f"{dtype}{HEAD_SHAPE_SEP}{n_heads}/{n_kv}"
 
 
+#: streaming multiprocessors of the Hopper GPUs the shipped profiles describe (H100 SXM and
+#: H200: 132, the NVIDIA H100 and H200 datasheets; torch.cuda.get_device_properties on the
+#: H200 lease, measurements/calibration/h200-paddedq/graph_env.json)
+HOPPER_SMS = 132
+#: queries one thread block of cuDNN's fused SDPA forward takes (the sm90 flash fprop kernel
+#: torch 2.11 picks for a masked bf16 SDPA): its grid is heads x ceil(q / 128) blocks, at most
+#: one per SM (measured: grid 128 for 32 heads at 448-512 queries, 112 for 28 heads, 132 from
+#: 576 on; measurements/calibration/h200-paddedq/kernels.csv)
+SDPA_TILE_Q = 128
+
+
+def sdpa_waves(q_total: int, n_heads: int, sms: int = HOPPER_SMS) -> int:
+    """Rounds of thread blocks the masked SDPA runs: heads x query tiles over the SMs."""
+    return max(1, -(-n_heads * -(-q_total // SDPA_TILE_Q) // sms))
+
+
 def attn_packed_graph_kernels(
     q_total: int, kv_total: int, n_heads: int, n_kv: int, d: int, dt: DtypeInfo
 ) -> tuple[KernelGroup, KernelGroup]:
@@ -176,22 +196,29 @@ def attn_packed_graph_kernels(
     graph, in two groups: the copies (index_select of K and V, then repeat_kv's expanded
     copy of the transposed rows to n_heads: four gather/strided copy kernels, their own class
     'attn_kv_copy', measured alone: calibrate/graphbench.py 'attn_kv_copy'; keyed by head
-    shape, head_shape_key), and the masked
-    SDPA. That SDPA runs one thread block per (head, query block); at the query counts of
-    decode steps those blocks are fewer than the SMs, so its time is one block's walk over
-    the keys: `bytes` is the stream one block reads (one head's K and V rows and its mask
-    row block of 64 queries, per key), and the class's fitted bandwidth is the rate one
-    block streams at (measured: calibrate/graphbench.py 'attn_masked_sdpa'). At prefill
-    query counts the FLOPs (the full masked rectangle) bind instead."""
+    shape, head_shape_key), and the masked SDPA. That SDPA is cuDNN's fused flash kernel: one
+    thread block per (head, tile of SDPA_TILE_Q queries), each walking every key, at most one
+    block per SM, so it runs in rounds (sdpa_waves) of a full tile's walk whatever the queries
+    in it: `flops` is the blocks' work, heads x query tiles x one full tile's QK^T and PV over
+    the keys, `active` the share of the SMs they hold over the rounds, so the time is the
+    rounds' (waves x one tile's walk at the class's fitted rate, that of all SMs) and the
+    power that of the busy SMs; `bytes` its HBM traffic (K, V, the mask, Q in, O out). Measured
+    (measurements/calibration/h200-paddedq, 12 to 40 heads, 64 to 2048 queries, 16k to 51k
+    keys): 23.4-25.5 ns per key a round; at 32 heads 512 queries take 0.43 ms over 16896 keys,
+    576 queries 0.85 ms."""
     ab = dt.act_bytes
     copies = _packed_copy_bytes(kv_total, n_heads, n_kv, d, dt)
-    stream = float(kv_total) * (2 * d * ab + 64 * ab)
-    flops = 4.0 * n_heads * d * float(q_total) * float(kv_total)
+    tiles = n_heads * -(-q_total // SDPA_TILE_Q)
+    flops = 4.0 * d * float(kv_total) * SDPA_TILE_Q * tiles
+    active = tiles / (sdpa_waves(q_total, n_heads) * HOPPER_SMS)
+    sdpa = (
+        2 * kv_total * n_heads * d * ab + q_total * kv_total * ab + 2 * q_total * n_heads * d * ab
+    )
     return (
         KernelGroup(
             "attn_kv_copy", head_shape_key(dt.act_dtype, n_heads, n_kv), 0.0, float(copies), 4
         ),
-        KernelGroup("attn_masked_sdpa", dt.act_dtype, flops, stream, 1),
+        KernelGroup("attn_masked_sdpa", dt.act_dtype, flops, float(sdpa), 1, active),
     )
 
 

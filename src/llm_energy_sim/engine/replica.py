@@ -121,11 +121,11 @@ class Replica:
 
     # ---- a decode run ---------------------------------------------------------------------
     def decode_segment(
-        self, n: int, ctx_sum0: int, k: int
+        self, n: int, ctx_sum0: int, k: int, ctx_max0: int = 0
     ) -> tuple[DecodeSegment | MissingShapes, int, list[tuple[int, ...]]]:
-        """The closed form of up to k decode steps of n sequences from KV sum ctx_sum0: (the
-        segment, the steps it may run, the attention shape of each when the engine pays for
-        new shapes, else []).
+        """The closed form of up to k decode steps of n sequences from KV sum ctx_sum0 (the
+        longest ctx_max0): (the segment, the steps it may run, the attention shape of each
+        when the engine pays for new shapes, else []).
 
         With fast_forward the k steps are one event, costed in closed form; without it one
         step (the caller re-plans after each), which is the step-by-step reference path.
@@ -139,7 +139,7 @@ class Replica:
             k = max(2, k // 2)
         shapes: list[tuple[int, ...]] = []
         if self.plans.on:
-            shapes = self.cost.decode_shapes(n, ctx_sum0, k)
+            shapes = self.cost.decode_shapes(n, ctx_sum0, k, ctx_max0)
             # a shape new to the engine costs its plan (or graph capture) once: on its first
             # step in the run, not again on the later steps at the same (padded) shape
             seen, this_run, new = self.plans.seen, set(), []

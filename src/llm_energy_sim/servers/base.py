@@ -202,11 +202,13 @@ class Server:
                 s.commit(plan, 1, env.now)
                 continue
             reqs = []
-            ctx_sum = 0  # = plan.work.decode_ctx_sum
+            ctx_sum = ctx_max = 0  # = plan.work.decode_ctx_sum, decode_ctx_max
             for d in plan.decode:
                 reqs.append(d.req)
                 ctx_sum += d.kv_len
-            seg, k, shapes = rep.decode_segment(len(reqs), ctx_sum, k)
+                if d.kv_len > ctx_max:
+                    ctx_max = d.kv_len
+            seg, k, shapes = rep.decode_segment(len(reqs), ctx_sum, k, ctx_max)
             run = timeout(seg.time(k))
             self._done = k
             if cuts:  # an arrival may cut it (_cut sets the steps done)

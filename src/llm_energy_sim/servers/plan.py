@@ -68,6 +68,7 @@ class StepPlan:
             len(self.decode),
             sum(d.kv_len for d in self.decode),
             self.graph_tokens,
+            max((d.kv_len for d in self.decode), default=0),
         )
 
     @property
