@@ -37,6 +37,10 @@ CASES = [
     *[(f"{m} large burst{'' if g else ', eager'}", m, "burst_large",
        L / "h200-graphs-e" / f"{'graphs' if g else 'eager'}-{m}", g)
       for m in ("mistral-7b", "qwen2.5-14b") for g in (True, False)],
+    # the same two models at light and medium load, measured 2026-12-03 14:06-14:11 UTC before
+    # the masked SDPA's rounds of thread blocks were committed, opened only after (blind)
+    *[(f"{m} {SCEN[s]}", m, s, L / "h200-graphs-f" / f"graphs-{m}" / f"val-{s}", True)
+      for m in ("mistral-7b", "qwen2.5-14b") for s in ("fixed50ms", "fixed300ms", "uniform")],
 ]  # fmt: skip
 # (graphs run, eager run) of each model measured both ways in one call
 PAIRS = {f"{m}{sfx}": (f"{m} {g}", f"{m} {e}")

@@ -218,6 +218,15 @@ def test_cuda_graph_recaptured_when_longest_sequence_crosses_a_power_of_two(fast
         (64, 64 + 16384, 2048),
     }
     assert rep.shape_misses == 3
+    # the recapture at the same tensor shapes costs the capture without a new cuDNN plan: the
+    # calibrated capture less the eager engine's measured plan miss
+    cm = rep.cost
+    eager = CostModel(cm.card, cm.dtype, cm.profile, "transformers_cb", host_time_factor=1.0)
+    plan = eager.miss_s * cm.host_time_factor
+    assert 0 < cm.recapture_s < cm.miss_s
+    assert cm.recapture_s == pytest.approx(cm.miss_s - plan, rel=1e-9)
+    assert cm.shape_miss_s((64, 64 + 16384, 2048), True) == cm.recapture_s
+    assert cm.shape_miss_s((64, 64 + 16384, 2048), False) == cm.miss_s
 
 
 def test_graph_fast_path_equals_step_path():

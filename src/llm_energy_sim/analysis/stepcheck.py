@@ -100,7 +100,7 @@ def cost_steps(steps: pd.DataFrame, cost: CostModel, cold_start: bool) -> pd.Dat
         work = StepWork(s.prefill, int(s.n_decode), int(s.decode_ctx_sum))
         miss = plans.step_miss(work)
         c = cost.step_cost(work, shape_miss=miss, cold=cold_start and i == 0)
-        out.append((c.wall_s, c.gpu_s, c.host_s, miss, work.tokens, work.n_seqs))
+        out.append((c.wall_s, c.gpu_s, c.host_s, miss > 0, work.tokens, work.n_seqs))
     cols = ["predicted_s", "gpu_s", "host_s", "shape_miss", "tokens", "seqs"]
     df = pd.concat([steps.reset_index(drop=True), pd.DataFrame(out, columns=cols)], axis=1)
     df["measured_s"] = df["end_s"] - df["start_s"]

@@ -57,6 +57,10 @@ class KernelFit(_Strict):
     p_base_w: float = Field(ge=0)
     w_compute: float = Field(ge=0)
     w_memory: float = Field(ge=0)
+    # the share of the dynamic power (the w_compute and w_memory terms) that the data carries:
+    # a call whose operands are a share s of zeros draws (1 - zero_share x s) of it (measured
+    # for transformers CB's zero-padded KV read, calibrate/trashpad.py); 0: not measured
+    zero_share: float = Field(default=0.0, ge=0, le=1)
     fit_error: FitError | None = None
     source: str
 

@@ -208,6 +208,7 @@ class CostModel:
         self.miss_s = self.host.attn_shape_miss_s.get(
             att, 0.0
         ) + self.card.num_hidden_layers * self.host.attn_shape_miss_per_layer_s.get(att, 0.0)
+        self.recapture_s = self._recapture_s(att)
         self.miss_w = self.host.attn_shape_miss_w or self.wait_w
         self.cold_s = self.host.cold_start_s
         self.standby_k = self.profile.idle.step_standby_fraction
@@ -264,7 +265,11 @@ class CostModel:
         t = max(tc / g.active, tm) + g.count * fit.t0_s
         if t <= 0:
             return _GroupCost(0.0, 0.0)
-        e = fit.p_base_w * t + fit.w_compute * tc + fit.w_memory * tm
+        if g.zeros and fit.zero_share:
+            dyn = (fit.w_compute * tc + fit.w_memory * tm) * (1.0 - fit.zero_share * g.zeros)
+            e = fit.p_base_w * t + dyn
+        else:
+            e = fit.p_base_w * t + fit.w_compute * tc + fit.w_memory * tm
         return _GroupCost(t, e if self.step_limit else min(e, self._plimit * t))
 
     def _allreduce_cost(self, tokens: int) -> _GroupCost:
@@ -394,9 +399,12 @@ class CostModel:
         (every sequence's past + new tokens); per step the mask slice is refilled."""
         q, kv = self._packed_shape(work)
         if self.shape.cuda_graphs and self.profile.kernels.keys() >= PACKED_GRAPH_CLASSES:
-            parts = [
-                self.group_cost(g) for g in attn_packed_graph_kernels(q, kv, nh, nkv, d, self.dt)
-            ]
+            # the read's real rows: every sequence's past and the step's tokens; the padding
+            # is the engine's zeroed trash row
+            real = sum(past for _, past in work.prefill) + work.decode_ctx_sum - work.n_decode
+            real += work.tokens
+            groups = attn_packed_graph_kernels(q, kv, nh, nkv, d, self.dt, real)
+            parts = [self.group_cost(g) for g in groups]
             layer = _GroupCost(sum(p.time_s for p in parts), sum(p.energy_j for p in parts))
         else:
             layer = self.group_cost(attn_packed_kernel(q, kv, nh, nkv, d, self.dt))
@@ -473,6 +481,31 @@ class CostModel:
             return (len(work.prefill), q, max(new + past for new, past in work.prefill))
         return (work.n_decode, 1, -(-work.decode_ctx_sum // work.n_decode))
 
+    def _recapture_s(self, att: str) -> float:
+        """What a new graph key costs where its tensor shapes were captured before (only the
+        longest-sequence bucket is new, _longest_key_bucket): the capture without the cuDNN
+        attention plan of a new SDPA shape. The calibrated capture (calibrate/graphcapture.py)
+        met a new KV size every time, so it holds both; the plan alone is the eager engine's
+        measured shape miss (the same cuDNN SDPA, host entry `transformers_cb`, calibrate/
+        shapemiss.py), scaled as this engine's host time is. Engines without that key: miss_s."""
+        if not (self.shape.cuda_graphs and self.shape.pad_kv):
+            return self.miss_s
+        eager = self.engine.removesuffix("_graphs")
+        if eager == self.engine or eager not in self.profile.host:
+            return self.miss_s
+        h = _scaled_host(
+            host_overhead(self.profile, eager, self.dtype, self.tp), self.host_time_factor
+        )
+        plan = h.attn_shape_miss_s.get(att, 0.0)
+        plan += self.card.num_hidden_layers * h.attn_shape_miss_per_layer_s.get(att, 0.0)
+        return max(self.miss_s - plan, 0.0)
+
+    def shape_miss_s(self, shape: tuple[int, ...], tensors_seen: bool) -> float:
+        """Serial host seconds of a step at a shape new to the engine: a recapture where its
+        tensor shapes (shape[:2]) were met before under another longest-sequence bucket,
+        else the full miss (a graph capture with its attention plan, or the plan alone)."""
+        return self.recapture_s if tensors_seen and len(shape) == 3 else self.miss_s
+
     def _longest_key_bucket(self, work: StepWork) -> tuple[int, ...]:
         """transformers CB with CUDA graphs keys its varlen graphs also by the longest
         sequence's key length padded to a power of two, at least 1024 (transformers 5.17
@@ -535,11 +568,13 @@ class CostModel:
     def step_cost(
         self,
         work: StepWork,
-        shape_miss: bool = False,
+        shape_miss: bool | float = False,
         cold: bool = False,
         compile_s: float = 0.0,
     ) -> StepCost:
-        """Cost of one forward step (all GPUs of the replica).
+        """Cost of one forward step (all GPUs of the replica). shape_miss: True where the step
+        meets a shape new to the engine (its full miss_s), or the seconds it pays for one
+        (shape_miss_s).
 
         Decode-only steps: wall = max(gpu, host). Steps with prefill work overlap host and GPU
         less where the engine synchronises them (host.prefill_serial_fraction), and a step
@@ -572,7 +607,8 @@ class CostModel:
         # built before the step's attention runs (a new shape), a kernel compiled for it on a
         # cold machine (compile_s), and a fresh process's one-time set-up before its first
         # kernels
-        serial = (self.miss_s if shape_miss else 0.0) + (self.cold_s if cold else 0.0)
+        miss = self.miss_s if shape_miss is True else float(shape_miss or 0.0)
+        serial = miss + (self.cold_s if cold else 0.0)
         serial += compile_s
         wall += serial
         host += serial

@@ -75,7 +75,9 @@ class KernelGroup:
     """`count` identical kernel launches of one class; flops/bytes are totals over the group.
     `active`: the fraction of the GPU's SMs its thread blocks hold while it runs (1: all, the
     roofline's assumption); a kernel that leaves SMs idle in its rounds (the masked SDPA,
-    sdpa_waves) takes flops / (rate x active) and draws the dynamic power of the FLOPs done."""
+    sdpa_waves) takes flops / (rate x active) and draws the dynamic power of the FLOPs done.
+    `zeros`: the share of its operands that are zeros (transformers CB's padded KV read points
+    at a zeroed trash row), which lowers its dynamic power by its class's zero_share."""
 
     kclass: str
     dtype: str
@@ -83,6 +85,7 @@ class KernelGroup:
     bytes: float
     count: int
     active: float = 1.0
+    zeros: float = 0.0
 
 
 def batched(groups) -> KernelGroup:
@@ -190,7 +193,13 @@ def sdpa_waves(q_total: int, n_heads: int, sms: int = HOPPER_SMS) -> int:
 
 
 def attn_packed_graph_kernels(
-    q_total: int, kv_total: int, n_heads: int, n_kv: int, d: int, dt: DtypeInfo
+    q_total: int,
+    kv_total: int,
+    n_heads: int,
+    n_kv: int,
+    d: int,
+    dt: DtypeInfo,
+    real_kv: int | None = None,
 ) -> tuple[KernelGroup, KernelGroup]:
     """The same `paged|sdpa` layer as attn_packed_kernel, as its kernels run inside a CUDA
     graph, in two groups: the copies (index_select of K and V, then repeat_kv's expanded
@@ -205,8 +214,10 @@ def attn_packed_graph_kernels(
     power that of the busy SMs; `bytes` its HBM traffic (K, V, the mask, Q in, O out). Measured
     (measurements/calibration/h200-paddedq, 12 to 40 heads, 64 to 2048 queries, 16k to 51k
     keys): 23.4-25.5 ns per key a round; at 32 heads 512 queries take 0.43 ms over 16896 keys,
-    576 queries 0.85 ms."""
+    576 queries 0.85 ms. real_kv: the rows of the read that are real tokens (default all); the
+    rest is the engine's zeroed trash row (`zeros` of both groups)."""
     ab = dt.act_bytes
+    zeros = 0.0 if real_kv is None else max(0.0, 1.0 - real_kv / kv_total)
     copies = _packed_copy_bytes(kv_total, n_heads, n_kv, d, dt)
     tiles = n_heads * -(-q_total // SDPA_TILE_Q)
     flops = 4.0 * d * float(kv_total) * SDPA_TILE_Q * tiles
@@ -216,9 +227,14 @@ def attn_packed_graph_kernels(
     )
     return (
         KernelGroup(
-            "attn_kv_copy", head_shape_key(dt.act_dtype, n_heads, n_kv), 0.0, float(copies), 4
+            "attn_kv_copy",
+            head_shape_key(dt.act_dtype, n_heads, n_kv),
+            0.0,
+            float(copies),
+            4,
+            zeros=zeros,
         ),
-        KernelGroup("attn_masked_sdpa", dt.act_dtype, flops, float(sdpa), 1, active),
+        KernelGroup("attn_masked_sdpa", dt.act_dtype, flops, float(sdpa), 1, active, zeros),
     )
 
 

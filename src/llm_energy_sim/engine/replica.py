@@ -23,6 +23,7 @@ class PlanCache:
         self.cost = cost
         self.on = bool(cost.miss_s) or bool(cost.jit_s)
         self.seen: set[tuple[int, ...]] = set()
+        self.tensors: set[tuple[int, ...]] = set()  # shape[:2] of the seen shapes
         self.compiled: set[tuple[str, int]] = set()
         self.misses = 0
         self.compiles = 0
@@ -36,16 +37,23 @@ class PlanCache:
         self.compiles += 1
         return self.cost.jit_s[key[0]]
 
-    def miss(self, shape: tuple[int, ...]) -> bool:
-        """Whether a step at `shape` builds a plan (and remember the shape)."""
+    def miss(self, shape: tuple[int, ...]) -> float:
+        """Serial seconds a step at `shape` pays to build its plan or graph, 0 where it was
+        met before (and remember the shape)."""
         if not self.on or shape in self.seen:
-            return False
-        self.seen.add(shape)
-        self.misses += 1
-        return True
+            return 0.0
+        cost = self.cost.shape_miss_s(shape, shape[:2] in self.tensors)
+        self.note(shape)
+        return cost
 
-    def step_miss(self, work: StepWork) -> bool:
-        return self.on and self.miss(self.cost.attn_shape(work))
+    def note(self, shape: tuple[int, ...]) -> None:
+        """`shape` met for the first time."""
+        self.seen.add(shape)
+        self.tensors.add(shape[:2])
+        self.misses += 1
+
+    def step_miss(self, work: StepWork) -> float:
+        return self.miss(self.cost.attn_shape(work)) if self.on else 0.0
 
 
 class Replica:
@@ -142,11 +150,22 @@ class Replica:
             shapes = self.cost.decode_shapes(n, ctx_sum0, k, ctx_max0)
             # a shape new to the engine costs its plan (or graph capture) once: on its first
             # step in the run, not again on the later steps at the same (padded) shape
-            seen, this_run, new = self.plans.seen, set(), []
-            miss_s = self.cost.miss_s
+            seen, tensors, this_run, this_tensors, new = (
+                self.plans.seen,
+                self.plans.tensors,
+                set(),
+                set(),
+                [],
+            )
+            cost = self.cost
             for s in shapes:  # (not a copy of the engine's seen shapes: it grows all run)
-                new.append(miss_s if s not in seen and s not in this_run else 0.0)
+                if s in seen or s in this_run:
+                    new.append(0.0)
+                else:
+                    met = s[:2] in tensors or s[:2] in this_tensors
+                    new.append(cost.shape_miss_s(s, met))
                 this_run.add(s)
+                this_tensors.add(s[:2])
             keys = self.cost.decode_compile_keys(n, ctx_sum0, k)
             if keys:  # a cold machine: a variant not compiled yet costs its compile, once
                 compiled, this_run_keys, jit = self.plans.compiled, set(), self.cost.jit_s
@@ -174,8 +193,7 @@ class Replica:
             seen = plans.seen
             for shape in shapes[:done]:
                 if shape not in seen:
-                    seen.add(shape)
-                    plans.misses += 1
+                    plans.note(shape)
             if isinstance(seg, MissingShapes):  # and the variants compiled by these steps
                 for key in seg.keys[:done]:
                     if key not in plans.compiled:
