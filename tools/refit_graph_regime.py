@@ -6,7 +6,8 @@ attention): the `<class>_graph` kernel classes and the cuda_graph_replay host en
 (capture/graph_capture.csv, calibrate/graphcapture.py); the sampler class sampler_graph
 (measurements/calibration/h200-sampler/graph.csv); the K/V copies' head-shape fits also from
 the overlap probe's graph rows (h200-overlap/graph-extra.csv.gz); the masked SDPA also from
-the padded-query probe's (h200-paddedq/graph.csv.gz). The capture is host work: it is
+the padded-query probe's (h200-paddedq/graph.csv.gz); the K/V copies' and masked SDPA's
+zero_share from the trash-row padding probe (h200-trashpad/pad.csv.gz). The capture is host work: it is
 divided by the host factor measured on that lease nearest the probe (CAPTURE_HOST_FACTOR) to
 put it in the calibration host's time, as every host term is. The vllm host entry is the
 transformers_cb_graphs one without its captures (see vllm_host). Every other field is kept.
@@ -26,6 +27,7 @@ import pandas as pd
 from llm_energy_sim.calibrate.fit import fit_cb_host
 from llm_energy_sim.calibrate.graphcapture import fit_captures
 from llm_energy_sim.calibrate.graphfit import with_graph_fits
+from llm_energy_sim.calibrate.trashpad import PART_CLASS, fit_zero_share
 from llm_energy_sim.config.profile import HostOverhead, load_profile
 
 if __package__ in (None, ""):  # run as a script: the repository root on the path, for tools.*
@@ -44,6 +46,9 @@ HEAD_TABLES = (ROOT / "measurements/calibration/h200-overlap/graph-extra.csv.gz"
 # (tools/device/padded_q_probe.py, 2026-12-03 14:05 UTC): its rounds of thread blocks
 PADDED_Q = ROOT / "measurements/calibration/h200-paddedq/graph.csv.gz"
 PADDED_Q_CLASSES = ("attn_masked_sdpa_graph",)
+# one layer's K/V copies and masked SDPA with the engine's zeroed trash-row padding at real-row
+# shares 1 to 1/16 (tools/device/trash_pad_probe.py, 2026-12-03 14:28 UTC): their zero_share
+TRASH_PAD = ROOT / "measurements/calibration/h200-trashpad/pad.csv.gz"
 ENGINE = "transformers_cb_graphs"
 # sim replay --hostspeed's first pass of the same device call, 2026-12-02T12:36:09Z, 32 s after
 # the probe's last row (measurements/live/h200-graphs-b/graphs-qwen2.5-7b/val-burst-warm
@@ -71,6 +76,25 @@ def vllm_host(cb_graphs: HostOverhead) -> HostOverhead:
     )
 
 
+def with_zero_shares(prof):
+    """The K/V copies' and masked SDPA's fits with the share of their dynamic power their data
+    carries (calibrate/trashpad.py), each from its pooled bfloat16 fit's base power."""
+    table = pd.read_csv(TRASH_PAD)
+    kernels = dict(prof.kernels)
+    for part, kc in PART_CLASS.items():
+        by = dict(kernels[kc])
+        z = fit_zero_share(table, part, by["bfloat16"].p_base_w)
+        note = (
+            f"; data-carried share of the dynamic power {z.share:.3f} ({z.points} points at "
+            f"1/16-1/2 real rows, median power error {z.median_error * 100:.1f}%; raw: "
+            f"{TRASH_PAD.parent.name}/{TRASH_PAD.name})"
+        )
+        for key, kf in by.items():
+            by[key] = kf.model_copy(update={"zero_share": z.share, "source": kf.source + note})
+        kernels[kc] = by
+    return prof.model_copy(update={"kernels": kernels})
+
+
 def refit(name: str = "h200") -> dict:
     prof, path = load_profile(name)
     padded = pd.read_csv(PADDED_Q)
@@ -79,6 +103,7 @@ def refit(name: str = "h200") -> dict:
         prof, RAW, HEAD_TABLES, padded, f"{PADDED_Q.parent.name}/{PADDED_Q.name} (masked SDPA)"
     )
     prof = with_graph_fits(prof, SAMPLER_RAW)
+    prof = with_zero_shares(prof)
     ho = fit_cb_host(RAW, prof, prof.gpu.name, table="cbhost_graphs.csv")
     table = pd.read_csv(RAW / "capture/graph_capture.csv")
     a, b, rel, control = fit_captures(table)
