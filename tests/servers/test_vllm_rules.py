@@ -50,7 +50,11 @@ def test_kv_budget_and_seat_rules_hold_over_a_run(server):
     assert sched.pool.min_free_blocks >= 0
     assert sched.max_step_tokens <= lim.max_num_batched_tokens
     assert sched.max_running <= lim.max_num_seqs
+    # the peak of the blocks held is reported; a pool that forced preemptions was filled
+    peak = summary["server_limits"]["kv_peak_blocks"]
+    assert peak == sched.pool.num_blocks - sched.pool.min_free_blocks and peak > 0
     if "num_gpu_blocks_override" in server:
+        assert peak >= 0.9 * sched.pool.num_blocks
         assert sched.preemptions > 0 and summary["server_limits"]["preemptions"] > 0
         # a preempted request recomputed its prompt (and what it had generated)
         assert (df.computed_prompt_tokens >= df.prompt_tokens).all()

@@ -144,6 +144,8 @@ class VllmScheduler(Scheduler):
             "prefix_cache_queried_tokens": self.prefix_queried_tokens,
             "prefix_cache_hit_tokens": self.prefix_hit_tokens,
             "preemptions": self.preemptions,
+            # most KV blocks held by running requests at once (cached free blocks not counted)
+            "kv_peak_blocks": self.pool.num_blocks - self.pool.min_free_blocks,
         }
 
     # ---- arrivals ----------------------------------------------------------------------
