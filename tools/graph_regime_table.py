@@ -41,6 +41,10 @@ CASES = [
     # the masked SDPA's rounds of thread blocks were committed, opened only after (blind)
     *[(f"{m} {SCEN[s]}", m, s, L / "h200-graphs-f" / f"graphs-{m}" / f"val-{s}", True)
       for m in ("mistral-7b", "qwen2.5-14b") for s in ("fixed50ms", "fixed300ms", "uniform")],
+    # Poisson arrivals of 500-2000-token prompts, four models, measured 2026-12-03 14:47-14:51
+    # UTC after the SDPA rounds and the zero padding were committed (blind)
+    *[(f"{m} poisson long prompts", m, "poisson_long", L / "h200-graphs-g" / f"graphs-{m}", True)
+      for m in ("llama-3.1-8b", "qwen2.5-1.5b", "qwen2.5-7b", "qwen2.5-14b")],
 ]  # fmt: skip
 # (graphs run, eager run) of each model measured both ways in one call
 PAIRS = {f"{m}{sfx}": (f"{m} {g}", f"{m} {e}")

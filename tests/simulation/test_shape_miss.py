@@ -169,11 +169,11 @@ def test_cold_start_fit_and_first_step():
     assert de == pytest.approx(cm.miss_w * cm.cold_s, rel=1e-9)
 
 
-def _graph_burst(fast: bool):
+def _graph_burst(fast: bool, requests: int = 12, prompt: int = 300):
     wl = {
-        "requests": 12,
+        "requests": requests,
         "arrival": {"kind": "burst"},
-        "prompt_tokens": {"kind": "fixed", "value": 300},
+        "prompt_tokens": {"kind": "fixed", "value": prompt},
         "output_tokens": {"kind": "fixed", "value": 40},
     }
     srv = {"kind": "transformers-cb", "cuda_graphs": True, "block_size": 256}
@@ -201,16 +201,7 @@ def test_cuda_graph_recaptured_when_longest_sequence_crosses_a_power_of_two(fast
     of two (transformers 5.17 input_outputs.py _get_graph_key): two 1000-token prompts
     decoding 40 tokens cross 1024 keys at their 24th token, a new graph at the same padded
     (queries, KV read), captured once, and charged once more."""
-    wl = {
-        "requests": 2,
-        "arrival": {"kind": "burst"},
-        "prompt_tokens": {"kind": "fixed", "value": 1000},
-        "output_tokens": {"kind": "fixed", "value": 40},
-    }
-    srv = {"kind": "transformers-cb", "cuda_graphs": True, "block_size": 256}
-    scen = scenario(server=srv, workload=wl, fast_forward=fast)
-    scen = scen.model_copy(update={"hardware": scen.hardware.model_copy(update={"gpu": "h200"})})
-    res, df, _ = run(scen)
+    res, df, _ = _graph_burst(fast, requests=2, prompt=1000)
     rep = res.replicas[0]
     assert rep.plans.seen == {
         (2048, 2048 + 16384, 1024),

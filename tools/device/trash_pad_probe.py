@@ -85,20 +85,11 @@ def maker(part: str, q: int, kv: int, h: int, kvh: int, real: float):
 def measure(part, q, kv, h, kvh, real, monitor) -> dict:
     import torch
 
-    from llm_energy_sim.calibrate.graphbench import _events_ms, capture
+    from llm_energy_sim.calibrate.graphbench import _events_ms, capture, eager_seconds
 
     make = maker(part, q, kv, h, kvh, real)
     first = make()
-    for _ in range(3):
-        first()
-    torch.cuda.synchronize()
-    e0, e1 = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-    e0.record()
-    for _ in range(3):
-        first()
-    e1.record()
-    torch.cuda.synchronize()
-    eager = max(e0.elapsed_time(e1) / 3e3, 1e-7)
+    eager = eager_seconds(first, warm=3)
     k = max(1, min(64, int(TARGET_REPLAY_S / eager)))
     per_set = 2 * 2 * kv * h * D * 2  # the expanded K and V one call writes
     n_sets = max(1, min(k, 4, math.ceil(ROTATE_BYTES / per_set)))

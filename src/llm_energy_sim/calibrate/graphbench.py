@@ -764,6 +764,23 @@ def capture(fns: list[Callable[[], None]], k: int):
     return g
 
 
+def eager_seconds(fn: Callable[[], None], warm: int = 2, calls: int = 3) -> float:
+    """Seconds per call of fn launched eagerly (CUDA events over `calls` calls, after `warm`
+    untimed ones for library handles, workspaces and lazy kernels): what sizes a graph."""
+    import torch
+
+    for _ in range(warm):
+        fn()
+    torch.cuda.synchronize()
+    e0, e1 = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+    e0.record()
+    for _ in range(calls):
+        fn()
+    e1.record()
+    torch.cuda.synchronize()
+    return max(e0.elapsed_time(e1) / (calls * 1e3), 1e-7)
+
+
 def measure_kernel(p: GPoint, monitor: EnergyMonitor) -> dict:
     """Time one point inside graph replays (and, for a metered point, meter a sustained
     window of replays). Returns the MEASURED columns."""
@@ -771,16 +788,7 @@ def measure_kernel(p: GPoint, monitor: EnergyMonitor) -> dict:
 
     make, m_run = make_point(p)
     first = make()
-    for _ in range(2):  # library handles, workspaces, lazy kernels
-        first()
-    torch.cuda.synchronize()
-    e0, e1 = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-    e0.record()
-    for _ in range(3):
-        first()
-    e1.record()
-    torch.cuda.synchronize()
-    eager = max(e0.elapsed_time(e1) / 3e3, 1e-7)
+    eager = eager_seconds(first)
     k = max(1, min(K_MAX, int(TARGET_REPLAY_S / eager)))
     _, nbytes, _ = p.work()
     n_sets = max(1, min(k, math.ceil(ROTATE_BYTES / max(nbytes, 1.0))))
