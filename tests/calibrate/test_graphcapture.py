@@ -4,7 +4,12 @@ run through transformers' CB engine on CPU (no CUDA graphs there: the method, no
 import pandas as pd
 import pytest
 
-from llm_energy_sim.calibrate.graphcapture import COLUMNS, fit_captures, measure_captures
+from llm_energy_sim.calibrate.graphcapture import (
+    COLUMNS,
+    fit_captures,
+    fit_captures_split,
+    measure_captures,
+)
 
 
 def _table(a: float, b: float) -> pd.DataFrame:
@@ -24,6 +29,37 @@ def test_fit_recovers_the_capture_cost_per_step_and_per_layer():
     assert (a, b) == pytest.approx((0.012, 0.0031), rel=1e-9)
     assert rel == pytest.approx(0.0, abs=1e-9)
     assert control == pytest.approx(0.001)
+
+
+def test_split_fit_recovers_the_fixed_and_host_following_parts():
+    """excess = fixed + (host + per_layer x layers) x f over rows at two host factors; a
+    process's first capture above 1 s (its one-time set-up) is left out."""
+    rows = []
+    for f in (1.1, 1.8):
+        t = _table(0.0, 0.0).assign(f=f)
+        t["excess_s"] = 0.08 + (0.004 + 0.0009 * t["layers"]) * f
+        t.loc[t["pass"] == 2, "excess_s"] = 0.0
+        rows.append(t)
+    table = pd.concat(rows, ignore_index=True)
+    table.loc[0, "excess_s"] = 1.3  # a process's first capture
+    fixed, host, per_layer, rel = fit_captures_split(table)
+    assert (fixed, host, per_layer) == pytest.approx((0.08, 0.004, 0.0009), rel=1e-6)
+    assert rel == pytest.approx(0.0, abs=1e-9)
+    with pytest.raises(ValueError, match="two host factors"):
+        fit_captures_split(table[table["f"] == 1.1])
+
+
+def test_shipped_capture_cost_splits_as_the_two_probes_measured():
+    """The h200 profile's transformers_cb_graphs capture: most of it does not follow the host
+    speed (tools/refit_graph_regime.py over h200-graphs/capture and h200-capturehost)."""
+    from llm_energy_sim.config.profile import load_profile
+
+    prof, _ = load_profile("h200")
+    h = prof.host["transformers_cb_graphs"]
+    fixed = h.attn_shape_miss_fixed_s["bfloat16"]
+    host_part = h.attn_shape_miss_s["bfloat16"] + 32 * h.attn_shape_miss_per_layer_s["bfloat16"]
+    assert 0.05 < fixed < 0.12 and 0 < host_part < fixed
+    assert not prof.host["vllm"].attn_shape_miss_fixed_s  # vLLM captures at start-up
 
 
 def test_fit_refuses_one_layer_count():

@@ -139,3 +139,23 @@ def fit_captures(table: pd.DataFrame) -> tuple[float, float, float, float]:
     second = table[table["pass"] == 2]
     control = float(second["excess_s"].median()) if len(second) else float("nan")
     return float(a), float(b), rel, control
+
+
+def fit_captures_split(table: pd.DataFrame) -> tuple[float, float, float, float]:
+    """(fixed, host, host per layer, median |residual| / excess) for excess = fixed + (host +
+    host_per_layer x layers) x f over pass-1 rows (each with the host factor `f` measured
+    around it, non-negative least squares; a first capture of a process above 1 s, which
+    pays the process's one-time set-up, is left out): a capture's part the host-speed passes
+    do not move (CUDA graph instantiation and the driver's work) and its part that follows
+    them (the Python forward recorded), in calibration-host time."""
+    from scipy.optimize import nnls
+
+    first = table[(table["pass"] == 1) & (table["excess_s"] < 1.0)]
+    if len(first) < 4 or first["f"].nunique() < 2 or first["layers"].nunique() < 2:
+        raise ValueError("the split capture fit needs pass-1 rows at two host factors and depths")
+    f, L = first["f"].to_numpy(float), first["layers"].to_numpy(float)
+    A = np.c_[np.ones(len(first)), f, f * L]
+    y = first["excess_s"].to_numpy(float)
+    coef, _ = nnls(A, y)
+    rel = float(np.median(np.abs(A @ coef - y) / np.abs(y)))
+    return float(coef[0]), float(coef[1]), float(coef[2]), rel

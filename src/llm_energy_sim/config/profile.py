@@ -94,6 +94,10 @@ class HostOverhead(_Strict):
     attn_shape_miss_s: dict[str, float] = Field(default_factory=dict)
     # ... plus this much per layer of the model (per dtype; the miss grows with the model)
     attn_shape_miss_per_layer_s: dict[str, float] = Field(default_factory=dict)
+    # ... plus this much that does not follow the host's speed (per dtype): the part of a CUDA
+    # graph capture the host-speed passes do not move (calibrate/graphcapture.py
+    # fit_captures_split); absent: all of the miss follows it
+    attn_shape_miss_fixed_s: dict[str, float] = Field(default_factory=dict)
     # power per GPU while a miss's plan is built (measured with them); None: wait_w
     attn_shape_miss_w: float | None = Field(default=None, gt=0)
     # host time added to the first forward step of a fresh engine process (library handles,

@@ -208,6 +208,7 @@ class CostModel:
         self.miss_s = self.host.attn_shape_miss_s.get(
             att, 0.0
         ) + self.card.num_hidden_layers * self.host.attn_shape_miss_per_layer_s.get(att, 0.0)
+        self.miss_s += self.host.attn_shape_miss_fixed_s.get(att, 0.0)  # not host-scaled
         self.recapture_s = self._recapture_s(att)
         self.miss_w = self.host.attn_shape_miss_w or self.wait_w
         self.cold_s = self.host.cold_start_s
