@@ -37,7 +37,7 @@ class ZeroShare:
 def fit_zero_share(table: pd.DataFrame, part: str, p_base_w: float) -> ZeroShare:
     """z of one part (see the module docstring), clipped to [0, 1]."""
     rows = table[table["part"] == part]
-    xs, ys, groups = [], [], []
+    xs, ys, full_dyn = [], [], []
     for _, g in rows.groupby(["heads", "kv_heads", "q"]):
         full = g[g["real"] == 1.0]
         if full.empty:
@@ -48,14 +48,13 @@ def fit_zero_share(table: pd.DataFrame, part: str, p_base_w: float) -> ZeroShare
         part_rows = g[g["real"] < 1.0]
         xs += list(1.0 - part_rows["real"].to_numpy(float))
         ys += list(1.0 - (part_rows["power_w"].to_numpy(float) - p_base_w) / dyn1)
-        groups += [(float(p_base_w), dyn1)] * len(part_rows)
+        full_dyn += [dyn1] * len(part_rows)
     if not xs:
         raise ValueError(f"{part}: no rows at a real share below 1 with a full-share row")
     x, y = np.array(xs), np.array(ys)
     z = float(np.clip((x @ y) / (x @ x), 0.0, 1.0))
-    pb = np.array([g[0] for g in groups])
-    d1 = np.array([g[1] for g in groups])
-    measured = pb + d1 * (1.0 - y)
-    predicted = pb + d1 * (1.0 - z * x)
+    d1 = np.array(full_dyn)
+    measured = p_base_w + d1 * (1.0 - y)
+    predicted = p_base_w + d1 * (1.0 - z * x)
     err = float(np.median(np.abs(predicted / measured - 1.0)))
     return ZeroShare(z, len(x), err)

@@ -205,9 +205,7 @@ class CostModel:
         # the miss is cuDNN's plan for an attention call, which runs in the activation dtype
         # (bitsandbytes LLM.int8: fp16, NF4: bf16): keyed by that dtype
         att = self.dt.act_dtype
-        self.miss_s = self.host.attn_shape_miss_s.get(
-            att, 0.0
-        ) + self.card.num_hidden_layers * self.host.attn_shape_miss_per_layer_s.get(att, 0.0)
+        self.miss_s = self._scaled_miss_s(self.host, att)
         self.miss_s += self.host.attn_shape_miss_fixed_s.get(att, 0.0)  # not host-scaled
         self.recapture_s = self._recapture_s(att)
         self.miss_w = self.host.attn_shape_miss_w or self.wait_w
@@ -385,12 +383,16 @@ class CostModel:
             e += gc.energy_j
         return L * t, L * e
 
+    @staticmethod
+    def _packed_read(work: StepWork) -> tuple[int, int]:
+        """(queries, past keys) of transformers CB's one packed attention call, unpadded: the
+        step's tokens over every sequence's past."""
+        return work.tokens, sum(p for _, p in work.prefill) + work.decode_ctx_sum - work.n_decode
+
     def _packed_shape(self, work: StepWork) -> tuple[int, int]:
-        """(queries, keys) of transformers CB's one packed attention call: the step's tokens
-        over every sequence's past plus the new tokens, padded as the engine's graphs are."""
-        q = work.tokens
-        past = sum(past for _, past in work.prefill) + work.decode_ctx_sum - work.n_decode
-        q_run, past_run = self.shape.padded(q, past)
+        """(queries, keys) of that call: its read (_packed_read) plus the new tokens, padded
+        as the engine's graphs are."""
+        q_run, past_run = self.shape.padded(*self._packed_read(work))
         return q_run, past_run + q_run
 
     def _packed_attention(
@@ -402,8 +404,7 @@ class CostModel:
         if self.shape.cuda_graphs and self.profile.kernels.keys() >= PACKED_GRAPH_CLASSES:
             # the read's real rows: every sequence's past and the step's tokens; the padding
             # is the engine's zeroed trash row
-            real = sum(past for _, past in work.prefill) + work.decode_ctx_sum - work.n_decode
-            real += work.tokens
+            real = sum(self._packed_read(work))
             groups = attn_packed_graph_kernels(q, kv, nh, nkv, d, self.dt, real)
             parts = [self.group_cost(g) for g in groups]
             layer = _GroupCost(sum(p.time_s for p in parts), sum(p.energy_j for p in parts))
@@ -497,9 +498,13 @@ class CostModel:
         h = _scaled_host(
             host_overhead(self.profile, eager, self.dtype, self.tp), self.host_time_factor
         )
-        plan = h.attn_shape_miss_s.get(att, 0.0)
-        plan += self.card.num_hidden_layers * h.attn_shape_miss_per_layer_s.get(att, 0.0)
-        return max(self.miss_s - plan, 0.0)
+        return max(self.miss_s - self._scaled_miss_s(h, att), 0.0)
+
+    def _scaled_miss_s(self, h: HostOverhead, att: str) -> float:
+        """A host entry's shape miss that follows the host speed: per call plus per layer."""
+        return h.attn_shape_miss_s.get(att, 0.0) + self.card.num_hidden_layers * (
+            h.attn_shape_miss_per_layer_s.get(att, 0.0)
+        )
 
     def shape_miss_s(self, shape: tuple[int, ...], tensors_seen: bool) -> float:
         """Serial host seconds of a step at a shape new to the engine: a recapture where its

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from collections.abc import Set as AbstractSet
 from typing import Any
 
 import numpy as np
@@ -37,13 +38,27 @@ class PlanCache:
         self.compiles += 1
         return self.cost.jit_s[key[0]]
 
-    def miss(self, shape: tuple[int, ...]) -> float:
+    def cost_of(
+        self,
+        shape: tuple[int, ...],
+        pending: AbstractSet[tuple[int, ...]] = frozenset(),
+        pending_tensors: AbstractSet[tuple[int, ...]] = frozenset(),
+    ) -> float:
         """Serial seconds a step at `shape` pays to build its plan or graph, 0 where it was
-        met before (and remember the shape)."""
-        if not self.on or shape in self.seen:
+        met before or is `pending` (shapes of earlier steps not noted yet, their shape[:2] in
+        pending_tensors); nothing is remembered."""
+        if shape in self.seen or shape in pending:
             return 0.0
-        cost = self.cost.shape_miss_s(shape, shape[:2] in self.tensors)
-        self.note(shape)
+        met = shape[:2] in self.tensors or shape[:2] in pending_tensors
+        return self.cost.shape_miss_s(shape, met)
+
+    def miss(self, shape: tuple[int, ...]) -> float:
+        """cost_of(shape), and remember the shape; 0 where the engine pays no misses."""
+        if not self.on:
+            return 0.0
+        cost = self.cost_of(shape)
+        if shape not in self.seen:
+            self.note(shape)
         return cost
 
     def note(self, shape: tuple[int, ...]) -> None:
@@ -150,20 +165,11 @@ class Replica:
             shapes = self.cost.decode_shapes(n, ctx_sum0, k, ctx_max0)
             # a shape new to the engine costs its plan (or graph capture) once: on its first
             # step in the run, not again on the later steps at the same (padded) shape
-            seen, tensors, this_run, this_tensors, new = (
-                self.plans.seen,
-                self.plans.tensors,
-                set(),
-                set(),
-                [],
-            )
-            cost = self.cost
+            this_run: set[tuple[int, ...]] = set()
+            this_tensors: set[tuple[int, ...]] = set()
+            new = []
             for s in shapes:  # (not a copy of the engine's seen shapes: it grows all run)
-                if s in seen or s in this_run:
-                    new.append(0.0)
-                else:
-                    met = s[:2] in tensors or s[:2] in this_tensors
-                    new.append(cost.shape_miss_s(s, met))
+                new.append(self.plans.cost_of(s, this_run, this_tensors))
                 this_run.add(s)
                 this_tensors.add(s[:2])
             keys = self.cost.decode_compile_keys(n, ctx_sum0, k)
