@@ -7,7 +7,9 @@ attention): the `<class>_graph` kernel classes and the cuda_graph_replay host en
 (measurements/calibration/h200-sampler/graph.csv); the K/V copies' head-shape fits also from
 the overlap probe's graph rows (h200-overlap/graph-extra.csv.gz); the masked SDPA also from
 the padded-query probe's (h200-paddedq/graph.csv.gz); the K/V copies' and masked SDPA's
-zero_share from the trash-row padding probe (h200-trashpad/pad.csv.gz). The capture is host work: it is
+zero_share from the trash-row padding probe (h200-trashpad/pad.csv.gz); the transformers CB
+entries' per-KV-token serial host work from the KV host probe (h200-kvhost, calibrate/kvhost.py;
+the eager entry transformers_cb takes its own slope there, 0 where the data shows none). The capture is host work: it is
 divided by the host factor measured on that lease nearest the probe (CAPTURE_HOST_FACTOR) to
 put it in the calibration host's time, as every host term is. The vllm host entry is the
 transformers_cb_graphs one without its captures (see vllm_host). Every other field is kept.
@@ -28,6 +30,7 @@ from llm_energy_sim.calibrate.fit import fit_cb_host
 from llm_energy_sim.calibrate.graphcapture import fit_captures_split
 from llm_energy_sim.calibrate.graphfit import with_graph_fits
 from llm_energy_sim.calibrate.hostspeed import host_time_factor
+from llm_energy_sim.calibrate.kvhost import fit_kv_host, serial_points
 from llm_energy_sim.calibrate.trashpad import PART_CLASS, fit_zero_share
 from llm_energy_sim.config.profile import HostOverhead, load_profile
 
@@ -51,6 +54,10 @@ PADDED_Q_CLASSES = ("attn_masked_sdpa_graph",)
 # shares 1 to 1/16 (tools/device/trash_pad_probe.py, 2026-12-03 14:28 UTC): their zero_share
 TRASH_PAD = ROOT / "measurements/calibration/h200-trashpad/pad.csv.gz"
 ENGINE = "transformers_cb_graphs"
+# transformers CB decode steps at batch 64-256 over 21k-88k KV tokens, eager and with graphs, the
+# engine's phases timed, each point between two host-speed passes (tools/device/kv_host_probe.py,
+# 2026-12-03 17:14-17:20 UTC): the per-KV-token serial host work
+KV_HOST = ROOT / "measurements/calibration/h200-kvhost"
 # sim replay --hostspeed's first pass of the same device call, 2026-12-02T12:36:09Z, 32 s after
 # the probe's last row (measurements/live/h200-graphs-b/graphs-qwen2.5-7b/val-burst-warm
 # summary.json host_speed.passes.before)
@@ -75,11 +82,33 @@ def vllm_host(cb_graphs: HostOverhead) -> HostOverhead:
             "attn_shape_miss_s": {},
             "attn_shape_miss_per_layer_s": {},
             "attn_shape_miss_fixed_s": {},
+            # vLLM keeps its block tables in a persistent batch updated per block
+            # (v1/worker/gpu_input_batch.py, block_table.py), not a per-token read index
+            "per_kv_token_s": 0.0,
             "source": "stand-in, not vLLM measured: transformers_cb_graphs' per-step and "
             "per-sequence host time (vLLM cannot be installed on the lent GPU), without its "
-            "graph captures (vLLM captures every size at start-up); "
+            "per-KV-token read-index work and graph captures (vLLM captures every size at start-up); "
             f"that entry: {cb_graphs.source}",
         }
+    )
+
+
+KV_MARK = "; serial host work per KV token read"
+
+
+def kv_note(fit) -> str:
+    """The source text of a per-KV-token fit (calibrate/kvhost.py)."""
+    slope = (
+        f"{fit.per_kv_token_s * 1e9:.1f} ns a token"
+        if fit.per_kv_token_s
+        else f"none (slope {fit.raw_slope_s * 1e9:+.1f} ns a token, floored at 0)"
+    )
+    return (
+        f"{KV_MARK}: {slope} of calibration-host time, over {fit.points} points at "
+        f"{fit.kv_range[0]}-{fit.kv_range[1]} KV tokens, host factors "
+        f"{fit.factor_range[0]:.2f}-{fit.factor_range[1]:.2f}, median |serial time error| "
+        f"{fit.median_error * 100:.0f}%; raw: {KV_HOST.name}/ (tools/device/kv_host_probe.py, "
+        "2026-12-03T17:14Z)"
     )
 
 
@@ -130,12 +159,23 @@ def refit(name: str = "h200") -> dict:
         f"{CAPTURE_HOST.name}/ (six rounds between host-speed passes, factors "
         f"{rounds['f'].min():.2f}-{rounds['f'].max():.2f}, 2026-12-03T15:12Z)"
     )
+    points = serial_points(KV_HOST, prof)
+    kv = fit_kv_host(points, ENGINE, ho)
     ho = ho.model_copy(
         update={
+            "per_kv_token_s": kv.per_kv_token_s,
             "attn_shape_miss_s": {d: a for d in dts},
             "attn_shape_miss_per_layer_s": {d: b for d in dts},
             "attn_shape_miss_fixed_s": {d: fixed for d in dts},
-            "source": ho.source + note,
+            "source": ho.source + note + kv_note(kv),
+        }
+    )
+    eager = prof.host["transformers_cb"]
+    eager_kv = fit_kv_host(points, "transformers_cb", eager)
+    eager = eager.model_copy(
+        update={
+            "per_kv_token_s": eager_kv.per_kv_token_s,
+            "source": eager.source.split(KV_MARK)[0] + kv_note(eager_kv),
         }
     )
     data = json.loads(Path(path).read_text())
@@ -147,6 +187,7 @@ def refit(name: str = "h200") -> dict:
             data["kernels"][kc] = by
     data["host"]["cuda_graph_replay"] = fitted["host"]["cuda_graph_replay"]
     data["host"][ENGINE] = fitted["host"][ENGINE]
+    data["host"]["transformers_cb"] = json.loads(eager.model_dump_json())
     data["host"]["vllm"] = json.loads(vllm_host(ho).model_dump_json())
     data["provenance"]["graph_note"] = (
         f"kernel classes *_graph and host cuda_graph_replay from {RAW.relative_to(ROOT)}/graph.csv"

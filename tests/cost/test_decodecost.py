@@ -44,7 +44,7 @@ def test_pricer_is_step_cost_bit_for_bit():
             ref = m.step_cost(StepWork(n_decode=n, decode_ctx_sum=ctx))
             got = m.decode_pricer.gpu_busy(n, ctx)
             assert got == (ref.gpu_s, ref.busy_energy_j), (m.engine, m.dtype, m.tp, n, ctx)
-            assert m.decode_pricer.host_s(n) + m.serial_host_s(n) == ref.host_s
+            assert m.decode_pricer.host_s(n) + m.serial_host_s(n, True, ctx) == ref.host_s
 
 
 @pytest.mark.parametrize("k", [1, 2, 7, 300])

@@ -71,6 +71,10 @@ class HostOverhead(_Strict):
     per_step_s: float = Field(ge=0)
     per_layer_s: float = Field(ge=0)
     per_sequence_s: float = Field(ge=0)
+    # host time per KV token a step reads, in the part of the step its kernels wait for (an
+    # engine whose input preparation builds a read index over every cached token of every
+    # request: transformers CB, calibrate/kvhost.py); 0: not measured or none
+    per_kv_token_s: float = Field(default=0.0, ge=0)
     # power of the GPU while it waits for this engine's host inside a step, when measured for
     # the engine (transformers CB); None: the profile's idle.host_wait_w (fitted on HF eager)
     wait_w: float | None = Field(default=None, gt=0)

@@ -131,6 +131,11 @@ class StepWork:
     def n_seqs(self) -> int:
         return len(self.prefill) + self.n_decode
 
+    @property
+    def kv_read(self) -> int:
+        """KV tokens the step reads: every sequence's past and new tokens."""
+        return sum(new + past for new, past in self.prefill) + self.decode_ctx_sum
+
 
 @dataclass(frozen=True)
 class StepCost:
@@ -428,20 +433,26 @@ class CostModel:
             return busy_j / self._plimit
         return gpu_s
 
-    def host_split(self, n_seqs: int, decode_only: bool = True) -> tuple[float, float]:
-        """A step's host time of n_seqs sequences as (the part that may overlap its kernels,
-        the part its kernels wait for): all overlapped by default; under a synchronous loop
-        (EngineShape.host_serial) only the per-layer kernel launches overlap and the per-step
-        and per-sequence work runs between forwards; in a decode-only step whose kernels sync
-        per call (decode_sync) none of it overlaps."""
+    def host_split(
+        self, n_seqs: int, decode_only: bool = True, kv_tokens: int = 0
+    ) -> tuple[float, float]:
+        """A step's host time of n_seqs sequences reading kv_tokens KV tokens as (the part
+        that may overlap its kernels, the part its kernels wait for): all overlapped by
+        default; under a synchronous loop (EngineShape.host_serial) only the per-layer kernel
+        launches overlap and the per-step, per-sequence and per-KV-token work runs between
+        forwards; in a decode-only step whose kernels sync per call (decode_sync) none of it
+        overlaps."""
         h = self.host
         launches = h.per_layer_s * self.card.num_hidden_layers
         if decode_only and self.nf4_dequant:
             launches += self._nf4_dequant_host_s(n_seqs)
+        per_step = h.per_step_s + h.per_sequence_s * n_seqs
+        if h.per_kv_token_s:
+            per_step += h.per_kv_token_s * kv_tokens
         if self.decode_sync and decode_only:
             return 0.0, h.per_step_s + launches + h.per_sequence_s * n_seqs
         if self.shape.host_serial:
-            return launches, h.per_step_s + h.per_sequence_s * n_seqs
+            return launches, per_step
         return h.per_step_s + launches + h.per_sequence_s * n_seqs, 0.0
 
     def _nf4_dequant_host_s(self, rows: int) -> float:
@@ -460,9 +471,9 @@ class CostModel:
         """The host time that may overlap the step's kernels (host_split)."""
         return self.host_split(n_seqs, decode_only)[0]
 
-    def serial_host_s(self, n_seqs: int, decode_only: bool = True) -> float:
+    def serial_host_s(self, n_seqs: int, decode_only: bool = True, kv_tokens: int = 0) -> float:
         """The host time the step's kernels wait for (host_split)."""
-        return self.host_split(n_seqs, decode_only)[1]
+        return self.host_split(n_seqs, decode_only, kv_tokens)[1]
 
     def wait_power_w(self, gpu_s: float, busy_j: float) -> float:
         """Per-GPU power while the GPU waits for the host inside a step whose kernels take
@@ -594,7 +605,7 @@ class CostModel:
         t_attn, e_attn = self._attention(work)
         gpu = self.power_limited(t_const + t_attn, e_const + e_attn)
         busy = e_const + e_attn
-        host, between = self.host_split(work.n_seqs, not work.prefill)
+        host, between = self.host_split(work.n_seqs, not work.prefill, work.kv_read)
         wall = max(gpu, host)
         if work.prefill:
             h = self.host
@@ -627,7 +638,8 @@ class CostModel:
 
         Step j attends over ctx_sum0 + n*j tokens. GPU time and busy energy are affine in j
         (the attention kernel's bound and the power clip are checked at both ends of any
-        range used, see DecodeSegment); host time is constant.
+        range used, see DecodeSegment); host time is constant, the serial host work affine
+        (its per-KV-token part, HostOverhead.per_kv_token_s).
         """
         # = step_cost's gpu_s and busy_energy_j, bit for bit
         gpu0, busy0, gpu1, busy1, host = self.decode_pricer.first_two(n_decode, ctx_sum0)
@@ -642,7 +654,8 @@ class CostModel:
             host,
             self.wait_w * self.tp,
             self.standby_k,
-            self.serial_host_s(n_decode),
+            self.serial_host_s(n_decode, True, ctx_sum0),
+            self.host.per_kv_token_s * n_decode if self.shape.host_serial else 0.0,
         )
 
 
@@ -733,6 +746,7 @@ def _scaled_host(h: HostOverhead, f: float) -> HostOverhead:
             "per_step_s": h.per_step_s * f,
             "per_layer_s": h.per_layer_s * f,
             "per_sequence_s": h.per_sequence_s * f,
+            "per_kv_token_s": h.per_kv_token_s * f,
             "setup_s": h.setup_s * f,
             "attn_shape_miss_s": {k: v * f for k, v in h.attn_shape_miss_s.items()},
             "attn_shape_miss_per_layer_s": {
@@ -800,19 +814,34 @@ def _sum_ratio(b0: float, db: float, g0: float, dg: float, n: int) -> float:
     return db / dg * n + (b0 - db * a) * harm
 
 
+def _steps_reaching(first: float, slope: float, total: float) -> int:
+    """About the n where n*first + slope*n*(n-1)/2 reaches total (steps whose times
+    start at `first` and grow by `slope`): DecodeSegment._guess's quadratic."""
+    if total <= 0:
+        return 0
+    if first <= 0 and slope <= 0:
+        return 0
+    b = first - slope / 2.0
+    disc = b * b + 2.0 * slope * total
+    if disc <= 0 or b + math.sqrt(disc) <= 0:
+        return 1
+    return math.ceil(2.0 * total / (b + math.sqrt(disc)))
+
+
 class DecodeSegment:
     """Cumulative wall time and energy of the first k steps of a decode-only batch, O(1) each.
 
-    wall(j) = max(gpu0 + dgpu*j, host) + between; energy(j) = busy0 + dbusy*j +
-    p_wait(j)*(max(gpu(j), host)-gpu(j)) + wait_w*between with p_wait(j) = (1-k)*wait_w +
+    wall(j) = max(gpu0 + dgpu*j, host) + between(j); energy(j) = busy0 + dbusy*j +
+    p_wait(j)*(max(gpu(j), host)-gpu(j)) + wait_w*between(j) with p_wait(j) = (1-k)*wait_w +
     k*busy(j)/gpu(j) (CostModel.wait_power_w, all GPUs); the sum of busy(j)/gpu(j) has a
-    closed form too (_sum_ratio). `between` is the host work between forwards of a
-    synchronous loop (CostModel.serial_host_s). (A plain class with slots: one is built per
+    closed form too (_sum_ratio). between(j) = between + dbetween*j is the host work between
+    forwards of a synchronous loop (CostModel.serial_host_s; dbetween its per-KV-token part's
+    growth as the batch's KV grows by n a step). (A plain class with slots: one is built per
     decode run.)
     """
 
     __slots__ = ("model", "n", "ctx0", "gpu0", "dgpu", "busy0", "dbusy", "host", "wait_w")
-    __slots__ += ("standby_k", "_s_all", "between")
+    __slots__ += ("standby_k", "_s_all", "between", "dbetween")
 
     def __init__(
         self,
@@ -827,11 +856,12 @@ class DecodeSegment:
         wait_w: float,
         standby_k: float = 0.0,
         between: float = 0.0,
+        dbetween: float = 0.0,
     ) -> None:
         self.model, self.n, self.ctx0 = model, n, ctx0
         self.gpu0, self.dgpu, self.busy0, self.dbusy = gpu0, dgpu, busy0, dbusy
         self.host, self.wait_w, self.standby_k = host, wait_w, standby_k
-        self.between = between
+        self.between, self.dbetween = between, dbetween
         # host-bound leading steps of an unbounded run (None: every step)
         if gpu0 >= host:
             self._s_all: int | None = 0
@@ -855,7 +885,13 @@ class DecodeSegment:
                 t = s * self.host + 0.0
             else:
                 t = s * self.host + (n * self.gpu0 + self.dgpu * (s + k - 1) * n / 2.0)
-        return t + k * self.between if self.between else t
+        return t + self._between_sum(k) if self.between or self.dbetween else t
+
+    def _between_sum(self, k: int) -> float:
+        """Serial host time of the first k steps: sum of between + dbetween*j, j < k."""
+        if not self.dbetween:
+            return k * self.between
+        return k * self.between + self.dbetween * (k - 1) * k / 2.0
 
     def energy(self, k: int) -> float:
         s = self._split(k)
@@ -863,7 +899,7 @@ class DecodeSegment:
         busy = k * self.busy0 + self.dbusy * (k - 1) * k / 2.0 if k > 0 else 0.0
         gpu = s * self.gpu0 + self.dgpu * (s - 1) * s / 2.0 if s > 0 else 0.0
         idle_s = s * self.host - gpu
-        between = self.wait_w * k * self.between if self.between else 0.0
+        between = self.wait_w * self._between_sum(k) if self.between or self.dbetween else 0.0
         if self.standby_k == 0.0:
             return busy + self.wait_w * idle_s + between
         ks = self.standby_k
@@ -902,16 +938,13 @@ class DecodeSegment:
     def _guess(self, elapsed: float) -> int:
         """About the k where time(k) reaches elapsed (the quadratic of the GPU-bound part)."""
         s = self._s_all
-        host = self.host + self.between  # a host-bound step's whole time
-        if s is None or elapsed <= s * host:
-            return math.ceil(elapsed / host) if host > 0 else 0
-        rest = elapsed - s * host  # n steps from step s: n*g + dgpu*n*(n-1)/2 >= rest
-        g = self.gpu0 + self.dgpu * s + self.between
-        b = g - self.dgpu / 2.0
-        disc = b * b + 2.0 * self.dgpu * rest
-        if disc <= 0 or b + math.sqrt(disc) <= 0:
-            return s + 1
-        return s + math.ceil(2.0 * rest / (b + math.sqrt(disc)))
+        db = self.dbetween
+        host = self.host + self.between  # a host-bound step's whole time (at j = 0)
+        if s is None or elapsed <= self.time(s):
+            return _steps_reaching(host, db, elapsed)
+        rest = elapsed - self.time(s)  # n steps from step s: n*g + slope*n*(n-1)/2 >= rest
+        g = self.gpu0 + self.dgpu * s + self.between + db * s
+        return s + _steps_reaching(g, self.dgpu + db, rest)
 
     def last_step_power_per_gpu(self, k: int) -> float:
         """Power of step k-1 per GPU, used as the level the GPU leaves standby from."""
