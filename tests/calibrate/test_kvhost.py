@@ -45,7 +45,7 @@ def test_known_slope_is_recovered():
     assert fit.median_error == pytest.approx(0.0, abs=1e-9)
 
 
-def _model(graphs: bool, kind: str = "transformers"):
+def _model(graphs: bool):
     s = load_scenario(ROOT / "scenarios/validation/burst_large.yaml")
     hw = s.hardware.model_copy(update={"gpu": "h200", "host_time_factor": 1.5})
     server = s.server.model_copy(update={"cuda_graphs": graphs})

@@ -16,7 +16,8 @@ Inside CUDA-graph replays (calibrate/graphbench.py run_plan, the graph stage's t
    down: transformers' modules) and fused (qkv, gate_up: vLLM's and TGI's), with the LM head,
    at m = 1 .. 8192 rows; Llama-3.1-70B also at its tensor-parallel-4 shards.
 
-    python tools/device/shape_probe.py --out DIR [--budget-s 420]
+    python tools/device/shape_probe.py --out DIR [--budget-s 420]   # after
+    . tools/device/carried_wheels.sh (pydantic; tools/device/probe.sh does it)
 
 Writes DIR/graph.csv (graph stage rows) and DIR/graph_env.json; resumable (rows already in
 graph.csv are skipped).
@@ -29,8 +30,7 @@ import json
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 LAYOUTS = ((28, 4), (32, 8), (40, 8), (12, 2))
 ATTN_Q = (64, 128, 256)
@@ -50,21 +50,15 @@ MODELS = (
 
 
 def model_shapes(name: str, tp: int = 1) -> list[tuple[int, int]]:
-    """(n_in, n_out) of one layer's projections (unfused and fused) and the LM head, from the
-    model card's integer fields (read as "key: value" lines: the device image has no pydantic
-    for config/modelcard.py)."""
-    card = ROOT / f"src/llm_energy_sim/data/models/{name}.yaml"
-    c = {}
-    for line in card.read_text().splitlines():
-        k, _, v = line.partition(":")
-        if v.strip().isdigit():
-            c[k.strip()] = int(v)
-    d = c.get("head_dim") or c["hidden_size"] // c["num_attention_heads"]
-    h, i = c["hidden_size"], c["intermediate_size"] // tp
-    q, kv = c["num_attention_heads"] * d // tp, c["num_key_value_heads"] * d // tp
+    """(n_in, n_out) of one layer's projections (unfused and fused) and the LM head."""
+    from llm_energy_sim.config.modelcard import load_model_card
+
+    c = load_model_card(name)
+    h, i = c.hidden_size, c.intermediate_size // tp
+    q, kv = c.q_dim // tp, c.kv_dim // tp
     shapes = [(h, q), (h, kv), (q, h), (h, i), (i, h), (h, q + 2 * kv), (h, 2 * i)]
     if tp == 1:
-        shapes.append((h, c["vocab_size"]))
+        shapes.append((h, c.vocab_size))
     return shapes
 
 

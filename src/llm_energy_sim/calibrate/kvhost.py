@@ -79,11 +79,12 @@ def fit_kv_host(points: pd.DataFrame, engine: str, host: HostOverhead) -> KvHost
     """The per-KV-token slope of `engine`'s points (module docstring)."""
     x = points[points["mode"] == MODE_OF_ENGINE[engine]]
     base = host.per_step_s + host.per_sequence_s * x["batch"]
-    excess = x["serial_s"] / x["factor"] - base
+    serial = x["serial_s"] / x["factor"]  # calibration-host time
+    excess = serial - base
     kv = x["kv"].astype(float)
     slope = float((excess * kv).sum() / (kv * kv).sum())
     c = max(slope, 0.0)
-    err = (base + c * kv) / (x["serial_s"] / x["factor"]) - 1.0
+    err = (base + c * kv) / serial - 1.0
     return KvHostFit(
         c,
         slope,

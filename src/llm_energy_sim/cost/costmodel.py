@@ -231,6 +231,11 @@ class CostModel:
         # kernels that sync with the host per call (HostOverhead.decode_sync): a decode step's
         # host and kernels add up; priced by step_cost (StepPricer assumes overlap)
         self.decode_sync = self.host.decode_sync
+        # serial host seconds per KV token a step reads (HostOverhead.per_kv_token_s): charged
+        # where the engine's per-step work is serial with its kernels (host_serial,
+        # decode_sync), none where it overlaps them (DecodeSegment's constant host time)
+        serial = self.shape.host_serial or self.decode_sync
+        self.serial_kv_rate = self.host.per_kv_token_s if serial else 0.0
         # NF4 projections that dequantise pay host time in decode steps (_nf4_dequant_host_s)
         self.nf4_dequant = bool(self.host.nf4_dequant_call_s) and self.dt.name == "int4"
         self._nf4_host: dict[int, float] = {}  # _nf4_dequant_host_s, memoised per rows
@@ -446,13 +451,11 @@ class CostModel:
         launches = h.per_layer_s * self.card.num_hidden_layers
         if decode_only and self.nf4_dequant:
             launches += self._nf4_dequant_host_s(n_seqs)
-        per_step = h.per_step_s + h.per_sequence_s * n_seqs
-        if h.per_kv_token_s:
-            per_step += h.per_kv_token_s * kv_tokens
+        kv = self.serial_kv_rate * kv_tokens  # 0.0 where none: adding it changes no bit
         if self.decode_sync and decode_only:
-            return 0.0, h.per_step_s + launches + h.per_sequence_s * n_seqs
+            return 0.0, h.per_step_s + launches + h.per_sequence_s * n_seqs + kv
         if self.shape.host_serial:
-            return launches, per_step
+            return launches, h.per_step_s + h.per_sequence_s * n_seqs + kv
         return h.per_step_s + launches + h.per_sequence_s * n_seqs, 0.0
 
     def _nf4_dequant_host_s(self, rows: int) -> float:
@@ -655,7 +658,7 @@ class CostModel:
             self.wait_w * self.tp,
             self.standby_k,
             self.serial_host_s(n_decode, True, ctx_sum0),
-            self.host.per_kv_token_s * n_decode if self.shape.host_serial else 0.0,
+            self.serial_kv_rate * n_decode,
         )
 
 
@@ -940,9 +943,10 @@ class DecodeSegment:
         s = self._s_all
         db = self.dbetween
         host = self.host + self.between  # a host-bound step's whole time (at j = 0)
-        if s is None or elapsed <= self.time(s):
+        bound = None if s is None else self.time(s)  # the host-bound steps' time
+        if bound is None or elapsed <= bound:
             return _steps_reaching(host, db, elapsed)
-        rest = elapsed - self.time(s)  # n steps from step s: n*g + slope*n*(n-1)/2 >= rest
+        rest = elapsed - bound  # n steps from step s: n*g + slope*n*(n-1)/2 >= rest
         g = self.gpu0 + self.dgpu * s + self.between + db * s
         return s + _steps_reaching(g, self.dgpu + db, rest)
 
